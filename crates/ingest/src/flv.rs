@@ -1,0 +1,380 @@
+//! FLV tag bodies (as carried in RTMP audio/video messages and FLV files) to access units.
+//!
+//! Video: H.264 in AVCC framing becomes Annex B without copying the NAL units. Each
+//! 4-byte length prefix is replaced by a static start code fragment and the NAL body is a
+//! slice of the incoming buffer. An access unit delimiter leads every access unit and the
+//! SPS/PPS from the sequence header are put in front of every keyframe that lacks them, so
+//! each segment decodes on its own (ISO/IEC 13818-1 Amendment 3 / Apple HLS authoring
+//! rules). Composition time offsets become PTS = DTS + CTS.
+//!
+//! Audio: AAC raw frames get a 7-byte ADTS header fragment.
+//!
+//! Timestamps are 32-bit milliseconds that wrap after ~49.7 days; [`TimestampExtender`]
+//! unwraps them into a continuous 64-bit timeline.
+
+use bytes::Bytes;
+use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, StreamEvent, Timescale, TrackInfo, TrackKind};
+
+use crate::error::FlvError;
+
+/// FLV tag type for audio.
+pub const TAG_AUDIO: u8 = 8;
+/// FLV tag type for video.
+pub const TAG_VIDEO: u8 = 9;
+/// FLV tag type for script data.
+pub const TAG_SCRIPT: u8 = 18;
+
+static START_CODE: &[u8] = &[0, 0, 0, 1];
+static AUD: &[u8] = &[0, 0, 0, 1, 0x09, 0xf0];
+
+const NAL_IDR: u8 = 5;
+const NAL_SPS: u8 = 7;
+const NAL_AUD: u8 = 9;
+
+/// Unwraps 32-bit millisecond timestamps into 64-bit ones.
+#[derive(Debug, Default, Clone)]
+pub struct TimestampExtender {
+    last: Option<(u32, i64)>,
+}
+
+impl TimestampExtender {
+    /// The 64-bit timestamp for `ts`: the nearest one to the previous value, so a wrap
+    /// continues forward and a small step back stays a small step back.
+    pub fn extend(&mut self, ts: u32) -> i64 {
+        let v = match self.last {
+            None => ts as i64,
+            Some((l32, l64)) => l64 + ts.wrapping_sub(l32) as i32 as i64,
+        };
+        self.last = Some((ts, v));
+        v
+    }
+}
+
+/// Turns FLV audio/video tag bodies of one stream into [`StreamEvent`]s.
+#[derive(Default)]
+pub struct FlvDemuxer {
+    video: Option<H264Config>,
+    audio: Option<AacConfig>,
+    clock: TimestampExtender,
+}
+
+impl FlvDemuxer {
+    /// A demuxer with no track configured yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current track configuration.
+    pub fn tracks(&self) -> TrackInfo {
+        TrackInfo { video: self.video.clone(), audio: self.audio.clone() }
+    }
+
+    /// Handles one tag body of type `tag_type` ([`TAG_AUDIO`] or [`TAG_VIDEO`]; others are
+    /// ignored) with timestamp `ts_ms`.
+    pub fn handle_tag(&mut self, tag_type: u8, ts_ms: u32, body: &Payload) -> Result<Option<StreamEvent>, FlvError> {
+        match tag_type {
+            TAG_VIDEO => self.handle_video(ts_ms, body),
+            TAG_AUDIO => self.handle_audio(ts_ms, body),
+            _ => Ok(None),
+        }
+    }
+
+    /// Handles a video tag body.
+    pub fn handle_video(&mut self, ts_ms: u32, body: &Payload) -> Result<Option<StreamEvent>, FlvError> {
+        let mut h = [0u8; 5];
+        if body.is_empty() {
+            return Ok(None);
+        }
+        body.copy_range(0, &mut h[..1]);
+        if h[0] & 0x80 != 0 {
+            let mut fourcc = [0u8; 4];
+            body.copy_range(1, &mut fourcc);
+            return Err(FlvError::UnsupportedEnhancedVideo(String::from_utf8_lossy(&fourcc).into_owned()));
+        }
+        let frame_type = h[0] >> 4;
+        let codec = h[0] & 0x0f;
+        if frame_type == 5 {
+            return Ok(None); // video info / command frame: no picture
+        }
+        if codec != 7 {
+            return Err(FlvError::UnsupportedVideoCodec(codec));
+        }
+        if !body.copy_range(0, &mut h) {
+            return Err(FlvError::Truncated("AVC video"));
+        }
+        let cts = (((h[2] as i32) << 24 | (h[3] as i32) << 16 | (h[4] as i32) << 8) >> 8) as i64;
+        match h[1] {
+            0 => {
+                let record = body.slice(5, body.len()).unwrap_or_default().to_contiguous();
+                let cfg = H264Config::from_avc_record(&record)
+                    .map_err(|source| FlvError::Codec { track: TrackKind::Video, source })?;
+                if self.video.as_ref() == Some(&cfg) {
+                    return Ok(None);
+                }
+                self.video = Some(cfg);
+                Ok(Some(StreamEvent::Tracks(self.tracks())))
+            }
+            1 => {
+                let cfg = self.video.as_ref().ok_or(FlvError::MissingSequenceHeader(TrackKind::Video))?;
+                let dts = self.clock.extend(ts_ms);
+                let Some((data, has_idr)) = avcc_to_annexb(body, 5, cfg, frame_type == 1)? else {
+                    return Ok(None);
+                };
+                Ok(Some(StreamEvent::Media(AccessUnit {
+                    track: TrackKind::Video,
+                    dts: MediaTime::new(dts, Timescale::MILLIS),
+                    pts: MediaTime::new(dts + cts, Timescale::MILLIS),
+                    keyframe: has_idr || frame_type == 1,
+                    data,
+                })))
+            }
+            _ => Ok(None), // end of sequence
+        }
+    }
+
+    /// Handles an audio tag body.
+    pub fn handle_audio(&mut self, ts_ms: u32, body: &Payload) -> Result<Option<StreamEvent>, FlvError> {
+        let mut h = [0u8; 2];
+        if body.is_empty() {
+            return Ok(None);
+        }
+        body.copy_range(0, &mut h[..1]);
+        let format = h[0] >> 4;
+        if format != 10 {
+            return Err(FlvError::UnsupportedAudioCodec(format));
+        }
+        if !body.copy_range(0, &mut h) {
+            return Err(FlvError::Truncated("AAC audio"));
+        }
+        if h[1] == 0 {
+            let asc = body.slice(2, body.len()).unwrap_or_default().to_contiguous();
+            let cfg = AacConfig::from_audio_specific_config(&asc)
+                .map_err(|source| FlvError::Codec { track: TrackKind::Audio, source })?;
+            if self.audio.as_ref() == Some(&cfg) {
+                return Ok(None);
+            }
+            self.audio = Some(cfg);
+            return Ok(Some(StreamEvent::Tracks(self.tracks())));
+        }
+        let cfg = self.audio.as_ref().ok_or(FlvError::MissingSequenceHeader(TrackKind::Audio))?;
+        let raw = body.slice(2, body.len()).unwrap_or_default();
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let header = cfg
+            .adts_header_bytes(raw.len())
+            .map_err(|source| FlvError::Codec { track: TrackKind::Audio, source })?;
+        let mut data = Payload::with_capacity(1 + raw.parts().len());
+        data.push(header);
+        for p in raw.parts() {
+            data.push(p.clone());
+        }
+        let t = MediaTime::new(self.clock.extend(ts_ms), Timescale::MILLIS);
+        Ok(Some(StreamEvent::Media(AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data })))
+    }
+}
+
+/// Rewrites the AVCC NAL units of `body[start..]` as Annex B fragments. Returns `None` for
+/// an access unit with no NAL units, and whether it holds an IDR slice.
+fn avcc_to_annexb(
+    body: &Payload,
+    start: usize,
+    cfg: &H264Config,
+    flagged_key: bool,
+) -> Result<Option<(Payload, bool)>, FlvError> {
+    let n = cfg.nal_length_size as usize;
+    let tag_len = body.len();
+    // First pass: NAL boundaries and types (no payload bytes are touched but the headers).
+    let mut nals: Vec<(usize, usize, u8)> = Vec::with_capacity(8);
+    let mut pos = start;
+    while pos + n <= tag_len {
+        let mut lb = [0u8; 4];
+        body.copy_range(pos, &mut lb[4 - n..]);
+        let len = u32::from_be_bytes(lb) as usize;
+        let begin = pos + n;
+        if len > tag_len - begin {
+            return Err(FlvError::NalOverrun { len, offset: pos, tag_len });
+        }
+        if len > 0 {
+            let mut t = [0u8; 1];
+            body.copy_range(begin, &mut t);
+            nals.push((begin, begin + len, t[0] & 0x1f));
+        }
+        pos = begin + len;
+    }
+    if nals.is_empty() {
+        return Ok(None);
+    }
+    let has_idr = nals.iter().any(|&(_, _, t)| t == NAL_IDR);
+    let has_sps = nals.iter().any(|&(_, _, t)| t == NAL_SPS);
+    let mut out = Payload::with_capacity(2 * nals.len() + 6);
+    out.push(Bytes::from_static(AUD));
+    if (has_idr || flagged_key) && !has_sps {
+        for ps in cfg.sps.iter().chain(&cfg.pps) {
+            out.push(Bytes::from_static(START_CODE));
+            out.push(ps.clone());
+        }
+    }
+    for (b, e, t) in nals {
+        if t == NAL_AUD {
+            continue;
+        }
+        // In-band SPS/PPS are kept: they may be new ones (a resolution change).
+        out.push(Bytes::from_static(START_CODE));
+        for p in body.slice(b, e).unwrap_or_default().parts() {
+            out.push(p.clone());
+        }
+    }
+    Ok(Some((out, has_idr)))
+}
+
+/// One tag read from an FLV file.
+#[derive(Debug, Clone)]
+pub struct FlvTag {
+    /// [`TAG_AUDIO`], [`TAG_VIDEO`] or [`TAG_SCRIPT`].
+    pub tag_type: u8,
+    /// Milliseconds (24 bits plus the extension byte).
+    pub timestamp: u32,
+    /// The tag body, a slice of the file's bytes.
+    pub body: Bytes,
+}
+
+/// Reads the tags of an FLV file held in memory (Adobe FLV spec, annex E).
+pub struct FlvFileReader {
+    data: Bytes,
+    pos: usize,
+}
+
+impl FlvFileReader {
+    /// Checks the file header and positions at the first tag.
+    pub fn new(data: Bytes) -> Result<Self, FlvError> {
+        if data.len() < 9 || &data[..3] != b"FLV" {
+            return Err(FlvError::File("missing FLV signature"));
+        }
+        let header_len = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize;
+        if header_len < 9 || header_len > data.len() {
+            return Err(FlvError::File("bad header length"));
+        }
+        // Skip the header and PreviousTagSize0.
+        Ok(FlvFileReader { data, pos: header_len + 4 })
+    }
+}
+
+impl Iterator for FlvFileReader {
+    type Item = Result<FlvTag, FlvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let d = &self.data;
+        if self.pos + 11 > d.len() {
+            return None;
+        }
+        let h = &d[self.pos..self.pos + 11];
+        let tag_type = h[0] & 0x1f;
+        let size = (h[1] as usize) << 16 | (h[2] as usize) << 8 | h[3] as usize;
+        let timestamp = (h[7] as u32) << 24 | (h[4] as u32) << 16 | (h[5] as u32) << 8 | h[6] as u32;
+        let start = self.pos + 11;
+        if start + size > d.len() {
+            self.pos = d.len();
+            return Some(Err(FlvError::File("tag runs past the end of the file")));
+        }
+        let body = d.slice(start..start + size);
+        self.pos = start + size + 4;
+        Some(Ok(FlvTag { tag_type, timestamp, body }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02,
+        0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb];
+
+    fn seq_header() -> Payload {
+        let mut v = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, SPS.len() as u8];
+        v.extend_from_slice(SPS);
+        v.extend_from_slice(&[1, 0, PPS.len() as u8]);
+        v.extend_from_slice(PPS);
+        Bytes::from(v).into()
+    }
+
+    fn nalu_tag(key: bool, cts: i32, nals: &[&[u8]]) -> Payload {
+        let mut v = vec![if key { 0x17 } else { 0x27 }, 1];
+        v.extend_from_slice(&cts.to_be_bytes()[1..]);
+        for n in nals {
+            v.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            v.extend_from_slice(n);
+        }
+        Bytes::from(v).into()
+    }
+
+    #[test]
+    fn keyframe_gets_aud_and_parameter_sets() {
+        let mut d = FlvDemuxer::new();
+        assert!(matches!(d.handle_video(0, &seq_header()).unwrap(), Some(StreamEvent::Tracks(_))));
+        let ev = d.handle_video(40, &nalu_tag(true, 80, &[&[0x65, 1, 2, 3]])).unwrap();
+        let Some(StreamEvent::Media(au)) = ev else { panic!("expected media") };
+        assert!(au.keyframe);
+        assert_eq!(au.dts.ticks(), 40);
+        assert_eq!(au.pts.ticks(), 120);
+        let mut want = AUD.to_vec();
+        for ps in [SPS, PPS, &[0x65, 1, 2, 3][..]] {
+            want.extend_from_slice(START_CODE);
+            want.extend_from_slice(ps);
+        }
+        assert_eq!(au.data.to_contiguous().as_ref(), want.as_slice());
+    }
+
+    #[test]
+    fn negative_composition_time() {
+        let mut d = FlvDemuxer::new();
+        d.handle_video(0, &seq_header()).unwrap();
+        let Some(StreamEvent::Media(au)) = d.handle_video(100, &nalu_tag(false, -33, &[&[0x41, 9]])).unwrap() else {
+            panic!()
+        };
+        assert_eq!(au.pts.ticks(), 67);
+        assert!(!au.keyframe);
+    }
+
+    #[test]
+    fn errors_are_specific() {
+        let mut d = FlvDemuxer::new();
+        assert_eq!(
+            d.handle_video(0, &nalu_tag(true, 0, &[&[0x65]])).unwrap_err(),
+            FlvError::MissingSequenceHeader(TrackKind::Video)
+        );
+        let e = d.handle_video(0, &Bytes::from_static(&[0x12, 0]).into()).unwrap_err();
+        assert_eq!(e, FlvError::UnsupportedVideoCodec(2));
+        let e = d.handle_audio(0, &Bytes::from_static(&[0x2f, 0]).into()).unwrap_err();
+        assert_eq!(e, FlvError::UnsupportedAudioCodec(2));
+        d.handle_video(0, &seq_header()).unwrap();
+        let mut bad = nalu_tag(true, 0, &[&[0x65, 1, 2]]).to_contiguous().to_vec();
+        bad[8] = 200; // length prefix now overruns
+        assert!(matches!(d.handle_video(0, &Bytes::from(bad).into()), Err(FlvError::NalOverrun { .. })));
+    }
+
+    #[test]
+    fn aac_frames_get_adts_headers() {
+        let mut d = FlvDemuxer::new();
+        d.handle_audio(0, &Bytes::from_static(&[0xaf, 0, 0x12, 0x10]).into()).unwrap();
+        let Some(StreamEvent::Media(au)) = d.handle_audio(23, &Bytes::from_static(&[0xaf, 1, 9, 9, 9]).into()).unwrap()
+        else {
+            panic!()
+        };
+        let b = au.data.to_contiguous();
+        assert_eq!(&b[..2], &[0xff, 0xf1]);
+        assert_eq!(&b[7..], &[9, 9, 9]);
+        assert_eq!(AacConfig::from_adts_header(&b).unwrap().1, 10);
+    }
+
+    #[test]
+    fn timestamps_unwrap() {
+        let mut c = TimestampExtender::default();
+        assert_eq!(c.extend(u32::MAX - 10), u32::MAX as i64 - 10);
+        assert_eq!(c.extend(5), u32::MAX as i64 + 6);
+        assert_eq!(c.extend(1), u32::MAX as i64 + 2);
+    }
+}

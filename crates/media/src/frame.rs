@@ -1,0 +1,213 @@
+//! Access units and their zero-copy payloads.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::MediaTime;
+
+/// Which elementary stream an access unit belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    /// H.264 video, Annex B byte stream (start codes, AUD and parameter sets in band).
+    Video,
+    /// AAC audio with ADTS headers.
+    Audio,
+}
+
+/// An access unit's bytes as a list of fragments whose concatenation is the elementary
+/// stream data.
+///
+/// Fragments are `Bytes` handles into the buffers the payload arrived in (RTMP chunk
+/// payloads, a file read) plus small static or generated pieces (start codes, ADTS headers).
+/// Nothing is copied until a muxer writes the fragments into a segment.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Payload {
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Payload {
+    /// An empty payload.
+    pub fn new() -> Self {
+        Payload::default()
+    }
+
+    /// An empty payload with room for `n` fragments.
+    pub fn with_capacity(n: usize) -> Self {
+        Payload { parts: Vec::with_capacity(n), len: 0 }
+    }
+
+    /// Appends a fragment; empty fragments are skipped.
+    pub fn push(&mut self, part: Bytes) {
+        if !part.is_empty() {
+            self.len += part.len();
+            self.parts.push(part);
+        }
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The fragments in order.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// The bytes in `start..end` as a payload of sub-slices of this one's fragments (no copy).
+    /// Returns `None` when the range is out of bounds.
+    pub fn slice(&self, start: usize, end: usize) -> Option<Payload> {
+        if start > end || end > self.len {
+            return None;
+        }
+        let mut out = Payload::with_capacity(2);
+        let mut off = 0;
+        for p in &self.parts {
+            let (ps, pe) = (off, off + p.len());
+            off = pe;
+            if pe <= start {
+                continue;
+            }
+            if ps >= end {
+                break;
+            }
+            out.push(p.slice(start.max(ps) - ps..end.min(pe) - ps));
+        }
+        Some(out)
+    }
+
+    /// Copies `dst.len()` bytes starting at `start` into `dst`. Returns false (and leaves
+    /// `dst` unspecified) when the payload is too short. Meant for headers and length
+    /// prefixes, not for payload bodies.
+    pub fn copy_range(&self, start: usize, dst: &mut [u8]) -> bool {
+        if start.checked_add(dst.len()).is_none_or(|e| e > self.len) {
+            return false;
+        }
+        let mut off = 0;
+        let mut written = 0;
+        for p in &self.parts {
+            let (ps, pe) = (off, off + p.len());
+            off = pe;
+            let want_start = start + written;
+            if written == dst.len() {
+                break;
+            }
+            if pe <= want_start {
+                continue;
+            }
+            let from = want_start - ps;
+            let n = (pe - want_start).min(dst.len() - written);
+            dst[written..written + n].copy_from_slice(&p[from..from + n]);
+            written += n;
+        }
+        written == dst.len()
+    }
+
+    /// Copies the payload into one contiguous buffer (tests and slow paths only).
+    pub fn to_contiguous(&self) -> Bytes {
+        match self.parts.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut v = Vec::with_capacity(self.len);
+                for p in many {
+                    v.extend_from_slice(p);
+                }
+                Bytes::from(v)
+            }
+        }
+    }
+}
+
+impl From<Vec<Bytes>> for Payload {
+    fn from(parts: Vec<Bytes>) -> Self {
+        let mut p = Payload::with_capacity(parts.len());
+        for b in parts {
+            p.push(b);
+        }
+        p
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Self {
+        let mut p = Payload::new();
+        p.push(b);
+        p
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes in {} parts)", self.len, self.parts.len())
+    }
+}
+
+/// One coded frame, ready for a muxer.
+///
+/// Video payloads are Annex B (each NAL unit behind a start code) and carry an access unit
+/// delimiter and, on keyframes, the SPS and PPS; audio payloads are ADTS frames. That is
+/// what MPEG-TS carries, so a TS muxer writes the payload as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessUnit {
+    /// Which track.
+    pub track: TrackKind,
+    /// Presentation time.
+    pub pts: MediaTime,
+    /// Decode time (equal to `pts` for audio and for streams without B-frames).
+    pub dts: MediaTime,
+    /// True for a random access point (an IDR picture; every audio frame).
+    pub keyframe: bool,
+    /// The coded bytes.
+    pub data: Payload,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn split(data: &[u8], cuts: &[usize]) -> Payload {
+        let b = Bytes::copy_from_slice(data);
+        let mut p = Payload::new();
+        let mut last = 0;
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        cuts.sort_unstable();
+        for c in cuts {
+            p.push(b.slice(last..c));
+            last = c;
+        }
+        p.push(b.slice(last..));
+        p
+    }
+
+    proptest! {
+        #[test]
+        fn slice_and_copy_match_contiguous(
+            data in proptest::collection::vec(any::<u8>(), 0..200),
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+            a in any::<usize>(), b in any::<usize>(),
+        ) {
+            let p = split(&data, &cuts);
+            let whole = p.to_contiguous();
+            prop_assert_eq!(whole.as_ref(), data.as_slice());
+            let (s, e) = { let s = a % (data.len() + 1); let e = b % (data.len() + 1); (s.min(e), s.max(e)) };
+            let sl = p.slice(s, e).unwrap();
+            let sl = sl.to_contiguous();
+            prop_assert_eq!(sl.as_ref(), &data[s..e]);
+            let mut buf = vec![0u8; e - s];
+            prop_assert!(p.copy_range(s, &mut buf));
+            prop_assert_eq!(buf.as_slice(), &data[s..e]);
+            prop_assert!(p.slice(0, data.len() + 1).is_none());
+            let mut too_long = vec![0u8; data.len() + 1];
+            prop_assert!(!p.copy_range(0, &mut too_long));
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! A finished media segment.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::MediaTime;
+
+/// One finished MPEG-TS segment.
+#[derive(Clone, PartialEq)]
+pub struct Segment {
+    /// Sequence number within its stream (the `{seq}` of the segment URL).
+    pub seq: u64,
+    /// Presentation time of the first frame.
+    pub start: MediaTime,
+    /// Duration from the first frame to the first frame of the next segment.
+    pub duration: MediaTime,
+    /// True when the timeline does not continue from the previous segment (publisher
+    /// restart, timestamp jump, new encoder settings): HLS `EXT-X-DISCONTINUITY`.
+    pub discontinuity: bool,
+    /// The transport stream bytes, starting with PAT and PMT.
+    pub data: Bytes,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("seq", &self.seq)
+            .field("start", &self.start)
+            .field("duration", &self.duration)
+            .field("discontinuity", &self.discontinuity)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
+}

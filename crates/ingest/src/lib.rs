@@ -18,3 +18,9 @@ pub mod rtmp;
 pub mod server;
 
 pub use error::{FlvError, RtmpError};
+
+/// A per-call random 64-bit value (for handshake filler bytes; not for secrets).
+pub(crate) fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}

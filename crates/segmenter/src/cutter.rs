@@ -1,0 +1,266 @@
+//! The segment cutter: access units in, keyframe-aligned MPEG-TS segments out.
+//!
+//! Rules, in order:
+//! * A segment starts with PAT/PMT and, when the stream has video, with a video keyframe;
+//!   video frames before the stream's first keyframe cannot be decoded and are dropped.
+//! * A segment ends at the first video keyframe whose PTS is at least the target duration
+//!   after the segment's start (at the first audio frame past it, for audio-only streams).
+//! * A timestamp that jumps backwards by more than `jump_back` or forwards by more than
+//!   `jump_forward`, a new publisher ([`Segmenter::mark_discontinuity`]) and a changed
+//!   video configuration (new SPS/PPS) start a new segment flagged as a discontinuity, so
+//!   no segment ever spans two timelines.
+//! * A segment that reaches `max_duration` without a keyframe is closed anyway, so memory
+//!   and playlist target durations stay bounded whatever the encoder does.
+//!
+//! Segment durations follow presentation time: a segment lasts from its first frame to the
+//! first frame of the next one (the last one: to its last frame's end).
+
+use std::collections::VecDeque;
+
+use bytes::BytesMut;
+use media::{AccessUnit, MediaTime, Segment, Timescale, TrackInfo, TrackKind};
+
+use crate::ts::mux::{TsMuxer, TsTracks};
+
+/// Cutter settings.
+#[derive(Debug, Clone)]
+pub struct SegmenterConfig {
+    /// Target segment duration (go-livepeer's default is 2 s).
+    pub target_duration: MediaTime,
+    /// Hard limit for a segment without a keyframe.
+    pub max_duration: MediaTime,
+    /// A DTS this far behind the previous one on a track is a new timeline.
+    pub jump_back: MediaTime,
+    /// A DTS this far ahead of the previous one on a track is a new timeline.
+    pub jump_forward: MediaTime,
+}
+
+impl SegmenterConfig {
+    /// Settings for a target duration, with the limits derived from it: segments never
+    /// exceed max(30 s, 4 × target); a jump of 1 s back or max(10 s, 5 × target) forward
+    /// breaks the timeline (an encoder never leaves a gap that long within a timeline).
+    pub fn with_target(target: MediaTime) -> Self {
+        let t = target.rescale(Timescale::MPEG);
+        let ticks = t.ticks().max(1);
+        SegmenterConfig {
+            target_duration: t,
+            max_duration: MediaTime::new((4 * ticks).max(30 * 90_000), Timescale::MPEG),
+            jump_back: MediaTime::new(90_000, Timescale::MPEG),
+            jump_forward: MediaTime::new((5 * ticks).max(10 * 90_000), Timescale::MPEG),
+        }
+    }
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        Self::with_target(MediaTime::new(2, Timescale::new(1)))
+    }
+}
+
+struct Open {
+    seq: u64,
+    start: MediaTime,
+    discontinuity: bool,
+}
+
+/// Counters about what the cutter did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmenterStats {
+    /// Access units written into segments.
+    pub access_units: u64,
+    /// Video frames dropped while waiting for the first keyframe.
+    pub dropped_before_keyframe: u64,
+    /// Segments closed without a keyframe at `max_duration`.
+    pub forced_cuts: u64,
+    /// Timeline breaks detected from timestamps.
+    pub timestamp_jumps: u64,
+}
+
+/// The cutter. See the module docs.
+pub struct Segmenter {
+    config: SegmenterConfig,
+    tracks: TrackInfo,
+    muxer: Option<TsMuxer>,
+    buf: BytesMut,
+    open: Option<Open>,
+    next_seq: u64,
+    discontinuity_pending: bool,
+    config_change_pending: bool,
+    last_dts: [Option<MediaTime>; 2],
+    frame_dur: [MediaTime; 2],
+    /// Latest presentation end seen in the open segment.
+    end: Option<MediaTime>,
+    ready: VecDeque<Segment>,
+    stats: SegmenterStats,
+}
+
+fn idx(t: TrackKind) -> usize {
+    match t {
+        TrackKind::Video => 0,
+        TrackKind::Audio => 1,
+    }
+}
+
+impl Segmenter {
+    /// A cutter whose first segment will have sequence number `first_seq`.
+    pub fn new(config: SegmenterConfig, first_seq: u64) -> Self {
+        Segmenter {
+            config,
+            tracks: TrackInfo::default(),
+            muxer: None,
+            buf: BytesMut::new(),
+            open: None,
+            next_seq: first_seq,
+            discontinuity_pending: false,
+            config_change_pending: false,
+            last_dts: [None, None],
+            // Until measured: 30 fps video, 1024-sample AAC at 44.1 kHz.
+            frame_dur: [MediaTime::new(3000, Timescale::MPEG), MediaTime::new(2090, Timescale::MPEG)],
+            end: None,
+            ready: VecDeque::new(),
+            stats: SegmenterStats::default(),
+        }
+    }
+
+    /// What the cutter has done so far.
+    pub fn stats(&self) -> SegmenterStats {
+        self.stats
+    }
+
+    /// The sequence number the next segment will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The current track configuration.
+    pub fn tracks(&self) -> &TrackInfo {
+        &self.tracks
+    }
+
+    /// New track configuration. A changed video configuration cuts at the next keyframe
+    /// and marks a discontinuity.
+    pub fn handle_tracks(&mut self, tracks: TrackInfo) {
+        if let (Some(old), Some(new)) = (&self.tracks.video, &tracks.video) {
+            if old.sps != new.sps || old.pps != new.pps {
+                self.config_change_pending = true;
+            }
+        }
+        self.tracks = tracks;
+    }
+
+    /// The timeline breaks here (new publisher): closes the open segment; the next one is
+    /// a discontinuity.
+    pub fn mark_discontinuity(&mut self) {
+        self.flush();
+        self.discontinuity_pending = true;
+        self.last_dts = [None, None];
+    }
+
+    /// Closes the open segment (end of stream).
+    pub fn flush(&mut self) {
+        let end = self.end;
+        if let Some(end) = end {
+            self.close(end);
+        }
+    }
+
+    /// The next finished segment.
+    pub fn poll_segment(&mut self) -> Option<Segment> {
+        self.ready.pop_front()
+    }
+
+    /// Adds one access unit.
+    pub fn handle_access_unit(&mut self, au: &AccessUnit) {
+        let t = idx(au.track);
+        let pts = au.pts.rescale(Timescale::MPEG);
+        let dts = au.dts.rescale(Timescale::MPEG);
+        if let Some(last) = self.last_dts[t] {
+            let delta = dts.sub(last);
+            if delta.ticks() < -self.config.jump_back.ticks() || delta > self.config.jump_forward {
+                self.stats.timestamp_jumps += 1;
+                self.mark_discontinuity();
+            } else if delta.ticks() > 0 && delta.ticks() < 90_000 {
+                self.frame_dur[t] = delta;
+            }
+        }
+        let has_video = self.tracks.video.is_some();
+        let is_video = au.track == TrackKind::Video;
+        match &self.open {
+            None => {
+                if has_video && is_video && !au.keyframe {
+                    self.stats.dropped_before_keyframe += 1;
+                    return;
+                }
+                self.open_segment(pts);
+            }
+            Some(open) => {
+                let elapsed = pts.sub(open.start);
+                let cut = if !has_video || is_video {
+                    let key_cut = (!has_video || au.keyframe)
+                        && (elapsed >= self.config.target_duration || (self.config_change_pending && is_video));
+                    let forced = elapsed >= self.config.max_duration;
+                    if forced && !key_cut {
+                        self.stats.forced_cuts += 1;
+                    }
+                    key_cut || forced
+                } else {
+                    false
+                };
+                if cut {
+                    if self.config_change_pending && au.keyframe && is_video {
+                        self.config_change_pending = false;
+                        self.discontinuity_pending = true;
+                    }
+                    self.close(pts);
+                    self.open_segment(pts);
+                }
+            }
+        }
+        let muxer = self.muxer.as_mut().expect("a segment is open, so is its muxer");
+        if !muxer.write_access_unit(au, &mut self.buf) {
+            // A track appeared that the open segment's PMT does not declare.
+            self.discontinuity_pending = true;
+            self.close(pts);
+            self.open_segment(pts);
+            let muxer = self.muxer.as_mut().expect("just opened");
+            muxer.write_access_unit(au, &mut self.buf);
+        }
+        self.stats.access_units += 1;
+        self.last_dts[t] = Some(dts);
+        let frame_end = pts.add(self.frame_dur[t]);
+        self.end = Some(self.end.map_or(frame_end, |e| e.max(frame_end)));
+    }
+
+    fn open_segment(&mut self, start: MediaTime) {
+        let tracks = TsTracks {
+            video: self.tracks.video.is_some(),
+            audio: self.tracks.audio.is_some() || self.tracks.video.is_none(),
+        };
+        // Keep continuity counters running across segments when the program is unchanged.
+        if self.muxer.as_ref().is_none_or(|m| m.tracks() != tracks) {
+            self.muxer = Some(TsMuxer::new(tracks));
+        }
+        let muxer = self.muxer.as_mut().expect("set above");
+        muxer.write_tables(&mut self.buf);
+        self.open = Some(Open { seq: self.next_seq, start, discontinuity: self.discontinuity_pending });
+        self.next_seq += 1;
+        self.discontinuity_pending = false;
+        self.end = None;
+    }
+
+    fn close(&mut self, end: MediaTime) {
+        let Some(open) = self.open.take() else { return };
+        let mut duration = end.sub(open.start);
+        if duration.ticks() <= 0 {
+            duration = self.frame_dur[0];
+        }
+        self.ready.push_back(Segment {
+            seq: open.seq,
+            start: open.start,
+            duration,
+            discontinuity: open.discontinuity,
+            data: self.buf.split().freeze(),
+        });
+        self.end = None;
+    }
+}

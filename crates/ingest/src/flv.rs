@@ -29,6 +29,7 @@ static AUD: &[u8] = &[0, 0, 0, 1, 0x09, 0xf0];
 
 const NAL_IDR: u8 = 5;
 const NAL_SPS: u8 = 7;
+const NAL_PPS: u8 = 8;
 const NAL_AUD: u8 = 9;
 
 /// Unwraps 32-bit millisecond timestamps into 64-bit ones.
@@ -70,20 +71,28 @@ impl FlvDemuxer {
     }
 
     /// Handles one tag body of type `tag_type` ([`TAG_AUDIO`] or [`TAG_VIDEO`]; others are
-    /// ignored) with timestamp `ts_ms`.
-    pub fn handle_tag(&mut self, tag_type: u8, ts_ms: u32, body: &Payload) -> Result<Option<StreamEvent>, FlvError> {
+    /// ignored) with timestamp `ts_ms`, appending what it yields to `out`: a
+    /// [`StreamEvent::Tracks`] when a configuration changes (sequence header, or new SPS/PPS
+    /// in band) and a [`StreamEvent::Media`] per frame.
+    pub fn handle_tag(
+        &mut self,
+        tag_type: u8,
+        ts_ms: u32,
+        body: &Payload,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), FlvError> {
         match tag_type {
-            TAG_VIDEO => self.handle_video(ts_ms, body),
-            TAG_AUDIO => self.handle_audio(ts_ms, body),
-            _ => Ok(None),
+            TAG_VIDEO => self.handle_video(ts_ms, body, out),
+            TAG_AUDIO => self.handle_audio(ts_ms, body, out),
+            _ => Ok(()),
         }
     }
 
     /// Handles a video tag body.
-    pub fn handle_video(&mut self, ts_ms: u32, body: &Payload) -> Result<Option<StreamEvent>, FlvError> {
+    pub fn handle_video(&mut self, ts_ms: u32, body: &Payload, out: &mut Vec<StreamEvent>) -> Result<(), FlvError> {
         let mut h = [0u8; 5];
         if body.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         body.copy_range(0, &mut h[..1]);
         if h[0] & 0x80 != 0 {
@@ -94,7 +103,7 @@ impl FlvDemuxer {
         let frame_type = h[0] >> 4;
         let codec = h[0] & 0x0f;
         if frame_type == 5 {
-            return Ok(None); // video info / command frame: no picture
+            return Ok(()); // video info / command frame: no picture
         }
         if codec != 7 {
             return Err(FlvError::UnsupportedVideoCodec(codec));
@@ -108,35 +117,46 @@ impl FlvDemuxer {
                 let record = body.slice(5, body.len()).unwrap_or_default().to_contiguous();
                 let cfg = H264Config::from_avc_record(&record)
                     .map_err(|source| FlvError::Codec { track: TrackKind::Video, source })?;
-                if self.video.as_ref() == Some(&cfg) {
-                    return Ok(None);
+                if self.video.as_ref() != Some(&cfg) {
+                    self.video = Some(cfg);
+                    out.push(StreamEvent::Tracks(self.tracks()));
                 }
-                self.video = Some(cfg);
-                Ok(Some(StreamEvent::Tracks(self.tracks())))
+                Ok(())
             }
             1 => {
                 let cfg = self.video.as_ref().ok_or(FlvError::MissingSequenceHeader(TrackKind::Video))?;
                 let dts = self.clock.extend(ts_ms);
-                let Some((data, has_idr)) = avcc_to_annexb(body, 5, cfg, frame_type == 1)? else {
-                    return Ok(None);
+                let Some(conv) = avcc_to_annexb(body, 5, cfg, frame_type == 1)? else {
+                    return Ok(());
                 };
-                Ok(Some(StreamEvent::Media(AccessUnit {
+                if let Some((sps, pps)) = conv.parameter_sets {
+                    // New parameter sets in band (a resolution change without a new sequence
+                    // header): later keyframes must be given these, not the old ones.
+                    if cfg.sps != sps || cfg.pps != pps {
+                        let new = H264Config::from_parameter_sets(sps, pps, cfg.nal_length_size)
+                            .map_err(|source| FlvError::Codec { track: TrackKind::Video, source })?;
+                        self.video = Some(new);
+                        out.push(StreamEvent::Tracks(self.tracks()));
+                    }
+                }
+                out.push(StreamEvent::Media(AccessUnit {
                     track: TrackKind::Video,
                     dts: MediaTime::new(dts, Timescale::MILLIS),
                     pts: MediaTime::new(dts + cts, Timescale::MILLIS),
-                    keyframe: has_idr || frame_type == 1,
-                    data,
-                })))
+                    keyframe: conv.has_idr || frame_type == 1,
+                    data: conv.data,
+                }));
+                Ok(())
             }
-            _ => Ok(None), // end of sequence
+            _ => Ok(()), // end of sequence
         }
     }
 
     /// Handles an audio tag body.
-    pub fn handle_audio(&mut self, ts_ms: u32, body: &Payload) -> Result<Option<StreamEvent>, FlvError> {
+    pub fn handle_audio(&mut self, ts_ms: u32, body: &Payload, out: &mut Vec<StreamEvent>) -> Result<(), FlvError> {
         let mut h = [0u8; 2];
         if body.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         body.copy_range(0, &mut h[..1]);
         let format = h[0] >> 4;
@@ -150,16 +170,16 @@ impl FlvDemuxer {
             let asc = body.slice(2, body.len()).unwrap_or_default().to_contiguous();
             let cfg = AacConfig::from_audio_specific_config(&asc)
                 .map_err(|source| FlvError::Codec { track: TrackKind::Audio, source })?;
-            if self.audio.as_ref() == Some(&cfg) {
-                return Ok(None);
+            if self.audio.as_ref() != Some(&cfg) {
+                self.audio = Some(cfg);
+                out.push(StreamEvent::Tracks(self.tracks()));
             }
-            self.audio = Some(cfg);
-            return Ok(Some(StreamEvent::Tracks(self.tracks())));
+            return Ok(());
         }
         let cfg = self.audio.as_ref().ok_or(FlvError::MissingSequenceHeader(TrackKind::Audio))?;
         let raw = body.slice(2, body.len()).unwrap_or_default();
         if raw.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let header = cfg
             .adts_header_bytes(raw.len())
@@ -170,18 +190,21 @@ impl FlvDemuxer {
             data.push(p.clone());
         }
         let t = MediaTime::new(self.clock.extend(ts_ms), Timescale::MILLIS);
-        Ok(Some(StreamEvent::Media(AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data })))
+        out.push(StreamEvent::Media(AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data }));
+        Ok(())
     }
 }
 
+struct Converted {
+    data: Payload,
+    has_idr: bool,
+    /// SPS and PPS found in band, if both were.
+    parameter_sets: Option<(Vec<Bytes>, Vec<Bytes>)>,
+}
+
 /// Rewrites the AVCC NAL units of `body[start..]` as Annex B fragments. Returns `None` for
-/// an access unit with no NAL units, and whether it holds an IDR slice.
-fn avcc_to_annexb(
-    body: &Payload,
-    start: usize,
-    cfg: &H264Config,
-    flagged_key: bool,
-) -> Result<Option<(Payload, bool)>, FlvError> {
+/// an access unit with no NAL units.
+fn avcc_to_annexb(body: &Payload, start: usize, cfg: &H264Config, flagged_key: bool) -> Result<Option<Converted>, FlvError> {
     let n = cfg.nal_length_size as usize;
     let tag_len = body.len();
     // First pass: NAL boundaries and types (no payload bytes are touched but the headers).
@@ -207,6 +230,16 @@ fn avcc_to_annexb(
     }
     let has_idr = nals.iter().any(|&(_, _, t)| t == NAL_IDR);
     let has_sps = nals.iter().any(|&(_, _, t)| t == NAL_SPS);
+    let has_pps = nals.iter().any(|&(_, _, t)| t == NAL_PPS);
+    let parameter_sets = (has_sps && has_pps).then(|| {
+        let collect = |ty: u8| -> Vec<Bytes> {
+            nals.iter()
+                .filter(|&&(_, _, t)| t == ty)
+                .map(|&(b, e, _)| body.slice(b, e).unwrap_or_default().to_contiguous())
+                .collect()
+        };
+        (collect(NAL_SPS), collect(NAL_PPS))
+    });
     let mut out = Payload::with_capacity(2 * nals.len() + 6);
     out.push(Bytes::from_static(AUD));
     if (has_idr || flagged_key) && !has_sps {
@@ -225,7 +258,7 @@ fn avcc_to_annexb(
             out.push(p.clone());
         }
     }
-    Ok(Some((out, has_idr)))
+    Ok(Some(Converted { data: out, has_idr, parameter_sets }))
 }
 
 /// One tag read from an FLV file.
@@ -311,12 +344,24 @@ mod tests {
         Bytes::from(v).into()
     }
 
+    fn one(d: &mut FlvDemuxer, tag: u8, ts: u32, body: &Payload) -> Result<Vec<StreamEvent>, FlvError> {
+        let mut out = vec![];
+        d.handle_tag(tag, ts, body, &mut out)?;
+        Ok(out)
+    }
+
+    fn media(evs: Vec<StreamEvent>) -> AccessUnit {
+        match evs.into_iter().last() {
+            Some(StreamEvent::Media(au)) => au,
+            other => panic!("expected media, got {other:?}"),
+        }
+    }
+
     #[test]
     fn keyframe_gets_aud_and_parameter_sets() {
         let mut d = FlvDemuxer::new();
-        assert!(matches!(d.handle_video(0, &seq_header()).unwrap(), Some(StreamEvent::Tracks(_))));
-        let ev = d.handle_video(40, &nalu_tag(true, 80, &[&[0x65, 1, 2, 3]])).unwrap();
-        let Some(StreamEvent::Media(au)) = ev else { panic!("expected media") };
+        assert!(matches!(one(&mut d, TAG_VIDEO, 0, &seq_header()).unwrap()[..], [StreamEvent::Tracks(_)]));
+        let au = media(one(&mut d, TAG_VIDEO, 40, &nalu_tag(true, 80, &[&[0x65, 1, 2, 3]])).unwrap());
         assert!(au.keyframe);
         assert_eq!(au.dts.ticks(), 40);
         assert_eq!(au.pts.ticks(), 120);
@@ -331,10 +376,8 @@ mod tests {
     #[test]
     fn negative_composition_time() {
         let mut d = FlvDemuxer::new();
-        d.handle_video(0, &seq_header()).unwrap();
-        let Some(StreamEvent::Media(au)) = d.handle_video(100, &nalu_tag(false, -33, &[&[0x41, 9]])).unwrap() else {
-            panic!()
-        };
+        one(&mut d, TAG_VIDEO, 0, &seq_header()).unwrap();
+        let au = media(one(&mut d, TAG_VIDEO, 100, &nalu_tag(false, -33, &[&[0x41, 9]])).unwrap());
         assert_eq!(au.pts.ticks(), 67);
         assert!(!au.keyframe);
     }
@@ -343,31 +386,44 @@ mod tests {
     fn errors_are_specific() {
         let mut d = FlvDemuxer::new();
         assert_eq!(
-            d.handle_video(0, &nalu_tag(true, 0, &[&[0x65]])).unwrap_err(),
+            one(&mut d, TAG_VIDEO, 0, &nalu_tag(true, 0, &[&[0x65]])).unwrap_err(),
             FlvError::MissingSequenceHeader(TrackKind::Video)
         );
-        let e = d.handle_video(0, &Bytes::from_static(&[0x12, 0]).into()).unwrap_err();
+        let e = one(&mut d, TAG_VIDEO, 0, &Bytes::from_static(&[0x12, 0]).into()).unwrap_err();
         assert_eq!(e, FlvError::UnsupportedVideoCodec(2));
-        let e = d.handle_audio(0, &Bytes::from_static(&[0x2f, 0]).into()).unwrap_err();
+        let e = one(&mut d, TAG_AUDIO, 0, &Bytes::from_static(&[0x2f, 0]).into()).unwrap_err();
         assert_eq!(e, FlvError::UnsupportedAudioCodec(2));
-        d.handle_video(0, &seq_header()).unwrap();
+        one(&mut d, TAG_VIDEO, 0, &seq_header()).unwrap();
         let mut bad = nalu_tag(true, 0, &[&[0x65, 1, 2]]).to_contiguous().to_vec();
         bad[8] = 200; // length prefix now overruns
-        assert!(matches!(d.handle_video(0, &Bytes::from(bad).into()), Err(FlvError::NalOverrun { .. })));
+        assert!(matches!(one(&mut d, TAG_VIDEO, 0, &Bytes::from(bad).into()), Err(FlvError::NalOverrun { .. })));
     }
 
     #[test]
     fn aac_frames_get_adts_headers() {
         let mut d = FlvDemuxer::new();
-        d.handle_audio(0, &Bytes::from_static(&[0xaf, 0, 0x12, 0x10]).into()).unwrap();
-        let Some(StreamEvent::Media(au)) = d.handle_audio(23, &Bytes::from_static(&[0xaf, 1, 9, 9, 9]).into()).unwrap()
-        else {
-            panic!()
-        };
+        one(&mut d, TAG_AUDIO, 0, &Bytes::from_static(&[0xaf, 0, 0x12, 0x10]).into()).unwrap();
+        let au = media(one(&mut d, TAG_AUDIO, 23, &Bytes::from_static(&[0xaf, 1, 9, 9, 9]).into()).unwrap());
         let b = au.data.to_contiguous();
         assert_eq!(&b[..2], &[0xff, 0xf1]);
         assert_eq!(&b[7..], &[9, 9, 9]);
         assert_eq!(AacConfig::from_adts_header(&b).unwrap().1, 10);
+    }
+
+    #[test]
+    fn in_band_parameter_sets_replace_the_configuration() {
+        let mut d = FlvDemuxer::new();
+        one(&mut d, TAG_VIDEO, 0, &seq_header()).unwrap();
+        // A 640x360 SPS arrives in band with the next IDR.
+        let sps2: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48];
+        let evs = one(&mut d, TAG_VIDEO, 40, &nalu_tag(true, 0, &[sps2, &[0x68, 0xce, 0x3c, 0x80], &[0x65, 7]])).unwrap();
+        let StreamEvent::Tracks(t) = &evs[0] else { panic!("expected a configuration change first") };
+        let v = t.video.as_ref().unwrap();
+        assert_eq!((v.dimensions.width, v.dimensions.height), (640, 360));
+        // The next keyframe without parameter sets gets the new ones.
+        let au = media(one(&mut d, TAG_VIDEO, 80, &nalu_tag(true, 0, &[&[0x65, 8]])).unwrap());
+        let b = au.data.to_contiguous();
+        assert!(b.windows(sps2.len()).any(|w| w == sps2));
     }
 
     #[test]

@@ -239,7 +239,9 @@ async fn forward(
     payload: &Payload,
 ) -> Result<(), ConnError> {
     let Some((sink, _)) = publishing else { return Ok(()) };
-    if let Some(ev) = demux.handle_tag(tag, ts, payload)? {
+    let mut out = Vec::with_capacity(2);
+    demux.handle_tag(tag, ts, payload, &mut out)?;
+    for ev in out {
         sink.send(ev).await.map_err(|_| ConnError::Closed("stream closed by the gateway"))?;
     }
     Ok(())

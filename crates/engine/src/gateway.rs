@@ -1,0 +1,96 @@
+//! Starting and stopping a gateway: RTMP ingest, HTTP playback and the control API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ingest::server::{PublishHandler, RtmpServerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// A running gateway.
+pub struct Gateway {
+    /// Bound RTMP address.
+    pub rtmp_addr: SocketAddr,
+    /// Bound HTTP playback address.
+    pub http_addr: SocketAddr,
+    /// Bound control API address.
+    pub cli_addr: SocketAddr,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Validates `config`, binds every listener and starts serving. Port 0 binds an
+    /// ephemeral port (the bound addresses are in the returned value).
+    pub async fn start(config: GatewayConfig) -> anyhow::Result<Gateway> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::default());
+        let registry = Registry::new(config.clone(), metrics.clone());
+        let (shutdown, rx) = watch::channel(false);
+
+        let rtmp = TcpListener::bind(config.rtmp_addr).await.with_context(|| format!("binding RTMP {}", config.rtmp_addr))?;
+        let http = TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP {}", config.http_addr))?;
+        let cli = TcpListener::bind(config.cli_addr).await.with_context(|| format!("binding control {}", config.cli_addr))?;
+        let (rtmp_addr, http_addr, cli_addr) = (rtmp.local_addr()?, http.local_addr()?, cli.local_addr()?);
+
+        let rtmp_cfg = RtmpServerConfig {
+            idle_timeout: Duration::from_secs_f64(config.rtmp_idle_timeout),
+            max_connections: config.max_streams * 2,
+            ..RtmpServerConfig::default()
+        };
+        let handler: Arc<dyn PublishHandler> = Arc::new(crate::registry::PublishGate(registry.clone()));
+        let mut tasks = vec![tokio::spawn(ingest::server::serve(rtmp, handler, rtmp_cfg, rx.clone()))];
+        let playback = crate::http::router(registry.clone(), metrics.clone(), config.web_dir.clone());
+        tasks.push(spawn_http(http, playback, rx.clone()));
+        tasks.push(spawn_http(cli, crate::control::router(registry.clone(), metrics.clone()), rx));
+        info!(%rtmp_addr, %http_addr, %cli_addr, "gateway listening");
+        Ok(Gateway { rtmp_addr, http_addr, cli_addr, registry, metrics, shutdown, tasks })
+    }
+
+    /// The stream registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stops accepting, ends every stream (flushing its last segment) and waits up to five
+    /// seconds for connections to finish.
+    pub async fn shutdown(self) {
+        self.registry.kick_all();
+        let _ = self.shutdown.send(true);
+        let all = futures_join(self.tasks);
+        let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+fn spawn_http(listener: TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = rx.changed().await;
+        });
+        if let Err(err) = serve.await {
+            tracing::error!(%err, "http server failed");
+        }
+    })
+}

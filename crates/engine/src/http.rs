@@ -1,0 +1,163 @@
+//! Playback over HTTP: HLS playlists and segments at go-livepeer's paths, and a player
+//! page.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /stream/{id}.m3u8` | master playlist |
+//! | `GET /stream/{id}/{rendition}.m3u8` | media playlist |
+//! | `GET /stream/{id}/{rendition}/{seq}.ts` | segment |
+//! | `GET /` | page listing live streams |
+//! | `GET /player/{id}` | hls.js player page |
+//!
+//! Every response carries `Access-Control-Allow-Origin: *` so players on other origins can
+//! read it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// Live playlists change every segment: caches may hold them for a second at most.
+const CACHE_LIVE_PLAYLIST: &str = "public, max-age=1";
+/// A finished playlist changes only if its publisher comes back within the grace period.
+const CACHE_ENDED_PLAYLIST: &str = "public, max-age=10";
+/// A segment never changes while its stream exists. Sequence numbers restart when a
+/// stream id is reused after removal, so the lifetime is bounded rather than "immutable".
+const CACHE_SEGMENT: &str = "public, max-age=60";
+
+const MIME_M3U8: &str = "application/vnd.apple.mpegurl";
+const MIME_TS: &str = "video/mp2t";
+
+#[derive(Clone)]
+struct AppState {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    web_dir: Option<PathBuf>,
+}
+
+/// The playback router.
+pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>, web_dir: Option<PathBuf>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/player/hls.min.js", get(hls_js))
+        .route("/player/{id}", get(player))
+        .route("/stream/{file}", get(master))
+        .route("/stream/{id}/{file}", get(media_playlist))
+        .route("/stream/{id}/{rendition}/{file}", get(segment))
+        .layer(axum::middleware::map_response(cors))
+        .with_state(AppState { registry, metrics, web_dir })
+}
+
+async fn cors(mut res: Response) -> Response {
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    res
+}
+
+fn not_found(st: &AppState) -> Response {
+    Metrics::add(&st.metrics.http_not_found_total, 1);
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+fn body(mime: &'static str, cache: &'static str, data: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, cache)], data).into_response()
+}
+
+async fn master(State(st): State<AppState>, Path(file): Path<String>) -> Response {
+    let Some(id) = file.strip_suffix(".m3u8") else { return not_found(&st) };
+    let Some(out) = st.registry.output(id) else { return not_found(&st) };
+    let o = out.read().unwrap_or_else(|e| e.into_inner());
+    body(MIME_M3U8, if o.is_ended() { CACHE_ENDED_PLAYLIST } else { CACHE_LIVE_PLAYLIST }, o.master())
+}
+
+async fn media_playlist(State(st): State<AppState>, Path((id, file)): Path<(String, String)>) -> Response {
+    let Some(rendition) = file.strip_suffix(".m3u8") else { return not_found(&st) };
+    let Some(out) = st.registry.output(&id) else { return not_found(&st) };
+    let o = out.read().unwrap_or_else(|e| e.into_inner());
+    match o.media(rendition) {
+        Some(pl) => body(MIME_M3U8, if o.is_ended() { CACHE_ENDED_PLAYLIST } else { CACHE_LIVE_PLAYLIST }, pl),
+        None => not_found(&st),
+    }
+}
+
+async fn segment(State(st): State<AppState>, Path((id, rendition, file)): Path<(String, String, String)>) -> Response {
+    let Some(seq) = file.strip_suffix(".ts").and_then(|s| s.parse::<u64>().ok()) else { return not_found(&st) };
+    let Some(out) = st.registry.output(&id) else { return not_found(&st) };
+    let data = out.read().unwrap_or_else(|e| e.into_inner()).segment(&rendition, seq);
+    match data {
+        Some(d) => body(MIME_TS, CACHE_SEGMENT, d),
+        None => not_found(&st),
+    }
+}
+
+async fn index(State(st): State<AppState>) -> Html<String> {
+    let mut rows = String::new();
+    for s in st.registry.list() {
+        let id = html_escape(&s.id);
+        rows.push_str(&format!(
+            "<li><a href=\"/player/{id}\">{id}</a> — {} segments, {:.0} s{}</li>\n",
+            s.stats.segments,
+            s.stats.duration_secs,
+            if s.stats.live { ", live" } else { ", ended" }
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str("<li>No streams yet. Publish with <code>ffmpeg -re -i FILE -c copy -f flv rtmp://HOST:1935/live/NAME</code>.</li>");
+    }
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>Sluice</title></head>\
+         <body style=\"font-family:sans-serif\"><h1>Sluice streams</h1><ul>{rows}</ul></body></html>"
+    ))
+}
+
+async fn player(Path(id): Path<String>) -> Html<String> {
+    let id = html_escape(&id);
+    Html(format!(
+        r#"<!doctype html>
+<html><head><meta charset=utf-8><title>Sluice · {id}</title>
+<style>body{{margin:0;background:#111;color:#ddd;font-family:sans-serif}}video{{width:100%;max-height:90vh;background:#000}}#s{{padding:6px}}</style>
+</head><body>
+<video id=v controls autoplay muted playsinline></video>
+<div id=s>loading /stream/{id}.m3u8</div>
+<script src="/player/hls.min.js"></script>
+<script>
+const src = "/stream/{id}.m3u8", v = document.getElementById("v"), s = document.getElementById("s");
+function status(t) {{ s.textContent = t; }}
+function start() {{
+  if (window.Hls && Hls.isSupported()) {{
+    const hls = new Hls({{ liveSyncDurationCount: 3 }});
+    hls.on(Hls.Events.MANIFEST_PARSED, () => {{ status("playing " + src); v.play().catch(() => {{}}); }});
+    hls.on(Hls.Events.FRAG_LOADED, (_, d) => {{ window.sluiceFragments = (window.sluiceFragments || 0) + 1; status("playing " + src + " · segment " + d.frag.sn); }});
+    hls.on(Hls.Events.ERROR, (_, d) => {{ if (d.fatal) {{ status("error: " + d.details + ", retrying"); setTimeout(() => hls.loadSource(src), 2000); }} }});
+    hls.loadSource(src); hls.attachMedia(v);
+  }} else if (v.canPlayType("application/vnd.apple.mpegurl")) {{
+    v.src = src;
+  }} else {{ status("this browser cannot play HLS"); }}
+}}
+if (window.Hls) start(); else {{
+  const sc = document.createElement("script");
+  sc.src = "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"; sc.onload = start; sc.onerror = start;
+  document.head.appendChild(sc);
+}}
+</script></body></html>"#
+    ))
+}
+
+async fn hls_js(State(st): State<AppState>) -> Response {
+    let Some(dir) = &st.web_dir else { return not_found(&st) };
+    match tokio::fs::read(dir.join("hls.min.js")).await {
+        Ok(js) => ([(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "public, max-age=86400")], js).into_response(),
+        Err(_) => not_found(&st),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

@@ -1,0 +1,23 @@
+//! The Sluice gateway: configuration, the stream registry, HTTP playback, the control API,
+//! and the commands of the `sluice` binary.
+//!
+//! Wires the stage crates together: `ingest` hands published streams to the [`registry`],
+//! whose per-stream tasks drive a `segmenter::Segmenter` and publish segments for [`http`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod control;
+pub mod gateway;
+pub mod http;
+pub mod metrics;
+pub mod offline;
+pub mod output;
+pub mod publish;
+pub mod registry;
+
+pub use config::GatewayConfig;
+pub use gateway::Gateway;
+
+/// The bundled demo clip: 10 s of 640x360 test pattern with a tone (see testdata/README.md).
+pub static DEMO_CLIP: &[u8] = include_bytes!("../../../testdata/clip.flv");

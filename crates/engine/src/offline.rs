@@ -1,0 +1,169 @@
+//! Offline segmenting (`sluice segment`): an FLV or MPEG-TS file in, a VOD HLS playlist and
+//! its segments out, through the same cutter the gateway uses.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use ingest::flv::{FlvDemuxer, FlvFileReader};
+use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, Segment, StreamEvent, Timescale, TrackInfo, TrackKind};
+use segmenter::hls::{MediaPlaylistBuilder, PlaylistEntry};
+use segmenter::ts::demux::TsDemuxer;
+use segmenter::{Segmenter, SegmenterConfig};
+
+/// What a segmenting run did.
+#[derive(Debug, Clone)]
+pub struct SegmentReport {
+    /// Segments written.
+    pub segments: u64,
+    /// Seconds of media.
+    pub duration_secs: f64,
+    /// Input bytes.
+    pub input_bytes: u64,
+    /// Segment bytes.
+    pub output_bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Segments `data` (FLV or MPEG-TS, detected from the first bytes), handing each segment to
+/// `sink`. Returns the tracks found.
+pub fn segment_bytes(data: Bytes, target_secs: f64, mut sink: impl FnMut(Segment)) -> anyhow::Result<TrackInfo> {
+    let cfg = SegmenterConfig::with_target(MediaTime::from_secs_f64(target_secs, Timescale::MPEG));
+    let mut seg = Segmenter::new(cfg, 0);
+    let mut drain = |seg: &mut Segmenter| {
+        while let Some(s) = seg.poll_segment() {
+            sink(s);
+        }
+    };
+    if data.starts_with(b"FLV") {
+        let mut demux = FlvDemuxer::new();
+        let mut events = Vec::with_capacity(4);
+        for tag in FlvFileReader::new(data)? {
+            let tag = tag?;
+            demux.handle_tag(tag.tag_type, tag.timestamp, &Payload::from(tag.body), &mut events)?;
+            for ev in events.drain(..) {
+                match ev {
+                    StreamEvent::Tracks(t) => seg.handle_tracks(t),
+                    StreamEvent::Media(au) => seg.handle_access_unit(&au),
+                    StreamEvent::End => {}
+                }
+            }
+            drain(&mut seg);
+        }
+    } else if data.first() == Some(&segmenter::ts::SYNC) {
+        let mut demux = TsDemuxer::new();
+        demux.push(&data);
+        demux.flush();
+        let mut aus = Vec::new();
+        while let Some(r) = demux.poll() {
+            match r {
+                Ok(au) => aus.push(au),
+                Err(e) => tracing::warn!(%e, "skipping malformed input"),
+            }
+        }
+        seg.handle_tracks(tracks_from_access_units(&aus)?);
+        // The demuxer returns each track in order; interleave by DTS as a muxer would.
+        aus.sort_by_key(|a| a.dts);
+        for au in &aus {
+            seg.handle_access_unit(au);
+            drain(&mut seg);
+        }
+    } else {
+        bail!("input is neither FLV nor MPEG-TS");
+    }
+    seg.flush();
+    drain(&mut seg);
+    Ok(seg.tracks().clone())
+}
+
+/// Reads codec configurations out of Annex B / ADTS access units (MPEG-TS input).
+fn tracks_from_access_units(aus: &[AccessUnit]) -> anyhow::Result<TrackInfo> {
+    let mut t = TrackInfo::default();
+    if let Some(a) = aus.iter().find(|a| a.track == TrackKind::Audio) {
+        t.audio = Some(AacConfig::from_adts_header(&a.data.to_contiguous())?.0);
+    }
+    for v in aus.iter().filter(|a| a.track == TrackKind::Video && a.keyframe) {
+        let data = v.data.to_contiguous();
+        let (mut sps, mut pps) = (vec![], vec![]);
+        for nal in annexb_nals(&data) {
+            match nal.first().map(|h| h & 0x1f) {
+                Some(7) => sps.push(nal),
+                Some(8) => pps.push(nal),
+                _ => {}
+            }
+        }
+        if !sps.is_empty() && !pps.is_empty() {
+            t.video = Some(H264Config::from_parameter_sets(sps, pps, 4)?);
+            break;
+        }
+    }
+    if t.video.is_none() && aus.iter().any(|a| a.track == TrackKind::Video) {
+        bail!("H.264 track without SPS/PPS on a keyframe");
+    }
+    Ok(t)
+}
+
+/// Splits an Annex B byte stream into NAL units (without start codes).
+fn annexb_nals(data: &Bytes) -> Vec<Bytes> {
+    let mut starts = vec![];
+    let mut zeros = 0;
+    for (i, &b) in data.iter().enumerate() {
+        if b == 1 && zeros >= 2 {
+            starts.push((i + 1, i - zeros));
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+    }
+    let mut out = vec![];
+    for (k, &(begin, _)) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).map_or(data.len(), |&(_, sc)| sc);
+        if begin < end {
+            out.push(data.slice(begin..end));
+        }
+    }
+    out
+}
+
+/// Segments `input` into `out_dir` (`index.m3u8` and `{seq}.ts`).
+pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> anyhow::Result<SegmentReport> {
+    #[allow(clippy::disallowed_methods)] // timing a command, not a protocol core
+    let started = Instant::now();
+    let data = Bytes::from(std::fs::read(input).with_context(|| format!("reading {}", input.display()))?);
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let input_bytes = data.len() as u64;
+    let mut playlist = MediaPlaylistBuilder::vod(target_secs);
+    let mut report = SegmentReport { segments: 0, duration_secs: 0.0, input_bytes, output_bytes: 0, elapsed: Duration::ZERO };
+    let mut write_err = None;
+    segment_bytes(data, target_secs, |s| {
+        let path = out_dir.join(format!("{}.ts", s.seq));
+        if let Err(e) = std::fs::write(&path, &s.data) {
+            write_err.get_or_insert(anyhow::anyhow!("writing {}: {e}", path.display()));
+        }
+        report.segments += 1;
+        report.duration_secs += s.duration.as_secs_f64();
+        report.output_bytes += s.data.len() as u64;
+        playlist.push(PlaylistEntry { seq: s.seq, duration: s.duration.as_secs_f64(), discontinuity: s.discontinuity });
+    })?;
+    if let Some(e) = write_err {
+        return Err(e);
+    }
+    std::fs::write(out_dir.join("index.m3u8"), playlist.render(|seq| format!("{seq}.ts")))?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_annexb() {
+        let d = Bytes::from_static(&[0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4]);
+        let n = annexb_nals(&d);
+        assert_eq!(n.len(), 3);
+        assert_eq!(n[0].as_ref(), &[0x67, 1, 2]);
+        assert_eq!(n[1].as_ref(), &[0x68, 3]);
+        assert_eq!(n[2].as_ref(), &[0x65, 4]);
+    }
+}

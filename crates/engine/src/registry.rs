@@ -1,0 +1,301 @@
+//! The stream registry and the per-stream task.
+//!
+//! One live stream = one task that owns its segmenter; its output is shared with the HTTP
+//! handlers behind a lock that is held only to swap in a new segment. A publisher that
+//! comes back under the same stream id takes the stream over: the old connection is told
+//! to go, the playlist continues with a discontinuity.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ingest::server::{PublishAccepted, PublishHandler, PublishRejected, PublishRequest};
+use media::{MediaTime, StreamEvent, Timescale};
+use segmenter::{Segmenter, SegmenterConfig};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+use crate::output::{StreamOutput, StreamStats};
+
+/// Events buffered between a publisher and its stream task. At 30 fps plus audio this is
+/// several seconds; beyond it the publisher's reads pause (TCP back-pressure).
+const STREAM_QUEUE: usize = 512;
+
+enum Command {
+    Publisher { rx: mpsc::Receiver<StreamEvent>, remote: String },
+}
+
+struct Handle {
+    output: Arc<RwLock<StreamOutput>>,
+    commands: mpsc::UnboundedSender<Command>,
+    kick: Option<oneshot::Sender<&'static str>>,
+    generation: u64,
+}
+
+/// All streams of the gateway.
+pub struct Registry {
+    config: Arc<GatewayConfig>,
+    metrics: Arc<Metrics>,
+    streams: Mutex<HashMap<String, Handle>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// A stream as the control API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamSummary {
+    /// Stream id (the `{id}` of playback URLs).
+    pub id: String,
+    /// Counters.
+    #[serde(flatten)]
+    pub stats: StreamStats,
+    /// Video codec and size, e.g. `avc1.64001f 1280x720`.
+    pub video: Option<String>,
+    /// Audio codec and rate, e.g. `mp4a.40.2 44100Hz 2ch`.
+    pub audio: Option<String>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Registry { config, metrics, streams: Mutex::new(HashMap::new()), generation: Default::default() })
+    }
+
+    /// The output of stream `id`.
+    pub fn output(&self, id: &str) -> Option<Arc<RwLock<StreamOutput>>> {
+        self.lock().get(id).map(|h| h.output.clone())
+    }
+
+    /// All streams, sorted by id.
+    pub fn list(&self) -> Vec<StreamSummary> {
+        let streams = self.lock();
+        let mut out: Vec<StreamSummary> = streams
+            .iter()
+            .map(|(id, h)| {
+                let o = h.output.read().unwrap_or_else(|e| e.into_inner());
+                let t = o.tracks();
+                StreamSummary {
+                    id: id.clone(),
+                    stats: o.stats.clone(),
+                    video: t.video.as_ref().map(|v| format!("{} {}x{}", v.codec_string(), v.dimensions.width, v.dimensions.height)),
+                    audio: t.audio.as_ref().map(|a| format!("{} {}Hz {}ch", a.codec_string(), a.sample_rate, a.channel_config)),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Ends every stream's publisher (shutdown). Streams flush and mark their playlists
+    /// ended as their publishers go.
+    pub fn kick_all(&self) {
+        for h in self.lock().values_mut() {
+            if let Some(k) = h.kick.take() {
+                let _ = k.send("gateway shutting down");
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
+        // A panic elsewhere while holding the lock leaves the map consistent (every update
+        // is a single insert/remove), so a poisoned lock is still usable.
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn_stream(self: &Arc<Self>, id: &str) -> Handle {
+        let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let output = Arc::new(RwLock::new(StreamOutput::new(id, self.config.playlist_window, self.config.segment_duration)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = StreamTask { id: id.to_owned(), registry: self.clone(), output: output.clone(), generation };
+        tokio::spawn(task.run(rx).instrument(info_span!("stream", stream_id = %id)));
+        Metrics::add(&self.metrics.streams_active, 1);
+        Handle { output, commands: tx, kick: None, generation }
+    }
+
+    /// Removes stream `id` if it is still generation `generation` and nobody is waiting to
+    /// publish to it. Returns false if it must live on.
+    fn remove_if_idle(&self, id: &str, generation: u64, pending: &mut mpsc::UnboundedReceiver<Command>) -> bool {
+        let mut streams = self.lock();
+        // Checked under the lock: `on_publish` sends its command while holding it.
+        if !pending.is_empty() {
+            return false;
+        }
+        if streams.get(id).is_some_and(|h| h.generation == generation) {
+            streams.remove(id);
+            self.metrics.streams_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+/// Turns an RTMP app and stream name into a stream id, as go-livepeer does without auth:
+/// the name, without any query string (`rtmp://host/live/abc?k=v` → `abc`); a URL with only
+/// one path element (`rtmp://host/abc`) names the stream by it.
+pub fn stream_id_for(app: &str, name: &str) -> Result<String, &'static str> {
+    let name = name.split('?').next().unwrap_or_default();
+    let id = if name.is_empty() { app.split('?').next().unwrap_or_default() } else { name };
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok { Ok(id.to_owned()) } else { Err("stream name must be 1-128 characters of A-Z a-z 0-9 _ - .") }
+}
+
+/// The registry as the RTMP server's publish handler.
+pub struct PublishGate(pub Arc<Registry>);
+
+impl PublishHandler for PublishGate {
+    fn on_publish(&self, req: &PublishRequest) -> Result<PublishAccepted, PublishRejected> {
+        self.0.publish(req)
+    }
+}
+
+impl Registry {
+    /// Accepts or refuses a publish: validates the name, enforces the stream limit, takes
+    /// over an existing stream of the same id.
+    pub fn publish(self: &Arc<Self>, req: &PublishRequest) -> Result<PublishAccepted, PublishRejected> {
+        let reject = |code, reason: String| {
+            Metrics::add(&self.metrics.publishes_rejected_total, 1);
+            Err(PublishRejected { code, reason })
+        };
+        let id = match stream_id_for(&req.app, &req.name) {
+            Ok(id) => id,
+            Err(e) => return reject("NetStream.Publish.BadName", e.to_owned()),
+        };
+        let mut streams = self.lock();
+        if !streams.contains_key(&id) && streams.len() >= self.config.max_streams {
+            return reject("NetStream.Publish.Rejected", format!("stream limit of {} reached", self.config.max_streams));
+        }
+        let handle = streams.entry(id.clone()).or_insert_with(|| self.spawn_stream(&id));
+        if let Some(old) = handle.kick.take() {
+            let _ = old.send("replaced by a new publisher");
+        }
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let (kick_tx, kick_rx) = oneshot::channel();
+        handle.kick = Some(kick_tx);
+        if handle.commands.send(Command::Publisher { rx, remote: req.remote.to_string() }).is_err() {
+            return reject("NetStream.Publish.Rejected", "stream is shutting down".into());
+        }
+        Metrics::add(&self.metrics.publishes_total, 1);
+        Ok(PublishAccepted { stream_id: id, sink: tx, kick: kick_rx })
+    }
+}
+
+struct StreamTask {
+    id: String,
+    registry: Arc<Registry>,
+    output: Arc<RwLock<StreamOutput>>,
+    generation: u64,
+}
+
+impl StreamTask {
+    async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let cfg = &self.registry.config;
+        let metrics = self.registry.metrics.clone();
+        let target = MediaTime::from_secs_f64(cfg.segment_duration, Timescale::MPEG);
+        let mut seg = Segmenter::new(SegmenterConfig::with_target(target), 0);
+        let mut publisher: Option<mpsc::Receiver<StreamEvent>> = None;
+        let mut sessions = 0u64;
+        let grace = Duration::from_secs_f64(cfg.stream_grace);
+        let mut idle_since = Some(tokio::time::Instant::now());
+        let mut jumps_seen = 0;
+        loop {
+            let next_event = async {
+                match publisher.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let deadline = idle_since.map(|t| t + grace);
+            let expired = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Publisher { rx, remote }) => {
+                        sessions += 1;
+                        if sessions > 1 {
+                            seg.mark_discontinuity();
+                            Metrics::add(&metrics.discontinuities_total, 1);
+                        }
+                        info!(%remote, session = sessions, "publisher attached");
+                        publisher = Some(rx);
+                        idle_since = None;
+                        self.publish(&mut seg, &metrics, |o| {
+                            o.stats.publishers = sessions;
+                            o.set_live(true);
+                        });
+                    }
+                    None => break,
+                },
+                ev = next_event => match ev {
+                    Some(StreamEvent::Tracks(t)) => {
+                        debug!(video = ?t.video, audio = ?t.audio, "tracks");
+                        seg.handle_tracks(t.clone());
+                        self.publish(&mut seg, &metrics, |o| o.set_tracks(t));
+                    }
+                    Some(StreamEvent::Media(au)) => {
+                        Metrics::add(&metrics.ingest_bytes_total, au.data.len() as u64);
+                        seg.handle_access_unit(&au);
+                        let jumps = seg.stats().timestamp_jumps;
+                        if jumps > jumps_seen {
+                            info!(jumps, "timestamp jump: new timeline");
+                            Metrics::add(&metrics.discontinuities_total, jumps - jumps_seen);
+                            jumps_seen = jumps;
+                        }
+                        self.publish(&mut seg, &metrics, |_| {});
+                    }
+                    Some(StreamEvent::End) | None => {
+                        seg.flush();
+                        publisher = None;
+                        idle_since = Some(tokio::time::Instant::now());
+                        let stats = seg.stats();
+                        info!(segments = seg.next_seq(), dropped = stats.dropped_before_keyframe, "publisher gone; stream ended");
+                        self.publish(&mut seg, &metrics, |o| o.set_live(false));
+                    }
+                },
+                _ = expired => {
+                    if self.registry.remove_if_idle(&self.id, self.generation, &mut commands) {
+                        info!("stream removed after grace period");
+                        return;
+                    }
+                    idle_since = None; // a publisher is on its way
+                }
+            }
+        }
+        seg.flush();
+        self.publish(&mut seg, &metrics, |o| o.set_live(false));
+    }
+
+    /// Moves finished segments into the output, then applies `f`, under one write lock.
+    fn publish(&self, seg: &mut Segmenter, metrics: &Metrics, f: impl FnOnce(&mut StreamOutput)) {
+        let mut o = self.output.write().unwrap_or_else(|e| e.into_inner());
+        while let Some(s) = seg.poll_segment() {
+            debug!(seq = s.seq, duration = %s.duration, bytes = s.data.len(), discontinuity = s.discontinuity, "segment");
+            Metrics::add(&metrics.segments_total, 1);
+            Metrics::add(&metrics.segment_bytes_total, s.data.len() as u64);
+            o.add_segment(s);
+        }
+        f(&mut o);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_follow_go_livepeer() {
+        assert_eq!(stream_id_for("live", "abc").unwrap(), "abc");
+        assert_eq!(stream_id_for("live", "abc?token=x").unwrap(), "abc");
+        assert_eq!(stream_id_for("abc", "").unwrap(), "abc");
+        assert!(stream_id_for("live", "../etc").is_err());
+        assert!(stream_id_for("live", "a b").is_err());
+        assert!(stream_id_for("", "").is_err());
+    }
+}

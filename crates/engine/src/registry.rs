@@ -109,7 +109,8 @@ impl Registry {
         let output = Arc::new(RwLock::new(StreamOutput::new(id, self.config.playlist_window, self.config.segment_duration)));
         let (tx, rx) = mpsc::unbounded_channel();
         let task = StreamTask { id: id.to_owned(), registry: self.clone(), output: output.clone(), generation };
-        tokio::spawn(task.run(rx).instrument(info_span!("stream", stream_id = %id)));
+        // A root span: the stream outlives the connection that created it.
+        tokio::spawn(task.run(rx).instrument(info_span!(parent: None, "stream", stream_id = %id)));
         Metrics::add(&self.metrics.streams_active, 1);
         Handle { output, commands: tx, kick: None, generation }
     }

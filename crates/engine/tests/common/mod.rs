@@ -1,0 +1,268 @@
+//! Helpers for the gateway's end-to-end tests: a gateway on loopback, real publishers
+//! (ffmpeg, GStreamer, Sluice's own), a minimal HTTP client, and ffprobe-based checks.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use engine::{Gateway, GatewayConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(name)
+}
+
+/// A gateway on ephemeral loopback ports that lists every segment (window 0).
+pub async fn gateway() -> Gateway {
+    gateway_with(|_| {}).await
+}
+
+pub async fn gateway_with(f: impl FnOnce(&mut GatewayConfig)) -> Gateway {
+    let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let mut c = GatewayConfig { rtmp_addr: any, http_addr: any, cli_addr: any, playlist_window: 0, ..Default::default() };
+    f(&mut c);
+    Gateway::start(c).await.expect("gateway starts")
+}
+
+pub fn rtmp_url(gw: &Gateway, name: &str) -> String {
+    format!("rtmp://{}/live/{name}", gw.rtmp_addr)
+}
+
+/// Runs a command to completion, failing the test with its stderr if it fails.
+pub async fn run(cmd: &mut Command, what: &str) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.stdin(Stdio::null()).output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} timed out"))
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what} failed ({}):\n{stderr}", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
+}
+
+/// Publishes a file with ffmpeg (`-c copy -f flv`), as fast as it reads unless `realtime`.
+pub async fn ffmpeg_publish(file: &Path, url: &str, realtime: bool) {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
+    if realtime {
+        c.arg("-re");
+    }
+    c.arg("-i").arg(file).args(["-c", "copy", "-f", "flv", url]);
+    run(&mut c, "ffmpeg publish").await;
+}
+
+/// Publishes an FLV file with GStreamer's rtmp2sink (paced by the pipeline clock).
+pub async fn gst_publish(file: &Path, url: &str) {
+    let pipeline = format!(
+        "filesrc location={} ! flvdemux name=d d.video ! queue ! h264parse ! flvmux name=m streamable=true ! \
+         rtmp2sink location={url} d.audio ! queue ! aacparse ! m.",
+        file.display()
+    );
+    let mut c = Command::new("gst-launch-1.0");
+    c.arg("-q").args(pipeline.split_whitespace());
+    run(&mut c, "gst-launch rtmp2sink").await;
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).await.expect("connect http");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("http header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    HttpResponse { status, headers, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
+        b = &b[nl + 2 + n + 2..];
+    }
+}
+
+/// Polls until stream `id`'s playlist is ended (publisher gone), or panics after 20 s.
+pub async fn wait_ended(gw: &Gateway, id: &str) -> m3u8_rs::MediaPlaylist {
+    for _ in 0..200 {
+        let r = http_get(gw.http_addr, &format!("/stream/{id}/source.m3u8")).await;
+        if r.status == 200 {
+            let pl = media_playlist(&r.body);
+            if pl.end_list {
+                return pl;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("stream {id} never ended");
+}
+
+pub fn media_playlist(body: &[u8]) -> m3u8_rs::MediaPlaylist {
+    match m3u8_rs::parse_playlist_res(body) {
+        Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,
+        other => panic!("not a media playlist: {other:?}\n{}", String::from_utf8_lossy(body)),
+    }
+}
+
+/// One packet as ffprobe reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packet {
+    pub video: bool,
+    pub pts: f64,
+    pub dts: f64,
+    pub key: bool,
+}
+
+/// Packets of a media file, in file order.
+pub async fn probe_packets(file: &Path) -> Vec<Packet> {
+    let out = run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "packet=codec_type,pts_time,dts_time,flags", "-of", "csv=p=0"])
+            .arg(file),
+        "ffprobe packets",
+    )
+    .await;
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let num = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
+            Packet { video: f[0] == "video", pts: num(f[1]), dts: num(f[2]), key: f.get(3).is_some_and(|x| x.contains('K')) }
+        })
+        .collect()
+}
+
+/// Video width and height of a file.
+pub async fn probe_size(file: &Path) -> (u32, u32) {
+    let out = run(
+        Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"]).arg(file),
+        "ffprobe size",
+    )
+    .await;
+    // A TS lists its streams under the program too: the first line is enough.
+    let line = out.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let mut it = line.trim().trim_end_matches(',').split(',').map(|x| x.parse().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+/// Decodes a file fully; panics with ffmpeg's complaints if there are any. The encoder time
+/// base is set to 90 kHz so that ffmpeg's null muxer does not round millisecond timestamps
+/// onto the same 1/fps tick and complain about its own rounding.
+pub async fn assert_decodes(file: &Path) {
+    let out = run(
+        Command::new("ffmpeg").args(["-v", "error", "-nostdin", "-i"]).arg(file).args(["-enc_time_base:v", "1:90000", "-f", "null", "-"]),
+        "ffmpeg decode",
+    )
+    .await;
+    assert!(out.trim().is_empty(), "{} does not decode cleanly:\n{out}", file.display());
+}
+
+/// What a check of a finished stream found.
+#[derive(Debug)]
+pub struct StreamCheck {
+    pub playlist: m3u8_rs::MediaPlaylist,
+    pub dir: PathBuf,
+    pub segments: Vec<PathBuf>,
+    /// Packets of every segment, concatenated.
+    pub packets: Vec<Packet>,
+    /// Sum of EXTINF durations.
+    pub duration: f64,
+}
+
+/// Fetches a finished stream's master and media playlists and every segment over HTTP,
+/// and checks what must hold for any stream: headers, every segment decodes, every segment
+/// with video starts with a keyframe.
+pub async fn fetch_and_check(gw: &Gateway, id: &str) -> StreamCheck {
+    let master = http_get(gw.http_addr, &format!("/stream/{id}.m3u8")).await;
+    assert_eq!(master.status, 200);
+    assert_eq!(master.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    assert_eq!(master.header("access-control-allow-origin"), Some("*"));
+    assert!(master.text().contains(&format!("{id}/source.m3u8")), "{}", master.text());
+    let playlist = wait_ended(gw, id).await;
+    let dir = std::env::temp_dir().join(format!("sluice-test-{id}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut segments = vec![];
+    let mut packets = vec![];
+    let mut duration = 0.0;
+    for s in &playlist.segments {
+        duration += s.duration as f64;
+        let r = http_get(gw.http_addr, &format!("/stream/{id}/{}", s.uri)).await;
+        assert_eq!(r.status, 200, "segment {} of {id}", s.uri);
+        assert_eq!(r.header("content-type"), Some("video/mp2t"));
+        let path = dir.join(s.uri.replace('/', "_"));
+        std::fs::write(&path, &r.body).unwrap();
+        assert_decodes(&path).await;
+        let p = probe_packets(&path).await;
+        if let Some(first_video) = p.iter().find(|p| p.video) {
+            assert!(first_video.key, "segment {} of {id} does not start with a keyframe", s.uri);
+        }
+        packets.extend(p);
+        segments.push(path);
+    }
+    StreamCheck { playlist, dir, segments, packets, duration }
+}
+
+/// Checks that `got` holds exactly the source file's packets (same count and timestamps per
+/// track, to the millisecond), i.e. nothing was lost, duplicated or retimed.
+pub async fn assert_same_packets(source: &Path, got: &[Packet]) {
+    let src = probe_packets(source).await;
+    for video in [true, false] {
+        let mut a: Vec<f64> = src.iter().filter(|p| p.video == video).map(|p| p.pts).collect();
+        let mut b: Vec<f64> = got.iter().filter(|p| p.video == video).map(|p| p.pts).collect();
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        assert_eq!(a.len(), b.len(), "{} packet count differs from the source", if video { "video" } else { "audio" });
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 0.0015, "timestamp {y} differs from source {x}");
+        }
+    }
+}
+
+/// Source span: from the earliest packet to the end of the last video frame.
+pub async fn source_span(source: &Path) -> (f64, f64) {
+    let p = probe_packets(source).await;
+    let v: Vec<f64> = p.iter().filter(|p| p.video).map(|p| p.pts).collect();
+    let frame = if v.len() > 1 {
+        let mut s = v.clone();
+        s.sort_by(f64::total_cmp);
+        s[s.len() - 1] - s[s.len() - 2]
+    } else {
+        0.0
+    };
+    let start = p.iter().map(|p| p.pts).fold(f64::INFINITY, f64::min);
+    let end = v.iter().copied().fold(f64::NEG_INFINITY, f64::max) + frame;
+    (end - start, frame)
+}

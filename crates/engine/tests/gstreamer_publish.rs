@@ -1,0 +1,26 @@
+//! GStreamer's rtmp2sink publishes; the output is checked as for ffmpeg.
+
+mod common;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rtmp2sink_publishes_a_playable_stream() {
+    let gw = gateway().await;
+    let src = testdata("short.flv");
+    gst_publish(&src, &rtmp_url(&gw, "gst")).await;
+    let c = fetch_and_check(&gw, "gst").await;
+    assert_same_packets(&src, &c.packets).await;
+    assert_eq!(c.playlist.segments.len(), 2, "4 s at 1 s GOPs and a 2 s target");
+    // ffmpeg reads the master playlist as a player would.
+    let out = run(
+        tokio::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-i"])
+            .arg(format!("http://{}/stream/gst.m3u8", gw.http_addr))
+            .args(["-f", "null", "-"]),
+        "ffmpeg HLS read",
+    )
+    .await;
+    assert!(out.trim().is_empty(), "{out}");
+    gw.shutdown().await;
+}

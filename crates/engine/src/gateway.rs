@@ -39,9 +39,12 @@ impl Gateway {
         let registry = Registry::new(config.clone(), metrics.clone());
         let (shutdown, rx) = watch::channel(false);
 
-        let rtmp = TcpListener::bind(config.rtmp_addr).await.with_context(|| format!("binding RTMP {}", config.rtmp_addr))?;
-        let http = TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP {}", config.http_addr))?;
-        let cli = TcpListener::bind(config.cli_addr).await.with_context(|| format!("binding control {}", config.cli_addr))?;
+        let rtmp =
+            TcpListener::bind(config.rtmp_addr).await.with_context(|| format!("binding RTMP {}", config.rtmp_addr))?;
+        let http =
+            TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP {}", config.http_addr))?;
+        let cli =
+            TcpListener::bind(config.cli_addr).await.with_context(|| format!("binding control {}", config.cli_addr))?;
         let (rtmp_addr, http_addr, cli_addr) = (rtmp.local_addr()?, http.local_addr()?, cli.local_addr()?);
 
         let rtmp_cfg = RtmpServerConfig {

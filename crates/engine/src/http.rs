@@ -153,7 +153,8 @@ if (window.Hls) start(); else {{
 async fn hls_js(State(st): State<AppState>) -> Response {
     let Some(dir) = &st.web_dir else { return not_found(&st) };
     match tokio::fs::read(dir.join("hls.min.js")).await {
-        Ok(js) => ([(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "public, max-age=86400")], js).into_response(),
+        Ok(js) => ([(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "public, max-age=86400")], js)
+            .into_response(),
         Err(_) => not_found(&st),
     }
 }

@@ -142,7 +142,8 @@ struct PublishArgs {
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     match format {
@@ -223,7 +224,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     });
     println!();
     println!("Sluice demo is running. Publishing the bundled clip as stream '{name}'.");
-    println!("  RTMP ingest:  rtmp://{}/live/{name}   (publish your own: ffmpeg -re -i FILE -c copy -f flv rtmp://{}/live/NAME)", gw.rtmp_addr, gw.rtmp_addr);
+    println!(
+        "  RTMP ingest:  rtmp://{}/live/{name}   (publish your own: ffmpeg -re -i FILE -c copy -f flv rtmp://{}/live/NAME)",
+        gw.rtmp_addr, gw.rtmp_addr
+    );
     println!("  HLS playback: http://{}/stream/{name}.m3u8", gw.http_addr);
     println!("  Player:       http://{}/player/{name}", gw.http_addr);
     println!("  Streams:      http://{}/streams   Metrics: http://{}/metrics", gw.cli_addr, gw.cli_addr);

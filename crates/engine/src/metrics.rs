@@ -41,7 +41,12 @@ impl Metrics {
         one("sluice_publishes_rejected_total", "counter", "Publishes refused.", &self.publishes_rejected_total);
         one("sluice_segments_total", "counter", "Source segments produced.", &self.segments_total);
         one("sluice_segment_bytes_total", "counter", "Bytes of source segments produced.", &self.segment_bytes_total);
-        one("sluice_ingest_bytes_total", "counter", "Access unit bytes received from publishers.", &self.ingest_bytes_total);
+        one(
+            "sluice_ingest_bytes_total",
+            "counter",
+            "Access unit bytes received from publishers.",
+            &self.ingest_bytes_total,
+        );
         one("sluice_discontinuities_total", "counter", "Timeline discontinuities.", &self.discontinuities_total);
         one("sluice_http_not_found_total", "counter", "Playback requests answered 404.", &self.http_not_found_total);
         s

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use ingest::flv::{FlvDemuxer, FlvFileReader};
-use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, Segment, StreamEvent, Timescale, TrackInfo, TrackKind};
+use media::{
+    AacConfig, AccessUnit, H264Config, MediaTime, Payload, Segment, StreamEvent, Timescale, TrackInfo, TrackKind,
+};
 use segmenter::hls::{MediaPlaylistBuilder, PlaylistEntry};
 use segmenter::ts::demux::TsDemuxer;
 use segmenter::{Segmenter, SegmenterConfig};
@@ -133,7 +135,8 @@ pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> anyhow::R
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let input_bytes = data.len() as u64;
     let mut playlist = MediaPlaylistBuilder::vod(target_secs);
-    let mut report = SegmentReport { segments: 0, duration_secs: 0.0, input_bytes, output_bytes: 0, elapsed: Duration::ZERO };
+    let mut report =
+        SegmentReport { segments: 0, duration_secs: 0.0, input_bytes, output_bytes: 0, elapsed: Duration::ZERO };
     let mut write_err = None;
     segment_bytes(data, target_secs, |s| {
         let path = out_dir.join(format!("{}.ts", s.seq));

@@ -79,8 +79,14 @@ impl Registry {
                 StreamSummary {
                     id: id.clone(),
                     stats: o.stats.clone(),
-                    video: t.video.as_ref().map(|v| format!("{} {}x{}", v.codec_string(), v.dimensions.width, v.dimensions.height)),
-                    audio: t.audio.as_ref().map(|a| format!("{} {}Hz {}ch", a.codec_string(), a.sample_rate, a.channel_config)),
+                    video: t
+                        .video
+                        .as_ref()
+                        .map(|v| format!("{} {}x{}", v.codec_string(), v.dimensions.width, v.dimensions.height)),
+                    audio: t
+                        .audio
+                        .as_ref()
+                        .map(|a| format!("{} {}Hz {}ch", a.codec_string(), a.sample_rate, a.channel_config)),
                 }
             })
             .collect();
@@ -106,7 +112,8 @@ impl Registry {
 
     fn spawn_stream(self: &Arc<Self>, id: &str) -> Handle {
         let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let output = Arc::new(RwLock::new(StreamOutput::new(id, self.config.playlist_window, self.config.segment_duration)));
+        let output =
+            Arc::new(RwLock::new(StreamOutput::new(id, self.config.playlist_window, self.config.segment_duration)));
         let (tx, rx) = mpsc::unbounded_channel();
         let task = StreamTask { id: id.to_owned(), registry: self.clone(), output: output.clone(), generation };
         // A root span: the stream outlives the connection that created it.
@@ -167,7 +174,10 @@ impl Registry {
         };
         let mut streams = self.lock();
         if !streams.contains_key(&id) && streams.len() >= self.config.max_streams {
-            return reject("NetStream.Publish.Rejected", format!("stream limit of {} reached", self.config.max_streams));
+            return reject(
+                "NetStream.Publish.Rejected",
+                format!("stream limit of {} reached", self.config.max_streams),
+            );
         }
         let handle = streams.entry(id.clone()).or_insert_with(|| self.spawn_stream(&id));
         if let Some(old) = handle.kick.take() {

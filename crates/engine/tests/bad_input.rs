@@ -88,7 +88,8 @@ async fn garbage_publishers_are_dropped_and_others_carry_on() {
 
     // A valid publish followed by a video codec Sluice does not take (Sorenson H.263), and
     // one followed by H.264 frames without a sequence header.
-    for (name, tag) in [("sorenson", vec![0x22u8, 0, 0, 0]), ("noheader", vec![0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0])] {
+    for (name, tag) in [("sorenson", vec![0x22u8, 0, 0, 0]), ("noheader", vec![0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0])]
+    {
         let url = RtmpUrl::parse(&rtmp_url(&gw, name)).unwrap();
         let mut p = RtmpPublisher::connect(&url).await.unwrap();
         let mut failed = false;

@@ -70,7 +70,8 @@ async fn encoder_restart_continues_one_playlist() {
     ffmpeg_publish(&src, &rtmp_url(&gw, "restart"), false).await;
     ffmpeg_publish(&src, &rtmp_url(&gw, "restart"), false).await;
     let c = fetch_and_check(&gw, "restart").await;
-    let disc: Vec<usize> = c.playlist.segments.iter().enumerate().filter(|(_, s)| s.discontinuity).map(|(i, _)| i).collect();
+    let disc: Vec<usize> =
+        c.playlist.segments.iter().enumerate().filter(|(_, s)| s.discontinuity).map(|(i, _)| i).collect();
     assert_eq!(disc.len(), 1, "one discontinuity between the two sessions");
     assert_eq!(disc[0], c.playlist.segments.len() / 2, "halfway");
     let src_video = probe_packets(&src).await.iter().filter(|p| p.video).count();

@@ -16,7 +16,8 @@ async fn backward_jump_becomes_a_discontinuity() {
     let src = testdata("short.flv");
     let tags = read_flv(Bytes::from(std::fs::read(&src).unwrap())).unwrap();
     // Split at the keyframe nearest the middle: before it timestamps are 100 s ahead.
-    let is_key = |t: &ingest::flv::FlvTag| t.tag_type == TAG_VIDEO && t.body.len() > 1 && t.body[0] >> 4 == 1 && t.body[1] == 1;
+    let is_key =
+        |t: &ingest::flv::FlvTag| t.tag_type == TAG_VIDEO && t.body.len() > 1 && t.body[0] >> 4 == 1 && t.body[1] == 1;
     let split = (tags.len() / 2..tags.len()).find(|&i| is_key(&tags[i])).expect("a keyframe in the second half");
     let url = RtmpUrl::parse(&rtmp_url(&gw, "jump")).unwrap();
     let mut p = RtmpPublisher::connect(&url).await.unwrap();

@@ -181,9 +181,8 @@ impl FlvDemuxer {
         if raw.is_empty() {
             return Ok(());
         }
-        let header = cfg
-            .adts_header_bytes(raw.len())
-            .map_err(|source| FlvError::Codec { track: TrackKind::Audio, source })?;
+        let header =
+            cfg.adts_header_bytes(raw.len()).map_err(|source| FlvError::Codec { track: TrackKind::Audio, source })?;
         let mut data = Payload::with_capacity(1 + raw.parts().len());
         data.push(header);
         for p in raw.parts() {
@@ -204,7 +203,12 @@ struct Converted {
 
 /// Rewrites the AVCC NAL units of `body[start..]` as Annex B fragments. Returns `None` for
 /// an access unit with no NAL units.
-fn avcc_to_annexb(body: &Payload, start: usize, cfg: &H264Config, flagged_key: bool) -> Result<Option<Converted>, FlvError> {
+fn avcc_to_annexb(
+    body: &Payload,
+    start: usize,
+    cfg: &H264Config,
+    flagged_key: bool,
+) -> Result<Option<Converted>, FlvError> {
     let n = cfg.nal_length_size as usize;
     let tag_len = body.len();
     // First pass: NAL boundaries and types (no payload bytes are touched but the headers).
@@ -321,8 +325,8 @@ mod tests {
     use super::*;
 
     const SPS: &[u8] = &[
-        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02,
-        0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
+        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00,
+        0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
     ];
     const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb];
 
@@ -415,8 +419,12 @@ mod tests {
         let mut d = FlvDemuxer::new();
         one(&mut d, TAG_VIDEO, 0, &seq_header()).unwrap();
         // A 640x360 SPS arrives in band with the next IDR.
-        let sps2: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48];
-        let evs = one(&mut d, TAG_VIDEO, 40, &nalu_tag(true, 0, &[sps2, &[0x68, 0xce, 0x3c, 0x80], &[0x65, 7]])).unwrap();
+        let sps2: &[u8] = &[
+            0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00,
+            0x03, 0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48,
+        ];
+        let evs =
+            one(&mut d, TAG_VIDEO, 40, &nalu_tag(true, 0, &[sps2, &[0x68, 0xce, 0x3c, 0x80], &[0x65, 7]])).unwrap();
         let StreamEvent::Tracks(t) = &evs[0] else { panic!("expected a configuration change first") };
         let v = t.video.as_ref().unwrap();
         assert_eq!((v.dimensions.width, v.dimensions.height), (640, 360));

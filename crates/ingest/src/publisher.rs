@@ -123,10 +123,17 @@ impl RtmpPublisher {
         rd.wait_result(&mut sock, 1.0).await?;
         let name = Amf0Value::String(url.name.clone());
         for (i, cmd) in ["releaseStream", "FCPublish"].into_iter().enumerate() {
-            let vals = [Amf0Value::String(cmd.into()), Amf0Value::Number(2.0 + i as f64), Amf0Value::Null, name.clone()];
+            let vals =
+                [Amf0Value::String(cmd.into()), Amf0Value::Number(2.0 + i as f64), Amf0Value::Null, name.clone()];
             command(&encoder, &mut out, CSID_COMMAND, 0, &vals);
         }
-        command(&encoder, &mut out, CSID_COMMAND, 0, &[Amf0Value::String("createStream".into()), Amf0Value::Number(4.0), Amf0Value::Null]);
+        command(
+            &encoder,
+            &mut out,
+            CSID_COMMAND,
+            0,
+            &[Amf0Value::String("createStream".into()), Amf0Value::Number(4.0), Amf0Value::Null],
+        );
         sock.write_all(&out.split()).await?;
         let stream_id = rd.wait_result(&mut sock, 4.0).await?.as_f64().unwrap_or(1.0) as u32;
         let vals = [
@@ -164,9 +171,21 @@ impl RtmpPublisher {
     /// Unpublishes and closes the connection.
     pub async fn finish(mut self) -> Result<(), PublishError> {
         let name = Amf0Value::Null;
-        command(&self.encoder, &mut self.out, CSID_COMMAND, 0, &[Amf0Value::String("FCUnpublish".into()), Amf0Value::Number(6.0), Amf0Value::Null, name]);
+        command(
+            &self.encoder,
+            &mut self.out,
+            CSID_COMMAND,
+            0,
+            &[Amf0Value::String("FCUnpublish".into()), Amf0Value::Number(6.0), Amf0Value::Null, name],
+        );
         let sid = Amf0Value::Number(self.stream_id as f64);
-        command(&self.encoder, &mut self.out, CSID_COMMAND, 0, &[Amf0Value::String("deleteStream".into()), Amf0Value::Number(7.0), Amf0Value::Null, sid]);
+        command(
+            &self.encoder,
+            &mut self.out,
+            CSID_COMMAND,
+            0,
+            &[Amf0Value::String("deleteStream".into()), Amf0Value::Number(7.0), Amf0Value::Null, sid],
+        );
         self.writer.write_all(&self.out).await?;
         self.writer.shutdown().await?;
         self.drain.abort();
@@ -189,7 +208,8 @@ impl Reader {
                         self.decoder.set_chunk_size((&body[..]).get_u32())?;
                     }
                     COMMAND_AMF0 => {
-                        return amf0::decode_all(&body).map_err(|source| RtmpError::Amf { context: "command", source }.into());
+                        return amf0::decode_all(&body)
+                            .map_err(|source| RtmpError::Amf { context: "command", source }.into());
                     }
                     _ => {}
                 }

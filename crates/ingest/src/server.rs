@@ -34,7 +34,11 @@ pub struct RtmpServerConfig {
 
 impl Default for RtmpServerConfig {
     fn default() -> Self {
-        RtmpServerConfig { session: SessionConfig::default(), idle_timeout: Duration::from_secs(30), max_connections: 1024 }
+        RtmpServerConfig {
+            session: SessionConfig::default(),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
     }
 }
 
@@ -146,10 +150,8 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     #[allow(clippy::disallowed_methods)] // the shell owns the clock
-    let epoch_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u32)
-        .unwrap_or(0);
+    let epoch_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u32).unwrap_or(0);
     let mut session = ServerSession::new(config.session.clone(), epoch_ms, crate::random_seed());
     let mut demux = FlvDemuxer::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);

@@ -97,9 +97,7 @@ impl H264Config {
         let take_sets = |count: usize, pos: &mut usize| -> Result<Vec<Bytes>, CodecError> {
             let mut out = Vec::with_capacity(count);
             for _ in 0..count {
-                let len_bytes = r
-                    .get(*pos..*pos + 2)
-                    .ok_or(CodecError::Truncated("parameter set length"))?;
+                let len_bytes = r.get(*pos..*pos + 2).ok_or(CodecError::Truncated("parameter set length"))?;
                 let len = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
                 *pos += 2;
                 if r.len() < *pos + len {
@@ -120,11 +118,7 @@ impl H264Config {
     }
 
     /// Builds a configuration from raw SPS and PPS NAL units (as found in band in Annex B).
-    pub fn from_parameter_sets(
-        sps: Vec<Bytes>,
-        pps: Vec<Bytes>,
-        nal_length_size: u8,
-    ) -> Result<Self, CodecError> {
+    pub fn from_parameter_sets(sps: Vec<Bytes>, pps: Vec<Bytes>, nal_length_size: u8) -> Result<Self, CodecError> {
         let first = sps.first().ok_or(CodecError::Invalid("AVC record without SPS"))?;
         if pps.is_empty() {
             return Err(CodecError::Invalid("AVC record without PPS"));
@@ -221,11 +215,8 @@ fn parse_sps_dimensions(sps_nal: &[u8]) -> Result<VideoDimensions, CodecError> {
         2 => (2, 1),
         _ => (1, 1),
     };
-    let (crop_x, crop_y) = if chroma_array_type == 0 {
-        (1, 2 - frame_mbs_only)
-    } else {
-        (sub_w, sub_h * (2 - frame_mbs_only))
-    };
+    let (crop_x, crop_y) =
+        if chroma_array_type == 0 { (1, 2 - frame_mbs_only) } else { (sub_w, sub_h * (2 - frame_mbs_only)) };
     let width = (width_mbs * 16).saturating_sub(crop_x * (crop_l + crop_r));
     let height = ((2 - frame_mbs_only) * height_map_units * 16).saturating_sub(crop_y * (crop_t + crop_b));
     if width == 0 || height == 0 || width > 16384 || height > 16384 {
@@ -261,8 +252,7 @@ pub struct AacConfig {
     pub channel_config: u8,
 }
 
-const AAC_RATES: [u32; 13] =
-    [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+const AAC_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 
 impl AacConfig {
     /// Parses an AudioSpecificConfig.
@@ -278,9 +268,8 @@ impl AacConfig {
             // An explicit 24-bit rate cannot be expressed in an ADTS header.
             return Err(CodecError::Unsupported("explicit AAC sampling rate"));
         }
-        let sample_rate = *AAC_RATES
-            .get(frequency_index as usize)
-            .ok_or(CodecError::Invalid("AAC sampling frequency index"))?;
+        let sample_rate =
+            *AAC_RATES.get(frequency_index as usize).ok_or(CodecError::Invalid("AAC sampling frequency index"))?;
         let channel_config = r.bits(4).map_err(trunc)?;
         if object_type == 0 || object_type > 45 {
             return Err(CodecError::Invalid("AAC audio object type"));
@@ -357,13 +346,9 @@ impl AacConfig {
         let frequency_index = (h[2] >> 2) & 0xf;
         let channel_config = ((h[2] & 1) << 2) | (h[3] >> 6);
         let frame_len = (((h[3] & 3) as usize) << 11) | ((h[4] as usize) << 3) | ((h[5] as usize) >> 5);
-        let sample_rate = *AAC_RATES
-            .get(frequency_index as usize)
-            .ok_or(CodecError::Invalid("AAC sampling frequency index"))?;
-        Ok((
-            AacConfig { object_type: profile + 1, frequency_index, sample_rate, channel_config },
-            frame_len,
-        ))
+        let sample_rate =
+            *AAC_RATES.get(frequency_index as usize).ok_or(CodecError::Invalid("AAC sampling frequency index"))?;
+        Ok((AacConfig { object_type: profile + 1, frequency_index, sample_rate, channel_config }, frame_len))
     }
 }
 
@@ -374,8 +359,8 @@ mod tests {
     // A 1280x720 High profile (level 3.1) SPS in the form x264 writes it
     // (no frame cropping).
     const SPS_720P: &[u8] = &[
-        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02,
-        0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
+        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00,
+        0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
     ];
 
     #[test]

@@ -143,7 +143,9 @@ pub fn render_master(variants: &[Variant]) -> String {
                 uri: v.uri.clone(),
                 bandwidth: v.bandwidth.max(1),
                 codecs: v.codecs.clone(),
-                resolution: v.resolution.map(|(width, height)| Resolution { width: width as u64, height: height as u64 }),
+                resolution: v
+                    .resolution
+                    .map(|(width, height)| Resolution { width: width as u64, height: height as u64 }),
                 ..VariantStream::default()
             })
             .collect(),

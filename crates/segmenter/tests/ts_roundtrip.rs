@@ -43,7 +43,14 @@ struct Spec {
 
 fn arb_units() -> impl Strategy<Value = Vec<Spec>> {
     proptest::collection::vec(
-        (any::<bool>(), 1i64..6000, 0i64..9000, any::<bool>(), 0usize..3000, proptest::collection::vec(any::<usize>(), 0..3))
+        (
+            any::<bool>(),
+            1i64..6000,
+            0i64..9000,
+            any::<bool>(),
+            0usize..3000,
+            proptest::collection::vec(any::<usize>(), 0..3),
+        )
             .prop_map(|(video, dts_step, cts, key, len, cuts)| Spec { video, dts_step, cts, key, len, cuts }),
         1..60,
     )
@@ -203,13 +210,22 @@ fn video_segments_start_with_keyframes_and_cut_on_target() {
 #[test]
 fn backward_jump_starts_a_discontinuous_segment() {
     let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
-    seg.handle_tracks(TrackInfo { video: None, audio: Some(AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap()) });
+    seg.handle_tracks(TrackInfo {
+        video: None,
+        audio: Some(AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap()),
+    });
     let mut push = |ticks: i64| {
         let t = MediaTime::new(ticks, Timescale::MPEG);
         let cfg = AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap();
         let mut v = cfg.adts_header(4).unwrap().to_vec();
         v.extend_from_slice(&[1, 2, 3, 4]);
-        seg.handle_access_unit(&AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data: Bytes::from(v).into() });
+        seg.handle_access_unit(&AccessUnit {
+            track: TrackKind::Audio,
+            pts: t,
+            dts: t,
+            keyframe: true,
+            data: Bytes::from(v).into(),
+        });
     };
     for i in 0..100 {
         push(1_000_000 + i * 1920);

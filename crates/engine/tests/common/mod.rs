@@ -23,7 +23,8 @@ pub async fn gateway() -> Gateway {
 pub async fn gateway_with(f: impl FnOnce(&mut GatewayConfig)) -> Gateway {
     let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
     let any = "127.0.0.1:0".parse().unwrap();
-    let mut c = GatewayConfig { rtmp_addr: any, http_addr: any, cli_addr: any, playlist_window: 0, ..Default::default() };
+    let mut c =
+        GatewayConfig { rtmp_addr: any, http_addr: any, cli_addr: any, playlist_window: 0, ..Default::default() };
     f(&mut c);
     Gateway::start(c).await.expect("gateway starts")
 }
@@ -91,9 +92,8 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))).collect();
     let mut body = raw[split + 4..].to_vec();
     if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
         body = dechunk(&body);
@@ -159,7 +159,12 @@ pub async fn probe_packets(file: &Path) -> Vec<Packet> {
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             let num = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
-            Packet { video: f[0] == "video", pts: num(f[1]), dts: num(f[2]), key: f.get(3).is_some_and(|x| x.contains('K')) }
+            Packet {
+                video: f[0] == "video",
+                pts: num(f[1]),
+                dts: num(f[2]),
+                key: f.get(3).is_some_and(|x| x.contains('K')),
+            }
         })
         .collect()
 }
@@ -167,7 +172,9 @@ pub async fn probe_packets(file: &Path) -> Vec<Packet> {
 /// Video width and height of a file.
 pub async fn probe_size(file: &Path) -> (u32, u32) {
     let out = run(
-        Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"]).arg(file),
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+            .arg(file),
         "ffprobe size",
     )
     .await;
@@ -182,7 +189,13 @@ pub async fn probe_size(file: &Path) -> (u32, u32) {
 /// onto the same 1/fps tick and complain about its own rounding.
 pub async fn assert_decodes(file: &Path) {
     let out = run(
-        Command::new("ffmpeg").args(["-v", "error", "-nostdin", "-i"]).arg(file).args(["-enc_time_base:v", "1:90000", "-f", "null", "-"]),
+        Command::new("ffmpeg").args(["-v", "error", "-nostdin", "-i"]).arg(file).args([
+            "-enc_time_base:v",
+            "1:90000",
+            "-f",
+            "null",
+            "-",
+        ]),
         "ffmpeg decode",
     )
     .await;

@@ -270,10 +270,7 @@ mod tests {
         encode(&Amf0Value::String("connect".into()), &mut b);
         encode(&Amf0Value::Number(1.0), &mut b);
         encode(
-            &object([
-                ("app", Amf0Value::String("live".into())),
-                ("tcUrl", Amf0Value::String("rtmp://h/live".into())),
-            ]),
+            &object([("app", Amf0Value::String("live".into())), ("tcUrl", Amf0Value::String("rtmp://h/live".into()))]),
             &mut b,
         );
         let vals = decode_all(&b).unwrap();

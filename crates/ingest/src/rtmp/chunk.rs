@@ -257,15 +257,7 @@ impl ChunkEncoder {
     }
 
     /// Appends `payload` as one message: a type 0 chunk, then type 3 continuations.
-    pub fn write(
-        &self,
-        out: &mut BytesMut,
-        csid: u32,
-        timestamp: u32,
-        type_id: u8,
-        stream_id: u32,
-        payload: &[u8],
-    ) {
+    pub fn write(&self, out: &mut BytesMut, csid: u32, timestamp: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
         let extended = timestamp >= EXTENDED;
         let mut first = true;
         let mut chunks = payload.chunks(self.chunk_size as usize);

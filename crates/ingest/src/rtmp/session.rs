@@ -329,7 +329,14 @@ impl ServerSession {
             }
             "play" => {
                 // Sluice takes streams in over RTMP; playback is HLS/DASH.
-                on_status(&self.encoder, &mut self.out, stream_id, "error", "NetStream.Play.Failed", "RTMP playback is not supported; use HLS");
+                on_status(
+                    &self.encoder,
+                    &mut self.out,
+                    stream_id,
+                    "error",
+                    "NetStream.Play.Failed",
+                    "RTMP playback is not supported; use HLS",
+                );
             }
             _ => {
                 if txn != 0.0 {

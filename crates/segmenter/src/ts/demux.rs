@@ -9,8 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 use media::{AccessUnit, MediaTime, Payload, Timescale, TrackKind};
 
-use super::*;
 use super::mux::TsTracks;
+use super::*;
 use crate::error::TsError;
 
 /// Longest PES payload reassembled. A 4K keyframe is a few MB; more is a broken stream.

@@ -21,3 +21,7 @@ pub use gateway::Gateway;
 
 /// The bundled demo clip: 10 s of 640x360 test pattern with a tone (see testdata/README.md).
 pub static DEMO_CLIP: &[u8] = include_bytes!("../../../testdata/clip.flv");
+
+/// Where the setup script installs hls.js (relative to the repository root), used for the
+/// player page when no `web_dir` is configured.
+pub const DEFAULT_WEB_DIR: &str = "web/node_modules/hls.js/dist";

@@ -74,7 +74,7 @@ struct GatewayArgs {
     /// Most concurrent streams [default: 1000].
     #[arg(long, env = "SLUICE_MAX_STREAMS")]
     max_streams: Option<usize>,
-    /// Directory with hls.min.js for the player page [default: ./web/dist if present].
+    /// Directory with hls.min.js for the player page [default: web/node_modules/hls.js/dist if present].
     #[arg(long, env = "SLUICE_WEB_DIR")]
     web_dir: Option<PathBuf>,
 }
@@ -93,7 +93,7 @@ impl GatewayArgs {
             c.web_dir = Some(d.clone());
         }
         if c.web_dir.is_none() {
-            let local = PathBuf::from("web/dist");
+            let local = PathBuf::from(engine::DEFAULT_WEB_DIR);
             if local.join("hls.min.js").exists() {
                 c.web_dir = Some(local);
             }

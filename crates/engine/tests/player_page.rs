@@ -1,0 +1,46 @@
+//! The player page plays a live stream in headless Chromium with hls.js (served by the
+//! gateway itself), while Sluice's publisher sends the demo clip in real time.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use engine::publish::{PublishOptions, publish_tags, read_flv};
+use ingest::publisher::RtmpUrl;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hls_js_plays_the_player_page() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let web_dir = root.join(engine::DEFAULT_WEB_DIR);
+    assert!(web_dir.join("hls.min.js").exists(), "hls.js missing: run scripts/setup.sh");
+    let gw = gateway_with(|c| {
+        c.web_dir = Some(web_dir.clone());
+        c.playlist_window = 6;
+    })
+    .await;
+    let tags = read_flv(Bytes::from_static(engine::DEMO_CLIP)).unwrap();
+    let url = RtmpUrl::parse(&rtmp_url(&gw, "browser")).unwrap();
+    let publisher = tokio::spawn(async move {
+        publish_tags(&tags, &url, &PublishOptions { realtime: true, loops: Some(3) }).await.unwrap();
+    });
+    let js = http_get(gw.http_addr, "/player/hls.min.js").await;
+    assert_eq!(js.status, 200, "the gateway serves hls.js itself");
+    let shot = std::env::temp_dir().join("sluice-player.png");
+    let out = run(
+        tokio::process::Command::new("node")
+            .arg(root.join("web/test/player.mjs"))
+            .arg(format!("http://{}/player/browser", gw.http_addr))
+            .arg(&shot),
+        "headless Chromium playback",
+    )
+    .await;
+    let line = out.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no result from the browser:\n{out}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["hlsjs"], true, "{v}");
+    assert!(v["fragments"].as_u64().unwrap() >= 3, "{v}");
+    assert!(v["currentTime"].as_f64().unwrap() > 2.0, "{v}");
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(360)), "{v}");
+    assert_eq!(v["errors"].as_array().map(Vec::len), Some(0), "{v}");
+    publisher.abort();
+    gw.shutdown().await;
+}

@@ -1,0 +1,46 @@
+// Opens Sluice's player page in headless Chromium and waits until hls.js has played a few
+// segments. Prints what it saw as JSON; exits non-zero if playback never got going.
+//   node web/test/player.mjs PLAYER_URL [SCREENSHOT.png]
+import { chromium } from "playwright-core";
+
+const [url, shot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+  ],
+});
+try {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(url);
+  let ok = true;
+  try {
+    await page.waitForFunction(
+      () => (window.sluiceFragments || 0) >= 3 && document.getElementById("v").currentTime > 2,
+      null,
+      { timeout: 40000, polling: 250 },
+    );
+  } catch (e) {
+    ok = false;
+  }
+  const state = await page.evaluate(() => {
+    const v = document.getElementById("v");
+    return {
+      hlsjs: !!window.Hls,
+      fragments: window.sluiceFragments || 0,
+      currentTime: v.currentTime,
+      width: v.videoWidth,
+      height: v.videoHeight,
+      status: document.getElementById("s").textContent,
+    };
+  });
+  if (shot) await page.screenshot({ path: shot });
+  console.log(JSON.stringify({ ok, ...state, errors }));
+  process.exitCode = ok ? 0 : 1;
+} finally {
+  await browser.close();
+}

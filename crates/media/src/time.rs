@@ -79,15 +79,21 @@ impl MediaTime {
     pub fn as_secs_f64(self) -> f64 {
         self.ticks as f64 / self.scale.hz() as f64
     }
+}
 
-    /// `self + other`, expressed in `self`'s timescale.
-    pub fn add(self, other: MediaTime) -> MediaTime {
+/// `a + b` is expressed in `a`'s timescale (saturating).
+impl std::ops::Add for MediaTime {
+    type Output = MediaTime;
+    fn add(self, other: MediaTime) -> MediaTime {
         let o = other.rescale(self.scale);
         MediaTime::new(self.ticks.saturating_add(o.ticks), self.scale)
     }
+}
 
-    /// `self - other`, expressed in `self`'s timescale.
-    pub fn sub(self, other: MediaTime) -> MediaTime {
+/// `a - b` is expressed in `a`'s timescale (saturating).
+impl std::ops::Sub for MediaTime {
+    type Output = MediaTime;
+    fn sub(self, other: MediaTime) -> MediaTime {
         let o = other.rescale(self.scale);
         MediaTime::new(self.ticks.saturating_sub(o.ticks), self.scale)
     }

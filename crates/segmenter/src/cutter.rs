@@ -140,10 +140,10 @@ impl Segmenter {
     /// New track configuration. A changed video configuration cuts at the next keyframe
     /// and marks a discontinuity.
     pub fn handle_tracks(&mut self, tracks: TrackInfo) {
-        if let (Some(old), Some(new)) = (&self.tracks.video, &tracks.video) {
-            if old.sps != new.sps || old.pps != new.pps {
-                self.config_change_pending = true;
-            }
+        if let (Some(old), Some(new)) = (&self.tracks.video, &tracks.video)
+            && (old.sps != new.sps || old.pps != new.pps)
+        {
+            self.config_change_pending = true;
         }
         self.tracks = tracks;
     }
@@ -175,7 +175,7 @@ impl Segmenter {
         let pts = au.pts.rescale(Timescale::MPEG);
         let dts = au.dts.rescale(Timescale::MPEG);
         if let Some(last) = self.last_dts[t] {
-            let delta = dts.sub(last);
+            let delta = dts - last;
             if delta.ticks() < -self.config.jump_back.ticks() || delta > self.config.jump_forward {
                 self.stats.timestamp_jumps += 1;
                 self.mark_discontinuity();
@@ -194,7 +194,7 @@ impl Segmenter {
                 self.open_segment(pts);
             }
             Some(open) => {
-                let elapsed = pts.sub(open.start);
+                let elapsed = pts - open.start;
                 let cut = if !has_video || is_video {
                     let key_cut = (!has_video || au.keyframe)
                         && (elapsed >= self.config.target_duration || (self.config_change_pending && is_video));
@@ -227,7 +227,7 @@ impl Segmenter {
         }
         self.stats.access_units += 1;
         self.last_dts[t] = Some(dts);
-        let frame_end = pts.add(self.frame_dur[t]);
+        let frame_end = pts + self.frame_dur[t];
         self.end = Some(self.end.map_or(frame_end, |e| e.max(frame_end)));
     }
 
@@ -250,7 +250,7 @@ impl Segmenter {
 
     fn close(&mut self, end: MediaTime) {
         let Some(open) = self.open.take() else { return };
-        let mut duration = end.sub(open.start);
+        let mut duration = end - open.start;
         if duration.ticks() <= 0 {
             duration = self.frame_dur[0];
         }

@@ -43,10 +43,10 @@ impl ServerHandshake {
     /// Returns true when the handshake is complete.
     pub fn handle(&mut self, buf: &mut BytesMut, out: &mut BytesMut) -> Result<bool, RtmpError> {
         if self.state == State::WaitC0C1 {
-            if let Some(&v) = buf.first() {
-                if v != RTMP_VERSION {
-                    return Err(RtmpError::Version(v));
-                }
+            if let Some(&v) = buf.first()
+                && v != RTMP_VERSION
+            {
+                return Err(RtmpError::Version(v));
             }
             if buf.len() < 1 + HANDSHAKE_SIZE {
                 return Ok(false);

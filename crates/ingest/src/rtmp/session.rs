@@ -250,12 +250,11 @@ impl ServerSession {
         if first.as_ref().and_then(Amf0Value::as_str) == Some("@setDataFrame") {
             first = it.next();
         }
-        if first.as_ref().and_then(Amf0Value::as_str) == Some("onMetaData") {
-            if let Some(meta) = it.next() {
-                if self.phase == Phase::Publishing {
-                    self.events.push_back(SessionEvent::Metadata(meta));
-                }
-            }
+        if first.as_ref().and_then(Amf0Value::as_str) == Some("onMetaData")
+            && let Some(meta) = it.next()
+            && self.phase == Phase::Publishing
+        {
+            self.events.push_back(SessionEvent::Metadata(meta));
         }
         Ok(())
     }

@@ -291,12 +291,12 @@ fn parse_pes(pes: &Bytes, pid: u16) -> Result<(u64, Option<u64>, Bytes), TsError
 pub fn has_idr(data: &[u8]) -> bool {
     let mut zeros = 0;
     for (i, &b) in data.iter().enumerate() {
-        if b == 1 && zeros >= 2 {
-            if let Some(&h) = data.get(i + 1) {
-                if h & 0x1f == 5 {
-                    return true;
-                }
-            }
+        if b == 1
+            && zeros >= 2
+            && let Some(&h) = data.get(i + 1)
+            && h & 0x1f == 5
+        {
+            return true;
         }
         zeros = if b == 0 { zeros + 1 } else { 0 };
     }

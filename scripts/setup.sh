@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what Sluice needs to build, run and test, skipping what is already there.
+#   scripts/setup.sh            everything (build, demo, tests)
+#   scripts/setup.sh --runtime  only what `sluice demo` needs
+# Debian packages come from apt (run as root or with sudo); Rust crates from crates.io;
+# hls.js and the browser-test driver from npm into web/node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-all}
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+
+runtime_pkgs=(pkg-config nodejs npm)
+test_pkgs=(
+  ffmpeg
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  chromium
+)
+pkgs=("${runtime_pkgs[@]}")
+if [ "$mode" != "--runtime" ]; then pkgs+=("${test_pkgs[@]}"); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  # node and npm may come from outside Debian (the machine image ships its own).
+  case "$p" in
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+  esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "Installing Debian packages: ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  say "Debian packages: all present"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+if [ ! -f web/node_modules/hls.js/dist/hls.min.js ] || { [ "$mode" != "--runtime" ] && [ ! -d web/node_modules/playwright-core ]; }; then
+  say "Installing hls.js and playwright-core into web/node_modules (npm)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+else
+  say "npm packages: present"
+fi
+
+if [ "$mode" != "--runtime" ] && ! cargo fuzz --version >/dev/null 2>&1; then
+  say "Installing cargo-fuzz (crates.io)"
+  cargo install --locked cargo-fuzz
+fi
+
+say "Fetching Rust crates"
+cargo fetch --locked -q

@@ -14,11 +14,11 @@ use tracing::{error, info, warn};
 
 /// Sluice: a live-media gateway. RTMP in, MPEG-TS segments, HLS out.
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about, long_about = None)]
+#[command(name = "sluice", version, about = "Sluice: a live-media gateway. RTMP in, MPEG-TS segments, HLS out.", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log filter (tracing EnvFilter syntax, e.g. `info`, `sluice=debug,ingest=trace`).
+    /// Log filter (tracing EnvFilter syntax, e.g. `info`, `engine=debug,ingest=trace`).
     #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info")]
     log: String,
     /// Log format.

@@ -57,6 +57,8 @@ pub struct FlvDemuxer {
     video: Option<H264Config>,
     audio: Option<AacConfig>,
     clock: TimestampExtender,
+    /// NAL boundaries of the tag being converted, kept to avoid an allocation per frame.
+    nals: Vec<(usize, usize, u8)>,
 }
 
 impl FlvDemuxer {
@@ -126,7 +128,7 @@ impl FlvDemuxer {
             1 => {
                 let cfg = self.video.as_ref().ok_or(FlvError::MissingSequenceHeader(TrackKind::Video))?;
                 let dts = self.clock.extend(ts_ms);
-                let Some(conv) = avcc_to_annexb(body, 5, cfg, frame_type == 1)? else {
+                let Some(conv) = avcc_to_annexb(body, 5, cfg, frame_type == 1, &mut self.nals)? else {
                     return Ok(());
                 };
                 if let Some((sps, pps)) = conv.parameter_sets {
@@ -208,11 +210,12 @@ fn avcc_to_annexb(
     start: usize,
     cfg: &H264Config,
     flagged_key: bool,
+    nals: &mut Vec<(usize, usize, u8)>,
 ) -> Result<Option<Converted>, FlvError> {
     let n = cfg.nal_length_size as usize;
     let tag_len = body.len();
     // First pass: NAL boundaries and types (no payload bytes are touched but the headers).
-    let mut nals: Vec<(usize, usize, u8)> = Vec::with_capacity(8);
+    nals.clear();
     let mut pos = start;
     while pos + n <= tag_len {
         let mut lb = [0u8; 4];
@@ -244,7 +247,9 @@ fn avcc_to_annexb(
         };
         (collect(NAL_SPS), collect(NAL_PPS))
     });
-    let mut out = Payload::with_capacity(2 * nals.len() + 6);
+    // AUD, start code + fragments per NAL, parameter sets: sized once, never regrown.
+    let sets = 2 * (cfg.sps.len() + cfg.pps.len());
+    let mut out = Payload::with_capacity(1 + sets + nals.len() + body.parts().len() + nals.len());
     out.push(Bytes::from_static(AUD));
     if (has_idr || flagged_key) && !has_sps {
         for ps in cfg.sps.iter().chain(&cfg.pps) {
@@ -252,7 +257,7 @@ fn avcc_to_annexb(
             out.push(ps.clone());
         }
     }
-    for (b, e, t) in nals {
+    for &(b, e, t) in nals.iter() {
         if t == NAL_AUD {
             continue;
         }

@@ -92,7 +92,14 @@ pub struct Segmenter {
     end: Option<MediaTime>,
     ready: VecDeque<Segment>,
     stats: SegmenterStats,
+    /// Bytes to reserve for the next segment: a growing `BytesMut` reallocates and copies
+    /// what it holds, so the buffer is sized from the previous segment up front.
+    capacity_hint: usize,
 }
+
+/// Room reserved for a stream's first segment: a 2 s segment at about 4 Mbit/s. Later
+/// segments are sized from their predecessor, so only a first segment above this regrows.
+const FIRST_SEGMENT_CAPACITY: usize = 1024 * 1024;
 
 fn idx(t: TrackKind) -> usize {
     match t {
@@ -119,6 +126,7 @@ impl Segmenter {
             end: None,
             ready: VecDeque::new(),
             stats: SegmenterStats::default(),
+            capacity_hint: FIRST_SEGMENT_CAPACITY,
         }
     }
 
@@ -240,6 +248,9 @@ impl Segmenter {
         if self.muxer.as_ref().is_none_or(|m| m.tracks() != tracks) {
             self.muxer = Some(TsMuxer::new(tracks));
         }
+        if self.buf.capacity() < self.capacity_hint {
+            self.buf = BytesMut::with_capacity(self.capacity_hint);
+        }
         let muxer = self.muxer.as_mut().expect("set above");
         muxer.write_tables(&mut self.buf);
         self.open = Some(Open { seq: self.next_seq, start, discontinuity: self.discontinuity_pending });
@@ -254,12 +265,16 @@ impl Segmenter {
         if duration.ticks() <= 0 {
             duration = self.frame_dur[0];
         }
+        let data = self.buf.split().freeze();
+        // A quarter more than this one: segments of a stream vary by a few per cent, and
+        // the occasional larger one costs one reallocation.
+        self.capacity_hint = (data.len() + data.len() / 4).max(16 * 1024);
         self.ready.push_back(Segment {
             seq: open.seq,
             start: open.start,
             duration,
             discontinuity: open.discontinuity,
-            data: self.buf.split().freeze(),
+            data,
         });
         self.end = None;
     }

@@ -228,6 +228,8 @@ impl ChunkDecoder {
             st.extended = extended;
             st.has_header = true;
             st.remaining = st.length;
+            // One fragment per chunk when reads are large; more if they are small.
+            st.partial = Payload::with_capacity((st.length / self.chunk_size) as usize + 2);
             if self.buffered + st.length as usize > MAX_BUFFERED {
                 return Err(RtmpError::TooMuchBuffered);
             }

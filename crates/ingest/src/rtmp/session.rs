@@ -216,8 +216,10 @@ impl ServerSession {
             }
             ACK | SET_PEER_BANDWIDTH => {}
             AUDIO | VIDEO => {
-                if self.phase != Phase::Publishing {
-                    // Media before publish was accepted, or after unpublish: not ours.
+                // Media may follow `publish` before the answer reaches the client (a client
+                // need not wait for onStatus); it is queued behind the Publish event and the
+                // driver accepts or rejects before using it. Media outside a publish is not ours.
+                if !matches!(self.phase, Phase::PublishRequested | Phase::Publishing) {
                     return Ok(());
                 }
                 let (timestamp, payload) = (msg.timestamp, msg.payload);
@@ -367,5 +369,52 @@ impl ServerSession {
             0,
             &[Amf0Value::String("_result".into()), Amf0Value::Number(txn), Amf0Value::Null, value],
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::handshake::{HANDSHAKE_SIZE, client_c0c1};
+
+    fn cmd(enc: &ChunkEncoder, out: &mut BytesMut, sid: u32, vals: &[Amf0Value]) {
+        command(enc, out, CSID_COMMAND, sid, vals);
+    }
+
+    /// A client that sends everything at once, media included, without waiting for answers.
+    #[test]
+    fn pipelined_publish_keeps_media_in_order() {
+        let enc = ChunkEncoder::default();
+        let mut wire = client_c0c1(1);
+        wire.extend_from_slice(&[0u8; HANDSHAKE_SIZE]);
+        let s = |x: &str| Amf0Value::String(x.into());
+        cmd(&enc, &mut wire, 0, &[s("connect"), Amf0Value::Number(1.0), amf0::object([("app", s("live"))])]);
+        cmd(&enc, &mut wire, 0, &[s("createStream"), Amf0Value::Number(2.0), Amf0Value::Null]);
+        cmd(&enc, &mut wire, 1, &[s("publish"), Amf0Value::Number(3.0), Amf0Value::Null, s("key"), s("live")]);
+        enc.write(&mut wire, 6, 0, VIDEO, 1, &[0x17, 0, 0, 0, 0]);
+        let mut session = ServerSession::new(SessionConfig::default(), 0, 1);
+        session.handle_input(&mut wire).unwrap();
+        let events: Vec<_> = std::iter::from_fn(|| session.poll_event()).collect();
+        assert!(matches!(events[0], SessionEvent::Connect { .. }));
+        assert!(matches!(&events[1], SessionEvent::Publish { name, .. } if name == "key"));
+        assert!(matches!(events[2], SessionEvent::Video { .. }));
+        session.accept_publish();
+        assert!(session.is_publishing());
+        let out = session.poll_transmit().unwrap();
+        assert!(out.windows(23).any(|w| w == b"NetStream.Publish.Start"));
+    }
+
+    #[test]
+    fn media_without_publish_is_ignored_and_commands_need_connect() {
+        let enc = ChunkEncoder::default();
+        let mut wire = client_c0c1(1);
+        wire.extend_from_slice(&[0u8; HANDSHAKE_SIZE]);
+        enc.write(&mut wire, 6, 0, VIDEO, 1, &[0x17, 0, 0, 0, 0]);
+        let mut session = ServerSession::new(SessionConfig::default(), 0, 1);
+        session.handle_input(&mut wire).unwrap();
+        assert!(session.poll_event().is_none());
+        let s = |x: &str| Amf0Value::String(x.into());
+        cmd(&enc, &mut wire, 1, &[s("publish"), Amf0Value::Number(3.0), Amf0Value::Null, s("key")]);
+        assert!(matches!(session.handle_input(&mut wire), Err(RtmpError::Protocol(_))));
     }
 }

@@ -1,0 +1,92 @@
+//! Stream lifecycle: takeover by a new publisher, removal after the grace period, and
+//! graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use engine::publish::read_flv;
+use ingest::publisher::{RtmpPublisher, RtmpUrl};
+
+async fn send_all(p: &mut RtmpPublisher, tags: &[ingest::flv::FlvTag], offset: u32) -> Result<(), String> {
+    for t in tags {
+        p.send_tag(t.tag_type, t.timestamp + offset, &t.body).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_publisher_takes_over_a_live_stream() {
+    let gw = gateway().await;
+    let tags = read_flv(Bytes::from(std::fs::read(testdata("short.flv")).unwrap())).unwrap();
+    let url = RtmpUrl::parse(&rtmp_url(&gw, "takeover")).unwrap();
+    let mut first = RtmpPublisher::connect(&url).await.unwrap();
+    send_all(&mut first, &tags, 0).await.unwrap();
+    // The first publisher is still connected (no unpublish) when the second arrives.
+    let mut second = RtmpPublisher::connect(&url).await.unwrap();
+    send_all(&mut second, &tags, 0).await.unwrap();
+    // The first one has been told to go: its writes fail within a moment.
+    let mut kicked = false;
+    for _ in 0..100 {
+        if first.send_tag(9, 5000, &tags.last().unwrap().body).await.is_err() {
+            kicked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(kicked, "the replaced publisher was not disconnected");
+    second.finish().await.unwrap();
+    let c = fetch_and_check(&gw, "takeover").await;
+    assert_eq!(c.playlist.segments.iter().filter(|s| s.discontinuity).count(), 1);
+    let src_video = probe_packets(&testdata("short.flv")).await.iter().filter(|p| p.video).count();
+    assert_eq!(c.packets.iter().filter(|p| p.video).count(), 2 * src_video, "both sessions complete");
+    let s = http_get(gw.cli_addr, "/streams/takeover").await.text();
+    assert!(s.contains("\"publishers\": 2"), "{s}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ended_stream_is_removed_after_grace() {
+    let gw = gateway_with(|c| c.stream_grace = 0.5).await;
+    ffmpeg_publish(&testdata("short.flv"), &rtmp_url(&gw, "brief"), false).await;
+    wait_ended(&gw, "brief").await;
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if http_get(gw.http_addr, "/stream/brief.m3u8").await.status == 404 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "stream still served after its grace period");
+    assert_eq!(http_get(gw.cli_addr, "/streams").await.text().trim(), "[]");
+    assert!(http_get(gw.cli_addr, "/metrics").await.text().contains("sluice_streams_active 0"));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_ends_live_streams() {
+    let gw = gateway().await;
+    let tags = read_flv(Bytes::from(std::fs::read(testdata("short.flv")).unwrap())).unwrap();
+    let url = RtmpUrl::parse(&rtmp_url(&gw, "live")).unwrap();
+    let mut p = RtmpPublisher::connect(&url).await.unwrap();
+    send_all(&mut p, &tags, 0).await.unwrap();
+    // Let the gateway take in what was sent before shutting down under the publisher.
+    for _ in 0..50 {
+        let s = http_get(gw.cli_addr, "/streams/live").await.text();
+        if s.contains("\"segments\": 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let registry = gw.registry().clone();
+    gw.shutdown().await;
+    let out = registry.output("live").expect("stream still registered");
+    let o = out.read().unwrap();
+    assert!(o.is_ended(), "playlist ended on shutdown");
+    let pl = String::from_utf8(o.media("source").unwrap().to_vec()).unwrap();
+    assert!(pl.contains("#EXT-X-ENDLIST"), "{pl}");
+    assert_eq!(pl.matches("#EXTINF").count(), 2, "the last segment was flushed:\n{pl}");
+}

@@ -1,4 +1,5 @@
-//! GStreamer's rtmp2sink publishes; the output is checked as for ffmpeg.
+//! GStreamer publishes, with its own RTMP stack (rtmp2sink) and with librtmp (rtmpsink,
+//! the handshake and chunking OBS uses); the output is checked as for ffmpeg.
 
 mod common;
 
@@ -8,7 +9,7 @@ use common::*;
 async fn rtmp2sink_publishes_a_playable_stream() {
     let gw = gateway().await;
     let src = testdata("short.flv");
-    gst_publish(&src, &rtmp_url(&gw, "gst")).await;
+    gst_publish(&src, &rtmp_url(&gw, "gst"), "rtmp2sink").await;
     let c = fetch_and_check(&gw, "gst").await;
     assert_same_packets(&src, &c.packets).await;
     assert_eq!(c.playlist.segments.len(), 2, "4 s at 1 s GOPs and a 2 s target");
@@ -22,5 +23,15 @@ async fn rtmp2sink_publishes_a_playable_stream() {
     )
     .await;
     assert!(out.trim().is_empty(), "{out}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn librtmp_publishes_like_obs() {
+    let gw = gateway().await;
+    let src = testdata("short.flv");
+    gst_publish(&src, &rtmp_url(&gw, "librtmp"), "rtmpsink").await;
+    let c = fetch_and_check(&gw, "librtmp").await;
+    assert_same_packets(&src, &c.packets).await;
     gw.shutdown().await;
 }

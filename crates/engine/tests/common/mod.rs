@@ -55,15 +55,17 @@ pub async fn ffmpeg_publish(file: &Path, url: &str, realtime: bool) {
     run(&mut c, "ffmpeg publish").await;
 }
 
-/// Publishes an FLV file with GStreamer's rtmp2sink (paced by the pipeline clock).
-pub async fn gst_publish(file: &Path, url: &str) {
+/// Publishes an FLV file with a GStreamer RTMP sink (paced by the pipeline clock):
+/// `rtmp2sink` (GStreamer's own RTMP stack) or `rtmpsink` (librtmp, the stack OBS uses).
+pub async fn gst_publish(file: &Path, url: &str, sink: &str) {
+    let location = if sink == "rtmpsink" { format!("\"{url} live=1\"") } else { url.to_owned() };
     let pipeline = format!(
         "filesrc location={} ! flvdemux name=d d.video ! queue ! h264parse ! flvmux name=m streamable=true ! \
-         rtmp2sink location={url} d.audio ! queue ! aacparse ! m.",
+         {sink} location={location} d.audio ! queue ! aacparse ! m.",
         file.display()
     );
-    let mut c = Command::new("gst-launch-1.0");
-    c.arg("-q").args(pipeline.split_whitespace());
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(format!("exec gst-launch-1.0 -q {pipeline}"));
     run(&mut c, "gst-launch rtmp2sink").await;
 }
 

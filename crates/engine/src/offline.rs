@@ -1,12 +1,13 @@
 //! Offline segmenting (`sluice segment`): an FLV or MPEG-TS file in, a VOD HLS playlist and
 //! its segments out, through the same cutter the gateway uses.
 
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use ingest::flv::{FlvDemuxer, FlvFileReader};
+use bytes::{Bytes, BytesMut};
+use ingest::flv::{FlvDemuxer, FlvTagDecoder};
 use media::{
     AacConfig, AccessUnit, H264Config, MediaTime, Payload, Segment, StreamEvent, Timescale, TrackInfo, TrackKind,
 };
@@ -29,48 +30,115 @@ pub struct SegmentReport {
     pub elapsed: Duration,
 }
 
-/// Segments `data` (FLV or MPEG-TS, detected from the first bytes), handing each segment to
-/// `sink`. Returns the tracks found.
-pub fn segment_bytes(data: Bytes, target_secs: f64, mut sink: impl FnMut(Segment)) -> anyhow::Result<TrackInfo> {
+/// Bytes read from the input at a time.
+const READ_BLOCK: usize = 1 << 20;
+/// Access units held while looking for the codec configuration of an MPEG-TS input.
+const MAX_PENDING: usize = 10_000;
+
+/// Segments a stream of FLV or MPEG-TS bytes (detected from the first bytes), handing each
+/// segment to `sink`. Reads in 1 MiB blocks, so memory stays bounded whatever the input's
+/// size. Returns the tracks found.
+pub fn segment_stream(
+    mut input: impl Read,
+    target_secs: f64,
+    mut sink: impl FnMut(&Segment),
+) -> anyhow::Result<TrackInfo> {
     let cfg = SegmenterConfig::with_target(MediaTime::from_secs_f64(target_secs, Timescale::MPEG));
     let mut seg = Segmenter::new(cfg, 0);
     let mut drain = |seg: &mut Segmenter| {
         while let Some(s) = seg.poll_segment() {
-            sink(s);
+            sink(&s);
+            seg.recycle(s.data);
         }
     };
-    if data.starts_with(b"FLV") {
+    let mut buf = BytesMut::new();
+    let mut read_block = |buf: &mut BytesMut| -> std::io::Result<usize> {
+        let len = buf.len();
+        // Zero-filling the block costs far less than the page faults a fresh buffer per
+        // block would; it lets the read go straight into the buffer the tags are cut from.
+        buf.resize(len + READ_BLOCK, 0);
+        let n = loop {
+            match input.read(&mut buf[len..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        buf.truncate(len + n);
+        Ok(n)
+    };
+    let mut n = read_block(&mut buf)?;
+    if buf.starts_with(b"FLV") {
+        let mut reader = FlvTagDecoder::new();
         let mut demux = FlvDemuxer::new();
         let mut events = Vec::with_capacity(4);
-        for tag in FlvFileReader::new(data)? {
-            let tag = tag?;
-            demux.handle_tag(tag.tag_type, tag.timestamp, &Payload::from(tag.body), &mut events)?;
-            for ev in events.drain(..) {
-                match ev {
-                    StreamEvent::Tracks(t) => seg.handle_tracks(t),
-                    StreamEvent::Media(au) => seg.handle_access_unit(&au),
-                    StreamEvent::End => {}
+        loop {
+            while let Some(tag) = reader.decode(&mut buf)? {
+                demux.handle_tag(tag.tag_type, tag.timestamp, &Payload::from(tag.body), &mut events)?;
+                for ev in events.drain(..) {
+                    match ev {
+                        StreamEvent::Tracks(t) => seg.handle_tracks(t),
+                        StreamEvent::Media(au) => seg.handle_access_unit(&au),
+                        StreamEvent::End => {}
+                    }
+                }
+                drain(&mut seg);
+            }
+            if n == 0 {
+                break;
+            }
+            n = read_block(&mut buf)?;
+        }
+        if !buf.is_empty() {
+            tracing::warn!(bytes = buf.len(), "input ends inside an FLV tag; ignored");
+        }
+    } else if buf.first() == Some(&segmenter::ts::SYNC) {
+        let mut demux = TsDemuxer::new();
+        let mut pending: Vec<AccessUnit> = Vec::new();
+        let mut configured = false;
+        let mut pump = |demux: &mut TsDemuxer, seg: &mut Segmenter, configured: &mut bool| -> anyhow::Result<()> {
+            while let Some(r) = demux.poll() {
+                let au = match r {
+                    Ok(au) => au,
+                    Err(e) => {
+                        tracing::warn!(%e, "skipping malformed input");
+                        continue;
+                    }
+                };
+                if *configured {
+                    seg.handle_access_unit(&au);
+                    drain(seg);
+                    continue;
+                }
+                pending.push(au);
+                let declared = demux.tracks();
+                if let Some(t) = tracks_from_access_units(&pending, declared.video, declared.audio) {
+                    seg.handle_tracks(t);
+                    *configured = true;
+                    // What arrived before the configuration was known, in decode order.
+                    pending.sort_by_key(|a| a.dts);
+                    for au in pending.drain(..) {
+                        seg.handle_access_unit(&au);
+                        drain(seg);
+                    }
+                } else if pending.len() > MAX_PENDING {
+                    bail!("no H.264 SPS/PPS or AAC header in the first {MAX_PENDING} frames");
                 }
             }
-            drain(&mut seg);
-        }
-    } else if data.first() == Some(&segmenter::ts::SYNC) {
-        let mut demux = TsDemuxer::new();
-        demux.push(&data);
-        demux.flush();
-        let mut aus = Vec::new();
-        while let Some(r) = demux.poll() {
-            match r {
-                Ok(au) => aus.push(au),
-                Err(e) => tracing::warn!(%e, "skipping malformed input"),
+            Ok(())
+        };
+        loop {
+            demux.push(&buf);
+            buf.clear();
+            pump(&mut demux, &mut seg, &mut configured)?;
+            if n == 0 {
+                break;
             }
+            n = read_block(&mut buf)?;
         }
-        seg.handle_tracks(tracks_from_access_units(&aus)?);
-        // The demuxer returns each track in order; interleave by DTS as a muxer would.
-        aus.sort_by_key(|a| a.dts);
-        for au in &aus {
-            seg.handle_access_unit(au);
-            drain(&mut seg);
+        demux.flush();
+        pump(&mut demux, &mut seg, &mut configured)?;
+        if !configured && !pending.is_empty() {
+            bail!("no codec configuration found in the input");
         }
     } else {
         bail!("input is neither FLV nor MPEG-TS");
@@ -80,11 +148,12 @@ pub fn segment_bytes(data: Bytes, target_secs: f64, mut sink: impl FnMut(Segment
     Ok(seg.tracks().clone())
 }
 
-/// Reads codec configurations out of Annex B / ADTS access units (MPEG-TS input).
-fn tracks_from_access_units(aus: &[AccessUnit]) -> anyhow::Result<TrackInfo> {
+/// Reads codec configurations out of Annex B / ADTS access units (MPEG-TS input): `None`
+/// until every declared track's configuration has been seen.
+fn tracks_from_access_units(aus: &[AccessUnit], want_video: bool, want_audio: bool) -> Option<TrackInfo> {
     let mut t = TrackInfo::default();
     if let Some(a) = aus.iter().find(|a| a.track == TrackKind::Audio) {
-        t.audio = Some(AacConfig::from_adts_header(&a.data.to_contiguous())?.0);
+        t.audio = AacConfig::from_adts_header(&a.data.to_contiguous()).ok().map(|(c, _)| c);
     }
     for v in aus.iter().filter(|a| a.track == TrackKind::Video && a.keyframe) {
         let data = v.data.to_contiguous();
@@ -97,14 +166,12 @@ fn tracks_from_access_units(aus: &[AccessUnit]) -> anyhow::Result<TrackInfo> {
             }
         }
         if !sps.is_empty() && !pps.is_empty() {
-            t.video = Some(H264Config::from_parameter_sets(sps, pps, 4)?);
+            t.video = H264Config::from_parameter_sets(sps, pps, 4).ok();
             break;
         }
     }
-    if t.video.is_none() && aus.iter().any(|a| a.track == TrackKind::Video) {
-        bail!("H.264 track without SPS/PPS on a keyframe");
-    }
-    Ok(t)
+    let complete = (!want_video || t.video.is_some()) && (!want_audio || t.audio.is_some());
+    complete.then_some(t)
 }
 
 /// Splits an Annex B byte stream into NAL units (without start codes).
@@ -131,14 +198,14 @@ fn annexb_nals(data: &Bytes) -> Vec<Bytes> {
 pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> anyhow::Result<SegmentReport> {
     #[allow(clippy::disallowed_methods)] // timing a command, not a protocol core
     let started = Instant::now();
-    let data = Bytes::from(std::fs::read(input).with_context(|| format!("reading {}", input.display()))?);
+    let file = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let input_bytes = file.metadata()?.len();
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let input_bytes = data.len() as u64;
     let mut playlist = MediaPlaylistBuilder::vod(target_secs);
     let mut report =
         SegmentReport { segments: 0, duration_secs: 0.0, input_bytes, output_bytes: 0, elapsed: Duration::ZERO };
     let mut write_err = None;
-    segment_bytes(data, target_secs, |s| {
+    segment_stream(file, target_secs, |s| {
         let path = out_dir.join(format!("{}.ts", s.seq));
         if let Err(e) = std::fs::write(&path, &s.data) {
             write_err.get_or_insert(anyhow::anyhow!("writing {}: {e}", path.display()));

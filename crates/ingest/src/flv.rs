@@ -12,7 +12,7 @@
 //! Timestamps are 32-bit milliseconds that wrap after ~49.7 days; [`TimestampExtender`]
 //! unwraps them into a continuous 64-bit timeline.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, StreamEvent, Timescale, TrackInfo, TrackKind};
 
 use crate::error::FlvError;
@@ -281,7 +281,36 @@ pub struct FlvTag {
     pub body: Bytes,
 }
 
-/// Reads the tags of an FLV file held in memory (Adobe FLV spec, annex E).
+/// Length of the FLV file header (signature, version, flags, header size) plus the
+/// PreviousTagSize0 that follows it, or `None` if `d` is too short to tell.
+fn file_header_len(d: &[u8]) -> Result<Option<usize>, FlvError> {
+    if d.len() < 9 {
+        return if b"FLV".starts_with(&d[..d.len().min(3)]) {
+            Ok(None)
+        } else {
+            Err(FlvError::File("missing FLV signature"))
+        };
+    }
+    if &d[..3] != b"FLV" {
+        return Err(FlvError::File("missing FLV signature"));
+    }
+    let header_len = u32::from_be_bytes([d[5], d[6], d[7], d[8]]) as usize;
+    if !(9..=1024).contains(&header_len) {
+        return Err(FlvError::File("bad header length"));
+    }
+    Ok(Some(header_len + 4))
+}
+
+/// Type, timestamp and body size of the tag whose 11-byte header starts `h`.
+fn tag_header(h: &[u8]) -> (u8, u32, usize) {
+    let tag_type = h[0] & 0x1f;
+    let size = (h[1] as usize) << 16 | (h[2] as usize) << 8 | h[3] as usize;
+    let timestamp = (h[7] as u32) << 24 | (h[4] as u32) << 16 | (h[5] as u32) << 8 | h[6] as u32;
+    (tag_type, timestamp, size)
+}
+
+/// Reads the tags of an FLV file held in memory (Adobe FLV spec, annex E); bodies are
+/// slices of `data`.
 pub struct FlvFileReader {
     data: Bytes,
     pos: usize,
@@ -290,15 +319,8 @@ pub struct FlvFileReader {
 impl FlvFileReader {
     /// Checks the file header and positions at the first tag.
     pub fn new(data: Bytes) -> Result<Self, FlvError> {
-        if data.len() < 9 || &data[..3] != b"FLV" {
-            return Err(FlvError::File("missing FLV signature"));
-        }
-        let header_len = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize;
-        if header_len < 9 || header_len > data.len() {
-            return Err(FlvError::File("bad header length"));
-        }
-        // Skip the header and PreviousTagSize0.
-        Ok(FlvFileReader { data, pos: header_len + 4 })
+        let pos = file_header_len(&data)?.ok_or(FlvError::File("missing FLV signature"))?;
+        Ok(FlvFileReader { data, pos })
     }
 }
 
@@ -310,10 +332,7 @@ impl Iterator for FlvFileReader {
         if self.pos + 11 > d.len() {
             return None;
         }
-        let h = &d[self.pos..self.pos + 11];
-        let tag_type = h[0] & 0x1f;
-        let size = (h[1] as usize) << 16 | (h[2] as usize) << 8 | h[3] as usize;
-        let timestamp = (h[7] as u32) << 24 | (h[4] as u32) << 16 | (h[5] as u32) << 8 | h[6] as u32;
+        let (tag_type, timestamp, size) = tag_header(&d[self.pos..]);
         let start = self.pos + 11;
         if start + size > d.len() {
             self.pos = d.len();
@@ -322,6 +341,45 @@ impl Iterator for FlvFileReader {
         let body = d.slice(start..start + size);
         self.pos = start + size + 4;
         Some(Ok(FlvTag { tag_type, timestamp, body }))
+    }
+}
+
+/// Reads FLV tags incrementally from a byte stream (a file read in blocks), so a file of
+/// any size is processed in bounded memory. Bodies are split off the caller's buffer
+/// without copying.
+#[derive(Debug, Default)]
+pub struct FlvTagDecoder {
+    header_done: bool,
+}
+
+impl FlvTagDecoder {
+    /// A decoder expecting the file header first.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next tag off the front of `buf`; `Ok(None)` means more input is needed
+    /// (nothing is consumed then).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<FlvTag>, FlvError> {
+        if !self.header_done {
+            let Some(n) = file_header_len(buf)? else { return Ok(None) };
+            if buf.len() < n {
+                return Ok(None);
+            }
+            buf.advance(n);
+            self.header_done = true;
+        }
+        if buf.len() < 11 {
+            return Ok(None);
+        }
+        let (tag_type, timestamp, size) = tag_header(buf);
+        if buf.len() < 11 + size + 4 {
+            return Ok(None);
+        }
+        buf.advance(11);
+        let body = buf.split_to(size).freeze();
+        buf.advance(4); // PreviousTagSize
+        Ok(Some(FlvTag { tag_type, timestamp, body }))
     }
 }
 
@@ -437,6 +495,41 @@ mod tests {
         let au = media(one(&mut d, TAG_VIDEO, 80, &nalu_tag(true, 0, &[&[0x65, 8]])).unwrap());
         let b = au.data.to_contiguous();
         assert!(b.windows(sps2.len()).any(|w| w == sps2));
+    }
+
+    #[test]
+    fn incremental_reader_matches_whole_file_reader() {
+        let mut file = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+        for (i, body) in [&b"abc"[..], b"", b"defgh"].iter().enumerate() {
+            let ts = 1000 * i as u32 + 0x0100_0000 * i as u32;
+            file.push(if i == 1 { 8 } else { 9 });
+            file.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            file.extend_from_slice(&ts.to_be_bytes()[1..]);
+            file.push((ts >> 24) as u8);
+            file.extend_from_slice(&[0, 0, 0]);
+            file.extend_from_slice(body);
+            file.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+        }
+        let whole: Vec<FlvTag> = FlvFileReader::new(Bytes::from(file.clone())).unwrap().map(Result::unwrap).collect();
+        assert_eq!(whole.len(), 3);
+        assert_eq!(whole[2].timestamp, 2000 + 0x0200_0000);
+        for step in [1, 2, 7, 100] {
+            let mut dec = FlvTagDecoder::new();
+            let mut buf = BytesMut::new();
+            let mut got = vec![];
+            for piece in file.chunks(step) {
+                buf.extend_from_slice(piece);
+                while let Some(t) = dec.decode(&mut buf).unwrap() {
+                    got.push(t);
+                }
+            }
+            assert!(buf.is_empty());
+            assert_eq!(got.len(), whole.len());
+            for (a, b) in got.iter().zip(&whole) {
+                assert_eq!((a.tag_type, a.timestamp, &a.body), (b.tag_type, b.timestamp, &b.body));
+            }
+        }
+        assert!(FlvTagDecoder::new().decode(&mut BytesMut::from(&b"GIF89a....."[..])).is_err());
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub struct Segmenter {
     /// Bytes to reserve for the next segment: a growing `BytesMut` reallocates and copies
     /// what it holds, so the buffer is sized from the previous segment up front.
     capacity_hint: usize,
+    /// A finished segment's buffer handed back by [`Segmenter::recycle`].
+    spare: Option<BytesMut>,
 }
 
 /// Room reserved for a stream's first segment: a 2 s segment at about 4 Mbit/s. Later
@@ -127,6 +129,7 @@ impl Segmenter {
             ready: VecDeque::new(),
             stats: SegmenterStats::default(),
             capacity_hint: FIRST_SEGMENT_CAPACITY,
+            spare: None,
         }
     }
 
@@ -175,6 +178,18 @@ impl Segmenter {
     /// The next finished segment.
     pub fn poll_segment(&mut self) -> Option<Segment> {
         self.ready.pop_front()
+    }
+
+    /// Hands back the bytes of a segment nobody needs any more (written to disk, say), so a
+    /// later segment reuses its memory instead of faulting in fresh pages. Bytes still
+    /// shared elsewhere are simply dropped.
+    pub fn recycle(&mut self, data: bytes::Bytes) {
+        if let Ok(mut b) = data.try_into_mut() {
+            b.clear();
+            if self.spare.as_ref().is_none_or(|s| s.capacity() < b.capacity()) {
+                self.spare = Some(b);
+            }
+        }
     }
 
     /// Adds one access unit.
@@ -249,7 +264,10 @@ impl Segmenter {
             self.muxer = Some(TsMuxer::new(tracks));
         }
         if self.buf.capacity() < self.capacity_hint {
-            self.buf = BytesMut::with_capacity(self.capacity_hint);
+            self.buf = match self.spare.take() {
+                Some(b) if b.capacity() >= self.capacity_hint => b,
+                _ => BytesMut::with_capacity(self.capacity_hint),
+            };
         }
         let muxer = self.muxer.as_mut().expect("set above");
         muxer.write_tables(&mut self.buf);

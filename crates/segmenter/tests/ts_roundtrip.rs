@@ -241,3 +241,33 @@ fn backward_jump_starts_a_discontinuous_segment() {
     assert!(segs.iter().all(|s| s.duration.ticks() <= 2 * 90_000 + 1920));
     assert_eq!(seg.stats().timestamp_jumps, 1);
 }
+
+#[test]
+fn recycled_buffers_are_reused() {
+    let cfg = AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap();
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(TrackInfo { video: None, audio: Some(cfg.clone()) });
+    let mut ptrs = vec![];
+    // Small segments are first carved one after another out of the initial 1 MiB buffer;
+    // run well past it (200 s of audio, ~100 segments).
+    for i in 0..10_000i64 {
+        let t = MediaTime::new(i * 1920, Timescale::MPEG);
+        let mut v = cfg.adts_header(300).unwrap().to_vec();
+        v.resize(307, 7);
+        seg.handle_access_unit(&AccessUnit {
+            track: TrackKind::Audio,
+            pts: t,
+            dts: t,
+            keyframe: true,
+            data: Bytes::from(v).into(),
+        });
+        while let Some(s) = seg.poll_segment() {
+            ptrs.push(s.data.as_ptr() as usize);
+            seg.recycle(s.data);
+        }
+    }
+    assert!(ptrs.len() >= 3);
+    // With every segment handed back, a buffer comes round again instead of a fresh one.
+    let distinct: std::collections::HashSet<_> = ptrs.iter().collect();
+    assert!(distinct.len() < ptrs.len(), "no buffer was reused: {ptrs:x?}");
+}

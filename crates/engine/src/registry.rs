@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use ingest::redact::RedactedAddr;
 use ingest::server::{PublishAccepted, PublishHandler, PublishRejected, PublishRequest};
 use media::{MediaTime, StreamEvent, Timescale};
 use segmenter::{Segmenter, SegmenterConfig};
@@ -186,7 +187,7 @@ impl Registry {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let (kick_tx, kick_rx) = oneshot::channel();
         handle.kick = Some(kick_tx);
-        if handle.commands.send(Command::Publisher { rx, remote: req.remote.to_string() }).is_err() {
+        if handle.commands.send(Command::Publisher { rx, remote: RedactedAddr(req.remote).to_string() }).is_err() {
             return reject("NetStream.Publish.Rejected", "stream is shutting down".into());
         }
         Metrics::add(&self.metrics.publishes_total, 1);

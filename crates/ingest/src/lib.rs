@@ -14,6 +14,7 @@
 pub mod error;
 pub mod flv;
 pub mod publisher;
+pub mod redact;
 pub mod rtmp;
 pub mod server;
 

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::flv::{FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
+use crate::redact::RedactedAddr;
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionEvent};
 
 /// Settings of the RTMP listener.
@@ -103,11 +104,12 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         if active.load(Ordering::Relaxed) as usize >= config.max_connections {
-            warn!(%remote, "rtmp connection refused: connection limit reached");
+            warn!(remote = %RedactedAddr(remote), "rtmp connection refused: connection limit reached");
             continue;
         }
         let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("rtmp", conn = conn_id, stream_id = tracing::field::Empty);
+        let span =
+            info_span!("rtmp", conn = conn_id, remote = %RedactedAddr(remote), stream_id = tracing::field::Empty);
         let (handler, config, active, shutdown) = (handler.clone(), config.clone(), active.clone(), shutdown.clone());
         active.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(
@@ -199,7 +201,7 @@ async fn serve_connection(
                     match handler.on_publish(&req) {
                         Ok(acc) => {
                             tracing::Span::current().record("stream_id", acc.stream_id.as_str());
-                            info!(%remote, "publishing");
+                            info!("publishing");
                             session.accept_publish();
                             publishing = Some((acc.sink, acc.kick));
                         }

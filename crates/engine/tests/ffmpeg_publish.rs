@@ -103,3 +103,13 @@ async fn twenty_concurrent_publishers() {
     assert!(metrics.contains("sluice_publishes_total 20"), "{metrics}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn url_without_app_names_the_stream() {
+    let gw = gateway().await;
+    let src = testdata("short.flv");
+    ffmpeg_publish(&src, &format!("rtmp://{}/bare", gw.rtmp_addr), false).await;
+    let c = fetch_and_check(&gw, "bare").await;
+    assert_same_packets(&src, &c.packets).await;
+    gw.shutdown().await;
+}

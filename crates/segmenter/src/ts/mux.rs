@@ -121,24 +121,31 @@ impl TsMuxer {
             TrackKind::Audio => &mut self.cc_audio,
         };
         let total = header.len() + au.data.len();
-        out.reserve((total / 184 + 2) * PACKET_SIZE);
+        let mut flags = 0u8;
+        if au.keyframe && au.track == TrackKind::Video {
+            flags |= 0x40; // random_access_indicator
+        }
+        if pcr.is_some() {
+            flags |= 0x10; // PCR_flag
+        }
+        // Adaptation field bytes (length byte included) the first packet needs anyway.
+        let first_af = if flags == 0 {
+            0
+        } else if pcr.is_some() {
+            8
+        } else {
+            2
+        };
+        let n_packets = if total <= 184 - first_af { 1 } else { 1 + (total - (184 - first_af)).div_ceil(184) };
+        // Size the region once, pre-filled with the stuffing byte, and write packets by
+        // index: no per-byte capacity checks, and stuffing costs nothing extra.
+        let start = out.len();
+        out.resize(start + n_packets * PACKET_SIZE, 0xff);
         let mut src = Cursor { header, parts: au.data.parts(), part: 0, off: 0, header_off: 0 };
         let mut remaining = total;
-        let mut first = true;
-        while remaining > 0 {
-            let mut af_len = 0usize; // adaptation field bytes including its length byte
-            let mut flags = 0u8;
-            if first {
-                if au.keyframe && au.track == TrackKind::Video {
-                    flags |= 0x40; // random_access_indicator
-                }
-                if pcr.is_some() {
-                    flags |= 0x10; // PCR_flag
-                }
-                if flags != 0 {
-                    af_len = 2 + if pcr.is_some() { 6 } else { 0 };
-                }
-            }
+        for (i, pkt) in out[start..].chunks_exact_mut(PACKET_SIZE).enumerate() {
+            let first = i == 0;
+            let mut af_len = if first { first_af } else { 0 };
             let mut stuffing = 0;
             if remaining < 184 - af_len {
                 let need = 184 - af_len - remaining;
@@ -150,26 +157,25 @@ impl TsMuxer {
                     stuffing = need;
                 }
             }
-            out.put_u8(SYNC);
-            out.put_u8(if first { 0x40 } else { 0 } | (pid >> 8) as u8);
-            out.put_u8(pid as u8);
-            out.put_u8(if af_len > 0 { 0x30 } else { 0x10 } | *cc);
+            pkt[0] = SYNC;
+            pkt[1] = if first { 0x40 } else { 0 } | (pid >> 8) as u8;
+            pkt[2] = pid as u8;
+            pkt[3] = if af_len > 0 { 0x30 } else { 0x10 } | *cc;
             *cc = (*cc + 1) & 0x0f;
             if af_len > 0 {
-                out.put_u8((af_len - 1 + stuffing) as u8);
+                pkt[4] = (af_len - 1 + stuffing) as u8;
                 if af_len > 1 {
-                    out.put_u8(flags);
-                    if let (true, Some(p)) = (flags & 0x10 != 0, pcr) {
-                        put_pcr(out, p);
+                    pkt[5] = if first { flags } else { 0 };
+                    if let (true, Some(p)) = (first && flags & 0x10 != 0, pcr) {
+                        pkt[6..12].copy_from_slice(&pcr_bytes(p));
                     }
                 }
-                out.put_bytes(0xff, stuffing);
             }
-            let n = 184 - af_len - stuffing;
-            src.copy_to(out, n);
-            remaining -= n;
-            first = false;
+            let body = 4 + af_len + stuffing;
+            src.copy_into(&mut pkt[body..]);
+            remaining -= PACKET_SIZE - body;
         }
+        debug_assert_eq!(remaining, 0);
         true
     }
 }
@@ -184,19 +190,21 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    fn copy_to(&mut self, out: &mut BytesMut, mut n: usize) {
+    /// Fills `dst` with the next `dst.len()` bytes.
+    fn copy_into(&mut self, dst: &mut [u8]) {
+        let mut w = 0;
         if self.header_off < self.header.len() {
-            let k = n.min(self.header.len() - self.header_off);
-            out.put_slice(&self.header[self.header_off..self.header_off + k]);
+            let k = dst.len().min(self.header.len() - self.header_off);
+            dst[..k].copy_from_slice(&self.header[self.header_off..self.header_off + k]);
             self.header_off += k;
-            n -= k;
+            w = k;
         }
-        while n > 0 {
+        while w < dst.len() {
             let p = &self.parts[self.part];
-            let k = n.min(p.len() - self.off);
-            out.put_slice(&p[self.off..self.off + k]);
+            let k = (dst.len() - w).min(p.len() - self.off);
+            dst[w..w + k].copy_from_slice(&p[self.off..self.off + k]);
             self.off += k;
-            n -= k;
+            w += k;
             if self.off == p.len() {
                 self.part += 1;
                 self.off = 0;
@@ -218,11 +226,10 @@ fn put_timestamp(b: &mut [u8], prefix: u8, ts: u64) {
     b[4] = ((ts as u8) << 1) | 1;
 }
 
-fn put_pcr(out: &mut BytesMut, base: u64) {
-    // program_clock_reference_base (33 bits), 6 reserved bits, extension 0.
-    out.put_u32((base >> 1) as u32);
-    out.put_u8((((base & 1) as u8) << 7) | 0x7e);
-    out.put_u8(0);
+/// program_clock_reference_base (33 bits), 6 reserved bits, extension 0.
+fn pcr_bytes(base: u64) -> [u8; 6] {
+    let hi = ((base >> 1) as u32).to_be_bytes();
+    [hi[0], hi[1], hi[2], hi[3], (((base & 1) as u8) << 7) | 0x7e, 0]
 }
 
 fn write_section(out: &mut BytesMut, pid: u16, cc: &mut u8, section: &[u8]) {

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Segments the same 1080p FLV clip with Sluice (`sluice segment`), ffmpeg (`-c copy -f hls`)
 # and GStreamer (`splitmuxsink muxer=mpegtsmux`), each pinned to one core, in one run, and
-# prints input throughput and the ratio to ffmpeg. Outputs go to tmpfs so the disk is not
-# what is measured. The clip is generated on first use (not committed).
-#   crates/bench/compare_segmenters.sh [RUNS]
+# prints wall time, input throughput, user and system CPU time, and ratios to ffmpeg.
+# Outputs go to tmpfs so the disk is not what is measured. The clip is generated on first
+# use (not committed).
+#   crates/bench/compare_segmenters.sh [RUNS]      (SLUICE_BENCH_CPU picks the core, default 0)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-5}
 work=${SLUICE_BENCH_DIR:-/dev/shm/sluice-bench}
 target=${CARGO_TARGET_DIR:-target}
+cpu=${SLUICE_BENCH_CPU:-0}
 mkdir -p "$work"
 clip="$work/clip1080.flv"
 if [ ! -s "$clip" ]; then
@@ -22,33 +24,34 @@ cargo build --release --locked -q -p engine
 sluice="$target/release/sluice"
 bytes=$(stat -c %s "$clip")
 
-# Best (lowest) wall time of $runs runs of a command, in seconds.
+# Runs a command $runs times on one core; prints "wall user sys" (seconds) of the run with
+# the lowest wall time.
 best() {
-  local best_t=999999 s e
+  local best="999999 0 0" r
   for _ in $(seq "$runs"); do
     rm -rf "$work/out" && mkdir -p "$work/out"
-    s=$(date +%s.%N)
-    taskset -c 0 "$@" >/dev/null 2>&1
-    e=$(date +%s.%N)
-    best_t=$(awk -v s="$s" -v e="$e" -v b="$best_t" 'BEGIN { t = e - s; print (t < b ? t : b) }')
+    r=$( { TIMEFORMAT='%R %U %S'; time taskset -c "$cpu" "$@" >/dev/null 2>&1; } 2>&1 )
+    best=$(awk -v r="$r" -v b="$best" 'BEGIN { split(r, x, " "); split(b, y, " "); print (x[1] + 0 < y[1] + 0 ? r : b) }')
   done
-  echo "$best_t"
+  echo "$best"
 }
+count() { find "$work/out" -name '*.ts' | wc -l; }
 
-t_sluice=$(best "$sluice" segment "$clip" --out "$work/out" --segment-duration 2)
-n_sluice=$(ls "$work/out"/*.ts | wc -l)
+t_sluice=$(best "$sluice" segment "$clip" --out "$work/out" --segment-duration 2); n_sluice=$(count)
 t_ffmpeg=$(best ffmpeg -hide_banner -loglevel error -y -i "$clip" -c copy -f hls -hls_time 2 -hls_list_size 0 \
-  -hls_segment_filename "$work/out/%d.ts" "$work/out/index.m3u8")
-n_ffmpeg=$(ls "$work/out"/*.ts | wc -l)
+  -hls_segment_filename "$work/out/%d.ts" "$work/out/index.m3u8"); n_ffmpeg=$(count)
 t_gst=$(best gst-launch-1.0 -q filesrc location="$clip" ! flvdemux name=d \
   d.video ! queue ! h264parse ! splitmuxsink name=s muxer=mpegtsmux max-size-time=2000000000 location="$work/out/%05d.ts" \
-  d.audio ! queue ! aacparse ! s.audio_0)
-n_gst=$(ls "$work/out"/*.ts | wc -l)
+  d.audio ! queue ! aacparse ! s.audio_0); n_gst=$(count)
 
-mbps() { awk -v b="$bytes" -v t="$1" 'BEGIN { printf "%.0f", b / t / 1e6 }'; }
-ratio() { awk -v f="$t_ffmpeg" -v t="$1" 'BEGIN { printf "%.2f", f / t }'; }
-printf '%s\n' "input: $clip, $bytes bytes, best of $runs runs, one core each"
-printf '%-10s %10s %12s %10s %14s\n' tool seconds "MB/s in" segments "x ffmpeg"
-printf '%-10s %10.4f %12s %10s %14s\n' sluice "$t_sluice" "$(mbps "$t_sluice")" "$n_sluice" "$(ratio "$t_sluice")"
-printf '%-10s %10.4f %12s %10s %14s\n' ffmpeg "$t_ffmpeg" "$(mbps "$t_ffmpeg")" "$n_ffmpeg" "1.00"
-printf '%-10s %10.4f %12s %10s %14s\n' gstreamer "$t_gst" "$(mbps "$t_gst")" "$n_gst" "$(ratio "$t_gst")"
+row() { # name "wall user sys" segments
+  awk -v n="$1" -v t="$2" -v f="$t_ffmpeg" -v seg="$3" -v b="$bytes" 'BEGIN {
+    split(t, x, " "); split(f, y, " ");
+    printf "%-10s %8.3f %9.0f %8.3f %8.3f %9d %10.2f %10.1f %10.2f\n",
+      n, x[1], b / x[1] / 1e6, x[2], x[3], seg, y[1] / x[1], (x[2] > 0 ? y[2] / x[2] : 0), (y[2] + y[3]) / (x[2] + x[3]) }'
+}
+echo "input: $clip, $bytes bytes; best wall time of $runs runs; every tool on core $cpu"
+printf '%-10s %8s %9s %8s %8s %9s %10s %10s %10s\n' tool "wall s" "MB/s in" "user s" "sys s" segments "wall x ff" "user x ff" "cpu x ff"
+row sluice "$t_sluice" "$n_sluice"
+row ffmpeg "$t_ffmpeg" "$n_ffmpeg"
+row gstreamer "$t_gst" "$n_gst"

@@ -31,6 +31,18 @@ fn fragment(v: Vec<u8>, cuts: &[usize]) -> Payload {
     p
 }
 
+fn aac() -> AacConfig {
+    AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap()
+}
+
+/// An AAC access unit at `ticks` (90 kHz) with an ADTS header and `len` payload bytes.
+fn audio_frame(ticks: i64, len: usize) -> AccessUnit {
+    let t = MediaTime::new(ticks, Timescale::MPEG);
+    let mut v = aac().adts_header(len).unwrap().to_vec();
+    v.resize(7 + len, 7);
+    AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data: Bytes::from(v).into() }
+}
+
 #[derive(Debug, Clone)]
 struct Spec {
     video: bool,
@@ -66,7 +78,7 @@ fn build(specs: &[Spec], start: i64) -> Vec<AccessUnit> {
         let (track, data, pts, key) = if s.video {
             (TrackKind::Video, video_payload(&body, s.key, &s.cuts), dts[t] + s.cts, s.key)
         } else {
-            let cfg = AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap();
+            let cfg = aac();
             let mut v = cfg.adts_header(body.len()).unwrap().to_vec();
             v.extend_from_slice(&body);
             (TrackKind::Audio, fragment(v, &s.cuts), dts[t], true)
@@ -148,7 +160,7 @@ proptest! {
     fn cutter_segments_hold_every_access_unit(specs in arb_units()) {
         let aus = build(&specs, 0);
         let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
-        seg.handle_tracks(TrackInfo { video: None, audio: Some(AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap()) });
+        seg.handle_tracks(TrackInfo { video: None, audio: Some(aac()) });
         // Audio only, so nothing is dropped waiting for a keyframe.
         let audio: Vec<_> = aus.into_iter().filter(|a| a.track == TrackKind::Audio).collect();
         for au in &audio {
@@ -210,23 +222,8 @@ fn video_segments_start_with_keyframes_and_cut_on_target() {
 #[test]
 fn backward_jump_starts_a_discontinuous_segment() {
     let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
-    seg.handle_tracks(TrackInfo {
-        video: None,
-        audio: Some(AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap()),
-    });
-    let mut push = |ticks: i64| {
-        let t = MediaTime::new(ticks, Timescale::MPEG);
-        let cfg = AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap();
-        let mut v = cfg.adts_header(4).unwrap().to_vec();
-        v.extend_from_slice(&[1, 2, 3, 4]);
-        seg.handle_access_unit(&AccessUnit {
-            track: TrackKind::Audio,
-            pts: t,
-            dts: t,
-            keyframe: true,
-            data: Bytes::from(v).into(),
-        });
-    };
+    seg.handle_tracks(TrackInfo { video: None, audio: Some(aac()) });
+    let mut push = |ticks: i64| seg.handle_access_unit(&audio_frame(ticks, 4));
     for i in 0..100 {
         push(1_000_000 + i * 1920);
     }
@@ -244,23 +241,13 @@ fn backward_jump_starts_a_discontinuous_segment() {
 
 #[test]
 fn recycled_buffers_are_reused() {
-    let cfg = AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap();
     let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
-    seg.handle_tracks(TrackInfo { video: None, audio: Some(cfg.clone()) });
+    seg.handle_tracks(TrackInfo { video: None, audio: Some(aac()) });
     let mut ptrs = vec![];
     // Small segments are first carved one after another out of the initial 1 MiB buffer;
     // run well past it (200 s of audio, ~100 segments).
     for i in 0..10_000i64 {
-        let t = MediaTime::new(i * 1920, Timescale::MPEG);
-        let mut v = cfg.adts_header(300).unwrap().to_vec();
-        v.resize(307, 7);
-        seg.handle_access_unit(&AccessUnit {
-            track: TrackKind::Audio,
-            pts: t,
-            dts: t,
-            keyframe: true,
-            data: Bytes::from(v).into(),
-        });
+        seg.handle_access_unit(&audio_frame(i * 1920, 300));
         while let Some(s) = seg.poll_segment() {
             ptrs.push(s.data.as_ptr() as usize);
             seg.recycle(s.data);

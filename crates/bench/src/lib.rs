@@ -133,7 +133,7 @@ pub fn run_pipeline(wire: &[u8], read_size: usize) -> PipelineStats {
     let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
     let mut buf = BytesMut::new();
     let mut events = Vec::new();
-    let mut handle = |seg: &mut Segmenter, events: &mut Vec<StreamEvent>, st: &mut PipelineStats| {
+    let handle = |seg: &mut Segmenter, events: &mut Vec<StreamEvent>, st: &mut PipelineStats| {
         let before = allocated();
         for ev in events.drain(..) {
             match ev {

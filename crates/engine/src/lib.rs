@@ -25,3 +25,9 @@ pub static DEMO_CLIP: &[u8] = include_bytes!("../../../testdata/clip.flv");
 /// Where the setup script installs hls.js (relative to the repository root), used for the
 /// player page when no `web_dir` is configured.
 pub const DEFAULT_WEB_DIR: &str = "web/node_modules/hls.js/dist";
+
+/// A random 32-bit value (stream ids for anonymous publishes; not for secrets).
+pub(crate) fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish() as u32
+}

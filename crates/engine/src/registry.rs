@@ -140,16 +140,25 @@ impl Registry {
 }
 
 /// Turns an RTMP app and stream name into a stream id, as go-livepeer does without auth:
-/// the name, without any query string (`rtmp://host/live/abc?k=v` → `abc`); a URL with only
-/// one path element (`rtmp://host/abc`) names the stream by it.
+/// the path `app/name` (query string dropped) loses leading slashes, an optional `stream/`
+/// and any `live/`; its first element is the stream id and the rest, if any, the stream
+/// key. So `rtmp://host/live/abc`, `rtmp://host/abc`, `rtmp://host/abc/KEY` and
+/// `rtmp://host/live/abc?token=x` all publish stream `abc`. A path with no id gets eight
+/// random hex characters, as in go-livepeer.
 pub fn stream_id_for(app: &str, name: &str) -> Result<String, &'static str> {
-    let name = name.split('?').next().unwrap_or_default();
-    let id = if name.is_empty() { app.split('?').next().unwrap_or_default() } else { name };
-    let ok = !id.is_empty()
-        && id.len() <= 128
+    let strip_query = |s: &str| s.split('?').next().unwrap_or_default().to_owned();
+    let path = format!("{}/{}", strip_query(app), strip_query(name));
+    let mut rest = path.trim_start_matches([' ', '/']);
+    rest = rest.strip_prefix("stream/").unwrap_or(rest);
+    let mut parts = rest.split('/').filter(|p| !p.is_empty() && *p != "live");
+    let id = match parts.next() {
+        Some(id) => id.to_owned(),
+        None => format!("{:08x}", crate::random_u32()),
+    };
+    let ok = id.len() <= 128
         && !id.starts_with('.')
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok { Ok(id.to_owned()) } else { Err("stream name must be 1-128 characters of A-Z a-z 0-9 _ - .") }
+    if ok { Ok(id) } else { Err("stream name must be 1-128 characters of A-Z a-z 0-9 _ - .") }
 }
 
 /// The registry as the RTMP server's publish handler.
@@ -306,8 +315,14 @@ mod tests {
         assert_eq!(stream_id_for("live", "abc").unwrap(), "abc");
         assert_eq!(stream_id_for("live", "abc?token=x").unwrap(), "abc");
         assert_eq!(stream_id_for("abc", "").unwrap(), "abc");
-        assert!(stream_id_for("live", "../etc").is_err());
+        assert_eq!(stream_id_for("abc", "KEY").unwrap(), "abc", "rtmp://host/{{manifestID}}/{{key}}");
+        assert_eq!(stream_id_for("live", "abc/KEY").unwrap(), "abc");
+        assert_eq!(stream_id_for("stream", "abc").unwrap(), "abc");
+        assert!(stream_id_for("live", "..").is_err());
         assert!(stream_id_for("live", "a b").is_err());
-        assert!(stream_id_for("", "").is_err());
+        for (app, name) in [("live", ""), ("", ""), ("live", "?x=1")] {
+            let id = stream_id_for(app, name).unwrap();
+            assert!(id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
     }
 }

@@ -105,11 +105,16 @@ async fn twenty_concurrent_publishers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn url_without_app_names_the_stream() {
+async fn go_livepeer_url_forms_name_the_stream() {
     let gw = gateway().await;
     let src = testdata("short.flv");
     ffmpeg_publish(&src, &format!("rtmp://{}/bare", gw.rtmp_addr), false).await;
-    let c = fetch_and_check(&gw, "bare").await;
-    assert_same_packets(&src, &c.packets).await;
+    ffmpeg_publish(&src, &format!("rtmp://{}/withkey/SECRETKEY", gw.rtmp_addr), false).await;
+    for id in ["bare", "withkey"] {
+        let c = fetch_and_check(&gw, id).await;
+        assert_same_packets(&src, &c.packets).await;
+    }
+    let streams = http_get(gw.cli_addr, "/streams").await.text();
+    assert!(!streams.contains("SECRETKEY"), "the key is not the id: {streams}");
     gw.shutdown().await;
 }

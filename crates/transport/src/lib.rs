@@ -1,7 +1,13 @@
-//! Livepeer transport for Sluice: the orchestrator protocol (discovery, segment submission,
-//! rendition fetch), payments and the trickle protocol.
+//! Livepeer transport for Sluice: the orchestrator protocol's messages and the hashes that
+//! bind them (segment credentials, tickets), per spec/livepeer-transcode-protocol.md.
 //!
-//! Depends on `media` only; never on `ingest` or `segmenter`. The protocol is not
-//! implemented yet: this crate currently holds nothing but its place in the workspace.
+//! * [`proto`]: the `net` protobuf messages (prost, field numbers from spec §2).
+//! * [`credentials`]: SegData flattening, ticket hashing, `personal_sign` digests (§3, §5).
+//!
+//! Depends on `media` only among Sluice's crates; never on `ingest` or `segmenter`. The
+//! network side (gRPC discovery, segment submission, payments state) builds on these.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod credentials;
+pub mod proto;

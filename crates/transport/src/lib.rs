@@ -3,6 +3,7 @@
 //!
 //! * [`proto`]: the `net` protobuf messages (prost, field numbers from spec §2).
 //! * [`credentials`]: SegData flattening, ticket hashing, `personal_sign` digests (§3, §5).
+//! * [`identity`]: the Ethereum key, address (EIP-55) and low-S `personal_sign` (§3.1).
 //!
 //! Depends on `media` only among Sluice's crates; never on `ingest` or `segmenter`. The
 //! network side (gRPC discovery, segment submission, payments state) builds on these.
@@ -10,4 +11,5 @@
 #![warn(missing_docs)]
 
 pub mod credentials;
+pub mod identity;
 pub mod proto;

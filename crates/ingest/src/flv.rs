@@ -499,17 +499,9 @@ mod tests {
 
     #[test]
     fn incremental_reader_matches_whole_file_reader() {
-        let mut file = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
-        for (i, body) in [&b"abc"[..], b"", b"defgh"].iter().enumerate() {
-            let ts = 1000 * i as u32 + 0x0100_0000 * i as u32;
-            file.push(if i == 1 { 8 } else { 9 });
-            file.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-            file.extend_from_slice(&ts.to_be_bytes()[1..]);
-            file.push((ts >> 24) as u8);
-            file.extend_from_slice(&[0, 0, 0]);
-            file.extend_from_slice(body);
-            file.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
-        }
+        let tags: Vec<(u8, u32, Vec<u8>)> =
+            vec![(9, 0, b"abc".to_vec()), (8, 1000 + 0x0100_0000, vec![]), (9, 2000 + 0x0200_0000, b"defgh".to_vec())];
+        let file = flv_file(&tags);
         let whole: Vec<FlvTag> = FlvFileReader::new(Bytes::from(file.clone())).unwrap().map(Result::unwrap).collect();
         assert_eq!(whole.len(), 3);
         assert_eq!(whole[2].timestamp, 2000 + 0x0200_0000);
@@ -530,6 +522,60 @@ mod tests {
             }
         }
         assert!(FlvTagDecoder::new().decode(&mut BytesMut::from(&b"GIF89a....."[..])).is_err());
+    }
+
+    fn flv_file(tags: &[(u8, u32, Vec<u8>)]) -> Vec<u8> {
+        let mut file = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+        for (ty, ts, body) in tags {
+            file.push(*ty);
+            file.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            file.extend_from_slice(&ts.to_be_bytes()[1..]);
+            file.push((ts >> 24) as u8);
+            file.extend_from_slice(&[0, 0, 0]);
+            file.extend_from_slice(body);
+            file.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+        }
+        file
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tag_decoder_is_split_invariant(
+            tags in proptest::collection::vec((proptest::prop_oneof![proptest::strategy::Just(8u8), proptest::strategy::Just(9u8), proptest::strategy::Just(18u8)], proptest::prelude::any::<u32>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)), 0..12),
+            step in 1usize..64,
+        ) {
+            let file = flv_file(&tags);
+            let mut dec = FlvTagDecoder::new();
+            let mut buf = BytesMut::new();
+            let mut got = vec![];
+            for piece in file.chunks(step) {
+                buf.extend_from_slice(piece);
+                while let Some(t) = dec.decode(&mut buf).unwrap() {
+                    got.push((t.tag_type, t.timestamp, t.body.to_vec()));
+                }
+            }
+            proptest::prop_assert_eq!(got, tags);
+            proptest::prop_assert!(buf.is_empty());
+        }
+
+        #[test]
+        fn garbage_never_panics(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            let _ = FlvTagDecoder::new().decode(&mut BytesMut::from(&data[..]));
+            let _ = FlvFileReader::new(Bytes::from(data.clone())).map(|r| r.count());
+            let b = Bytes::from(data);
+            let cut = if b.is_empty() { 0 } else { cut % b.len() };
+            let mut p = Payload::new();
+            p.push(b.slice(..cut));
+            p.push(b.slice(cut..));
+            let mut d = FlvDemuxer::new();
+            let mut out = vec![];
+            let _ = d.handle_tag(TAG_VIDEO, 0, &seq_header(), &mut out);
+            let _ = d.handle_tag(TAG_VIDEO, 1, &p, &mut out);
+            let _ = d.handle_tag(TAG_AUDIO, 1, &p, &mut out);
+        }
     }
 
     #[test]

@@ -1,14 +1,19 @@
-//! Transport stream demuxing of arbitrary bytes in arbitrary splits. Invariants: no panic;
-//! every access unit has a payload no longer than the input; splitting the input
-//! differently yields the same access units.
+//! Transport stream demuxing of arbitrary bytes in arbitrary splits. Half the inputs are
+//! preceded by valid PAT/PMT tables (as Sluice's muxer writes them), so the fuzzer reaches
+//! PES reassembly instead of stopping at PSI CRCs. Invariants: no panic; every access
+//! unit's payload is no longer than the input; splitting the input differently yields the
+//! same access units.
 #![no_main]
 
 use arbitrary::Arbitrary;
+use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use segmenter::ts::demux::TsDemuxer;
+use segmenter::ts::mux::{TsMuxer, TsTracks};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
+    with_tables: bool,
     split: u16,
     data: Vec<u8>,
 }
@@ -33,8 +38,12 @@ fn run(chunks: &[&[u8]]) -> Vec<(bool, i64, i64, usize)> {
 }
 
 fuzz_target!(|input: Input| {
-    let data = &input.data[..];
-    let whole = run(&[data]);
+    let mut data = BytesMut::new();
+    if input.with_tables {
+        TsMuxer::new(TsTracks { video: true, audio: true }).write_tables(&mut data);
+    }
+    data.extend_from_slice(&input.data);
+    let whole = run(&[&data]);
     for au in &whole {
         assert!(au.3 <= data.len());
     }

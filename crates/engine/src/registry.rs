@@ -148,10 +148,9 @@ impl Registry {
 pub fn stream_id_for(app: &str, name: &str) -> Result<String, &'static str> {
     let strip_query = |s: &str| s.split('?').next().unwrap_or_default().to_owned();
     let path = format!("{}/{}", strip_query(app), strip_query(name));
-    let mut rest = path.trim_start_matches([' ', '/']);
-    rest = rest.strip_prefix("stream/").unwrap_or(rest);
-    let mut parts = rest.split('/').filter(|p| !p.is_empty() && *p != "live");
-    let id = match parts.next() {
+    let rest = path.trim_start_matches([' ', '/']);
+    let rest = rest.strip_prefix("stream/").unwrap_or(rest).replace("live/", "");
+    let id = match rest.split('/').next().filter(|id| !id.is_empty()) {
         Some(id) => id.to_owned(),
         None => format!("{:08x}", crate::random_u32()),
     };
@@ -318,6 +317,7 @@ mod tests {
         assert_eq!(stream_id_for("abc", "KEY").unwrap(), "abc", "rtmp://host/{{manifestID}}/{{key}}");
         assert_eq!(stream_id_for("live", "abc/KEY").unwrap(), "abc");
         assert_eq!(stream_id_for("stream", "abc").unwrap(), "abc");
+        assert_eq!(stream_id_for("live", "live").unwrap(), "live", "only `live/` is stripped");
         assert!(stream_id_for("live", "..").is_err());
         assert!(stream_id_for("live", "a b").is_err());
         for (app, name) in [("live", ""), ("", ""), ("live", "?x=1")] {

@@ -4,12 +4,18 @@
 //! * [`proto`]: the `net` protobuf messages (prost, field numbers from spec §2).
 //! * [`credentials`]: SegData flattening, ticket hashing, `personal_sign` digests (§3, §5).
 //! * [`identity`]: the Ethereum key, address (EIP-55) and low-S `personal_sign` (§3.1).
+//! * [`profiles`]: go-livepeer presets and JSON profiles (§8.4), the pixel estimate (§5.6).
+//! * [`capabilities`]: job capability bitstrings and the compatibility test (§2.8).
+//! * [`orch_addr`]: `--orch-addr` normalisation (§1).
 //!
 //! Depends on `media` only among Sluice's crates; never on `ingest` or `segmenter`. The
 //! network side (gRPC discovery, segment submission, payments state) builds on these.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod capabilities;
 pub mod credentials;
 pub mod identity;
+pub mod orch_addr;
+pub mod profiles;
 pub mod proto;

@@ -7,6 +7,7 @@
 //! * [`profiles`]: go-livepeer presets and JSON profiles (§8.4), the pixel estimate (§5.6).
 //! * [`capabilities`]: job capability bitstrings and the compatibility test (§2.8).
 //! * [`orch_addr`]: `--orch-addr` normalisation (§1).
+//! * [`pm`]: ticket EV, tickets per segment, credit balances, payments with signed tickets (§5).
 //!
 //! Depends on `media` only among Sluice's crates; never on `ingest` or `segmenter`. The
 //! network side (gRPC discovery, segment submission, payments state) builds on these.
@@ -17,5 +18,6 @@ pub mod capabilities;
 pub mod credentials;
 pub mod identity;
 pub mod orch_addr;
+pub mod pm;
 pub mod profiles;
 pub mod proto;

@@ -8,6 +8,7 @@
 //! * [`capabilities`]: job capability bitstrings and the compatibility test (§2.8).
 //! * [`orch_addr`]: `--orch-addr` normalisation (§1).
 //! * [`pm`]: ticket EV, tickets per segment, credit balances, payments with signed tickets (§5).
+//! * [`segment`]: the signed `SegData`, request headers, timeouts, result signatures (§4).
 //!
 //! Depends on `media` only among Sluice's crates; never on `ingest` or `segmenter`. The
 //! network side (gRPC discovery, segment submission, payments state) builds on these.
@@ -21,3 +22,4 @@ pub mod orch_addr;
 pub mod pm;
 pub mod profiles;
 pub mod proto;
+pub mod segment;

@@ -71,11 +71,14 @@ impl Gateway {
         &self.metrics
     }
 
-    /// Stops accepting, ends every stream (flushing its last segment) and waits up to five
-    /// seconds for connections to finish.
+    /// Stops accepting, ends every stream (flushing its last segment and ending its
+    /// playlist) and waits up to five seconds for that and for connections to finish.
     pub async fn shutdown(self) {
         self.registry.kick_all();
         let _ = self.shutdown.send(true);
+        if !self.registry.wait_all_ended(Duration::from_secs(5)).await {
+            tracing::warn!("some streams did not end within 5 s of shutdown");
+        }
         let all = futures_join(self.tasks);
         let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
     }

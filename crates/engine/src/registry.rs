@@ -42,6 +42,8 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     streams: Mutex<HashMap<String, Handle>>,
     generation: std::sync::atomic::AtomicU64,
+    /// Woken whenever a stream's publisher goes (see [`Registry::wait_all_ended`]).
+    stream_ended: tokio::sync::Notify,
 }
 
 /// A stream as the control API lists it.
@@ -61,7 +63,13 @@ pub struct StreamSummary {
 impl Registry {
     /// An empty registry.
     pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Registry { config, metrics, streams: Mutex::new(HashMap::new()), generation: Default::default() })
+        Arc::new(Registry {
+            config,
+            metrics,
+            streams: Mutex::new(HashMap::new()),
+            generation: Default::default(),
+            stream_ended: tokio::sync::Notify::new(),
+        })
     }
 
     /// The output of stream `id`.
@@ -101,6 +109,25 @@ impl Registry {
         for h in self.lock().values_mut() {
             if let Some(k) = h.kick.take() {
                 let _ = k.send("gateway shutting down");
+            }
+        }
+    }
+
+    /// Waits until no stream has a publisher (each has flushed its last segment and ended
+    /// its playlist), or `timeout` passes. Returns true if all ended.
+    pub async fn wait_all_ended(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.stream_ended.notified();
+            tokio::pin!(notified);
+            // Register before checking, so an end between the check and the wait is seen.
+            notified.as_mut().enable();
+            let live = self.lock().values().any(|h| h.output.read().unwrap_or_else(|e| e.into_inner()).stats.live);
+            if !live {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
             }
         }
     }
@@ -238,6 +265,13 @@ impl StreamTask {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Publisher { rx, remote }) => {
+                        // Keep what the replaced publisher had already delivered: it was
+                        // received, so it is published before the timeline breaks.
+                        if let Some(mut old) = publisher.take() {
+                            while let Ok(ev) = old.try_recv() {
+                                self.on_media(&mut seg, &metrics, ev, &mut jumps_seen);
+                            }
+                        }
                         sessions += 1;
                         if sessions > 1 {
                             seg.mark_discontinuity();
@@ -254,22 +288,6 @@ impl StreamTask {
                     None => break,
                 },
                 ev = next_event => match ev {
-                    Some(StreamEvent::Tracks(t)) => {
-                        debug!(video = ?t.video, audio = ?t.audio, "tracks");
-                        seg.handle_tracks(t.clone());
-                        self.publish(&mut seg, &metrics, |o| o.set_tracks(t));
-                    }
-                    Some(StreamEvent::Media(au)) => {
-                        Metrics::add(&metrics.ingest_bytes_total, au.data.len() as u64);
-                        seg.handle_access_unit(&au);
-                        let jumps = seg.stats().timestamp_jumps;
-                        if jumps > jumps_seen {
-                            info!(jumps, "timestamp jump: new timeline");
-                            Metrics::add(&metrics.discontinuities_total, jumps - jumps_seen);
-                            jumps_seen = jumps;
-                        }
-                        self.publish(&mut seg, &metrics, |_| {});
-                    }
                     Some(StreamEvent::End) | None => {
                         seg.flush();
                         publisher = None;
@@ -277,7 +295,9 @@ impl StreamTask {
                         let stats = seg.stats();
                         info!(segments = seg.next_seq(), dropped = stats.dropped_before_keyframe, "publisher gone; stream ended");
                         self.publish(&mut seg, &metrics, |o| o.set_live(false));
+                        self.registry.stream_ended.notify_waiters();
                     }
+                    Some(ev) => self.on_media(&mut seg, &metrics, ev, &mut jumps_seen),
                 },
                 _ = expired => {
                     if self.registry.remove_if_idle(&self.id, self.generation, &mut commands) {
@@ -290,6 +310,31 @@ impl StreamTask {
         }
         seg.flush();
         self.publish(&mut seg, &metrics, |o| o.set_live(false));
+        self.registry.stream_ended.notify_waiters();
+    }
+
+    /// Feeds a track configuration or access unit to the cutter and publishes what it cuts.
+    /// (`End` is the caller's business.)
+    fn on_media(&self, seg: &mut Segmenter, metrics: &Metrics, ev: StreamEvent, jumps_seen: &mut u64) {
+        match ev {
+            StreamEvent::Tracks(t) => {
+                debug!(video = ?t.video, audio = ?t.audio, "tracks");
+                seg.handle_tracks(t.clone());
+                self.publish(seg, metrics, |o| o.set_tracks(t));
+            }
+            StreamEvent::Media(au) => {
+                Metrics::add(&metrics.ingest_bytes_total, au.data.len() as u64);
+                seg.handle_access_unit(&au);
+                let jumps = seg.stats().timestamp_jumps;
+                if jumps > *jumps_seen {
+                    info!(jumps, "timestamp jump: new timeline");
+                    Metrics::add(&metrics.discontinuities_total, jumps - *jumps_seen);
+                    *jumps_seen = jumps;
+                }
+                self.publish(seg, metrics, |_| {});
+            }
+            StreamEvent::End => {}
+        }
     }
 
     /// Moves finished segments into the output, then applies `f`, under one write lock.

@@ -15,7 +15,7 @@ use media::{MediaTime, StreamEvent, Timescale};
 use segmenter::{Segmenter, SegmenterConfig};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{Instrument, debug, info, info_span};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
@@ -24,6 +24,8 @@ use crate::output::{StreamOutput, StreamStats};
 /// Events buffered between a publisher and its stream task. At 30 fps plus audio this is
 /// several seconds; beyond it the publisher's reads pause (TCP back-pressure).
 const STREAM_QUEUE: usize = 512;
+/// How long a replaced publisher may take to deliver what it still has.
+const TAKEOVER_DRAIN: Duration = Duration::from_secs(2);
 
 enum Command {
     Publisher { rx: mpsc::Receiver<StreamEvent>, remote: String },
@@ -265,11 +267,20 @@ impl StreamTask {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Publisher { rx, remote }) => {
-                        // Keep what the replaced publisher had already delivered: it was
-                        // received, so it is published before the timeline breaks.
+                        // Keep everything the replaced publisher delivers up to its end (an
+                        // encoder restarting may still be flushing its last frames); it has
+                        // been told to go, so that end comes promptly.
                         if let Some(mut old) = publisher.take() {
-                            while let Ok(ev) = old.try_recv() {
-                                self.on_media(&mut seg, &metrics, ev, &mut jumps_seen);
+                            let deadline = tokio::time::Instant::now() + TAKEOVER_DRAIN;
+                            loop {
+                                match tokio::time::timeout_at(deadline, old.recv()).await {
+                                    Ok(Some(StreamEvent::End) | None) => break,
+                                    Ok(Some(ev)) => self.on_media(&mut seg, &metrics, ev, &mut jumps_seen),
+                                    Err(_) => {
+                                        warn!("replaced publisher still sending after {TAKEOVER_DRAIN:?}; dropping the rest");
+                                        break;
+                                    }
+                                }
                             }
                         }
                         sessions += 1;

@@ -24,7 +24,17 @@ async fn second_publisher_takes_over_a_live_stream() {
     let url = RtmpUrl::parse(&rtmp_url(&gw, "takeover")).unwrap();
     let mut first = RtmpPublisher::connect(&url).await.unwrap();
     send_all(&mut first, &tags, 0).await.unwrap();
-    // The first publisher is still connected (no unpublish) when the second arrives.
+    // Take over a stream that is live with data: wait until the gateway has cut a segment
+    // from the first publisher (which stays connected, no unpublish).
+    let mut cut = false;
+    for _ in 0..200 {
+        if http_get(gw.cli_addr, "/streams/takeover").await.text().contains("\"segments\": 1") {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cut, "the first publisher's media never arrived");
     let mut second = RtmpPublisher::connect(&url).await.unwrap();
     send_all(&mut second, &tags, 0).await.unwrap();
     // The first one has been told to go: its writes fail within a moment.
@@ -58,7 +68,7 @@ async fn second_publisher_takes_over_a_live_stream() {
     }
     let (before, after) = (video_pts(&before), video_pts(&after));
     assert_eq!(after, src, "the second session is complete");
-    assert!(!before.is_empty() && before.len() <= src.len());
+    assert!(before.len() >= 60 && before.len() <= src.len(), "at least the first 2 s segment: {}", before.len());
     assert_eq!(before, src[..before.len()].to_vec(), "the first session is an unbroken prefix");
     let s = http_get(gw.cli_addr, "/streams/takeover").await.text();
     assert!(s.contains("\"publishers\": 2"), "{s}");
@@ -92,13 +102,15 @@ async fn shutdown_ends_live_streams() {
     let mut p = RtmpPublisher::connect(&url).await.unwrap();
     send_all(&mut p, &tags, 0).await.unwrap();
     // Let the gateway take in what was sent before shutting down under the publisher.
-    for _ in 0..50 {
-        let s = http_get(gw.cli_addr, "/streams/live").await.text();
-        if s.contains("\"segments\": 1") {
+    let mut cut = false;
+    for _ in 0..200 {
+        if http_get(gw.cli_addr, "/streams/live").await.text().contains("\"segments\": 1") {
+            cut = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(cut, "the publisher's media never arrived");
     let registry = gw.registry().clone();
     gw.shutdown().await;
     let out = registry.output("live").expect("stream still registered");

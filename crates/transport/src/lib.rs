@@ -4,6 +4,7 @@
 //! * [`proto`]: the `net` protobuf messages (prost, field numbers from spec §2).
 //! * [`credentials`]: SegData flattening, ticket hashing, `personal_sign` digests (§3, §5).
 //! * [`identity`]: the Ethereum key, address (EIP-55) and low-S `personal_sign` (§3.1).
+//! * [`keystore`]: go-livepeer / geth keystore files (scrypt or PBKDF2, AES-128-CTR).
 //! * [`profiles`]: go-livepeer presets and JSON profiles (§8.4), the pixel estimate (§5.6).
 //! * [`capabilities`]: job capability bitstrings and the compatibility test (§2.8).
 //! * [`orch_addr`]: `--orch-addr` normalisation (§1).
@@ -18,6 +19,7 @@
 pub mod capabilities;
 pub mod credentials;
 pub mod identity;
+pub mod keystore;
 pub mod orch_addr;
 pub mod pm;
 pub mod profiles;

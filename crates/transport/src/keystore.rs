@@ -68,7 +68,7 @@ struct CipherParams {
 
 fn unhex(field: &str, s: &str) -> Result<Vec<u8>, KeystoreError> {
     let s = s.strip_prefix("0x").unwrap_or(s);
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(KeystoreError::Format(format!("{field} is not hex")));
     }
     (0..s.len() / 2)
@@ -156,10 +156,10 @@ pub fn load(path: &Path, password: &str, address: Option<&Address>) -> Result<Et
             let Ok(text) = std::fs::read_to_string(&p) else { continue };
             let Ok(kf) = serde_json::from_str::<KeyFile>(&text) else { continue };
             let file_addr = kf.address.as_deref().and_then(|a| unhex("address", a).ok());
-            if let (Some(want), Some(have)) = (address, &file_addr) {
-                if want.as_slice() != have.as_slice() {
-                    continue;
-                }
+            if let (Some(want), Some(have)) = (address, &file_addr)
+                && want.as_slice() != have.as_slice()
+            {
+                continue;
             }
             found.push(text);
         }
@@ -169,10 +169,10 @@ pub fn load(path: &Path, password: &str, address: Option<&Address>) -> Result<Et
             _ if address.is_none() => Err(KeystoreError::Ambiguous(path.to_owned())),
             many => {
                 for text in many {
-                    if let Ok(s) = decrypt(text, password) {
-                        if Some(&s.address()) == address {
-                            return Ok(s);
-                        }
+                    if let Ok(s) = decrypt(text, password)
+                        && Some(&s.address()) == address
+                    {
+                        return Ok(s);
                     }
                 }
                 Err(KeystoreError::NotFound(path.to_owned()))

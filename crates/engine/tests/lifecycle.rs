@@ -26,15 +26,7 @@ async fn second_publisher_takes_over_a_live_stream() {
     send_all(&mut first, &tags, 0).await.unwrap();
     // Take over a stream that is live with data: wait until the gateway has cut a segment
     // from the first publisher (which stays connected, no unpublish).
-    let mut cut = false;
-    for _ in 0..200 {
-        if http_get(gw.cli_addr, "/streams/takeover").await.text().contains("\"segments\": 1") {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(cut, "the first publisher's media never arrived");
+    wait_for_segment(&gw, "takeover").await;
     let mut second = RtmpPublisher::connect(&url).await.unwrap();
     send_all(&mut second, &tags, 0).await.unwrap();
     // The first one has been told to go: its writes fail within a moment.
@@ -102,15 +94,7 @@ async fn shutdown_ends_live_streams() {
     let mut p = RtmpPublisher::connect(&url).await.unwrap();
     send_all(&mut p, &tags, 0).await.unwrap();
     // Let the gateway take in what was sent before shutting down under the publisher.
-    let mut cut = false;
-    for _ in 0..200 {
-        if http_get(gw.cli_addr, "/streams/live").await.text().contains("\"segments\": 1") {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(cut, "the publisher's media never arrived");
+    wait_for_segment(&gw, "live").await;
     let registry = gw.registry().clone();
     gw.shutdown().await;
     let out = registry.output("live").expect("stream still registered");

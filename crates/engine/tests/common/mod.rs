@@ -131,6 +131,19 @@ pub async fn wait_ended(gw: &Gateway, id: &str) -> m3u8_rs::MediaPlaylist {
     panic!("stream {id} never ended");
 }
 
+/// Polls until the gateway has cut at least one segment of stream `id`, or panics after 2 s:
+/// what a publisher wrote is then known to have reached the gateway.
+pub async fn wait_for_segment(gw: &Gateway, id: &str) {
+    for _ in 0..200 {
+        let s = http_get(gw.cli_addr, &format!("/streams/{id}")).await.text();
+        if s.contains("\"segments\":") && !s.contains("\"segments\": 0") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no segment of {id} arrived");
+}
+
 pub fn media_playlist(body: &[u8]) -> m3u8_rs::MediaPlaylist {
     match m3u8_rs::parse_playlist_res(body) {
         Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,

@@ -5,13 +5,19 @@ mod common;
 
 use common::*;
 
+/// Publishes short.flv through `sink` as stream `id` and checks the output fully.
+async fn publish_and_check(gw: &engine::Gateway, sink: &str, id: &str) -> StreamCheck {
+    let src = testdata("short.flv");
+    gst_publish(&src, &rtmp_url(gw, id), sink).await;
+    let c = fetch_and_check(gw, id).await;
+    assert_same_packets(&src, &c.packets).await;
+    c
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rtmp2sink_publishes_a_playable_stream() {
     let gw = gateway().await;
-    let src = testdata("short.flv");
-    gst_publish(&src, &rtmp_url(&gw, "gst"), "rtmp2sink").await;
-    let c = fetch_and_check(&gw, "gst").await;
-    assert_same_packets(&src, &c.packets).await;
+    let c = publish_and_check(&gw, "rtmp2sink", "gst").await;
     assert_eq!(c.playlist.segments.len(), 2, "4 s at 1 s GOPs and a 2 s target");
     // ffmpeg reads the master playlist as a player would.
     let out = run(
@@ -29,9 +35,6 @@ async fn rtmp2sink_publishes_a_playable_stream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn librtmp_publishes_like_obs() {
     let gw = gateway().await;
-    let src = testdata("short.flv");
-    gst_publish(&src, &rtmp_url(&gw, "librtmp"), "rtmpsink").await;
-    let c = fetch_and_check(&gw, "librtmp").await;
-    assert_same_packets(&src, &c.packets).await;
+    publish_and_check(&gw, "rtmpsink", "librtmp").await;
     gw.shutdown().await;
 }

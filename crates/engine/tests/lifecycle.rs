@@ -5,10 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use engine::publish::read_flv;
-use ingest::publisher::{RtmpPublisher, RtmpUrl};
+use ingest::publisher::RtmpPublisher;
 
 async fn send_all(p: &mut RtmpPublisher, tags: &[ingest::flv::FlvTag], offset: u32) -> Result<(), String> {
     for t in tags {
@@ -20,14 +18,13 @@ async fn send_all(p: &mut RtmpPublisher, tags: &[ingest::flv::FlvTag], offset: u
 #[tokio::test(flavor = "multi_thread")]
 async fn second_publisher_takes_over_a_live_stream() {
     let gw = gateway().await;
-    let tags = read_flv(Bytes::from(std::fs::read(testdata("short.flv")).unwrap())).unwrap();
-    let url = RtmpUrl::parse(&rtmp_url(&gw, "takeover")).unwrap();
-    let mut first = RtmpPublisher::connect(&url).await.unwrap();
+    let tags = fixture_tags("short.flv");
+    let mut first = own_publisher(&gw, "takeover").await;
     send_all(&mut first, &tags, 0).await.unwrap();
     // Take over a stream that is live with data: wait until the gateway has cut a segment
     // from the first publisher (which stays connected, no unpublish).
     wait_for_segment(&gw, "takeover").await;
-    let mut second = RtmpPublisher::connect(&url).await.unwrap();
+    let mut second = own_publisher(&gw, "takeover").await;
     send_all(&mut second, &tags, 0).await.unwrap();
     // The first one has been told to go: its writes fail within a moment.
     let mut kicked = false;
@@ -89,9 +86,8 @@ async fn ended_stream_is_removed_after_grace() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_ends_live_streams() {
     let gw = gateway().await;
-    let tags = read_flv(Bytes::from(std::fs::read(testdata("short.flv")).unwrap())).unwrap();
-    let url = RtmpUrl::parse(&rtmp_url(&gw, "live")).unwrap();
-    let mut p = RtmpPublisher::connect(&url).await.unwrap();
+    let tags = fixture_tags("short.flv");
+    let mut p = own_publisher(&gw, "live").await;
     send_all(&mut p, &tags, 0).await.unwrap();
     // Let the gateway take in what was sent before shutting down under the publisher.
     wait_for_segment(&gw, "live").await;

@@ -4,23 +4,19 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use engine::publish::read_flv;
 use ingest::flv::TAG_VIDEO;
-use ingest::publisher::{RtmpPublisher, RtmpUrl};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backward_jump_becomes_a_discontinuity() {
     let gw = gateway().await;
     let src = testdata("short.flv");
-    let tags = read_flv(Bytes::from(std::fs::read(&src).unwrap())).unwrap();
+    let tags = fixture_tags("short.flv");
     // Split at the keyframe nearest the middle: before it timestamps are 100 s ahead.
     let is_key =
         |t: &ingest::flv::FlvTag| t.tag_type == TAG_VIDEO && t.body.len() > 1 && t.body[0] >> 4 == 1 && t.body[1] == 1;
     let split = (tags.len() / 2..tags.len()).find(|&i| is_key(&tags[i])).expect("a keyframe in the second half");
-    let url = RtmpUrl::parse(&rtmp_url(&gw, "jump")).unwrap();
-    let mut p = RtmpPublisher::connect(&url).await.unwrap();
+    let mut p = own_publisher(&gw, "jump").await;
     for (i, t) in tags.iter().enumerate() {
         let ts = if i < split { t.timestamp + 100_000 } else { t.timestamp };
         p.send_tag(t.tag_type, ts, &t.body).await.unwrap();

@@ -158,6 +158,8 @@ async fn serve_connection(
     let mut demux = FlvDemuxer::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut publishing: Option<(mpsc::Sender<StreamEvent>, oneshot::Receiver<&'static str>)> = None;
+    // What the FLV demuxer yields for one tag; reused so no frame allocates it.
+    let mut events = Vec::with_capacity(2);
     loop {
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
@@ -216,10 +218,10 @@ async fn serve_connection(
                 }
                 SessionEvent::Metadata(meta) => debug!(?meta, "metadata"),
                 SessionEvent::Video { timestamp, payload } => {
-                    forward(&mut demux, &publishing, TAG_VIDEO, timestamp, &payload).await?
+                    forward(&mut demux, &publishing, TAG_VIDEO, timestamp, &payload, &mut events).await?
                 }
                 SessionEvent::Audio { timestamp, payload } => {
-                    forward(&mut demux, &publishing, TAG_AUDIO, timestamp, &payload).await?
+                    forward(&mut demux, &publishing, TAG_AUDIO, timestamp, &payload, &mut events).await?
                 }
                 SessionEvent::Unpublish => {
                     if let Some((sink, _)) = publishing.take() {
@@ -241,11 +243,12 @@ async fn forward(
     tag: u8,
     ts: u32,
     payload: &Payload,
+    events: &mut Vec<StreamEvent>,
 ) -> Result<(), ConnError> {
     let Some((sink, _)) = publishing else { return Ok(()) };
-    let mut out = Vec::with_capacity(2);
-    demux.handle_tag(tag, ts, payload, &mut out)?;
-    for ev in out {
+    events.clear();
+    demux.handle_tag(tag, ts, payload, events)?;
+    for ev in events.drain(..) {
         sink.send(ev).await.map_err(|_| ConnError::Closed("stream closed by the gateway"))?;
     }
     Ok(())

@@ -15,6 +15,17 @@ pub fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(name)
 }
 
+/// The tags of an FLV fixture.
+pub fn fixture_tags(name: &str) -> Vec<ingest::flv::FlvTag> {
+    engine::publish::read_flv(bytes::Bytes::from(std::fs::read(testdata(name)).unwrap())).unwrap()
+}
+
+/// Sluice's own publisher, connected and publishing as stream `id`.
+pub async fn own_publisher(gw: &Gateway, id: &str) -> ingest::publisher::RtmpPublisher {
+    let url = ingest::publisher::RtmpUrl::parse(&rtmp_url(gw, id)).unwrap();
+    ingest::publisher::RtmpPublisher::connect(&url).await.unwrap()
+}
+
 /// A gateway on ephemeral loopback ports that lists every segment (window 0).
 pub async fn gateway() -> Gateway {
     gateway_with(|_| {}).await

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use media::Payload;
 
 use crate::error::RtmpError;
@@ -281,11 +281,6 @@ impl ChunkEncoder {
             out.put_slice(chunk.unwrap_or_default());
             first = false;
         }
-    }
-
-    /// Appends a message whose payload is already `Bytes`.
-    pub fn write_bytes(&self, out: &mut BytesMut, csid: u32, ts: u32, type_id: u8, sid: u32, p: &Bytes) {
-        self.write(out, csid, ts, type_id, sid, p)
     }
 }
 

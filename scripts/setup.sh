@@ -13,11 +13,15 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 sudo_cmd=""
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 
-runtime_pkgs=(pkg-config nodejs npm)
-test_pkgs=(
-  ffmpeg
+# protoc compiles the protocol definition at build time; the local orchestrator
+# transcodes with GStreamer (x264enc is in -ugly, avdec_h264 in -libav).
+runtime_pkgs=(
+  pkg-config protobuf-compiler nodejs npm
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+)
+test_pkgs=(
+  ffmpeg
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   chromium
 )

@@ -22,7 +22,7 @@ mod frame;
 mod segment;
 mod time;
 
-pub use codec::{AacConfig, CodecError, H264Config, VideoDimensions};
+pub use codec::{AacConfig, CodecError, H264Config, VideoDimensions, annexb_nal_units, annexb_sps};
 pub use event::{StreamEvent, TrackInfo};
 pub use frame::{AccessUnit, Payload, TrackKind};
 pub use segment::Segment;

@@ -15,3 +15,5 @@
 pub mod admission;
 pub mod auth;
 pub mod recipient;
+pub mod service;
+pub mod transcode;

@@ -55,8 +55,17 @@ pub struct Recipient {
     ticket_ev: BigUint,
     nonces: HashMap<[u8; 32], HashSet<u32>>,
     balances: HashMap<(Address, String), BigRational>,
+    highest_nonce: HashMap<[u8; 32], u32>,
     /// Winning tickets seen (for the operator; no chain to redeem on here).
     pub winning_tickets: u64,
+    /// Valid tickets received.
+    pub tickets_received: u64,
+    /// Tickets whose nonce was not above every earlier nonce for the same params.
+    pub nonces_out_of_order: u64,
+    /// Sum of the expected value of every valid ticket, in wei.
+    pub total_credited: BigRational,
+    /// Sum of every fee charged, in wei.
+    pub total_debited: BigRational,
 }
 
 impl Recipient {
@@ -68,7 +77,12 @@ impl Recipient {
             ticket_ev: BigUint::from(ticket_ev),
             nonces: HashMap::new(),
             balances: HashMap::new(),
+            highest_nonce: HashMap::new(),
             winning_tickets: 0,
+            tickets_received: 0,
+            nonces_out_of_order: 0,
+            total_credited: BigRational::zero(),
+            total_debited: BigRational::zero(),
         }
     }
 
@@ -166,6 +180,12 @@ impl Recipient {
                 return Err(TicketError::Signature);
             }
             seen.insert(sp.sender_nonce);
+            let highest = self.highest_nonce.entry(rand_hash).or_insert(0);
+            if sp.sender_nonce <= *highest {
+                self.nonces_out_of_order += 1;
+            }
+            *highest = (*highest).max(sp.sender_nonce);
+            self.tickets_received += 1;
             // Win test: keccak256(sig ‖ recipientRand) < winProb.
             let mut w = sp.sig.clone();
             w.extend_from_slice(&rand);
@@ -175,6 +195,7 @@ impl Recipient {
             credited += &ev;
         }
         *self.balances.entry((sender, session.to_owned())).or_insert_with(BigRational::zero) += &credited;
+        self.total_credited += &credited;
         Ok(credited)
     }
 
@@ -184,7 +205,8 @@ impl Recipient {
             return;
         }
         let cost = BigRational::new(BigInt::from(pixels) * price.price_per_unit, BigInt::from(price.pixels_per_unit));
-        *self.balances.entry((sender, session.to_owned())).or_insert_with(BigRational::zero) -= cost;
+        *self.balances.entry((sender, session.to_owned())).or_insert_with(BigRational::zero) -= &cost;
+        self.total_debited += cost;
     }
 
     /// The balance of (sender, session).

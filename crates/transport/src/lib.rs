@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod capabilities;
+pub mod client;
 pub mod credentials;
 pub mod identity;
 pub mod keystore;
@@ -25,3 +26,4 @@ pub mod pm;
 pub mod profiles;
 pub mod proto;
 pub mod segment;
+pub mod tls;

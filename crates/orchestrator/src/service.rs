@@ -1,0 +1,589 @@
+//! The orchestrator as a network service: gRPC (`net.Orchestrator`) and HTTP (`/segment`,
+//! `/stream/...`, `/status`) on one port, over TLS with a self-signed certificate (or
+//! cleartext when asked), as go-livepeer serves them (spec §1, §4).
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use num_traits::ToPrimitive;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tonic::{Status, async_trait};
+use transport::capabilities::{Capability, CapabilitySet};
+use transport::credentials::keccak256;
+use transport::identity::{Address, EthSigner, eip55, recover_personal};
+use transport::proto::orchestrator_server::{Orchestrator, OrchestratorServer};
+use transport::proto::{
+    AuthToken, Capabilities, EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorInfo,
+    OrchestratorRequest, PingPong, PriceInfo, TicketExpirationParams, TranscodeData, TranscodeResult,
+    TranscodedSegmentData, transcode_result,
+};
+use transport::segment::{PAYMENT_HEADER, SEGMENT_HEADER};
+
+use crate::admission::{Admitted, Rejection, SegmentGate};
+use crate::auth::AuthTokens;
+use crate::recipient::{DEFAULT_TICKET_EV, Recipient};
+use crate::transcode::{Rendition, Transcoder};
+
+/// Renditions kept per rendition directory (go-livepeer's memory store keeps 12).
+pub const STORE_DEPTH: usize = 12;
+/// Segments a session may have queued or in progress before `OrchestratorBusy`.
+pub const SESSION_QUEUE: usize = 4;
+/// A session with no segment for this long is dropped (`transcodeLoopTimeout`).
+pub const SESSION_IDLE: Duration = Duration::from_secs(70);
+/// Largest accepted segment body.
+pub const MAX_SEGMENT: usize = 300_000_000;
+
+/// How to run an orchestrator.
+pub struct OrchestratorConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The service URI announced in `OrchestratorInfo.transcoder`; by default
+    /// `https://{listen}` (or `http://` without TLS).
+    pub service_uri: Option<String>,
+    /// Serve TLS with a self-signed certificate (the default) or cleartext.
+    pub tls: bool,
+    /// On-chain identity: with one, the orchestrator quotes tickets and checks payments
+    /// and signatures; without, it is off-chain and checks neither (§3.2).
+    pub signer: Option<EthSigner>,
+    /// Price per pixel (paid mode).
+    pub price: PriceInfo,
+    /// Target ticket EV in wei (paid mode).
+    pub ticket_ev: u64,
+    /// Sessions served at once before `OrchestratorCapped`.
+    pub max_sessions: usize,
+    /// How long one "L1 block" lasts on the local block clock; ticket params expire 40
+    /// blocks after they are quoted.
+    pub block_time: Duration,
+    /// Turns segments into renditions.
+    pub transcoder: Arc<dyn Transcoder>,
+}
+
+impl OrchestratorConfig {
+    /// An off-chain orchestrator on `listen` with `transcoder` and go-livepeer's defaults.
+    pub fn new(listen: SocketAddr, transcoder: Arc<dyn Transcoder>) -> Self {
+        OrchestratorConfig {
+            listen,
+            service_uri: None,
+            tls: true,
+            signer: None,
+            price: PriceInfo { price_per_unit: 0, pixels_per_unit: 1, ..Default::default() },
+            ticket_ev: DEFAULT_TICKET_EV,
+            max_sessions: 10,
+            block_time: Duration::from_secs(12),
+            transcoder,
+        }
+    }
+}
+
+/// Counters the `/status` endpoint reports.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Stats {
+    /// Segments transcoded successfully.
+    pub segments_transcoded: u64,
+    /// Segments whose transcode failed.
+    pub segments_failed: u64,
+    /// Segments answered with `OrchestratorBusy`.
+    pub segments_busy: u64,
+    /// Requests refused, by HTTP status.
+    pub rejected: HashMap<u16, u64>,
+    /// Valid tickets received.
+    pub tickets_received: u64,
+    /// Winning tickets among them.
+    pub winning_tickets: u64,
+    /// Tickets whose nonce did not increase.
+    pub nonces_out_of_order: u64,
+    /// EV of the tickets received, wei.
+    pub credited_wei: f64,
+    /// Fees charged, wei.
+    pub debited_wei: f64,
+    /// Sessions alive.
+    pub sessions: usize,
+    /// `GetOrchestrator` calls answered.
+    pub get_orchestrator_calls: u64,
+    /// `EndTranscodingSession` calls answered.
+    pub sessions_ended: u64,
+}
+
+struct Session {
+    in_flight: usize,
+    last_seen: Instant,
+    /// Rendition name → last [`STORE_DEPTH`] (seq, bytes).
+    store: HashMap<String, VecDeque<(i64, Bytes)>>,
+}
+
+struct Shared {
+    service_uri: String,
+    address: Address,
+    signer: Option<EthSigner>,
+    price: PriceInfo,
+    capabilities: Capabilities,
+    started: Instant,
+    block_time: Duration,
+    max_sessions: usize,
+    gate: Mutex<SegmentGate>,
+    sessions: Mutex<HashMap<String, Session>>,
+    stats: Mutex<Stats>,
+    transcoder: Arc<dyn Transcoder>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::getrandom(&mut b).expect("the OS random source works");
+    b
+}
+
+impl Shared {
+    fn paid(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// The local block clock: a block every `block_time` since start.
+    fn latest_block(&self) -> u64 {
+        1_000 + (self.started.elapsed().as_millis() / self.block_time.as_millis().max(1)) as u64
+    }
+
+    fn round(&self, block: u64) -> TicketExpirationParams {
+        let round = (block / 100) as i64;
+        TicketExpirationParams {
+            creation_round: round,
+            creation_round_block_hash: keccak256(&round.to_be_bytes()).to_vec(),
+        }
+    }
+
+    /// A fresh `OrchestratorInfo` for `sender` carrying `token`.
+    fn info(&self, sender: &Address, token: AuthToken) -> OrchestratorInfo {
+        let mut info = OrchestratorInfo {
+            transcoder: self.service_uri.clone(),
+            capabilities: Some(self.capabilities.clone()),
+            auth_token: Some(token),
+            ..Default::default()
+        };
+        if self.paid() {
+            let block = self.latest_block();
+            let gate = self.gate.lock().expect("gate lock");
+            let recipient = gate.recipient.as_ref().expect("paid mode has a recipient");
+            info.ticket_params = Some(recipient.quote(sender, &self.price, random(), block, &self.round(block)));
+            info.price_info = Some(self.price.clone());
+            info.address = self.address.to_vec();
+        }
+        info
+    }
+
+    fn reject(&self, r: &Rejection) -> Response {
+        let status = r.status();
+        *self.stats.lock().expect("stats lock").rejected.entry(status).or_default() += 1;
+        tracing::info!(status, reason = %r, "segment refused");
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), r.to_string()).into_response()
+    }
+}
+
+struct Grpc(Arc<Shared>);
+
+#[async_trait]
+impl Orchestrator for Grpc {
+    async fn get_orchestrator(
+        &self,
+        request: tonic::Request<OrchestratorRequest>,
+    ) -> Result<tonic::Response<OrchestratorInfo>, Status> {
+        let s = &self.0;
+        let req = request.into_inner();
+        let sender: Address = req.address.as_slice().try_into().unwrap_or([0; 20]);
+        if s.paid() {
+            // §3.3: personal_sign(keccak256(EIP-55 address string)).
+            let digest = keccak256(eip55(&sender).as_bytes());
+            if sender == [0; 20] || recover_personal(&digest, &req.sig) != Ok(sender) {
+                return Err(Status::permission_denied("invalid orchestrator request signature"));
+            }
+        }
+        let job = req.capabilities.unwrap_or_default();
+        if !transport::capabilities::compatible(&job, &s.capabilities) {
+            return Err(Status::failed_precondition("incompatible capabilities"));
+        }
+        {
+            let sessions = s.sessions.lock().expect("sessions lock");
+            if sessions.len() >= s.max_sessions {
+                return Err(Status::resource_exhausted("OrchestratorCapped"));
+            }
+        }
+        let token = s.gate.lock().expect("gate lock").auth.mint(random(), unix_now());
+        s.stats.lock().expect("stats lock").get_orchestrator_calls += 1;
+        Ok(tonic::Response::new(s.info(&sender, token)))
+    }
+
+    async fn end_transcoding_session(
+        &self,
+        request: tonic::Request<EndTranscodingSessionRequest>,
+    ) -> Result<tonic::Response<EndTranscodingSessionResponse>, Status> {
+        let s = &self.0;
+        let token = request.into_inner().auth_token;
+        s.gate
+            .lock()
+            .expect("gate lock")
+            .auth
+            .verify(token.as_ref(), unix_now())
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let id = token.map(|t| t.session_id).unwrap_or_default();
+        s.sessions.lock().expect("sessions lock").remove(&id);
+        s.stats.lock().expect("stats lock").sessions_ended += 1;
+        tracing::info!(session = %id, "session ended by gateway");
+        Ok(tonic::Response::new(EndTranscodingSessionResponse {}))
+    }
+
+    async fn ping(&self, request: tonic::Request<PingPong>) -> Result<tonic::Response<PingPong>, Status> {
+        let value = request.into_inner().value;
+        let value = match &self.0.signer {
+            Some(signer) => signer.sign_message(&value).to_vec(),
+            None => value,
+        };
+        Ok(tonic::Response::new(PingPong { value }))
+    }
+}
+
+async fn segment(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let header_str = |h: &HeaderMap, name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let seg_h = header_str(&parts.headers, SEGMENT_HEADER);
+    let pay_h = header_str(&parts.headers, PAYMENT_HEADER);
+    let admitted = {
+        let block = s.latest_block();
+        let mut gate = s.gate.lock().expect("gate lock");
+        gate.admit(&seg_h, &pay_h, unix_now(), block)
+    };
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(r) => return s.reject(&r),
+    };
+    let body = match axum::body::to_bytes(body, MAX_SEGMENT).await {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("segment body: {e}")).into_response(),
+    };
+    if let Err(r) = SegmentGate::check_body(&admitted, &body) {
+        return s.reject(&r);
+    }
+    let token = admitted.seg.auth_token.clone().unwrap_or_default();
+    let info = s.info(&admitted.sender, token);
+    let seq = admitted.seg.seq;
+    let busy = {
+        let mut sessions = s.sessions.lock().expect("sessions lock");
+        let n = sessions.len();
+        let entry = sessions.entry(admitted.session_id.clone());
+        if matches!(entry, std::collections::hash_map::Entry::Vacant(_)) && n >= s.max_sessions {
+            Some("OrchestratorCapped")
+        } else {
+            let sess =
+                entry.or_insert_with(|| Session { in_flight: 0, last_seen: Instant::now(), store: HashMap::new() });
+            sess.last_seen = Instant::now();
+            if sess.in_flight >= SESSION_QUEUE {
+                Some("OrchestratorBusy")
+            } else {
+                sess.in_flight += 1;
+                None
+            }
+        }
+    };
+    if let Some(err) = busy {
+        s.stats.lock().expect("stats lock").segments_busy += 1;
+        let result =
+            TranscodeResult { seq, result: Some(transcode_result::Result::Error(err.into())), info: Some(info) };
+        return (StatusCode::OK, result.encode_to_vec()).into_response();
+    }
+    // §4.2 step 8: headers go out now; the body follows when the transcode is done.
+    let job = tokio::spawn(transcode(s.clone(), admitted, body, info));
+    let body = Body::from_stream(one_shot::Once::new(async move {
+        let bytes = job.await.unwrap_or_else(|e| {
+            TranscodeResult {
+                seq,
+                result: Some(transcode_result::Result::Error(format!("transcode task failed: {e}"))),
+                info: None,
+            }
+            .encode_to_vec()
+        });
+        Ok::<_, std::convert::Infallible>(Bytes::from(bytes))
+    }));
+    Response::builder().status(StatusCode::OK).body(body).expect("static response parts are valid")
+}
+
+mod one_shot {
+    //! The smallest `Stream` a streamed axum body needs: one item from one future.
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use futures_core::Stream;
+
+    pub(super) struct Once<F> {
+        fut: Option<Pin<Box<F>>>,
+    }
+
+    impl<F> Once<F> {
+        pub(super) fn new(f: F) -> Self {
+            Once { fut: Some(Box::pin(f)) }
+        }
+    }
+
+    impl<F: Future> Stream for Once<F> {
+        type Item = F::Output;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
+            let Some(fut) = self.fut.as_mut() else { return Poll::Ready(None) };
+            match fut.as_mut().poll(cx) {
+                Poll::Ready(v) => {
+                    self.fut = None;
+                    Poll::Ready(Some(v))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Transcodes one admitted segment and builds the reply body.
+async fn transcode(s: Arc<Shared>, admitted: Admitted, body: Bytes, info: OrchestratorInfo) -> Vec<u8> {
+    let seq = admitted.seg.seq;
+    let started = Instant::now();
+    let outcome = s.transcoder.transcode(body, admitted.profiles.clone()).await;
+    let session_id = admitted.session_id.clone();
+    let result = match outcome {
+        Ok(renditions) => {
+            let pixels: i64 = renditions.iter().map(|r| r.pixels).sum();
+            if s.paid() {
+                let price = admitted.payment.expected_price.clone().unwrap_or_default();
+                let mut gate = s.gate.lock().expect("gate lock");
+                if let Some(r) = gate.recipient.as_mut() {
+                    r.debit(admitted.sender, &session_id, pixels.max(0) as u64, &price);
+                }
+            }
+            let sig = s.signer.as_ref().map(|signer| results_signature(signer, &renditions)).unwrap_or_default();
+            let mut segments = Vec::with_capacity(renditions.len());
+            {
+                let mut sessions = s.sessions.lock().expect("sessions lock");
+                let sess = sessions.entry(session_id.clone()).or_insert_with(|| Session {
+                    in_flight: 1,
+                    last_seen: Instant::now(),
+                    store: HashMap::new(),
+                });
+                for (r, p) in renditions.iter().zip(&admitted.profiles) {
+                    let dir = sess.store.entry(p.name.clone()).or_default();
+                    dir.push_back((seq, r.data.clone()));
+                    while dir.len() > STORE_DEPTH {
+                        dir.pop_front();
+                    }
+                    segments.push(TranscodedSegmentData {
+                        url: format!("{}/stream/{}/{}/{}.ts", s.service_uri, session_id, p.name, seq),
+                        pixels: r.pixels,
+                        ..Default::default()
+                    });
+                }
+            }
+            s.stats.lock().expect("stats lock").segments_transcoded += 1;
+            tracing::debug!(session = %session_id, seq, ms = started.elapsed().as_millis() as u64, "segment transcoded");
+            transcode_result::Result::Data(TranscodeData { segments, sig })
+        }
+        Err(e) => {
+            s.stats.lock().expect("stats lock").segments_failed += 1;
+            tracing::warn!(session = %session_id, seq, error = %e, "transcode failed");
+            transcode_result::Result::Error(e)
+        }
+    };
+    if let Some(sess) = s.sessions.lock().expect("sessions lock").get_mut(&session_id) {
+        sess.in_flight = sess.in_flight.saturating_sub(1);
+        sess.last_seen = Instant::now();
+    }
+    TranscodeResult { seq, result: Some(result), info: Some(info) }.encode_to_vec()
+}
+
+/// §4.5: personal_sign(keccak256(keccak256(r0) ‖ keccak256(r1) ‖ …)).
+fn results_signature(signer: &EthSigner, renditions: &[Rendition]) -> Vec<u8> {
+    let mut cat = Vec::with_capacity(32 * renditions.len());
+    for r in renditions {
+        cat.extend_from_slice(&keccak256(&r.data));
+    }
+    signer.personal_sign(&keccak256(&cat)).to_vec()
+}
+
+async fn rendition(
+    State(s): State<Arc<Shared>>,
+    Path((session, profile, file)): Path<(String, String, String)>,
+) -> Response {
+    let Some(seq) = file.strip_suffix(".ts").and_then(|n| n.parse::<i64>().ok()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let sessions = s.sessions.lock().expect("sessions lock");
+    let found = sessions
+        .get(&session)
+        .and_then(|sess| sess.store.get(&profile))
+        .and_then(|dir| dir.iter().find(|(q, _)| *q == seq))
+        .map(|(_, b)| b.clone());
+    drop(sessions);
+    match found {
+        Some(b) => ([(header::CONTENT_TYPE, "video/mp2t")], b).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    let mut st = s.stats.lock().expect("stats lock").clone();
+    st.sessions = s.sessions.lock().expect("sessions lock").len();
+    if let Some(r) = s.gate.lock().expect("gate lock").recipient.as_ref() {
+        st.tickets_received = r.tickets_received;
+        st.winning_tickets = r.winning_tickets;
+        st.nonces_out_of_order = r.nonces_out_of_order;
+        st.credited_wei = r.total_credited.to_f64().unwrap_or(f64::NAN);
+        st.debited_wei = r.total_debited.to_f64().unwrap_or(f64::NAN);
+    }
+    axum::Json(st).into_response()
+}
+
+/// What this orchestrator can do: H.264 in and out, MPEG-TS, the H.264 profiles, GOP,
+/// fractional frame rates, auth tokens and segment slicing.
+fn own_capabilities() -> Capabilities {
+    let mut set = CapabilitySet::default();
+    for c in [
+        Capability::H264,
+        Capability::MpegTs,
+        Capability::FractionalFramerates,
+        Capability::ProfileH264Baseline,
+        Capability::ProfileH264Main,
+        Capability::ProfileH264High,
+        Capability::ProfileH264ConstrainedHigh,
+        Capability::Gop,
+        Capability::AuthToken,
+        Capability::SegmentSlicing,
+    ] {
+        set.insert(c as u32);
+    }
+    Capabilities { bitstring: set.words().to_vec(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }
+}
+
+/// A running orchestrator.
+pub struct OrchestratorHandle {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The announced service URI.
+    pub service_uri: String,
+    /// SHA-256 of the TLS certificate (for pinning), if serving TLS.
+    pub cert_fingerprint: Option<[u8; 32]>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OrchestratorHandle {
+    /// Stops accepting and closes the listener.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// A self-signed certificate as go-livepeer makes one (ECDSA P-256), for `hosts`.
+fn self_signed(hosts: Vec<String>) -> anyhow::Result<(rustls::ServerConfig, [u8; 32])> {
+    let ck = rcgen::generate_simple_self_signed(hosts)?;
+    let cert_der = ck.cert.der().clone();
+    let fp = transport::tls::fingerprint(&cert_der);
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(transport::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der], key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((cfg, fp))
+}
+
+/// Starts an orchestrator.
+pub async fn start(cfg: OrchestratorConfig) -> anyhow::Result<OrchestratorHandle> {
+    let listener = TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let scheme = if cfg.tls { "https" } else { "http" };
+    let service_uri = cfg.service_uri.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let secret: [u8; 32] = random();
+    let address = cfg.signer.as_ref().map(|s| s.address()).unwrap_or([0; 20]);
+    let recipient = cfg.signer.as_ref().map(|_| Recipient::new(address, &secret, cfg.ticket_ev));
+    let capabilities = own_capabilities();
+    let shared = Arc::new(Shared {
+        service_uri: service_uri.clone(),
+        address,
+        signer: cfg.signer,
+        price: cfg.price,
+        capabilities: capabilities.clone(),
+        started: Instant::now(),
+        block_time: cfg.block_time,
+        max_sessions: cfg.max_sessions,
+        gate: Mutex::new(SegmentGate { auth: AuthTokens::new(&secret), recipient, capabilities }),
+        sessions: Mutex::new(HashMap::new()),
+        stats: Mutex::new(Stats::default()),
+        transcoder: cfg.transcoder,
+    });
+    let http = Router::new()
+        .route("/segment", post(segment))
+        .route("/stream/{session}/{profile}/{file}", get(rendition))
+        .route("/status", get(status))
+        .with_state(shared.clone());
+    let app = tonic::service::Routes::new(OrchestratorServer::new(Grpc(shared.clone()))).into_axum_router().merge(http);
+    let (tls, cert_fingerprint) = if cfg.tls {
+        let host = addr.ip().to_string();
+        let (sc, fp) = self_signed(vec![host, "localhost".into()])?;
+        (Some(TlsAcceptor::from(Arc::new(sc))), Some(fp))
+    } else {
+        (None, None)
+    };
+    let (shutdown, mut stop) = watch::channel(false);
+    let janitor = shared.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = tick.tick() => {
+                    janitor.sessions.lock().expect("sessions lock").retain(|id, s| {
+                        let keep = s.in_flight > 0 || s.last_seen.elapsed() < SESSION_IDLE;
+                        if !keep { tracing::info!(session = %id, "session idle, dropped"); }
+                        keep
+                    });
+                }
+                accepted = listener.accept() => {
+                    let Ok((tcp, peer)) = accepted else { continue };
+                    let _ = tcp.set_nodelay(true);
+                    let app = app.clone();
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        let service = TowerToHyperService::new(app);
+                        let builder = auto::Builder::new(TokioExecutor::new());
+                        let served = match tls {
+                            Some(acceptor) => {
+                                let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                                    Ok(Ok(s)) => s,
+                                    Ok(Err(e)) => { tracing::debug!(%peer, error = %e, "TLS handshake failed"); return; }
+                                    Err(_) => { tracing::debug!(%peer, "TLS handshake timed out"); return; }
+                                };
+                                builder.serve_connection(TokioIo::new(stream), service).await
+                            }
+                            None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                        };
+                        if let Err(e) = served {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+            }
+        }
+    });
+    tracing::info!(%service_uri, paid = shared.paid(), "orchestrator listening");
+    Ok(OrchestratorHandle { addr, service_uri, cert_fingerprint, shutdown, task })
+}

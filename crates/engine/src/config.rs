@@ -38,6 +38,31 @@ pub struct GatewayConfig {
     /// Directory holding `hls.min.js` for the player page (installed by the setup script).
     /// When it is missing the page loads hls.js from a public CDN.
     pub web_dir: Option<PathBuf>,
+    /// Orchestrators to transcode with (go-livepeer `-orchAddr`): comma-separated host
+    /// names or IPs, default port 8935, `https://` unless given as `http://`. Empty: no
+    /// transcoding, the source is the only rendition.
+    pub orch_addr: String,
+    /// Renditions (go-livepeer `-transcodingOptions`): comma-separated preset names, a
+    /// JSON array of profiles, or the path of a file holding that JSON.
+    pub transcoding_options: String,
+    /// `offchain` (no payments, the default) or the name of an Ethereum network, which
+    /// turns payment tickets on and needs a key.
+    pub network: String,
+    /// go-livepeer style keystore: a key file or a directory of them.
+    pub eth_keystore_path: Option<PathBuf>,
+    /// File holding the keystore password.
+    pub eth_password: Option<PathBuf>,
+    /// Which account of a keystore directory to use (hex address).
+    pub eth_addr: Option<String>,
+    /// File holding a raw hex private key (alternative to the keystore).
+    pub eth_key_file: Option<PathBuf>,
+    /// Highest price accepted, in wei per `pixels_per_unit` pixels (0: no cap).
+    pub max_price_per_unit: i64,
+    /// Pixels `max_price_per_unit` is quoted for.
+    pub pixels_per_unit: i64,
+    /// SHA-256 fingerprints of the only orchestrator certificates to accept. Empty:
+    /// accept any (orchestrators use self-signed certificates, as go-livepeer does).
+    pub orch_cert_pins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +77,16 @@ impl Default for GatewayConfig {
             max_streams: 1000,
             rtmp_idle_timeout: 30.0,
             web_dir: None,
+            orch_addr: String::new(),
+            transcoding_options: transport::profiles::DEFAULT_TRANSCODING_OPTIONS.to_owned(),
+            network: "offchain".to_owned(),
+            eth_keystore_path: None,
+            eth_password: None,
+            eth_addr: None,
+            eth_key_file: None,
+            max_price_per_unit: 0,
+            pixels_per_unit: 1,
+            orch_cert_pins: Vec::new(),
         }
     }
 }
@@ -107,7 +142,28 @@ impl GatewayConfig {
         if !(1.0..=3600.0).contains(&self.rtmp_idle_timeout) {
             return bad("rtmp_idle_timeout", "must be between 1 and 3600 seconds");
         }
+        if self.pixels_per_unit <= 0 {
+            return bad("pixels_per_unit", "must be at least 1");
+        }
+        if self.max_price_per_unit < 0 {
+            return bad("max_price_per_unit", "must not be negative");
+        }
+        if self.network.is_empty() {
+            return bad("network", "must be `offchain` or a network name");
+        }
         Ok(())
+    }
+
+    /// The transcoding profiles `transcoding_options` names (reading the JSON file it
+    /// points to, if it is a path).
+    pub fn profiles(&self) -> anyhow::Result<Vec<transport::proto::VideoProfile>> {
+        let opt = self.transcoding_options.trim();
+        let text = if !opt.starts_with('[') && Path::new(opt).is_file() {
+            std::fs::read_to_string(opt).map_err(|e| anyhow::anyhow!("reading --transcoding-options {opt}: {e}"))?
+        } else {
+            opt.to_owned()
+        };
+        Ok(transport::profiles::parse_transcoding_options(&text)?)
     }
 }
 
@@ -129,5 +185,24 @@ mod tests {
         let c = GatewayConfig { segment_duration: 0.0, ..Default::default() };
         assert!(c.validate().is_err());
         assert!(GatewayConfig::default().validate().is_ok());
+        let c = GatewayConfig { pixels_per_unit: 0, ..Default::default() };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn transcoding_options_from_presets_json_and_files() {
+        let c = GatewayConfig::default();
+        let names: Vec<String> = c.profiles().unwrap().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["P240p30fps16x9", "P360p30fps16x9"]);
+        let json = r#"[{"name":"low","width":320,"height":180,"bitrate":250000,"fps":30}]"#;
+        let path = std::env::temp_dir().join(format!("sluice-profiles-{}.json", std::process::id()));
+        std::fs::write(&path, json).unwrap();
+        for opt in [json.to_owned(), path.to_string_lossy().into_owned()] {
+            let c = GatewayConfig { transcoding_options: opt, ..Default::default() };
+            let p = c.profiles().unwrap();
+            assert_eq!((p[0].name.as_str(), p[0].width, p[0].height), ("low", 320, 180));
+        }
+        std::fs::remove_file(path).unwrap();
+        assert!(GatewayConfig { transcoding_options: "P999p".into(), ..Default::default() }.profiles().is_err());
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `GET /streams` | JSON list of streams with their counters |
-//! | `GET /streams/{id}` | one stream |
+//! | `GET /streams` | JSON list of streams: counters, renditions, orchestrator sessions and recent segment results |
+//! | `GET /streams/{id}` | one stream, same fields |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `GET /healthz` | `ok` |
 

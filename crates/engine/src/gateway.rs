@@ -36,7 +36,8 @@ impl Gateway {
         config.validate()?;
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
-        let registry = Registry::new(config.clone(), metrics.clone());
+        let transcoding = crate::transcode::Transcoding::from_config(&config, metrics.clone())?;
+        let registry = Registry::new(config.clone(), metrics.clone(), transcoding);
         let (shutdown, rx) = watch::channel(false);
 
         let rtmp =

@@ -15,6 +15,8 @@ pub mod offline;
 pub mod output;
 pub mod publish;
 pub mod registry;
+pub mod status;
+pub mod transcode;
 
 pub use config::GatewayConfig;
 pub use gateway::Gateway;

@@ -45,6 +45,65 @@ enum Command {
     Segment(SegmentArgs),
     /// Publish an FLV file to an RTMP server (as an encoder would).
     Publish(PublishArgs),
+    /// Run a Livepeer-compatible orchestrator that transcodes on this machine's CPU with
+    /// GStreamer (for development, the demo and tests).
+    Orchestrator(OrchestratorArgs),
+}
+
+#[derive(Args, Debug)]
+struct OrchestratorArgs {
+    /// Listen address (gRPC and HTTP on one port).
+    #[arg(long, env = "SLUICE_ORCH_LISTEN", default_value = "127.0.0.1:8935")]
+    listen: SocketAddr,
+    /// Service URI announced to gateways [default: https://LISTEN, or http:// with --no-tls].
+    #[arg(long)]
+    service_uri: Option<String>,
+    /// Serve cleartext HTTP/1.1 and h2c instead of TLS.
+    #[arg(long)]
+    no_tls: bool,
+    /// `offchain` (no payments, no signatures) or a network name: quote tickets and check
+    /// payments and signatures (needs a key).
+    #[arg(long, default_value = "offchain")]
+    network: String,
+    /// File holding the orchestrator's raw hex private key (paid mode).
+    #[arg(long)]
+    eth_key_file: Option<PathBuf>,
+    /// Keystore file or directory holding the orchestrator's key (paid mode).
+    #[arg(long)]
+    eth_keystore_path: Option<PathBuf>,
+    /// File holding the keystore password.
+    #[arg(long)]
+    eth_password: Option<PathBuf>,
+    /// Price in wei per --pixels-per-unit pixels (paid mode).
+    #[arg(long, default_value_t = 1)]
+    price_per_unit: i64,
+    /// Pixels the price is for.
+    #[arg(long, default_value_t = 1)]
+    pixels_per_unit: i64,
+    /// Target expected value of one ticket, in wei.
+    #[arg(long, default_value_t = orchestrator::recipient::DEFAULT_TICKET_EV)]
+    ticket_ev: u64,
+    /// Sessions served at once before answering OrchestratorCapped.
+    #[arg(long, default_value_t = 10)]
+    max_sessions: usize,
+    /// `gstreamer` (decode, scale, x264) or `echo` (returns the input; for load tests).
+    #[arg(long, value_enum, default_value_t = TranscoderKind::Gstreamer)]
+    transcoder: TranscoderKind,
+    /// GStreamer processes at once [default: number of CPUs].
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// Seconds per block of the local block clock; ticket params expire after 40 blocks.
+    #[arg(long, default_value_t = 12.0)]
+    block_time: f64,
+    /// Scratch directory for GStreamer jobs [default: the system temp dir].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TranscoderKind {
+    Gstreamer,
+    Echo,
 }
 
 /// Settings shared by `gateway` and `demo`; each overrides the config file.
@@ -77,6 +136,40 @@ struct GatewayArgs {
     /// Directory with hls.min.js for the player page [default: web/node_modules/hls.js/dist if present].
     #[arg(long, env = "SLUICE_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    /// Orchestrators to transcode with, comma-separated (host, host:port, https://host:port;
+    /// default port 8935). Without any, the source is the only rendition.
+    #[arg(long, env = "SLUICE_ORCH_ADDR")]
+    orch_addr: Option<String>,
+    /// Renditions: preset names (P240p30fps16x9,P360p30fps16x9,P720p30fps16x9,...), a JSON
+    /// array of profiles, or a JSON file [default: P240p30fps16x9,P360p30fps16x9].
+    #[arg(long, env = "SLUICE_TRANSCODING_OPTIONS")]
+    transcoding_options: Option<String>,
+    /// `offchain` (no payments) or an Ethereum network name such as
+    /// arbitrum-one-mainnet, which turns payment tickets on [default: offchain].
+    #[arg(long, env = "SLUICE_NETWORK")]
+    network: Option<String>,
+    /// Keystore file or directory (go-livepeer style) holding the paying key.
+    #[arg(long, env = "SLUICE_ETH_KEYSTORE_PATH")]
+    eth_keystore_path: Option<PathBuf>,
+    /// File holding the keystore password.
+    #[arg(long, env = "SLUICE_ETH_PASSWORD")]
+    eth_password: Option<PathBuf>,
+    /// Account to use from a keystore directory (hex address).
+    #[arg(long, env = "SLUICE_ETH_ADDR")]
+    eth_addr: Option<String>,
+    /// File holding a raw hex private key (instead of a keystore).
+    #[arg(long, env = "SLUICE_ETH_KEY_FILE")]
+    eth_key_file: Option<PathBuf>,
+    /// Highest price accepted, in wei per --pixels-per-unit pixels [default: no cap].
+    #[arg(long, env = "SLUICE_MAX_PRICE_PER_UNIT")]
+    max_price_per_unit: Option<i64>,
+    /// Pixels the --max-price-per-unit price is for [default: 1].
+    #[arg(long, env = "SLUICE_PIXELS_PER_UNIT")]
+    pixels_per_unit: Option<i64>,
+    /// SHA-256 fingerprint (hex) of an orchestrator certificate to accept; repeat for
+    /// several. Without any, every certificate is accepted, as go-livepeer does.
+    #[arg(long = "orch-cert-pin", env = "SLUICE_ORCH_CERT_PINS", value_delimiter = ',')]
+    orch_cert_pins: Vec<String>,
 }
 
 impl GatewayArgs {
@@ -88,7 +181,35 @@ impl GatewayArgs {
         macro_rules! over {
             ($($f:ident),*) => { $(if let Some(v) = self.$f.clone() { c.$f = v; })* };
         }
-        over!(rtmp_addr, http_addr, cli_addr, segment_duration, playlist_window, stream_grace, max_streams);
+        over!(
+            rtmp_addr,
+            http_addr,
+            cli_addr,
+            segment_duration,
+            playlist_window,
+            stream_grace,
+            max_streams,
+            orch_addr,
+            transcoding_options,
+            network,
+            max_price_per_unit,
+            pixels_per_unit
+        );
+        for (dst, src) in [
+            (&mut c.eth_keystore_path, &self.eth_keystore_path),
+            (&mut c.eth_password, &self.eth_password),
+            (&mut c.eth_key_file, &self.eth_key_file),
+        ] {
+            if src.is_some() {
+                dst.clone_from(src);
+            }
+        }
+        if self.eth_addr.is_some() {
+            c.eth_addr.clone_from(&self.eth_addr);
+        }
+        if !self.orch_cert_pins.is_empty() {
+            c.orch_cert_pins.clone_from(&self.orch_cert_pins);
+        }
         if let Some(d) = &self.web_dir {
             c.web_dir = Some(d.clone());
         }
@@ -113,6 +234,13 @@ struct DemoArgs {
     /// Stream name to publish under.
     #[arg(long, default_value = "demo")]
     name: String,
+    /// Do not start the local orchestrator (and do not transcode, unless --orch-addr
+    /// names orchestrators).
+    #[arg(long)]
+    no_orchestrator: bool,
+    /// Address of the local orchestrator.
+    #[arg(long, default_value = "127.0.0.1:8935")]
+    orchestrator_addr: SocketAddr,
 }
 
 #[derive(Args, Debug)]
@@ -200,8 +328,65 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("sent {sent} tags to {}", a.url);
             Ok(())
         }
+        Command::Orchestrator(a) => {
+            let o = orchestrator::service::start(orchestrator_config(&a)?).await?;
+            println!("Orchestrator: {}  (gRPC and HTTP; status: {}/status)", o.service_uri, o.service_uri);
+            if let Some(fp) = o.cert_fingerprint {
+                println!("Certificate SHA-256: {}  (for a gateway's --orch-cert-pin)", hex::encode(fp));
+            }
+            wait_for_signal().await;
+            info!("shutting down");
+            o.shutdown().await;
+            Ok(())
+        }
         Command::Segment(_) => unreachable!("handled without a runtime"),
     }
+}
+
+fn orchestrator_config(a: &OrchestratorArgs) -> anyhow::Result<orchestrator::service::OrchestratorConfig> {
+    use orchestrator::transcode::{EchoTranscoder, GstTranscoder, Transcoder};
+    let transcoder: std::sync::Arc<dyn Transcoder> = match a.transcoder {
+        TranscoderKind::Echo => std::sync::Arc::new(EchoTranscoder),
+        TranscoderKind::Gstreamer => {
+            GstTranscoder::check_installed().map_err(anyhow::Error::msg)?;
+            let parallel = a.parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let dir = a.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("sluice-orchestrator"));
+            std::sync::Arc::new(GstTranscoder::new(parallel, dir))
+        }
+    };
+    let mut cfg = orchestrator::service::OrchestratorConfig::new(a.listen, transcoder);
+    cfg.service_uri.clone_from(&a.service_uri);
+    cfg.tls = !a.no_tls;
+    cfg.max_sessions = a.max_sessions;
+    cfg.ticket_ev = a.ticket_ev;
+    if !(0.001..=3600.0).contains(&a.block_time) {
+        anyhow::bail!("--block-time must be between 0.001 and 3600 seconds");
+    }
+    cfg.block_time = Duration::from_secs_f64(a.block_time);
+    if a.network != "offchain" {
+        let signer = if let Some(p) = &a.eth_key_file {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            transport::identity::EthSigner::from_hex(text.trim())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        } else if let Some(p) = &a.eth_keystore_path {
+            let pw = a.eth_password.as_ref().context("--eth-keystore-path needs --eth-password FILE")?;
+            let pw = std::fs::read_to_string(pw).with_context(|| format!("reading {}", pw.display()))?;
+            transport::keystore::load(p, pw.trim_end_matches(['\n', '\r']), None)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        } else {
+            anyhow::bail!("--network {} needs --eth-key-file or --eth-keystore-path", a.network);
+        };
+        if a.pixels_per_unit <= 0 || a.price_per_unit < 0 {
+            anyhow::bail!("--price-per-unit must be >= 0 and --pixels-per-unit >= 1");
+        }
+        cfg.price = transport::proto::PriceInfo {
+            price_per_unit: a.price_per_unit,
+            pixels_per_unit: a.pixels_per_unit,
+            ..Default::default()
+        };
+        cfg.signer = Some(signer);
+    }
+    Ok(cfg)
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -210,7 +395,30 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         None => Bytes::from_static(engine::DEMO_CLIP),
     };
     let tags = read_flv(clip)?;
-    let gw = Gateway::start(args.gateway.resolve()?).await?;
+    let mut config = args.gateway.resolve()?;
+    let mut local_orch = None;
+    if !args.no_orchestrator && config.orch_addr.is_empty() {
+        use orchestrator::transcode::GstTranscoder;
+        match GstTranscoder::check_installed() {
+            Ok(()) => {
+                let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let t = std::sync::Arc::new(GstTranscoder::new(
+                    parallel,
+                    std::env::temp_dir().join("sluice-demo-orchestrator"),
+                ));
+                let o = orchestrator::service::start(orchestrator::service::OrchestratorConfig::new(
+                    args.orchestrator_addr,
+                    t,
+                ))
+                .await
+                .with_context(|| format!("starting the local orchestrator on {}", args.orchestrator_addr))?;
+                config.orch_addr = o.service_uri.clone();
+                local_orch = Some(o);
+            }
+            Err(e) => warn!(error = %e, "no local orchestrator (GStreamer missing); the demo serves the source only"),
+        }
+    }
+    let gw = Gateway::start(config).await?;
     let url = RtmpUrl { addr: gw.rtmp_addr.to_string(), app: "live".into(), name: args.name.clone() };
     let name = args.name.clone();
     let publisher = tokio::spawn(async move {
@@ -230,6 +438,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  HLS playback: http://{}/stream/{name}.m3u8", gw.http_addr);
     println!("  Player:       http://{}/player/{name}", gw.http_addr);
+    if let Some(o) = &local_orch {
+        println!("  Orchestrator: {} (local, GStreamer on CPU; status: {}/status)", o.service_uri, o.service_uri);
+    }
     println!("  Streams:      http://{}/streams   Metrics: http://{}/metrics", gw.cli_addr, gw.cli_addr);
     println!("Press Ctrl-C to stop.");
     let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -239,13 +450,24 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             _ = wait_for_signal() => break,
             _ = tick.tick() => {
                 for s in gw.registry().list() {
-                    info!(stream_id = %s.id, segments = s.stats.segments, media_secs = format!("{:.0}", s.stats.duration_secs), bytes = s.stats.bytes, "progress");
+                    info!(
+                        stream_id = %s.id,
+                        segments = s.stats.segments,
+                        transcoded = s.transcode.transcoded,
+                        failed = s.transcode.failed,
+                        media_secs = format!("{:.0}", s.stats.duration_secs),
+                        bytes = s.stats.bytes,
+                        "progress"
+                    );
                 }
             }
         }
     }
     publisher.abort();
     gw.shutdown().await;
+    if let Some(o) = local_orch {
+        o.shutdown().await;
+    }
     Ok(())
 }
 

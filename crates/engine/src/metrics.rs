@@ -1,7 +1,22 @@
 //! Gateway counters, exported in the Prometheus text format on the control port.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the transcode latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
+
+/// One orchestrator's transcode latencies.
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+    failures: u64,
+}
 
 /// Process-wide counters. Cheap to bump from any task.
 #[derive(Debug, Default)]
@@ -22,12 +37,58 @@ pub struct Metrics {
     pub discontinuities_total: AtomicU64,
     /// HTTP playback requests that found nothing.
     pub http_not_found_total: AtomicU64,
+    /// Segments whose renditions were all stored.
+    pub transcoded_total: AtomicU64,
+    /// Segments whose renditions are gaps.
+    pub transcode_failures_total: AtomicU64,
+    /// Segment bytes sent to orchestrators (attempts included).
+    pub transcode_bytes_out_total: AtomicU64,
+    /// Rendition bytes downloaded from orchestrators.
+    pub transcode_bytes_in_total: AtomicU64,
+    /// Orchestrator sessions opened.
+    pub orchestrator_sessions_total: AtomicU64,
+    /// Payment tickets sent.
+    pub tickets_sent_total: AtomicU64,
+    /// Expected value of the tickets sent, wei (an f64's bits).
+    ev_paid_wei_bits: AtomicU64,
+    /// Transcode latency per orchestrator.
+    latency: Mutex<BTreeMap<String, Histogram>>,
 }
 
 impl Metrics {
     /// Adds `n` to a counter.
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds `wei` to the expected value paid.
+    pub fn add_ev_paid(&self, wei: f64) {
+        let _ = self
+            .ev_paid_wei_bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some((f64::from_bits(b) + wei).to_bits()));
+    }
+
+    /// Expected value paid so far, in wei.
+    pub fn ev_paid_wei(&self) -> f64 {
+        f64::from_bits(self.ev_paid_wei_bits.load(Ordering::Relaxed))
+    }
+
+    /// Records one transcode attempt on `orchestrator` (submission to renditions in hand).
+    pub fn observe_transcode(&self, orchestrator: &str, took: Duration, ok: bool) {
+        let mut m = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let h = m.entry(orchestrator.to_owned()).or_default();
+        if !ok {
+            h.failures += 1;
+            return;
+        }
+        let secs = took.as_secs_f64();
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
     }
 
     /// The Prometheus exposition.
@@ -49,6 +110,62 @@ impl Metrics {
         );
         one("sluice_discontinuities_total", "counter", "Timeline discontinuities.", &self.discontinuities_total);
         one("sluice_http_not_found_total", "counter", "Playback requests answered 404.", &self.http_not_found_total);
+        one(
+            "sluice_transcoded_segments_total",
+            "counter",
+            "Segments transcoded into every rendition.",
+            &self.transcoded_total,
+        );
+        one(
+            "sluice_transcode_failures_total",
+            "counter",
+            "Segments whose renditions are gaps (all attempts failed).",
+            &self.transcode_failures_total,
+        );
+        one(
+            "sluice_transcode_bytes_out_total",
+            "counter",
+            "Segment bytes sent to orchestrators.",
+            &self.transcode_bytes_out_total,
+        );
+        one(
+            "sluice_transcode_bytes_in_total",
+            "counter",
+            "Rendition bytes received from orchestrators.",
+            &self.transcode_bytes_in_total,
+        );
+        one(
+            "sluice_orchestrator_sessions_total",
+            "counter",
+            "Orchestrator sessions opened.",
+            &self.orchestrator_sessions_total,
+        );
+        one("sluice_tickets_sent_total", "counter", "Payment tickets sent.", &self.tickets_sent_total);
+        let _ = writeln!(
+            s,
+            "# HELP sluice_ev_paid_wei_total Expected value of the tickets sent, in wei.\n# TYPE sluice_ev_paid_wei_total counter\nsluice_ev_paid_wei_total {}",
+            self.ev_paid_wei()
+        );
+        let lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(
+            s,
+            "# HELP sluice_transcode_seconds Segment submission to renditions downloaded, per orchestrator.\n# TYPE sluice_transcode_seconds histogram"
+        );
+        for (orch, h) in lat.iter() {
+            for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+                let _ = writeln!(s, "sluice_transcode_seconds_bucket{{orchestrator=\"{orch}\",le=\"{le}\"}} {n}");
+            }
+            let _ = writeln!(s, "sluice_transcode_seconds_bucket{{orchestrator=\"{orch}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(s, "sluice_transcode_seconds_sum{{orchestrator=\"{orch}\"}} {}", h.sum);
+            let _ = writeln!(s, "sluice_transcode_seconds_count{{orchestrator=\"{orch}\"}} {}", h.count);
+        }
+        let _ = writeln!(
+            s,
+            "# HELP sluice_transcode_attempt_failures_total Failed transcode attempts, per orchestrator.\n# TYPE sluice_transcode_attempt_failures_total counter"
+        );
+        for (orch, h) in lat.iter() {
+            let _ = writeln!(s, "sluice_transcode_attempt_failures_total{{orchestrator=\"{orch}\"}} {}", h.failures);
+        }
         s
     }
 }

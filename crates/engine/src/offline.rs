@@ -213,7 +213,12 @@ pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> anyhow::R
         report.segments += 1;
         report.duration_secs += s.duration.as_secs_f64();
         report.output_bytes += s.data.len() as u64;
-        playlist.push(PlaylistEntry { seq: s.seq, duration: s.duration.as_secs_f64(), discontinuity: s.discontinuity });
+        playlist.push(PlaylistEntry {
+            seq: s.seq,
+            duration: s.duration.as_secs_f64(),
+            discontinuity: s.discontinuity,
+            gap: false,
+        });
     })?;
     if let Some(e) = write_err {
         return Err(e);

@@ -1,6 +1,15 @@
 //! What players read: one stream's playlists and segments, updated by its stream task
-//! and read by HTTP handlers. Rendered playlists are cached as `Bytes`, so a request
-//! copies nothing.
+//! (source) and its transcode task (renditions) and read by HTTP handlers. Rendered
+//! playlists are cached as `Bytes`, so a request copies nothing.
+//!
+//! ## Renditions and failed transcodes
+//! A segment appears in a rendition's playlist only once its bytes are stored, so a
+//! player is never offered a segment that is not there. When a segment's transcode
+//! fails, the rendition still lists it, marked `EXT-X-GAP`, and its URL serves the source
+//! segment for that span: players that honour the tag skip it, players that do not play
+//! one segment at source quality instead of stalling on a 404. After
+//! [`WITHDRAW_AFTER`] failures in a row the rendition leaves the master playlist (new
+//! players will not pick it); it returns after [`RESTORE_AFTER`] successes in a row.
 
 use std::collections::BTreeMap;
 
@@ -8,25 +17,115 @@ use bytes::Bytes;
 use media::{Segment, TrackInfo};
 use segmenter::hls::{MediaPlaylistBuilder, PlaylistEntry, Variant, render_master};
 use serde::Serialize;
+use transport::proto::VideoProfile;
 
-/// The one rendition a gateway without transcoding publishes.
+use crate::status::TranscodeStatus;
+
+/// The untranscoded rendition.
 pub const SOURCE: &str = "source";
 /// Segments kept after they leave the playlist window, for players that fetched the
 /// playlist just before it moved (RFC 8216 §6.2.2 asks for at least the playlist's span).
 const KEEP_AFTER_WINDOW: usize = 3;
+/// Failed transcodes in a row that withdraw a rendition from the master playlist.
+pub const WITHDRAW_AFTER: u32 = 3;
+/// Successful transcodes in a row that restore a withdrawn rendition.
+pub const RESTORE_AFTER: u32 = 2;
 
-/// One stream's output.
+/// One rendition's playlist and segments.
+struct Rendition {
+    name: String,
+    playlist: MediaPlaylistBuilder,
+    /// Stored segments; `None` marks a gap (served from the source).
+    segments: BTreeMap<u64, Option<Bytes>>,
+    m3u8: Bytes,
+    peak_bitrate: u64,
+    /// Bitrate asked of the encoder (for the master before anything is measured).
+    nominal_bitrate: u64,
+    resolution: Option<(u32, u32)>,
+    video_codec: Option<String>,
+    failures_in_row: u32,
+    successes_in_row: u32,
+    withdrawn: bool,
+    stats: RenditionStats,
+}
+
+/// Per-rendition figures shown by the control API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RenditionStats {
+    /// Rendition name.
+    pub name: String,
+    /// Segments stored.
+    pub segments: u64,
+    /// Segments listed as gaps.
+    pub gaps: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// True while listed in the master playlist.
+    pub in_master: bool,
+}
+
+impl Rendition {
+    fn new(name: &str, window: usize, target_secs: f64) -> Self {
+        let mut r = Rendition {
+            name: name.to_owned(),
+            playlist: MediaPlaylistBuilder::new(window, target_secs),
+            segments: BTreeMap::new(),
+            m3u8: Bytes::new(),
+            peak_bitrate: 0,
+            nominal_bitrate: 0,
+            resolution: None,
+            video_codec: None,
+            failures_in_row: 0,
+            successes_in_row: 0,
+            withdrawn: false,
+            stats: RenditionStats { name: name.to_owned(), ..Default::default() },
+        };
+        r.render();
+        r
+    }
+
+    /// Stores first, lists second: a playlist never names a segment that is not there.
+    fn push(&mut self, entry: PlaylistEntry, data: Option<Bytes>, window: usize) {
+        if let Some(d) = &data {
+            if entry.duration > 0.0 {
+                self.peak_bitrate = self.peak_bitrate.max((d.len() as f64 * 8.0 / entry.duration) as u64);
+            }
+            self.stats.segments += 1;
+            self.stats.bytes += d.len() as u64;
+        } else {
+            self.stats.gaps += 1;
+        }
+        self.segments.insert(entry.seq, data);
+        self.playlist.push(entry);
+        if window > 0 {
+            let keep_from = self.playlist.media_sequence().saturating_sub(KEEP_AFTER_WINDOW as u64);
+            self.segments = self.segments.split_off(&keep_from);
+        }
+        self.render();
+    }
+
+    fn render(&mut self) {
+        let name = self.name.clone();
+        self.m3u8 = Bytes::from(self.playlist.render(|seq| format!("{name}/{seq}.ts")));
+    }
+
+    fn has_media(&self) -> bool {
+        self.stats.segments > 0
+    }
+}
+
+/// One stream's output: the source rendition and any transcoded ones.
 pub struct StreamOutput {
     id: String,
-    playlist: MediaPlaylistBuilder,
-    segments: BTreeMap<u64, Bytes>,
     window: usize,
+    /// `renditions[0]` is the source.
+    renditions: Vec<Rendition>,
     tracks: TrackInfo,
-    peak_bitrate: u64,
-    media_m3u8: Bytes,
     master_m3u8: Bytes,
     /// Counters for the control API.
     pub stats: StreamStats,
+    /// Orchestrator sessions and recent segment results, for the control API.
+    pub transcode: TranscodeStatus,
 }
 
 /// Per-stream figures shown by the control API.
@@ -47,62 +146,124 @@ pub struct StreamStats {
 }
 
 impl StreamOutput {
-    /// An empty output for stream `id`.
-    pub fn new(id: &str, window: usize, target_secs: f64) -> Self {
+    /// An empty output for stream `id` with a rendition per transcoding profile.
+    pub fn new(id: &str, window: usize, target_secs: f64, profiles: &[VideoProfile]) -> Self {
+        let mut renditions = vec![Rendition::new(SOURCE, window, target_secs)];
+        for p in profiles {
+            let mut r = Rendition::new(&p.name, window, target_secs);
+            r.nominal_bitrate = p.bitrate.max(0) as u64;
+            r.resolution = Some((p.width.max(0) as u32, p.height.max(0) as u32));
+            renditions.push(r);
+        }
         let mut o = StreamOutput {
             id: id.to_owned(),
-            playlist: MediaPlaylistBuilder::new(window, target_secs),
-            segments: BTreeMap::new(),
             window,
+            renditions,
             tracks: TrackInfo::default(),
-            peak_bitrate: 0,
-            media_m3u8: Bytes::new(),
             master_m3u8: Bytes::new(),
             stats: StreamStats::default(),
+            transcode: TranscodeStatus::default(),
         };
-        o.render();
+        o.render_master();
         o
     }
 
-    /// Adds a finished segment and republishes the playlist.
+    /// Adds a finished source segment and republishes the playlist.
     pub fn add_segment(&mut self, seg: Segment) {
         let secs = seg.duration.as_secs_f64();
-        if secs > 0.0 {
-            let bitrate = (seg.data.len() as f64 * 8.0 / secs) as u64;
-            self.peak_bitrate = self.peak_bitrate.max(bitrate);
-        }
         self.stats.segments += 1;
         self.stats.duration_secs += secs;
         self.stats.bytes += seg.data.len() as u64;
         if seg.discontinuity {
             self.stats.discontinuities += 1;
         }
-        // Store first, list second: a playlist never names a segment that is not there.
-        self.segments.insert(seg.seq, seg.data);
-        self.playlist.push(PlaylistEntry { seq: seg.seq, duration: secs, discontinuity: seg.discontinuity });
-        if self.window > 0 {
-            let keep_from = self.playlist.media_sequence().saturating_sub(KEEP_AFTER_WINDOW as u64);
-            self.segments = self.segments.split_off(&keep_from);
+        let entry = PlaylistEntry { seq: seg.seq, duration: secs, discontinuity: seg.discontinuity, gap: false };
+        self.renditions[0].push(entry, Some(seg.data), self.window);
+        // The source's measured bitrate feeds the master's BANDWIDTH.
+        self.render_master();
+    }
+
+    /// Records the transcode outcome of source segment `seg`: one `Bytes` per rendition in
+    /// profile order, or why there are none. Must be called in segment order.
+    pub fn add_renditions(&mut self, seg: &Segment, result: Result<Vec<Bytes>, String>) {
+        let mut master_changed = false;
+        let n = self.renditions.len() - 1;
+        let mut datas: Vec<Option<Bytes>> = match &result {
+            Ok(v) if v.len() == n => v.iter().cloned().map(Some).collect(),
+            _ => vec![None; n],
+        };
+        for (r, data) in self.renditions[1..].iter_mut().zip(datas.drain(..)) {
+            let ok = data.is_some();
+            if let Some(d) = &data
+                && r.video_codec.is_none()
+            {
+                r.video_codec = rendition_codec(d);
+                master_changed = true;
+            }
+            let entry = PlaylistEntry {
+                seq: seg.seq,
+                duration: seg.duration.as_secs_f64(),
+                discontinuity: seg.discontinuity,
+                gap: !ok,
+            };
+            let had_media = r.has_media();
+            r.push(entry, data, self.window);
+            master_changed |= had_media != r.has_media();
+            if ok {
+                r.failures_in_row = 0;
+                r.successes_in_row += 1;
+                if r.withdrawn && r.successes_in_row >= RESTORE_AFTER {
+                    r.withdrawn = false;
+                    master_changed = true;
+                    tracing::info!(rendition = %r.name, "rendition restored to the master playlist");
+                }
+            } else {
+                r.successes_in_row = 0;
+                r.failures_in_row += 1;
+                if !r.withdrawn && r.failures_in_row >= WITHDRAW_AFTER {
+                    r.withdrawn = true;
+                    master_changed = true;
+                    tracing::warn!(rendition = %r.name, failures = r.failures_in_row, "rendition withdrawn from the master playlist");
+                }
+            }
         }
-        self.render();
+        if master_changed {
+            self.render_master();
+        }
     }
 
     /// New track configuration (codecs and resolution in the master playlist).
     pub fn set_tracks(&mut self, tracks: TrackInfo) {
         self.tracks = tracks;
-        self.render();
+        self.render_master();
     }
 
-    /// Marks the stream ended (`EXT-X-ENDLIST`) or live again.
+    /// Marks the stream's source ended (`EXT-X-ENDLIST`) or live again. Transcoded
+    /// renditions end separately, once their last segment is in ([`Self::end_renditions`]).
     pub fn set_live(&mut self, live: bool) {
         self.stats.live = live;
-        self.playlist.set_ended(!live && self.stats.segments > 0);
-        self.render();
+        let ended = !live && self.stats.segments > 0;
+        self.renditions[0].playlist.set_ended(ended);
+        self.renditions[0].render();
+        if live {
+            for r in &mut self.renditions[1..] {
+                r.playlist.set_ended(false);
+                r.render();
+            }
+        }
     }
 
-    /// True once the playlist carries `EXT-X-ENDLIST`.
+    /// Ends the transcoded renditions' playlists (the transcoder has caught up).
+    pub fn end_renditions(&mut self) {
+        for r in &mut self.renditions[1..] {
+            r.playlist.set_ended(r.stats.segments + r.stats.gaps > 0);
+            r.render();
+        }
+    }
+
+    /// True once the source playlist carries `EXT-X-ENDLIST`.
     pub fn is_ended(&self) -> bool {
-        self.playlist.is_ended()
+        self.renditions[0].playlist.is_ended()
     }
 
     /// The master playlist.
@@ -112,15 +273,21 @@ impl StreamOutput {
 
     /// A rendition's media playlist.
     pub fn media(&self, rendition: &str) -> Option<Bytes> {
-        (rendition == SOURCE).then(|| self.media_m3u8.clone())
+        self.renditions.iter().find(|r| r.name == rendition).map(|r| r.m3u8.clone())
     }
 
-    /// A segment.
+    /// True if the rendition's playlist is ended.
+    pub fn media_ended(&self, rendition: &str) -> bool {
+        self.renditions.iter().find(|r| r.name == rendition).is_some_and(|r| r.playlist.is_ended())
+    }
+
+    /// A segment. A gap in a rendition serves the source segment of the same span.
     pub fn segment(&self, rendition: &str, seq: u64) -> Option<Bytes> {
-        if rendition != SOURCE {
-            return None;
+        let r = self.renditions.iter().find(|r| r.name == rendition)?;
+        match r.segments.get(&seq)? {
+            Some(b) => Some(b.clone()),
+            None => self.renditions[0].segments.get(&seq).cloned().flatten(),
         }
-        self.segments.get(&seq).cloned()
     }
 
     /// The track configuration.
@@ -128,22 +295,60 @@ impl StreamOutput {
         &self.tracks
     }
 
-    fn render(&mut self) {
-        self.media_m3u8 = Bytes::from(self.playlist.render(|seq| format!("{SOURCE}/{seq}.ts")));
-        let mut codecs = vec![];
-        if let Some(v) = &self.tracks.video {
-            codecs.push(v.codec_string());
-        }
-        if let Some(a) = &self.tracks.audio {
-            codecs.push(a.codec_string());
-        }
-        let resolution = self.tracks.video.as_ref().map(|v| (v.dimensions.width, v.dimensions.height));
-        self.master_m3u8 = Bytes::from(render_master(&[Variant {
-            uri: format!("{}/{SOURCE}.m3u8", self.id),
-            // Until a segment is measured, announce a typical 720p bitrate.
-            bandwidth: if self.peak_bitrate > 0 { self.peak_bitrate } else { 3_000_000 },
-            resolution,
-            codecs: (!codecs.is_empty()).then(|| codecs.join(",")),
-        }]));
+    /// Per-rendition figures (source first).
+    pub fn rendition_stats(&self) -> Vec<RenditionStats> {
+        self.renditions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RenditionStats { in_master: self.in_master(i), ..r.stats.clone() })
+            .collect()
     }
+
+    fn in_master(&self, i: usize) -> bool {
+        i == 0 || (self.renditions[i].has_media() && !self.renditions[i].withdrawn)
+    }
+
+    fn render_master(&mut self) {
+        let audio = self.tracks.audio.as_ref().map(|a| a.codec_string());
+        let mut variants = Vec::with_capacity(self.renditions.len());
+        for (i, r) in self.renditions.iter().enumerate() {
+            if !self.in_master(i) {
+                continue;
+            }
+            let (video, resolution, bandwidth) = if i == 0 {
+                let v = self.tracks.video.as_ref();
+                // Until a segment is measured, announce a typical 720p bitrate.
+                let bw = if r.peak_bitrate > 0 { r.peak_bitrate } else { 3_000_000 };
+                (v.map(|v| v.codec_string()), v.map(|v| (v.dimensions.width, v.dimensions.height)), bw)
+            } else {
+                let bw = if r.peak_bitrate > 0 { r.peak_bitrate } else { r.nominal_bitrate.max(1) };
+                (r.video_codec.clone(), r.resolution, bw)
+            };
+            let codecs: Vec<String> = video.into_iter().chain(audio.clone()).collect();
+            variants.push(Variant {
+                uri: format!("{}/{}.m3u8", self.id, r.name),
+                bandwidth,
+                resolution,
+                codecs: (!codecs.is_empty()).then(|| codecs.join(",")),
+            });
+        }
+        self.master_m3u8 = Bytes::from(render_master(&variants));
+    }
+}
+
+/// The RFC 6381 codec string of a rendition segment, from the SPS of its first keyframe.
+fn rendition_codec(ts: &Bytes) -> Option<String> {
+    let mut d = segmenter::ts::demux::TsDemuxer::new();
+    // The first keyframe is at the start; 64 KiB holds its SPS several times over.
+    d.push(&ts[..ts.len().min(64 * 1024)]);
+    while let Some(au) = d.poll() {
+        let Ok(au) = au else { continue };
+        if au.track != media::TrackKind::Video {
+            continue;
+        }
+        let nals = media::annexb_nal_units(&au.data.to_contiguous());
+        let of_type = |t: u8| nals.iter().filter(|n| n.first().is_some_and(|h| h & 0x1f == t)).cloned().collect();
+        return media::H264Config::from_parameter_sets(of_type(7), of_type(8), 4).ok().map(|c| c.codec_string());
+    }
+    None
 }

@@ -19,7 +19,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
-use crate::output::{StreamOutput, StreamStats};
+use crate::output::{RenditionStats, StreamOutput, StreamStats};
+use crate::transcode::{StreamTranscoder, Transcoding};
 
 /// Events buffered between a publisher and its stream task. At 30 fps plus audio this is
 /// several seconds; beyond it the publisher's reads pause (TCP back-pressure).
@@ -43,6 +44,7 @@ pub struct Registry {
     config: Arc<GatewayConfig>,
     metrics: Arc<Metrics>,
     streams: Mutex<HashMap<String, Handle>>,
+    transcoding: Option<Arc<Transcoding>>,
     generation: std::sync::atomic::AtomicU64,
     /// Woken whenever a stream's publisher goes (see [`Registry::wait_all_ended`]).
     stream_ended: tokio::sync::Notify,
@@ -60,15 +62,20 @@ pub struct StreamSummary {
     pub video: Option<String>,
     /// Audio codec and rate, e.g. `mp4a.40.2 44100Hz 2ch`.
     pub audio: Option<String>,
+    /// Source and transcoded renditions.
+    pub renditions: Vec<RenditionStats>,
+    /// Orchestrator sessions and recent segment results (empty without transcoding).
+    pub transcode: crate::status::TranscodeStatus,
 }
 
 impl Registry {
     /// An empty registry.
-    pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>, transcoding: Option<Arc<Transcoding>>) -> Arc<Self> {
         Arc::new(Registry {
             config,
             metrics,
             streams: Mutex::new(HashMap::new()),
+            transcoding,
             generation: Default::default(),
             stream_ended: tokio::sync::Notify::new(),
         })
@@ -98,6 +105,8 @@ impl Registry {
                         .audio
                         .as_ref()
                         .map(|a| format!("{} {}Hz {}ch", a.codec_string(), a.sample_rate, a.channel_config)),
+                    renditions: o.rendition_stats(),
+                    transcode: o.transcode.clone(),
                 }
             })
             .collect();
@@ -142,10 +151,17 @@ impl Registry {
 
     fn spawn_stream(self: &Arc<Self>, id: &str) -> Handle {
         let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let output =
-            Arc::new(RwLock::new(StreamOutput::new(id, self.config.playlist_window, self.config.segment_duration)));
+        let profiles = self.transcoding.as_ref().map(|t| t.profiles()).unwrap_or_default();
+        let output = Arc::new(RwLock::new(StreamOutput::new(
+            id,
+            self.config.playlist_window,
+            self.config.segment_duration,
+            profiles,
+        )));
+        let transcoder = self.transcoding.as_ref().map(|t| t.start_stream(id, output.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = StreamTask { id: id.to_owned(), registry: self.clone(), output: output.clone(), generation };
+        let task =
+            StreamTask { id: id.to_owned(), registry: self.clone(), output: output.clone(), generation, transcoder };
         // A root span: the stream outlives the connection that created it.
         tokio::spawn(task.run(rx).instrument(info_span!(parent: None, "stream", stream_id = %id)));
         Metrics::add(&self.metrics.streams_active, 1);
@@ -237,6 +253,7 @@ struct StreamTask {
     registry: Arc<Registry>,
     output: Arc<RwLock<StreamOutput>>,
     generation: u64,
+    transcoder: Option<StreamTranscoder>,
 }
 
 impl StreamTask {
@@ -306,6 +323,9 @@ impl StreamTask {
                         let stats = seg.stats();
                         info!(segments = seg.next_seq(), dropped = stats.dropped_before_keyframe, "publisher gone; stream ended");
                         self.publish(&mut seg, &metrics, |o| o.set_live(false));
+                        if let Some(t) = &self.transcoder {
+                            t.end();
+                        }
                         self.registry.stream_ended.notify_waiters();
                     }
                     Some(ev) => self.on_media(&mut seg, &metrics, ev, &mut jumps_seen),
@@ -321,6 +341,9 @@ impl StreamTask {
         }
         seg.flush();
         self.publish(&mut seg, &metrics, |o| o.set_live(false));
+        if let Some(t) = &self.transcoder {
+            t.end();
+        }
         self.registry.stream_ended.notify_waiters();
     }
 
@@ -355,6 +378,9 @@ impl StreamTask {
             debug!(seq = s.seq, duration = %s.duration, bytes = s.data.len(), discontinuity = s.discontinuity, "segment");
             Metrics::add(&metrics.segments_total, 1);
             Metrics::add(&metrics.segment_bytes_total, s.data.len() as u64);
+            if let Some(t) = &self.transcoder {
+                t.submit(&s);
+            }
             o.add_segment(s);
         }
         f(&mut o);

@@ -14,6 +14,9 @@ pub struct PlaylistEntry {
     pub duration: f64,
     /// Preceded by `EXT-X-DISCONTINUITY`.
     pub discontinuity: bool,
+    /// Marked `EXT-X-GAP` (RFC 8216bis §4.4.4.7): the rendition has no media of its own
+    /// for this span.
+    pub gap: bool,
 }
 
 /// A media playlist with a sliding window.
@@ -110,6 +113,11 @@ impl MediaPlaylistBuilder {
                     uri: uri(e.seq),
                     duration: e.duration as f32,
                     discontinuity: e.discontinuity,
+                    unknown_tags: if e.gap {
+                        vec![m3u8_rs::ExtTag { tag: "X-GAP".into(), rest: None }]
+                    } else {
+                        Vec::new()
+                    },
                     ..MediaSegment::empty()
                 })
                 .collect(),
@@ -166,7 +174,7 @@ mod tests {
     use super::*;
 
     fn e(seq: u64, d: f64, disc: bool) -> PlaylistEntry {
-        PlaylistEntry { seq, duration: d, discontinuity: disc }
+        PlaylistEntry { seq, duration: d, discontinuity: disc, gap: false }
     }
 
     #[test]

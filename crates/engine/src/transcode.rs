@@ -1,0 +1,721 @@
+//! Transcoding through Livepeer orchestrators: per stream, one task that sends each
+//! source segment to an orchestrator session with payment attached, fetches the
+//! renditions and hands them to the stream's output in segment order.
+//!
+//! * Sessions come from `GetOrchestrator` (spec §3.4) and are refreshed before the auth
+//!   token's last three minutes, when ticket params may be stale (idle for
+//!   [`PARAMS_MAX_IDLE`]) and whenever the orchestrator refuses a segment for a reason a
+//!   fresh session cures (expired ticket params, auth token, balance).
+//! * Payments (on-chain networks) follow §5.6: tickets cover max(fee, one ticket's EV)
+//!   less the credit held for the session; the credit is settled from the pixels the
+//!   orchestrator reports, and restored only when no response came back.
+//! * A segment is tried at most [`MAX_ATTEMPTS`] times; busy, unreachable or failing
+//!   orchestrators make the next attempt go to the next configured orchestrator.
+//! * A backlog never grows without bound: a segment that waited longer than its own
+//!   upload deadline plus a few segment durations becomes a gap instead of delaying the
+//!   ones behind it.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use media::Segment;
+use num_rational::BigRational;
+use num_traits::{Signed, ToPrimitive, Zero};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+use transport::capabilities::job_capabilities;
+use transport::client::{DOWNLOAD_TIMEOUT, NetError, OrchestratorNet};
+use transport::credentials::keccak256;
+use transport::identity::{Address, EthSigner, eip55};
+use transport::orch_addr::{OrchestratorUri, parse_orch_addrs};
+use transport::pm::{Balances, TicketSender, price_per_pixel, segment_fee, tickets_needed};
+use transport::proto::{Capabilities, OrchestratorInfo, OrchestratorRequest, VideoProfile};
+use transport::segment::{SegmentRequest, SegmentTimeouts, payment_header, seg_data, segment_header, verify_results};
+use transport::tls::{CertPolicy, parse_fingerprint};
+
+use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+use crate::output::StreamOutput;
+use crate::status::{SegmentResult, SessionStatus};
+
+/// Attempts per segment (first try + retries).
+pub const MAX_ATTEMPTS: u32 = 3;
+/// Refresh the session when the auth token expires within this (go-livepeer: last 10 %).
+pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(180);
+/// Without chain access the gateway cannot see ticket params expire; refresh them after
+/// this long without a `TranscodeResult` (params live ~40 L1 blocks ≈ 8 min).
+pub const PARAMS_MAX_IDLE: Duration = Duration::from_secs(120);
+/// A price more than this many times the session's starting price ends the session
+/// (go-livepeer `priceIncreaseThreshold`).
+pub const PRICE_INCREASE_LIMIT: i64 = 2;
+
+/// Read-only chain access the gateway may use to judge ticket params and its own
+/// deposit. None is wired in yet: without it the gateway trusts each orchestrator's
+/// params and refreshes them when idle or refused (spec §5.7).
+pub trait ChainView: Send + Sync {
+    /// The latest L1 block number, if known.
+    fn latest_l1_block(&self) -> Option<u64>;
+}
+
+/// The gateway's paying identity.
+pub struct Payer {
+    signer: EthSigner,
+    /// `OrchestratorRequest.sig`: static, over the EIP-55 address string (§3.3).
+    request_sig: Vec<u8>,
+    /// Highest acceptable price per pixel, in wei.
+    max_price: Option<BigRational>,
+}
+
+impl Payer {
+    /// A payer signing as `signer`, refusing orchestrators priced above `max_price`.
+    pub fn new(signer: EthSigner, max_price: Option<BigRational>) -> Self {
+        let request_sig = signer.sign_message(eip55(&signer.address()).as_bytes()).to_vec();
+        Payer { signer, request_sig, max_price }
+    }
+}
+
+/// Gateway-wide transcoding setup, shared by every stream.
+pub struct Transcoding {
+    net: OrchestratorNet,
+    orchestrators: Vec<OrchestratorUri>,
+    profiles: Arc<Vec<VideoProfile>>,
+    capabilities: Capabilities,
+    payer: Option<Arc<Payer>>,
+    metrics: Arc<Metrics>,
+    /// Streams start on different orchestrators, round robin.
+    next: AtomicUsize,
+}
+
+impl Transcoding {
+    /// The setup `config` describes, or `None` when no orchestrator is configured.
+    pub fn from_config(config: &GatewayConfig, metrics: Arc<Metrics>) -> anyhow::Result<Option<Arc<Self>>> {
+        let orchestrators = parse_orch_addrs(&config.orch_addr)?;
+        if orchestrators.is_empty() {
+            return Ok(None);
+        }
+        let profiles = config.profiles()?;
+        if profiles.is_empty() {
+            bail!("--transcoding-options names no profiles");
+        }
+        let payer = load_payer(config)?.map(Arc::new);
+        let policy = if config.orch_cert_pins.is_empty() {
+            CertPolicy::AcceptAny
+        } else {
+            CertPolicy::Pinned(
+                config
+                    .orch_cert_pins
+                    .iter()
+                    .map(|p| parse_fingerprint(p))
+                    .collect::<Result<_, _>>()
+                    .map_err(anyhow::Error::msg)?,
+            )
+        };
+        info!(
+            orchestrators = %orchestrators.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(","),
+            profiles = %profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","),
+            network = %config.network,
+            "transcoding enabled"
+        );
+        Ok(Some(Arc::new(Transcoding {
+            net: OrchestratorNet::new(policy),
+            capabilities: job_capabilities(&profiles, false, ""),
+            profiles: Arc::new(profiles),
+            orchestrators,
+            payer,
+            metrics,
+            next: AtomicUsize::new(0),
+        })))
+    }
+
+    /// The output profiles, in rendition order.
+    pub fn profiles(&self) -> &[VideoProfile] {
+        &self.profiles
+    }
+
+    /// Starts the transcode task of stream `id`, which writes into `output`.
+    pub fn start_stream(self: &Arc<Self>, id: &str, output: Arc<RwLock<StreamOutput>>) -> StreamTranscoder {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % self.orchestrators.len();
+        let worker = Worker {
+            t: self.clone(),
+            id: id.to_owned(),
+            output,
+            session: None,
+            balances: Balances::default(),
+            next_orch: first,
+        };
+        tokio::spawn(worker.run(rx).instrument(info_span!(parent: None, "transcode", stream_id = %id)));
+        StreamTranscoder { tx }
+    }
+}
+
+fn load_payer(config: &GatewayConfig) -> anyhow::Result<Option<Payer>> {
+    if config.network == "offchain" {
+        return Ok(None);
+    }
+    let signer = if let Some(path) = &config.eth_key_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading --eth-key-file {}", path.display()))?;
+        EthSigner::from_hex(text.trim()).map_err(|e| anyhow::anyhow!("--eth-key-file {}: {e}", path.display()))?
+    } else if let Some(path) = &config.eth_keystore_path {
+        let Some(pw_file) = &config.eth_password else {
+            bail!("--eth-keystore-path needs --eth-password FILE");
+        };
+        let password = std::fs::read_to_string(pw_file)
+            .with_context(|| format!("reading --eth-password {}", pw_file.display()))?;
+        let want = match &config.eth_addr {
+            Some(a) => Some(parse_address(a)?),
+            None => None,
+        };
+        transport::keystore::load(path, password.trim_end_matches(['\n', '\r']), want.as_ref())
+            .map_err(|e| anyhow::anyhow!("keystore {}: {e}", path.display()))?
+    } else {
+        bail!(
+            "--network {} pays orchestrators and needs a key: --eth-keystore-path with --eth-password, or --eth-key-file",
+            config.network
+        );
+    };
+    let max_price = if config.max_price_per_unit > 0 {
+        Some(BigRational::new(config.max_price_per_unit.into(), config.pixels_per_unit.max(1).into()))
+    } else {
+        None
+    };
+    info!(address = %eip55(&signer.address()), network = %config.network, "paying orchestrators with tickets");
+    Ok(Some(Payer::new(signer, max_price)))
+}
+
+fn parse_address(text: &str) -> anyhow::Result<Address> {
+    let raw =
+        hex::decode(text.trim().trim_start_matches("0x")).map_err(|_| anyhow::anyhow!("--eth-addr is not hex"))?;
+    raw.try_into().map_err(|_| anyhow::anyhow!("--eth-addr is not 20 bytes"))
+}
+
+/// Hands a stream's segments to its transcode task.
+#[derive(Clone)]
+pub struct StreamTranscoder {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl StreamTranscoder {
+    /// Queues a source segment (a handle, not a copy).
+    pub fn submit(&self, seg: &Segment) {
+        let _ = self.tx.send(Job::Segment(seg.clone(), Instant::now()));
+    }
+
+    /// The publisher ended: finish the queue, end the rendition playlists and the session.
+    pub fn end(&self) {
+        let _ = self.tx.send(Job::End);
+    }
+}
+
+enum Job {
+    Segment(Segment, Instant),
+    End,
+}
+
+/// One orchestrator session.
+struct Session {
+    orch: OrchestratorUri,
+    info: OrchestratorInfo,
+    recipient: Address,
+    tickets: Option<TicketSender>,
+    start_price: Option<BigRational>,
+    info_at: Instant,
+}
+
+impl Session {
+    fn session_id(&self) -> &str {
+        self.info.auth_token.as_ref().map(|t| t.session_id.as_str()).unwrap_or("")
+    }
+
+    fn needs_refresh(&self, paid: bool) -> bool {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let expiring =
+            self.info.auth_token.as_ref().is_some_and(|t| t.expiration - now < TOKEN_REFRESH_MARGIN.as_secs() as i64);
+        expiring || (paid && self.info_at.elapsed() > PARAMS_MAX_IDLE)
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Same orchestrator, fresh session (stale params, token, balance).
+    Refresh,
+    /// Another orchestrator.
+    Failover,
+    /// Give up on this segment (the input itself is the problem).
+    GiveUp,
+}
+
+struct Failure {
+    msg: String,
+    next: Next,
+}
+
+impl Failure {
+    fn new(msg: impl Into<String>, next: Next) -> Self {
+        Failure { msg: msg.into(), next }
+    }
+}
+
+struct Attempt {
+    renditions: Vec<Bytes>,
+    upload: Duration,
+    tickets: u32,
+}
+
+struct Worker {
+    t: Arc<Transcoding>,
+    id: String,
+    output: Arc<RwLock<StreamOutput>>,
+    session: Option<Session>,
+    balances: Balances,
+    next_orch: usize,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        while let Some(job) = rx.recv().await {
+            match job {
+                Job::Segment(seg, queued) => {
+                    let secs = seg.duration.as_secs_f64().max(0.5);
+                    let backlog_limit = SegmentTimeouts::for_duration(Duration::from_secs_f64(secs), 1.0).upload
+                        + Duration::from_secs_f64(3.0 * secs);
+                    let (result, record) = if queued.elapsed() > backlog_limit {
+                        warn!(
+                            seq = seg.seq,
+                            waited_ms = queued.elapsed().as_millis() as u64,
+                            "transcode backlog: segment skipped"
+                        );
+                        let msg = "transcode backlog".to_owned();
+                        (Err(msg.clone()), self.record(&seg, None, Err(msg), 0, queued))
+                    } else {
+                        self.transcode(&seg, queued).await
+                    };
+                    let ok = result.is_ok();
+                    let mut o = self.output.write().unwrap_or_else(|e| e.into_inner());
+                    o.add_renditions(&seg, result);
+                    o.transcode.record(record);
+                    drop(o);
+                    Metrics::add(
+                        if ok { &self.t.metrics.transcoded_total } else { &self.t.metrics.transcode_failures_total },
+                        1,
+                    );
+                }
+                Job::End => {
+                    self.output.write().unwrap_or_else(|e| e.into_inner()).end_renditions();
+                    self.end_session().await;
+                }
+            }
+        }
+        self.end_session().await;
+    }
+
+    fn record(
+        &self,
+        seg: &Segment,
+        upload: Option<Duration>,
+        outcome: Result<u32, String>,
+        attempts: u32,
+        queued: Instant,
+    ) -> SegmentResult {
+        let (ok, error, tickets) = match outcome {
+            Ok(t) => (true, None, t),
+            Err(e) => (false, Some(e), 0),
+        };
+        SegmentResult {
+            seq: seg.seq,
+            orchestrator: self.session.as_ref().map(|s| s.orch.to_string()),
+            ok,
+            error,
+            attempts,
+            upload_ms: upload.map(|d| d.as_secs_f64() * 1000.0),
+            total_ms: queued.elapsed().as_secs_f64() * 1000.0,
+            tickets,
+        }
+    }
+
+    async fn transcode(&mut self, seg: &Segment, queued: Instant) -> (Result<Vec<Bytes>, String>, SegmentResult) {
+        let mut last = String::from("no orchestrator available");
+        let mut attempts = 0;
+        while attempts < MAX_ATTEMPTS {
+            attempts += 1;
+            if let Err(e) = self.ensure_session().await {
+                last = e;
+                break;
+            }
+            let orch = self.session.as_ref().map(|s| s.orch.to_string()).unwrap_or_default();
+            let started = Instant::now();
+            match self.attempt(seg).await {
+                Ok(a) => {
+                    self.t.metrics.observe_transcode(&orch, started.elapsed(), true);
+                    debug!(seq = seg.seq, %orch, ms = started.elapsed().as_millis() as u64, tickets = a.tickets, "segment transcoded");
+                    let rec = self.record(seg, Some(a.upload), Ok(a.tickets), attempts, queued);
+                    return (Ok(a.renditions), rec);
+                }
+                Err(f) => {
+                    self.t.metrics.observe_transcode(&orch, started.elapsed(), false);
+                    warn!(seq = seg.seq, %orch, attempt = attempts, error = %f.msg, next = ?f.next, "transcode attempt failed");
+                    last = f.msg;
+                    match f.next {
+                        Next::Refresh => self.drop_session(false).await,
+                        Next::Failover => self.drop_session(true).await,
+                        Next::GiveUp => break,
+                    }
+                }
+            }
+        }
+        let rec = self.record(seg, None, Err(last.clone()), attempts, queued);
+        (Err(last), rec)
+    }
+
+    /// Makes sure a usable session exists, trying each orchestrator in turn.
+    async fn ensure_session(&mut self) -> Result<(), String> {
+        let paid = self.t.payer.is_some();
+        if let Some(s) = &self.session {
+            if !s.needs_refresh(paid) {
+                return Ok(());
+            }
+            debug!(session = %s.session_id(), "refreshing orchestrator session");
+            self.drop_session(false).await;
+        }
+        let n = self.t.orchestrators.len();
+        let mut errors = Vec::new();
+        for i in 0..n {
+            let orch = self.t.orchestrators[(self.next_orch + i) % n].clone();
+            match self.open_session(&orch).await {
+                Ok(s) => {
+                    self.next_orch = (self.next_orch + i) % n;
+                    info!(orchestrator = %orch, session = %s.session_id(), transcoder = %s.info.transcoder, "orchestrator session started");
+                    let status = SessionStatus {
+                        orchestrator: orch.to_string(),
+                        transcoder: s.info.transcoder.clone(),
+                        session_id: s.session_id().to_owned(),
+                        started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                        ended: false,
+                        segments: 0,
+                        price_per_pixel_wei: s.start_price.as_ref().and_then(|p| p.to_f64()),
+                    };
+                    self.output.write().unwrap_or_else(|e| e.into_inner()).transcode.session_started(status);
+                    Metrics::add(&self.t.metrics.orchestrator_sessions_total, 1);
+                    self.session = Some(s);
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(orchestrator = %orch, error = %e, "orchestrator unusable");
+                    errors.push(format!("{orch}: {e}"));
+                }
+            }
+        }
+        Err(format!("no orchestrator available ({})", errors.join("; ")))
+    }
+
+    async fn open_session(&self, orch: &OrchestratorUri) -> Result<Session, String> {
+        let payer = self.t.payer.as_deref();
+        let req = OrchestratorRequest {
+            address: payer.map(|p| p.signer.address().to_vec()).unwrap_or_else(|| vec![0; 20]),
+            sig: payer.map(|p| p.request_sig.clone()).unwrap_or_default(),
+            capabilities: Some(self.t.capabilities.clone()),
+            ignore_capacity_check: false,
+        };
+        let info = self.t.net.get_orchestrator(&orch.to_string(), req).await.map_err(|e| e.to_string())?;
+        if info.transcoder.is_empty() {
+            return Err("announced no transcoder URI".into());
+        }
+        if info.auth_token.is_none() {
+            return Err("sent no auth token".into());
+        }
+        let recipient: Address = info
+            .ticket_params
+            .as_ref()
+            .and_then(|tp| tp.recipient.as_slice().try_into().ok())
+            .or_else(|| info.address.as_slice().try_into().ok())
+            .unwrap_or([0; 20]);
+        let (tickets, start_price) = match payer {
+            None => (None, None),
+            Some(p) => {
+                let price = session_price(&info)?;
+                if let Some(max) = &p.max_price
+                    && &price > max
+                {
+                    return Err(format!(
+                        "price {} wei/pixel is above --max-price-per-unit/--pixels-per-unit ({})",
+                        price.to_f64().unwrap_or(f64::NAN),
+                        max.to_f64().unwrap_or(f64::NAN)
+                    ));
+                }
+                let mut sender = TicketSender::new(p.signer.clone());
+                if let Some(tp) = &info.ticket_params {
+                    sender.update_params(tp).map_err(|e| format!("ticket params: {e}"))?;
+                }
+                (Some(sender), Some(price))
+            }
+        };
+        Ok(Session { orch: orch.clone(), info, recipient, tickets, start_price, info_at: Instant::now() })
+    }
+
+    /// Ends the current session; with `failover` the next attempt starts at the next
+    /// orchestrator.
+    async fn drop_session(&mut self, failover: bool) {
+        if failover {
+            self.next_orch = (self.next_orch + 1) % self.t.orchestrators.len();
+        }
+        if let Some(s) = self.session.take() {
+            self.mark_session_ended();
+            end_quietly(self.t.net.clone(), s);
+        }
+    }
+
+    async fn end_session(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.mark_session_ended();
+            if let Some(token) = s.info.auth_token.clone() {
+                match self.t.net.end_session(&s.orch.to_string(), token).await {
+                    Ok(()) => info!(orchestrator = %s.orch, session = %s.session_id(), "orchestrator session ended"),
+                    Err(e) => debug!(orchestrator = %s.orch, error = %e, "EndTranscodingSession failed"),
+                }
+            }
+        }
+    }
+
+    fn mark_session_ended(&self) {
+        let mut o = self.output.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = o.transcode.sessions.back_mut() {
+            last.ended = true;
+        }
+    }
+
+    /// One try of one segment on the current session.
+    async fn attempt(&mut self, seg: &Segment) -> Result<Attempt, Failure> {
+        let t = self.t.clone();
+        let id = self.id.clone();
+        let signer = t.payer.as_ref().map(|p| &p.signer);
+        let session = self.session.as_mut().ok_or_else(|| Failure::new("no session", Next::Failover))?;
+        let duration_ms = (seg.duration.as_secs_f64() * 1000.0).round() as i32;
+        let sd = seg_data(
+            &SegmentRequest {
+                manifest_id: &id,
+                seq: seg.seq,
+                data: &seg.data,
+                duration_ms,
+                profiles: &t.profiles,
+                capabilities: &t.capabilities,
+                auth_token: session.info.auth_token.as_ref(),
+            },
+            signer,
+        );
+        // Payment (§5.6, §5.7).
+        let mut paid: Option<(BigRational, BigRational, BigRational, u32)> = None; // existing, new credit, price, tickets
+        let pay_header = match session.tickets.as_mut() {
+            None => payment_header(None),
+            Some(sender) => {
+                let price_info = session.info.price_info.clone().unwrap_or_default();
+                let price = session_price(&session.info).map_err(|e| Failure::new(e, Next::Failover))?;
+                if let Some(start) = &session.start_price
+                    && start.is_positive()
+                    && price > start * BigRational::from_integer(PRICE_INCREASE_LIMIT.into())
+                {
+                    return Err(Failure::new("orchestrator price more than doubled", Next::Failover));
+                }
+                let fee =
+                    segment_fee(transport::profiles::estimated_pixels(&t.profiles, seg.duration.as_secs_f64()), &price);
+                let existing = self.balances.reserve(session.recipient, session_id(&session.info));
+                let batch = tickets_needed(&existing, &fee, &sender.ticket_ev());
+                let payment = match sender.payment(batch.count, &price_info) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.balances.restore(session.recipient, session_id(&session.info), existing);
+                        return Err(Failure::new(format!("payment: {e}"), Next::Refresh));
+                    }
+                };
+                paid = Some((existing, batch.new_credit, price, batch.count));
+                payment_header(Some(&payment))
+            }
+        };
+        let timeouts = SegmentTimeouts::for_duration(Duration::from_secs_f64(seg.duration.as_secs_f64().max(0.0)), 1.0);
+        Metrics::add(&t.metrics.transcode_bytes_out_total, seg.data.len() as u64);
+        let submitted =
+            t.net.submit(&session.info.transcoder, &segment_header(&sd), &pay_header, seg.data.clone(), timeouts).await;
+        let recipient = session.recipient;
+        let sid = session_id(&session.info).to_owned();
+        let sub = match submitted {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some((existing, ..)) = paid {
+                    if e.response_received() {
+                        // Credit spent: nothing restored (§5.6).
+                    } else {
+                        self.balances.restore(recipient, &sid, existing);
+                    }
+                }
+                return Err(classify_net(e));
+            }
+        };
+        if let Some((_, _, _, n)) = &paid
+            && *n > 0
+            && let Some(sender) = session.tickets.as_ref()
+        {
+            Metrics::add(&t.metrics.tickets_sent_total, *n as u64);
+            let ev = sender.ticket_ev() * BigRational::from_integer((*n).into());
+            t.metrics.add_ev_paid(ev.to_f64().unwrap_or(0.0));
+            let mut o = self.output.write().unwrap_or_else(|e| e.into_inner());
+            o.transcode.tickets_sent += *n as u64;
+            o.transcode.ev_paid_wei += ev.to_f64().unwrap_or(0.0);
+        }
+        // Fresh params and price with every result (§5.4); the auth token stays.
+        if let Some(info) = sub.result.info.clone() {
+            if let (Some(sender), Some(tp)) = (session.tickets.as_mut(), info.ticket_params.as_ref())
+                && let Err(e) = sender.update_params(tp)
+            {
+                warn!(error = %e, "orchestrator sent unusable ticket params");
+            }
+            let token = session.info.auth_token.clone();
+            session.info = OrchestratorInfo { auth_token: token, ..info };
+            session.info_at = Instant::now();
+        }
+        if let Some(last) = self.output.write().unwrap_or_else(|e| e.into_inner()).transcode.sessions.back_mut() {
+            last.segments += 1;
+        }
+        let data = match sub.outcome() {
+            Ok(d) => d.clone(),
+            Err(e) => {
+                let next = if e.contains("OrchestratorBusy") || e.contains("OrchestratorCapped") {
+                    Next::Failover
+                } else {
+                    Next::GiveUp
+                };
+                return Err(Failure::new(format!("orchestrator: {e}"), next));
+            }
+        };
+        let tickets = paid.as_ref().map(|p| p.3).unwrap_or(0);
+        if let Some((existing, new_credit, price, _)) = paid {
+            let pixels: i64 = data.segments.iter().map(|s| s.pixels.max(0)).sum();
+            let debit = price * BigRational::from_integer(pixels.into());
+            self.balances.settle(recipient, &sid, existing, new_credit, debit);
+        }
+        if data.segments.len() != t.profiles.len() {
+            return Err(Failure::new(
+                format!("MismatchedSegments: {} renditions for {} profiles", data.segments.len(), t.profiles.len()),
+                Next::Failover,
+            ));
+        }
+        let mut downloads = tokio::task::JoinSet::new();
+        for (i, s) in data.segments.iter().enumerate() {
+            let net = t.net.clone();
+            let url = s.url.clone();
+            downloads.spawn(async move { (i, net.download(&url, DOWNLOAD_TIMEOUT).await) });
+        }
+        let mut renditions = vec![Bytes::new(); data.segments.len()];
+        while let Some(joined) = downloads.join_next().await {
+            let (i, r) = joined.map_err(|e| Failure::new(format!("download task: {e}"), Next::Failover))?;
+            renditions[i] = r.map_err(|e| Failure::new(format!("rendition download: {e}"), Next::Failover))?;
+        }
+        let bytes_in: usize = renditions.iter().map(Bytes::len).sum();
+        Metrics::add(&t.metrics.transcode_bytes_in_total, bytes_in as u64);
+        if t.payer.is_some() && !data.sig.is_empty() {
+            let signer_addr: Option<Address> = self
+                .session
+                .as_ref()
+                .and_then(|s| s.info.address.as_slice().try_into().ok())
+                .or(Some(recipient).filter(|r| *r != [0; 20]));
+            if let Some(addr) = signer_addr {
+                let parts: Vec<&[u8]> = renditions.iter().map(|b| b.as_ref()).collect();
+                verify_results(&parts, &data.sig, &addr)
+                    .map_err(|e| Failure::new(format!("result signature: {e}"), Next::Failover))?;
+            }
+        }
+        Ok(Attempt { renditions, upload: sub.upload, tickets })
+    }
+}
+
+fn session_id(info: &OrchestratorInfo) -> &str {
+    info.auth_token.as_ref().map(|t| t.session_id.as_str()).unwrap_or("")
+}
+
+/// The session's price per pixel; an orchestrator that quotes none is free.
+fn session_price(info: &OrchestratorInfo) -> Result<BigRational, String> {
+    match &info.price_info {
+        None => Ok(BigRational::zero()),
+        Some(p) if p.price_per_unit == 0 => Ok(BigRational::zero()),
+        Some(p) => price_per_pixel(p).map_err(|e| format!("price: {e}")),
+    }
+}
+
+/// Maps a refused or failed request to what to do next (§4.2, §4.3).
+fn classify_net(e: NetError) -> Failure {
+    let next = match &e {
+        NetError::Status { status, body } if status.as_u16() == 400 => {
+            // Ticket problems a fresh session fixes: expired or unknown params, nonces,
+            // balance.
+            if body.contains("TicketParams expired")
+                || body.contains("recipientRand")
+                || body.contains("senderNonce")
+                || body.contains("Insufficient balance")
+            {
+                Next::Refresh
+            } else {
+                Next::Failover
+            }
+        }
+        NetError::Status { status, body } if status.as_u16() == 403 => {
+            if body.contains("auth token") {
+                Next::Refresh
+            } else if body.contains("ErrSegSig") {
+                Next::GiveUp
+            } else {
+                Next::Failover
+            }
+        }
+        _ => Next::Failover,
+    };
+    Failure::new(e.to_string(), next)
+}
+
+/// Ends a session without waiting for the answer.
+fn end_quietly(net: OrchestratorNet, s: Session) {
+    if let Some(token) = s.info.auth_token.clone() {
+        let uri = s.orch.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = net.end_session(&uri, token).await {
+                debug!(orchestrator = %uri, error = %e, "EndTranscodingSession failed");
+            }
+        });
+    }
+}
+
+/// keccak256 over the request signature input, exposed for tests of §3.3.
+pub fn request_digest(address: &Address) -> [u8; 32] {
+    keccak256(eip55(address).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn status(code: u16, body: &str) -> NetError {
+        NetError::Status { status: StatusCode::from_u16(code).unwrap(), body: body.into() }
+    }
+
+    #[test]
+    fn refusals_map_to_the_spec_reactions() {
+        assert_eq!(classify_net(status(400, "TicketParams expired")).next, Next::Refresh);
+        assert_eq!(classify_net(status(400, "invalid recipientRand for ticket recipientRandHash")).next, Next::Refresh);
+        assert_eq!(classify_net(status(400, "Insufficient balance")).next, Next::Refresh);
+        assert_eq!(classify_net(status(403, "expired auth token")).next, Next::Refresh);
+        assert_eq!(classify_net(status(403, "ErrSegSig")).next, Next::GiveUp);
+        assert_eq!(classify_net(status(403, "Forbidden")).next, Next::Failover);
+        assert_eq!(classify_net(status(500, "Internal Server Error")).next, Next::Failover);
+        assert_eq!(classify_net(NetError::Timeout("upload")).next, Next::Failover);
+    }
+
+    #[test]
+    fn request_signature_recovers_to_the_payer() {
+        let signer = EthSigner::from_hex("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318").unwrap();
+        let p = Payer::new(signer.clone(), None);
+        let who = transport::identity::recover_personal(&request_digest(&signer.address()), &p.request_sig).unwrap();
+        assert_eq!(who, signer.address());
+    }
+}

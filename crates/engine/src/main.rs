@@ -98,6 +98,10 @@ struct OrchestratorArgs {
     /// Scratch directory for GStreamer jobs [default: the system temp dir].
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Write every GetOrchestrator and /segment exchange (as received, after TLS) into
+    /// this directory.
+    #[arg(long)]
+    capture_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -358,6 +362,7 @@ fn orchestrator_config(a: &OrchestratorArgs) -> anyhow::Result<orchestrator::ser
     cfg.service_uri.clone_from(&a.service_uri);
     cfg.tls = !a.no_tls;
     cfg.max_sessions = a.max_sessions;
+    cfg.capture_dir.clone_from(&a.capture_dir);
     cfg.ticket_ev = a.ticket_ev;
     if !(0.001..=3600.0).contains(&a.block_time) {
         anyhow::bail!("--block-time must be between 0.001 and 3600 seconds");

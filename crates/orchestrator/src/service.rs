@@ -70,6 +70,8 @@ pub struct OrchestratorConfig {
     pub block_time: Duration,
     /// Turns segments into renditions.
     pub transcoder: Arc<dyn Transcoder>,
+    /// Write every `GetOrchestrator` and `/segment` exchange here ([`crate::capture`]).
+    pub capture_dir: Option<std::path::PathBuf>,
 }
 
 impl OrchestratorConfig {
@@ -85,6 +87,7 @@ impl OrchestratorConfig {
             max_sessions: 10,
             block_time: Duration::from_secs(12),
             transcoder,
+            capture_dir: None,
         }
     }
 }
@@ -535,7 +538,12 @@ pub async fn start(cfg: OrchestratorConfig) -> anyhow::Result<OrchestratorHandle
         .route("/stream/{session}/{profile}/{file}", get(rendition))
         .route("/status", get(status))
         .with_state(shared.clone());
-    let app = tonic::service::Routes::new(OrchestratorServer::new(Grpc(shared.clone()))).into_axum_router().merge(http);
+    let mut app =
+        tonic::service::Routes::new(OrchestratorServer::new(Grpc(shared.clone()))).into_axum_router().merge(http);
+    if let Some(dir) = &cfg.capture_dir {
+        let c = crate::capture::Capture::new(dir.clone())?;
+        app = app.layer(axum::middleware::from_fn_with_state(c, crate::capture::capture));
+    }
     let (tls, cert_fingerprint) = if cfg.tls {
         let host = addr.ip().to_string();
         let (sc, fp) = self_signed(vec![host, "localhost".into()])?;

@@ -4,46 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use ingest::flv::{FlvDemuxer, FlvTagDecoder};
-use media::{MediaTime, Payload, Segment, StreamEvent, Timescale};
+mod common;
+use common::clip_segments;
+
+use bytes::Bytes;
+use media::Segment;
 use orchestrator::service::{OrchestratorConfig, start};
 use orchestrator::transcode::{EchoTranscoder, GstTranscoder, Transcoder, demux};
-use segmenter::{Segmenter, SegmenterConfig};
 use transport::capabilities::job_capabilities;
 use transport::client::{NetError, OrchestratorNet};
 use transport::profiles::{DEFAULT_TRANSCODING_OPTIONS, parse_transcoding_options};
 use transport::proto::{OrchestratorRequest, VideoProfile};
 use transport::segment::{SegmentRequest, SegmentTimeouts, payment_header, seg_data, segment_header};
 use transport::tls::CertPolicy;
-
-/// The first segments of the bundled clip, cut as the gateway cuts them.
-fn clip_segments(n: usize) -> Vec<Segment> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/clip.flv");
-    let mut buf = BytesMut::from(&std::fs::read(path).expect("testdata/clip.flv")[..]);
-    let mut dec = FlvTagDecoder::new();
-    let mut demux = FlvDemuxer::new();
-    let mut seg = Segmenter::new(SegmenterConfig::with_target(MediaTime::new(2, Timescale::new(1))), 0);
-    let mut events = Vec::new();
-    let mut out = Vec::new();
-    while let Some(tag) = dec.decode(&mut buf).expect("clip decodes") {
-        demux.handle_tag(tag.tag_type, tag.timestamp, &Payload::from(tag.body), &mut events).expect("clip demuxes");
-        for ev in events.drain(..) {
-            match ev {
-                StreamEvent::Tracks(t) => seg.handle_tracks(t),
-                StreamEvent::Media(au) => seg.handle_access_unit(&au),
-                StreamEvent::End => {}
-            }
-        }
-        while let Some(s) = seg.poll_segment() {
-            out.push(s);
-            if out.len() == n {
-                return out;
-            }
-        }
-    }
-    out
-}
 
 fn profiles() -> Vec<VideoProfile> {
     parse_transcoding_options(DEFAULT_TRANSCODING_OPTIONS).unwrap()

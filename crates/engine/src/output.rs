@@ -352,3 +352,62 @@ fn rendition_codec(ts: &Bytes) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media::{MediaTime, Timescale};
+
+    fn seg(seq: u64) -> Segment {
+        Segment {
+            seq,
+            start: MediaTime::new(seq as i64 * 2, Timescale::new(1)),
+            duration: MediaTime::new(2, Timescale::new(1)),
+            discontinuity: false,
+            data: Bytes::from(format!("source {seq}")),
+        }
+    }
+
+    fn listed(o: &StreamOutput) -> usize {
+        String::from_utf8_lossy(&o.master()).matches("#EXT-X-STREAM-INF").count()
+    }
+
+    #[test]
+    fn failed_renditions_are_gaps_then_withdrawn_then_restored() {
+        let profiles = transport::profiles::parse_transcoding_options("P240p30fps16x9").unwrap();
+        let mut o = StreamOutput::new("s", 0, 2.0, &profiles);
+        let r = "P240p30fps16x9";
+        o.add_segment(seg(0));
+        assert_eq!(listed(&o), 1, "no rendition media yet");
+        assert_eq!(o.media(r).map(|m| m.len() > 0), Some(true));
+        assert!(o.segment(r, 0).is_none(), "not listed before its result");
+        o.add_renditions(&seg(0), Ok(vec![Bytes::from_static(b"rendition 0")]));
+        assert_eq!(listed(&o), 2);
+        for seq in 1..=WITHDRAW_AFTER as u64 {
+            o.add_segment(seg(seq));
+            o.add_renditions(&seg(seq), Err("OrchestratorBusy".into()));
+            // A gap serves the source bytes, never a 404.
+            assert_eq!(o.segment(r, seq), Some(Bytes::from(format!("source {seq}"))));
+        }
+        let pl = String::from_utf8_lossy(&o.media(r).unwrap()).into_owned();
+        assert_eq!(pl.matches("#EXT-X-GAP").count(), WITHDRAW_AFTER as usize, "{pl}");
+        assert_eq!(listed(&o), 1, "withdrawn after {WITHDRAW_AFTER} failures in a row");
+        let mut seq = WITHDRAW_AFTER as u64 + 1;
+        for i in 0..RESTORE_AFTER {
+            assert_eq!(listed(&o), 1, "still withdrawn after {i} successes");
+            o.add_segment(seg(seq));
+            o.add_renditions(&seg(seq), Ok(vec![Bytes::from_static(b"ok")]));
+            seq += 1;
+        }
+        assert_eq!(listed(&o), 2, "restored after {RESTORE_AFTER} successes");
+        // A result with the wrong number of renditions is a failure, not a partial store.
+        o.add_segment(seg(seq));
+        o.add_renditions(&seg(seq), Ok(vec![]));
+        assert_eq!(o.segment(r, seq), Some(Bytes::from(format!("source {seq}"))));
+        // The source ends first; renditions end when the transcoder catches up.
+        o.set_live(false);
+        assert!(o.is_ended() && !o.media_ended(r));
+        o.end_renditions();
+        assert!(o.media_ended(r));
+    }
+}

@@ -305,3 +305,81 @@ pub async fn source_span(source: &Path) -> (f64, f64) {
     let end = v.iter().copied().fold(f64::NEG_INFINITY, f64::max) + frame;
     (end - start, frame)
 }
+
+/// `sluice orchestrator` in its own process on an ephemeral loopback port; killed on drop.
+pub struct OrchestratorProcess {
+    pub child: tokio::process::Child,
+    /// Its service URI, e.g. `https://127.0.0.1:40123`.
+    pub uri: String,
+}
+
+impl OrchestratorProcess {
+    pub async fn start(args: &[&str]) -> OrchestratorProcess {
+        Self::start_on("127.0.0.1:0", args).await
+    }
+
+    pub async fn start_on(listen: &str, args: &[&str]) -> OrchestratorProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["--log", "warn", "orchestrator", "--listen", listen])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sluice orchestrator starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("orchestrator prints its URI")
+            .unwrap()
+            .expect("orchestrator output");
+        let uri = first.split_whitespace().nth(1).expect("Orchestrator: URI").to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        OrchestratorProcess { child, uri }
+    }
+
+    /// The orchestrator's `/status` counters.
+    pub async fn status(&self) -> serde_json::Value {
+        let net = transport::client::OrchestratorNet::new(transport::tls::CertPolicy::AcceptAny);
+        let body = net.download(&format!("{}/status", self.uri), Duration::from_secs(4)).await.expect("status");
+        serde_json::from_slice(&body).expect("status is JSON")
+    }
+}
+
+/// Polls `path` on the gateway's HTTP port until `ready` accepts the body, or panics.
+pub async fn poll_http(gw: &Gateway, path: &str, secs: u64, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = http_get(gw.http_addr, path).await;
+        let text = r.text();
+        if r.status == 200 && ready(&text) {
+            return text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path} not ready after {secs} s; last body:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The duration ffprobe reports for a file.
+pub async fn probe_duration(file: &Path) -> f64 {
+    let out = run(
+        Command::new("ffprobe").args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]).arg(file),
+        "ffprobe duration",
+    )
+    .await;
+    out.trim().parse().unwrap_or_else(|_| panic!("ffprobe duration of {}: {out}", file.display()))
+}
+
+/// Video codec name of a file.
+pub async fn probe_codec(file: &Path) -> String {
+    let out = run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+            .arg(file),
+        "ffprobe codec",
+    )
+    .await;
+    out.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().trim_end_matches(',').to_owned()
+}

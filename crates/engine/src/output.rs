@@ -379,7 +379,7 @@ mod tests {
         let r = "P240p30fps16x9";
         o.add_segment(seg(0));
         assert_eq!(listed(&o), 1, "no rendition media yet");
-        assert_eq!(o.media(r).map(|m| m.len() > 0), Some(true));
+        assert_eq!(o.media(r).map(|m| !m.is_empty()), Some(true));
         assert!(o.segment(r, 0).is_none(), "not listed before its result");
         o.add_renditions(&seg(0), Ok(vec![Bytes::from_static(b"rendition 0")]));
         assert_eq!(listed(&o), 2);

@@ -1,9 +1,12 @@
 // Opens Sluice's player page in headless Chromium and waits until hls.js has played a few
 // segments. Prints what it saw as JSON; exits non-zero if playback never got going.
-//   node web/test/player.mjs PLAYER_URL [SCREENSHOT.png]
+//   node web/test/player.mjs PLAYER_URL [SCREENSHOT.png] [MIN_LEVELS]
+// With MIN_LEVELS, playback must also have offered that many renditions and loaded
+// fragments from at least two of them (ABR switching).
 import { chromium } from "playwright-core";
 
-const [url, shot] = process.argv.slice(2);
+const [url, shot, minLevels] = process.argv.slice(2);
+const levels = Number(minLevels || 0);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: [
@@ -24,6 +27,17 @@ try {
       null,
       { timeout: 40000, polling: 250 },
     );
+    if (levels > 0) {
+      // Ask for the lowest rendition, then the highest: both must load and play.
+      await page.evaluate(() => { window.sluiceHls.currentLevel = 0; });
+      await page.waitForFunction(() => window.sluiceLevelsPlayed && window.sluiceLevelsPlayed[0], null, { timeout: 30000, polling: 250 });
+      await page.evaluate(() => { window.sluiceHls.currentLevel = window.sluiceHls.levels.length - 1; });
+      await page.waitForFunction(
+        () => window.sluiceLevelsPlayed[window.sluiceHls.levels.length - 1] && window.sluiceLevel === window.sluiceHls.levels.length - 1,
+        null,
+        { timeout: 30000, polling: 250 },
+      );
+    }
   } catch (e) {
     ok = false;
   }
@@ -31,6 +45,8 @@ try {
     const v = document.getElementById("v");
     return {
       hlsjs: !!window.Hls,
+      levels: window.sluiceLevels || [],
+      levelsPlayed: Object.keys(window.sluiceLevelsPlayed || {}).length,
       fragments: window.sluiceFragments || 0,
       currentTime: v.currentTime,
       width: v.videoWidth,
@@ -39,6 +55,7 @@ try {
     };
   });
   if (shot) await page.screenshot({ path: shot });
+  if (levels > 0 && state.levels.length < levels) ok = false;
   console.log(JSON.stringify({ ok, ...state, errors }));
   process.exitCode = ok ? 0 : 1;
 } finally {

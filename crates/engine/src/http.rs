@@ -117,24 +117,65 @@ async fn index(State(st): State<AppState>) -> Html<String> {
     ))
 }
 
-async fn player(Path(id): Path<String>) -> Html<String> {
+async fn player(State(st): State<AppState>, Path(id): Path<String>) -> Html<String> {
     let id = html_escape(&id);
+    // Renditions join the master once their first segment is in: wait for them (up to
+    // 20 s) so the player starts with the full ladder.
+    let expected = st.registry.variants_per_stream();
     Html(format!(
         r#"<!doctype html>
 <html><head><meta charset=utf-8><title>Sluice · {id}</title>
-<style>body{{margin:0;background:#111;color:#ddd;font-family:sans-serif}}video{{width:100%;max-height:90vh;background:#000}}#s{{padding:6px}}</style>
+<style>body{{margin:0;background:#111;color:#ddd;font-family:sans-serif}}video{{width:100%;max-height:85vh;background:#000}}#s,#q{{padding:6px}}#q button{{margin-right:4px;background:#333;color:#ddd;border:1px solid #555;border-radius:3px}}#q button.on{{background:#2a6;color:#fff}}</style>
 </head><body>
 <video id=v controls autoplay muted playsinline></video>
+<div id=q></div>
 <div id=s>loading /stream/{id}.m3u8</div>
 <script src="/player/hls.min.js"></script>
 <script>
-const src = "/stream/{id}.m3u8", v = document.getElementById("v"), s = document.getElementById("s");
+const src = "/stream/{id}.m3u8", expected = {expected}, v = document.getElementById("v"), s = document.getElementById("s"), q = document.getElementById("q");
 function status(t) {{ s.textContent = t; }}
-function start() {{
+async function waitForLadder() {{
+  for (let i = 0; i < 40; i++) {{
+    try {{
+      const m = await (await fetch(src, {{ cache: "no-store" }})).text();
+      const n = (m.match(/#EXT-X-STREAM-INF/g) || []).length;
+      if (n >= expected) return;
+      status("waiting for renditions: " + n + " of " + expected);
+    }} catch (e) {{}}
+    await new Promise(r => setTimeout(r, 500));
+  }}
+}}
+function levelName(l) {{ return l.height ? l.height + "p" : Math.round(l.bitrate / 1000) + "k"; }}
+function buttons(hls) {{
+  q.innerHTML = "";
+  const mk = (label, idx) => {{
+    const b = document.createElement("button");
+    b.textContent = label; b.onclick = () => {{ hls.currentLevel = idx; mark(hls); }};
+    b.dataset.level = idx; q.appendChild(b);
+  }};
+  mk("auto", -1);
+  hls.levels.forEach((l, i) => mk(levelName(l) + " · " + Math.round(l.bitrate / 1000) + " kb/s" + (l.url[0].includes("/source.m3u8") ? " (source)" : ""), i));
+  mark(hls);
+}}
+function mark(hls) {{
+  for (const b of q.children) b.className = (+b.dataset.level === (hls.autoLevelEnabled ? -1 : hls.currentLevel)) ? "on" : "";
+}}
+async function start() {{
   if (window.Hls && Hls.isSupported()) {{
+    await waitForLadder();
     const hls = new Hls({{ liveSyncDurationCount: 3 }});
-    hls.on(Hls.Events.MANIFEST_PARSED, () => {{ status("playing " + src); v.play().catch(() => {{}}); }});
-    hls.on(Hls.Events.FRAG_LOADED, (_, d) => {{ window.sluiceFragments = (window.sluiceFragments || 0) + 1; status("playing " + src + " · segment " + d.frag.sn); }});
+    window.sluiceHls = hls;
+    hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {{
+      window.sluiceLevels = d.levels.map(l => ({{ width: l.width, height: l.height, bitrate: l.bitrate }}));
+      status("playing " + src + " · " + d.levels.length + " renditions"); buttons(hls); v.play().catch(() => {{}});
+    }});
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {{ window.sluiceLevel = d.level; mark(hls); }});
+    hls.on(Hls.Events.FRAG_LOADED, (_, d) => {{
+      window.sluiceFragments = (window.sluiceFragments || 0) + 1;
+      window.sluiceLevelsPlayed = Object.assign(window.sluiceLevelsPlayed || {{}}, {{ [d.frag.level]: true }});
+      const l = hls.levels[d.frag.level];
+      status("playing " + src + " · segment " + d.frag.sn + " · " + (l ? levelName(l) : "?"));
+    }});
     hls.on(Hls.Events.ERROR, (_, d) => {{ if (d.fatal) {{ status("error: " + d.details + ", retrying"); setTimeout(() => hls.loadSource(src), 2000); }} }});
     hls.loadSource(src); hls.attachMedia(v);
   }} else if (v.canPlayType("application/vnd.apple.mpegurl")) {{

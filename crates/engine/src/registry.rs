@@ -81,6 +81,12 @@ impl Registry {
         })
     }
 
+    /// Variants a stream's master playlist lists when every rendition is healthy
+    /// (the source plus one per transcoding profile).
+    pub fn variants_per_stream(&self) -> usize {
+        1 + self.transcoding.as_ref().map_or(0, |t| t.profiles().len())
+    }
+
     /// The output of stream `id`.
     pub fn output(&self, id: &str) -> Option<Arc<RwLock<StreamOutput>>> {
         self.lock().get(id).map(|h| h.output.clone())

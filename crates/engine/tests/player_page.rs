@@ -44,3 +44,44 @@ async fn hls_js_plays_the_player_page() {
     publisher.abort();
     gw.shutdown().await;
 }
+
+/// With a local orchestrator (GStreamer on CPU) the player offers the source and two
+/// renditions, and plays both the lowest and the highest when asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn hls_js_plays_every_rendition_of_an_abr_stream() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let web_dir = root.join(engine::DEFAULT_WEB_DIR);
+    let orch = OrchestratorProcess::start(&[]).await;
+    let uri = orch.uri.clone();
+    let gw = gateway_with(|c| {
+        c.web_dir = Some(web_dir.clone());
+        c.playlist_window = 6;
+        c.orch_addr = uri;
+    })
+    .await;
+    let tags = read_flv(Bytes::from_static(engine::DEMO_CLIP)).unwrap();
+    let url = RtmpUrl::parse(&rtmp_url(&gw, "abr")).unwrap();
+    let publisher = tokio::spawn(async move {
+        publish_tags(&tags, &url, &PublishOptions { realtime: true, loops: Some(6) }).await.unwrap();
+    });
+    let shot = std::env::temp_dir().join("sluice-player-abr.png");
+    let out = run(
+        tokio::process::Command::new("node")
+            .arg(root.join("web/test/player.mjs"))
+            .arg(format!("http://{}/player/abr", gw.http_addr))
+            .arg(&shot)
+            .arg("3"),
+        "headless Chromium ABR playback",
+    )
+    .await;
+    let line = out.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no result from the browser:\n{out}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let heights: Vec<u64> = v["levels"].as_array().unwrap().iter().map(|l| l["height"].as_u64().unwrap()).collect();
+    let mut sorted = heights.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![240, 360, 360], "source 360p + P240p + P360p: {v}");
+    assert!(v["levelsPlayed"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(v["errors"].as_array().map(Vec::len), Some(0), "{v}");
+    publisher.abort();
+    gw.shutdown().await;
+}

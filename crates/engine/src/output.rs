@@ -365,6 +365,7 @@ mod tests {
             duration: MediaTime::new(2, Timescale::new(1)),
             discontinuity: false,
             data: Bytes::from(format!("source {seq}")),
+            digest: None,
         }
     }
 

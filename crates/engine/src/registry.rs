@@ -268,6 +268,9 @@ impl StreamTask {
         let metrics = self.registry.metrics.clone();
         let target = MediaTime::from_secs_f64(cfg.segment_duration, Timescale::MPEG);
         let mut seg = Segmenter::new(SegmenterConfig::with_target(target), 0);
+        if self.transcoder.is_some() {
+            seg = seg.with_digest(Box::new(crate::transcode::SegmentKeccak::default()));
+        }
         let mut publisher: Option<mpsc::Receiver<StreamEvent>> = None;
         let mut sessions = 0u64;
         let grace = Duration::from_secs_f64(cfg.stream_grace);

@@ -51,6 +51,20 @@ pub const PARAMS_MAX_IDLE: Duration = Duration::from_secs(120);
 /// (go-livepeer `priceIncreaseThreshold`).
 pub const PRICE_INCREASE_LIMIT: i64 = 2;
 
+/// keccak256 of each segment, computed while the segmenter writes it, so a closed
+/// segment goes to its orchestrator without another pass over its bytes.
+#[derive(Default)]
+pub struct SegmentKeccak(transport::credentials::IncrementalKeccak);
+
+impl segmenter::SegmentDigest for SegmentKeccak {
+    fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish_reset(&mut self) -> [u8; 32] {
+        self.0.finish_reset()
+    }
+}
+
 /// Read-only chain access the gateway may use to judge ticket params and its own
 /// deposit. None is wired in yet: without it the gateway trusts each orchestrator's
 /// params and refreshes them when idle or refused (spec §5.7).
@@ -496,6 +510,7 @@ impl Worker {
         let duration_ms = (seg.duration.as_secs_f64() * 1000.0).round() as i32;
         let sd = seg_data(
             &SegmentRequest {
+                hash: seg.digest,
                 manifest_id: &id,
                 seq: seg.seq,
                 data: &seg.data,

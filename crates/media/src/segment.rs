@@ -20,6 +20,9 @@ pub struct Segment {
     pub discontinuity: bool,
     /// The transport stream bytes, starting with PAT and PMT.
     pub data: Bytes,
+    /// A digest of `data` computed while the segment was written (see
+    /// `segmenter::SegmentDigest`), when the cutter was given one.
+    pub digest: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for Segment {

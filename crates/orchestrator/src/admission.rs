@@ -205,6 +205,7 @@ mod tests {
         let profiles = parse_transcoding_options(DEFAULT_TRANSCODING_OPTIONS).unwrap();
         let caps = job_capabilities(&profiles, false, "");
         let req = SegmentRequest {
+            hash: None,
             manifest_id: "stream",
             seq,
             data: body,
@@ -272,6 +273,7 @@ mod tests {
         let profiles = parse_transcoding_options(DEFAULT_TRANSCODING_OPTIONS).unwrap();
         let caps = job_capabilities(&profiles, false, "");
         let req = SegmentRequest {
+            hash: None,
             manifest_id: "s",
             seq: 0,
             data: b"abc",

@@ -105,6 +105,7 @@ impl Gw {
         let caps = job_capabilities(&profs, false, "");
         let mut sd = seg_data(
             &SegmentRequest {
+                hash: None,
                 manifest_id: "paid",
                 seq,
                 data: &data,

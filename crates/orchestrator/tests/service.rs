@@ -47,6 +47,7 @@ async fn submit(
     let profs = profiles();
     let sd = seg_data(
         &SegmentRequest {
+            hash: None,
             manifest_id: "test",
             seq: seg.seq,
             data: &seg.data,

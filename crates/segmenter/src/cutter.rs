@@ -76,6 +76,16 @@ pub struct SegmenterStats {
     pub timestamp_jumps: u64,
 }
 
+/// Digests a segment's bytes as they are written, so the digest is ready the moment the
+/// segment closes instead of costing a pass over it afterwards (a gateway needs the
+/// segment's keccak256 before it can send it to an orchestrator).
+pub trait SegmentDigest: Send {
+    /// Feeds the next bytes of the open segment.
+    fn update(&mut self, bytes: &[u8]);
+    /// The digest of everything fed since the last call; starts over.
+    fn finish_reset(&mut self) -> [u8; 32];
+}
+
 /// The cutter. See the module docs.
 pub struct Segmenter {
     config: SegmenterConfig,
@@ -97,6 +107,9 @@ pub struct Segmenter {
     capacity_hint: usize,
     /// A finished segment's buffer handed back by [`Segmenter::recycle`].
     spare: Option<BytesMut>,
+    digest: Option<Box<dyn SegmentDigest>>,
+    /// Bytes of `buf` already fed to `digest`.
+    digested: usize,
 }
 
 /// Room reserved for a stream's first segment: a 2 s segment at about 4 Mbit/s. Later
@@ -130,6 +143,21 @@ impl Segmenter {
             stats: SegmenterStats::default(),
             capacity_hint: FIRST_SEGMENT_CAPACITY,
             spare: None,
+            digest: None,
+            digested: 0,
+        }
+    }
+
+    /// Digests every segment while it is written; each [`Segment`] then carries it.
+    pub fn with_digest(mut self, digest: Box<dyn SegmentDigest>) -> Self {
+        self.digest = Some(digest);
+        self
+    }
+
+    fn feed_digest(&mut self) {
+        if let Some(d) = self.digest.as_mut() {
+            d.update(&self.buf[self.digested..]);
+            self.digested = self.buf.len();
         }
     }
 
@@ -248,6 +276,7 @@ impl Segmenter {
             let muxer = self.muxer.as_mut().expect("just opened");
             muxer.write_access_unit(au, &mut self.buf);
         }
+        self.feed_digest();
         self.stats.access_units += 1;
         self.last_dts[t] = Some(dts);
         let frame_end = pts + self.frame_dur[t];
@@ -271,6 +300,7 @@ impl Segmenter {
         }
         let muxer = self.muxer.as_mut().expect("set above");
         muxer.write_tables(&mut self.buf);
+        self.feed_digest();
         self.open = Some(Open { seq: self.next_seq, start, discontinuity: self.discontinuity_pending });
         self.next_seq += 1;
         self.discontinuity_pending = false;
@@ -283,6 +313,9 @@ impl Segmenter {
         if duration.ticks() <= 0 {
             duration = self.frame_dur[0];
         }
+        self.feed_digest();
+        let digest = self.digest.as_mut().map(|d| d.finish_reset());
+        self.digested = 0;
         let data = self.buf.split().freeze();
         // A quarter more than this one: segments of a stream vary by a few per cent, and
         // the occasional larger one costs one reallocation.
@@ -293,6 +326,7 @@ impl Segmenter {
             duration,
             discontinuity: open.discontinuity,
             data,
+            digest,
         });
         self.end = None;
     }

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, Timescale, TrackInfo, TrackKind};
 use proptest::prelude::*;
+use segmenter::SegmentDigest;
 use segmenter::ts::demux::TsDemuxer;
 use segmenter::ts::mux::{TsMuxer, TsTracks};
 use segmenter::ts::{PACKET_SIZE, SYNC};
@@ -119,6 +120,23 @@ fn same(a: &AccessUnit, b: &AccessUnit) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A streaming digest for tests: SipHash over the bytes, whatever the chunking.
+#[derive(Default)]
+struct Sip(std::collections::hash_map::DefaultHasher);
+
+impl SegmentDigest for Sip {
+    fn update(&mut self, bytes: &[u8]) {
+        std::hash::Hasher::write(&mut self.0, bytes);
+    }
+    fn finish_reset(&mut self) -> [u8; 32] {
+        let h = std::hash::Hasher::finish(&self.0);
+        self.0 = Default::default();
+        let mut out = [0; 32];
+        out[..8].copy_from_slice(&h.to_le_bytes());
+        out
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -159,7 +177,7 @@ proptest! {
     #[test]
     fn cutter_segments_hold_every_access_unit(specs in arb_units()) {
         let aus = build(&specs, 0);
-        let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+        let mut seg = Segmenter::new(SegmenterConfig::default(), 0).with_digest(Box::new(Sip::default()));
         seg.handle_tracks(TrackInfo { video: None, audio: Some(aac()) });
         // Audio only, so nothing is dropped waiting for a keyframe.
         let audio: Vec<_> = aus.into_iter().filter(|a| a.track == TrackKind::Audio).collect();
@@ -172,6 +190,10 @@ proptest! {
         while let Some(s) = seg.poll_segment() {
             seqs.push(s.seq);
             prop_assert!(s.duration.ticks() > 0);
+            // The digest fed while writing covers exactly the segment's bytes.
+            let mut whole = Sip::default();
+            whole.update(&s.data);
+            prop_assert_eq!(s.digest, Some(whole.finish_reset()));
             all.extend(demux_all(&s.data, 4096));
         }
         prop_assert_eq!(seqs.clone(), (0..seqs.len() as u64).collect::<Vec<_>>(), "consecutive sequence numbers");

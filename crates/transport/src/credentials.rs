@@ -9,6 +9,22 @@ pub fn keccak256(data: &[u8]) -> [u8; 32] {
     Keccak256::digest(data).into()
 }
 
+/// An incremental keccak256, for digesting a segment while it is written.
+#[derive(Default, Clone)]
+pub struct IncrementalKeccak(Keccak256);
+
+impl IncrementalKeccak {
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        sha3::Digest::update(&mut self.0, data);
+    }
+
+    /// The digest so far; starts over.
+    pub fn finish_reset(&mut self) -> [u8; 32] {
+        sha3::Digest::finalize_reset(&mut self.0).into()
+    }
+}
+
 /// The digest an Ethereum `personal_sign` of the 32-byte value `x` signs (§3.1):
 /// keccak256("\x19Ethereum Signed Message:\n32" ‖ x).
 pub fn personal_sign_digest(x: &[u8; 32]) -> [u8; 32] {

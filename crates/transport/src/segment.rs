@@ -31,6 +31,8 @@ pub struct SegmentRequest<'a> {
     pub seq: u64,
     /// The segment bytes (hashed, not copied).
     pub data: &'a [u8],
+    /// keccak256 of `data` if already known (digested while the segment was written).
+    pub hash: Option<[u8; 32]>,
     /// Duration in milliseconds.
     pub duration_ms: i32,
     /// Output profiles, in rendition order.
@@ -44,7 +46,7 @@ pub struct SegmentRequest<'a> {
 /// Builds the `SegData` for a segment. With a signer (on-chain) it carries the segment
 /// credentials signature (§3.2); off-chain it carries none.
 pub fn seg_data(req: &SegmentRequest<'_>, signer: Option<&EthSigner>) -> SegData {
-    let hash = keccak256(req.data);
+    let hash = req.hash.unwrap_or_else(|| keccak256(req.data));
     let sig = signer.map(|s| {
         let flat =
             flatten_segment(req.manifest_id.as_bytes(), req.seq, &hash, req.profiles.iter().map(|p| p.name.as_str()));
@@ -139,6 +141,7 @@ mod tests {
         let caps = job_capabilities(&profiles, false, "");
         let token = AuthToken { token: vec![1, 2], session_id: "0a0b0c0d".into(), expiration: 99 };
         let req = SegmentRequest {
+            hash: None,
             manifest_id: "abcd",
             seq: 3,
             data: b"",
@@ -174,6 +177,7 @@ mod tests {
         let req = |p: &[VideoProfile]| {
             seg_data(
                 &SegmentRequest {
+                    hash: None,
                     manifest_id: "m",
                     seq: 0,
                     data: b"x",

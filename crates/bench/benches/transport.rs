@@ -79,6 +79,17 @@ impl Job {
         }
     }
 
+    /// What the gateway does when a result brings new ticket params: take them and sign
+    /// the next segment's tickets ahead.
+    fn next_params(&mut self, seq: u64) {
+        if let Some(t) = self.tickets.as_mut() {
+            let mut tp = ticket_params();
+            tp.recipient_rand_hash[..8].copy_from_slice(&seq.to_be_bytes());
+            t.update_params(&tp).unwrap();
+            t.presign(3).unwrap();
+        }
+    }
+
     /// Everything the gateway computes for one segment: (Livepeer-Segment, Livepeer-Payment).
     fn headers(&mut self, seq: u64, data: &[u8], hash: Option<[u8; 32]>) -> (String, String) {
         let sd = seg_data(
@@ -102,10 +113,6 @@ impl Job {
                 }
                 let fee = segment_fee(estimated_pixels(&self.profiles, 2.0), &price_per_pixel(&price()).unwrap());
                 let n = tickets_needed(&BigRational::zero(), &fee, &t.ticket_ev()).count;
-                // Fresh params per segment, as every result brings (nonce restarts).
-                let mut tp = ticket_params();
-                tp.recipient_rand_hash[0] = seq as u8;
-                t.update_params(&tp).unwrap();
                 payment_header(Some(&t.payment(n, &price()).unwrap()))
             }
         };
@@ -156,21 +163,50 @@ fn per_segment_work(c: &mut Criterion) {
     g.finish();
     let hash = Some(transport::credentials::keccak256(&data));
     let mut g = c.benchmark_group("per_segment_after_close");
-    for paid in [false, true] {
-        let mut job = Job::new(paid);
-        let name = if paid { "segdata_signed_and_3_tickets" } else { "segdata_offchain" };
-        let mut seq = 0;
-        g.bench_function(name, |b| {
-            b.iter(|| {
+    let mut job = Job::new(false);
+    let mut seq = 0;
+    g.bench_function("segdata_offchain", |b| {
+        b.iter(|| {
+            seq += 1;
+            job.headers(seq, &data, hash)
+        })
+    });
+    // Paid, everything signed after the segment closes (no presigning).
+    let mut job = Job::new(true);
+    g.bench_function("segdata_signed_and_3_tickets", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
                 seq += 1;
-                job.headers(seq, &data, hash)
-            })
-        });
-    }
+                let mut tp = ticket_params();
+                tp.recipient_rand_hash[..8].copy_from_slice(&seq.to_be_bytes());
+                job.tickets.as_mut().unwrap().update_params(&tp).unwrap();
+                let t = Instant::now();
+                std::hint::black_box(job.headers(seq, &data, hash));
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    // Paid, tickets presigned when the previous result arrived (what the gateway does).
+    g.bench_function("segdata_signed_tickets_presigned", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                seq += 1;
+                job.next_params(seq);
+                let t = Instant::now();
+                std::hint::black_box(job.headers(seq, &data, hash));
+                total += t.elapsed();
+            }
+            total
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("protobuf");
     let mut job = Job::new(true);
+    job.next_params(1);
     let (seg_h, pay_h) = job.headers(1, &data, None);
     g.bench_function("segdata_decode_base64", |b| {
         b.iter(|| transport::segment::decode_segment_header(&seg_h).unwrap())
@@ -282,6 +318,7 @@ fn segment_to_wire(c: &mut Criterion) {
         let mut job = Job::new(paid);
         let mut seq = 0u64;
         // Warm the pooled connection.
+        job.next_params(0);
         let (s, p) = job.headers(0, &data, hash);
         rt.block_on(net.submit(&uri, &s, &p, data.clone(), timeouts)).unwrap();
         while arrivals.try_recv().is_ok() {}
@@ -290,6 +327,7 @@ fn segment_to_wire(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     seq += 1;
+                    job.next_params(seq);
                     let closed = Instant::now();
                     let (s, p) = job.headers(seq, &data, hash);
                     let r = rt.block_on(async {

@@ -9,6 +9,19 @@ use std::time::Duration;
 /// Upper bounds (seconds) of the transcode latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
 
+/// Upper bounds (seconds) of the dispatch histogram: segment closed to request handed to
+/// the HTTP client (credentials, tickets, queueing behind the stream's previous segment).
+pub const DISPATCH_BUCKETS: [f64; 14] =
+    [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0];
+
+/// Dispatch latencies.
+#[derive(Debug, Default, Clone)]
+struct Dispatch {
+    buckets: [u64; DISPATCH_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
 /// One orchestrator's transcode latencies.
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -53,6 +66,7 @@ pub struct Metrics {
     ev_paid_wei_bits: AtomicU64,
     /// Transcode latency per orchestrator.
     latency: Mutex<BTreeMap<String, Histogram>>,
+    dispatch: Mutex<Dispatch>,
 }
 
 impl Metrics {
@@ -89,6 +103,31 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += secs;
+    }
+
+    /// Records how long a closed segment took to be handed to the HTTP client.
+    pub fn observe_dispatch(&self, took: Duration) {
+        let mut d = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
+        let secs = took.as_secs_f64();
+        for (i, le) in DISPATCH_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                d.buckets[i] += 1;
+            }
+        }
+        d.count += 1;
+        d.sum += secs;
+    }
+
+    /// The upper bound of the dispatch bucket holding quantile `q` (0..1), the count and
+    /// the mean; `None` before any dispatch.
+    pub fn dispatch_quantile(&self, q: f64) -> Option<(f64, u64, f64)> {
+        let d = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
+        if d.count == 0 {
+            return None;
+        }
+        let want = (q * d.count as f64).ceil() as u64;
+        let bound = DISPATCH_BUCKETS.iter().zip(d.buckets).find(|(_, n)| *n >= want).map_or(f64::INFINITY, |(b, _)| *b);
+        Some((bound, d.count, d.sum / d.count as f64))
     }
 
     /// The Prometheus exposition.
@@ -146,6 +185,19 @@ impl Metrics {
             "# HELP sluice_ev_paid_wei_total Expected value of the tickets sent, in wei.\n# TYPE sluice_ev_paid_wei_total counter\nsluice_ev_paid_wei_total {}",
             self.ev_paid_wei()
         );
+        {
+            let d = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(
+                s,
+                "# HELP sluice_segment_dispatch_seconds Segment closed to its request handed to the HTTP client.\n# TYPE sluice_segment_dispatch_seconds histogram"
+            );
+            for (le, n) in DISPATCH_BUCKETS.iter().zip(d.buckets) {
+                let _ = writeln!(s, "sluice_segment_dispatch_seconds_bucket{{le=\"{le}\"}} {n}");
+            }
+            let _ = writeln!(s, "sluice_segment_dispatch_seconds_bucket{{le=\"+Inf\"}} {}", d.count);
+            let _ = writeln!(s, "sluice_segment_dispatch_seconds_sum {}", d.sum);
+            let _ = writeln!(s, "sluice_segment_dispatch_seconds_count {}", d.count);
+        }
         let lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(
             s,

@@ -362,7 +362,8 @@ impl Worker {
             }
             let orch = self.session.as_ref().map(|s| s.orch.to_string()).unwrap_or_default();
             let started = Instant::now();
-            match self.attempt(seg).await {
+            let closed = (attempts == 1).then_some(queued);
+            match self.attempt(seg, closed).await {
                 Ok(a) => {
                     self.t.metrics.observe_transcode(&orch, started.elapsed(), true);
                     debug!(seq = seg.seq, %orch, ms = started.elapsed().as_millis() as u64, tickets = a.tickets, "segment transcoded");
@@ -502,7 +503,8 @@ impl Worker {
     }
 
     /// One try of one segment on the current session.
-    async fn attempt(&mut self, seg: &Segment) -> Result<Attempt, Failure> {
+    /// `closed`: when the segment closed, on its first attempt (for the dispatch metric).
+    async fn attempt(&mut self, seg: &Segment, closed: Option<Instant>) -> Result<Attempt, Failure> {
         let t = self.t.clone();
         let id = self.id.clone();
         let signer = t.payer.as_ref().map(|p| &p.signer);
@@ -551,6 +553,9 @@ impl Worker {
         };
         let timeouts = SegmentTimeouts::for_duration(Duration::from_secs_f64(seg.duration.as_secs_f64().max(0.0)), 1.0);
         Metrics::add(&t.metrics.transcode_bytes_out_total, seg.data.len() as u64);
+        if let Some(c) = closed {
+            t.metrics.observe_dispatch(c.elapsed());
+        }
         let submitted =
             t.net.submit(&session.info.transcoder, &segment_header(&sd), &pay_header, seg.data.clone(), timeouts).await;
         let recipient = session.recipient;
@@ -640,6 +645,14 @@ impl Worker {
                 verify_results(&parts, &data.sig, &addr)
                     .map_err(|e| Failure::new(format!("result signature: {e}"), Next::Failover))?;
             }
+        }
+        // Sign the next segment's tickets now, under the params this result brought, so
+        // the signatures are off the next segment's path to the wire.
+        if tickets > 0
+            && let Some(sender) = self.session.as_mut().and_then(|s| s.tickets.as_mut())
+            && let Err(e) = sender.presign(tickets)
+        {
+            debug!(error = %e, "cannot presign tickets");
         }
         Ok(Attempt { renditions, upload: sub.upload, tickets })
     }

@@ -129,16 +129,23 @@ struct ActiveParams {
 }
 
 /// Builds payments for one orchestrator: tracks its ticket params and nonces (§5.4, §5.7).
+///
+/// Tickets can be signed ahead ([`TicketSender::presign`]) as soon as new params arrive,
+/// so the signatures are not on the path from a closed segment to its request. Signed
+/// tickets left unused when the params change are dropped; their nonces are simply never
+/// sent, which the orchestrator does not mind (it only refuses a nonce seen twice).
 #[derive(Debug)]
 pub struct TicketSender {
     signer: EthSigner,
     active: Option<ActiveParams>,
+    /// Tickets signed ahead under the active params, lowest nonce first.
+    presigned: std::collections::VecDeque<TicketSenderParams>,
 }
 
 impl TicketSender {
     /// A sender signing as `signer`.
     pub fn new(signer: EthSigner) -> Self {
-        TicketSender { signer, active: None }
+        TicketSender { signer, active: None, presigned: Default::default() }
     }
 
     /// Takes new ticket params (from `GetOrchestrator` or a `TranscodeResult.info`). New
@@ -156,7 +163,10 @@ impl TicketSender {
         }
         let nonce = match &self.active {
             Some(a) if a.recipient_rand_hash == recipient_rand_hash => a.nonce,
-            _ => 0,
+            _ => {
+                self.presigned.clear();
+                0
+            }
         };
         self.active = Some(ActiveParams {
             wire: tp.clone(),
@@ -189,6 +199,34 @@ impl TicketSender {
         if count == 0 {
             return Ok(p);
         }
+        let from_presigned = (count as usize).min(self.presigned.len());
+        p.ticket_sender_params.extend(self.presigned.drain(..from_presigned));
+        let fresh = self.sign(count - from_presigned as u32)?;
+        p.ticket_sender_params.extend(fresh);
+        let a = self.active.as_ref().ok_or(PmError::NoTicketParams)?;
+        // The O's params echoed, fields 1–6; the expiration params travel separately.
+        p.ticket_params = Some(TicketParams { expiration_params: None, ..a.wire.clone() });
+        p.expiration_params = Some(a.expiration.clone());
+        Ok(p)
+    }
+
+    /// Signs `count` tickets under the current params now, for the next payments.
+    pub fn presign(&mut self, count: u32) -> Result<(), PmError> {
+        let have = self.presigned.len() as u32;
+        if count > have {
+            let more = self.sign(count - have)?;
+            self.presigned.extend(more);
+        }
+        Ok(())
+    }
+
+    /// Tickets signed ahead and not yet sent.
+    pub fn presigned(&self) -> usize {
+        self.presigned.len()
+    }
+
+    /// Signs `count` tickets with the next nonces.
+    fn sign(&mut self, count: u32) -> Result<Vec<TicketSenderParams>, PmError> {
         let sender = self.signer.address();
         let a = self.active.as_mut().ok_or(PmError::NoTicketParams)?;
         if a.nonce.saturating_add(count) > MAX_SENDER_NONCES {
@@ -198,6 +236,7 @@ impl TicketSender {
         if a.expiration.creation_round_block_hash.len() == 32 {
             block_hash.copy_from_slice(&a.expiration.creation_round_block_hash);
         }
+        let mut out = Vec::with_capacity(count as usize);
         for _ in 0..count {
             a.nonce += 1;
             let ticket = Ticket {
@@ -211,12 +250,9 @@ impl TicketSender {
                 creation_round_block_hash: block_hash,
             };
             let sig = self.signer.personal_sign(&ticket.hash());
-            p.ticket_sender_params.push(TicketSenderParams { sender_nonce: a.nonce, sig: sig.to_vec() });
+            out.push(TicketSenderParams { sender_nonce: a.nonce, sig: sig.to_vec() });
         }
-        // The O's params echoed, fields 1–6; the expiration params travel separately.
-        p.ticket_params = Some(TicketParams { expiration_params: None, ..a.wire.clone() });
-        p.expiration_params = Some(a.expiration.clone());
-        Ok(p)
+        Ok(out)
     }
 }
 
@@ -334,5 +370,44 @@ mod tests {
         let mut p = params(1);
         p.face_value = vec![1; 33];
         assert_eq!(s.update_params(&p), Err(PmError::InvalidParams("face_value")));
+    }
+
+    #[test]
+    fn presigned_tickets_are_used_first_and_dropped_with_their_params() {
+        let signer = EthSigner::from_hex("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318").unwrap();
+        let tp = |r: u8| TicketParams {
+            recipient: vec![1; 20],
+            face_value: vec![1, 0],
+            win_prob: vec![1],
+            recipient_rand_hash: vec![r; 32],
+            ..Default::default()
+        };
+        let price = PriceInfo { price_per_unit: 1, pixels_per_unit: 1, ..Default::default() };
+        let mut s = TicketSender::new(signer.clone());
+        s.update_params(&tp(1)).unwrap();
+        s.presign(3).unwrap();
+        assert_eq!(s.presigned(), 3);
+        let p = s.payment(2, &price).unwrap();
+        assert_eq!(p.ticket_sender_params.iter().map(|t| t.sender_nonce).collect::<Vec<_>>(), [1, 2]);
+        let p = s.payment(3, &price).unwrap();
+        assert_eq!(p.ticket_sender_params.iter().map(|t| t.sender_nonce).collect::<Vec<_>>(), [3, 4, 5]);
+        // Presigned tickets carry valid signatures for their nonce.
+        let t = Ticket {
+            recipient: [1; 20],
+            sender: signer.address(),
+            face_value: u256_from_minimal(&[1, 0]).unwrap(),
+            win_prob: u256_from_minimal(&[1]).unwrap(),
+            sender_nonce: 3,
+            recipient_rand_hash: [1; 32],
+            creation_round: 0,
+            creation_round_block_hash: [0; 32],
+        };
+        assert_eq!(recover_personal(&t.hash(), &p.ticket_sender_params[0].sig), Ok(signer.address()));
+        // New params: leftovers dropped, nonces restart.
+        s.presign(2).unwrap();
+        s.update_params(&tp(2)).unwrap();
+        assert_eq!(s.presigned(), 0);
+        let p = s.payment(1, &price).unwrap();
+        assert_eq!(p.ticket_sender_params[0].sender_nonce, 1);
     }
 }

@@ -1,0 +1,175 @@
+//! Load generator: one gateway, N live RTMP streams published in real time, transcoded
+//! through K local echo orchestrators (TLS, the real protocol; renditions are the input,
+//! so what is measured is the gateway, not x264).
+//!
+//!   cargo run --release -p bench --bin loadgen -- --streams 200 --orchestrators 2 --seconds 60
+//!
+//! Prints a progress line every 10 s and a summary: segments transcoded and failed, the
+//! dispatch latency (segment closed → request handed to the HTTP client) p50/p99 from
+//! the gateway's histogram, the upload latency p99 (request → orchestrator's response
+//! headers), and the process's CPU use. Exits non-zero if any segment failed.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use engine::publish::{PublishOptions, publish_tags, read_flv};
+use engine::{Gateway, GatewayConfig};
+use ingest::publisher::RtmpUrl;
+use orchestrator::service::{OrchestratorConfig, start};
+use orchestrator::transcode::EchoTranscoder;
+
+struct Args {
+    streams: usize,
+    orchestrators: usize,
+    seconds: u64,
+    paid: bool,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args { streams: 200, orchestrators: 2, seconds: 60, paid: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = |what: &str| -> anyhow::Result<u64> {
+            it.next().with_context(|| format!("{what} needs a value"))?.parse().with_context(|| format!("{what}: not a number"))
+        };
+        match flag.as_str() {
+            "--streams" => a.streams = num("--streams")? as usize,
+            "--orchestrators" => a.orchestrators = num("--orchestrators")? as usize,
+            "--seconds" => a.seconds = num("--seconds")?,
+            "--paid" => a.paid = true,
+            "-h" | "--help" => {
+                println!(
+                    "loadgen [--streams N] [--orchestrators K] [--seconds S] [--paid]\n\
+                     N real-time RTMP streams into one gateway, transcoded by K local echo orchestrators."
+                );
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    anyhow::ensure!(a.streams > 0 && a.orchestrators > 0, "--streams and --orchestrators must be positive");
+    Ok(a)
+}
+
+/// User + system CPU seconds of this process.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+const GATEWAY_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+const ORCH_KEY: &str = "8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    let mut orchs = Vec::new();
+    for _ in 0..a.orchestrators {
+        let mut cfg = OrchestratorConfig::new("127.0.0.1:0".parse()?, Arc::new(EchoTranscoder));
+        cfg.max_sessions = a.streams * 2;
+        if a.paid {
+            cfg.signer = Some(transport::identity::EthSigner::from_hex(ORCH_KEY).map_err(anyhow::Error::msg)?);
+            cfg.price = transport::proto::PriceInfo { price_per_unit: 1000, pixels_per_unit: 1, ..Default::default() };
+        }
+        orchs.push(start(cfg).await?);
+    }
+    let any = "127.0.0.1:0".parse()?;
+    let mut config = GatewayConfig {
+        rtmp_addr: any,
+        http_addr: any,
+        cli_addr: any,
+        max_streams: a.streams + 16,
+        stream_grace: 5.0,
+        orch_addr: orchs.iter().map(|o| o.service_uri.clone()).collect::<Vec<_>>().join(","),
+        ..Default::default()
+    };
+    if a.paid {
+        let key = std::env::temp_dir().join(format!("loadgen-{}.key", std::process::id()));
+        std::fs::write(&key, GATEWAY_KEY)?;
+        config.network = "arbitrum-one-mainnet".into();
+        config.eth_key_file = Some(key);
+    }
+    let gw = Gateway::start(config).await?;
+    let tags = Arc::new(read_flv(Bytes::from_static(engine::DEMO_CLIP))?);
+    println!(
+        "loadgen: {} streams → gateway {} → {} echo orchestrators{}, {} s",
+        a.streams,
+        gw.rtmp_addr,
+        a.orchestrators,
+        if a.paid { " (paid)" } else { "" },
+        a.seconds
+    );
+    let mut publishers = Vec::new();
+    for i in 0..a.streams {
+        let tags = tags.clone();
+        let url = RtmpUrl { addr: gw.rtmp_addr.to_string(), app: "live".into(), name: format!("load{i}") };
+        publishers.push(tokio::spawn(async move {
+            // Spread the streams' keyframes over the first two seconds.
+            tokio::time::sleep(Duration::from_millis((i as u64 * 2000) / 200)).await;
+            publish_tags(&tags, &url, &PublishOptions { realtime: true, loops: None }).await
+        }));
+    }
+    let (t0, cpu0) = (Instant::now(), cpu_seconds());
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    while t0.elapsed() < Duration::from_secs(a.seconds) {
+        tick.tick().await;
+        let m = gw.metrics();
+        let live = gw.registry().list().iter().filter(|s| s.stats.live).count();
+        let d = m.dispatch_quantile(0.99).map_or("-".into(), |(b, ..)| format!("{:.3} ms", b * 1e3));
+        println!(
+            "[{:>4.0} s] live {live}  segments {}  transcoded {}  failed {}  dispatch p99 ≤ {d}  cpu {:.0}%",
+            t0.elapsed().as_secs_f64(),
+            m.segments_total.load(std::sync::atomic::Ordering::Relaxed),
+            m.transcoded_total.load(std::sync::atomic::Ordering::Relaxed),
+            m.transcode_failures_total.load(std::sync::atomic::Ordering::Relaxed),
+            (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64() * 100.0,
+        );
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    for p in &publishers {
+        p.abort();
+    }
+    let m = gw.metrics();
+    let transcoded = m.transcoded_total.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = m.transcode_failures_total.load(std::sync::atomic::Ordering::Relaxed);
+    let mut uploads: Vec<f64> = gw
+        .registry()
+        .list()
+        .iter()
+        .flat_map(|s| s.transcode.recent.iter().filter_map(|r| r.upload_ms).collect::<Vec<_>>())
+        .collect();
+    uploads.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], q: f64| v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+    let (p50, ..) = m.dispatch_quantile(0.5).unwrap_or((f64::NAN, 0, f64::NAN));
+    let (p99, n, mean) = m.dispatch_quantile(0.99).unwrap_or((f64::NAN, 0, f64::NAN));
+    println!("--- summary ---");
+    println!("streams {}  orchestrators {}  wall {:.1} s", a.streams, a.orchestrators, wall);
+    println!("segments transcoded {transcoded}  failed {failed}");
+    println!(
+        "dispatch (closed → request to HTTP client): n {n}  mean {:.3} ms  p50 ≤ {:.3} ms  p99 ≤ {:.3} ms",
+        mean * 1e3,
+        p50 * 1e3,
+        p99 * 1e3
+    );
+    println!(
+        "upload (request → response headers, last 32 per stream): p50 {:.2} ms  p99 {:.2} ms",
+        pct(&uploads, 0.5),
+        pct(&uploads, 0.99)
+    );
+    println!("process CPU {:.1} s over {:.1} s = {:.0}% of one core (gateway + publishers + orchestrators)", cpu, wall, cpu / wall * 100.0);
+    gw.shutdown().await;
+    for o in orchs {
+        o.shutdown().await;
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} segments failed to transcode");
+    }
+    Ok(())
+}

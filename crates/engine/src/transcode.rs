@@ -27,7 +27,6 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 use transport::capabilities::job_capabilities;
 use transport::client::{DOWNLOAD_TIMEOUT, NetError, OrchestratorNet};
-use transport::credentials::keccak256;
 use transport::identity::{Address, EthSigner, eip55};
 use transport::orch_addr::{OrchestratorUri, parse_orch_addrs};
 use transport::pm::{Balances, TicketSender, price_per_pixel, segment_fee, tickets_needed};
@@ -65,12 +64,22 @@ impl segmenter::SegmentDigest for SegmentKeccak {
     }
 }
 
-/// Read-only chain access the gateway may use to judge ticket params and its own
-/// deposit. None is wired in yet: without it the gateway trusts each orchestrator's
-/// params and refreshes them when idle or refused (spec §5.7).
+/// Read-only chain access the gateway uses to judge ticket params (spec §5.7). No
+/// JSON-RPC implementation ships yet (`--eth-url` is not offered): without one the
+/// gateway trusts each orchestrator's params and refreshes them when idle or refused.
 pub trait ChainView: Send + Sync {
     /// The latest L1 block number, if known.
     fn latest_l1_block(&self) -> Option<u64>;
+}
+
+/// go-livepeer's `ValidateTicketParams` expiry rule: params are stale once their
+/// expiration block is at most one block ahead of the latest L1 block.
+pub fn params_expired(tp: &transport::proto::TicketParams, latest_l1_block: u64) -> bool {
+    let exp = tp.expiration_block.iter().try_fold(0u64, |acc, b| acc.checked_mul(256).map(|v| v + *b as u64));
+    match exp {
+        Some(e) => e.saturating_sub(latest_l1_block) <= 1,
+        None => false, // beyond u64: far in the future
+    }
 }
 
 /// The gateway's paying identity.
@@ -100,6 +109,8 @@ pub struct Transcoding {
     metrics: Arc<Metrics>,
     /// Streams start on different orchestrators, round robin.
     next: AtomicUsize,
+    /// Chain access, when available.
+    chain: Option<Arc<dyn ChainView>>,
 }
 
 impl Transcoding {
@@ -140,6 +151,7 @@ impl Transcoding {
             payer,
             metrics,
             next: AtomicUsize::new(0),
+            chain: None,
         })))
     }
 
@@ -244,11 +256,23 @@ impl Session {
         self.info.auth_token.as_ref().map(|t| t.session_id.as_str()).unwrap_or("")
     }
 
-    fn needs_refresh(&self, paid: bool) -> bool {
+    /// True when the session should be replaced before the next segment: the auth token
+    /// is in its last minutes, or (paid) the ticket params are stale by the chain's
+    /// latest block, or, without chain access, have not been refreshed for a while.
+    fn needs_refresh(&self, paid: bool, chain: Option<&dyn ChainView>) -> bool {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let expiring =
             self.info.auth_token.as_ref().is_some_and(|t| t.expiration - now < TOKEN_REFRESH_MARGIN.as_secs() as i64);
-        expiring || (paid && self.info_at.elapsed() > PARAMS_MAX_IDLE)
+        if expiring {
+            return true;
+        }
+        if !paid {
+            return false;
+        }
+        match (chain.and_then(|c| c.latest_l1_block()), self.info.ticket_params.as_ref()) {
+            (Some(block), Some(tp)) => params_expired(tp, block),
+            _ => self.info_at.elapsed() > PARAMS_MAX_IDLE,
+        }
     }
 }
 
@@ -390,7 +414,7 @@ impl Worker {
     async fn ensure_session(&mut self) -> Result<(), String> {
         let paid = self.t.payer.is_some();
         if let Some(s) = &self.session {
-            if !s.needs_refresh(paid) {
+            if !s.needs_refresh(paid, self.t.chain.as_deref()) {
                 return Ok(());
             }
             debug!(session = %s.session_id(), "refreshing orchestrator session");
@@ -713,11 +737,6 @@ fn end_quietly(net: OrchestratorNet, s: Session) {
     }
 }
 
-/// keccak256 over the request signature input, exposed for tests of §3.3.
-pub fn request_digest(address: &Address) -> [u8; 32] {
-    keccak256(eip55(address).as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -739,11 +758,46 @@ mod tests {
         assert_eq!(classify_net(NetError::Timeout("upload")).next, Next::Failover);
     }
 
+    struct Block(u64);
+    impl ChainView for Block {
+        fn latest_l1_block(&self) -> Option<u64> {
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn stale_params_are_judged_by_the_chain_when_there_is_one() {
+        let tp = transport::proto::TicketParams { expiration_block: vec![0x04, 0x10], ..Default::default() }; // 1040
+        assert!(!params_expired(&tp, 1000));
+        assert!(!params_expired(&tp, 1038));
+        assert!(params_expired(&tp, 1039), "one block ahead is already stale");
+        assert!(params_expired(&tp, 2000));
+        assert!(!params_expired(&transport::proto::TicketParams { expiration_block: vec![1; 9], ..Default::default() }, 5));
+        let s = Session {
+            orch: transport::orch_addr::parse_orch_addrs("127.0.0.1").unwrap().remove(0),
+            info: OrchestratorInfo {
+                ticket_params: Some(tp),
+                auth_token: Some(transport::proto::AuthToken { expiration: i64::MAX, ..Default::default() }),
+                ..Default::default()
+            },
+            recipient: [0; 20],
+            tickets: None,
+            start_price: None,
+            info_at: Instant::now(),
+        };
+        assert!(!s.needs_refresh(true, None), "fresh params, no chain: keep");
+        assert!(!s.needs_refresh(true, Some(&Block(1000))));
+        assert!(s.needs_refresh(true, Some(&Block(1039))));
+        assert!(!s.needs_refresh(false, Some(&Block(1039))), "off-chain sessions have no params to expire");
+    }
+
     #[test]
     fn request_signature_recovers_to_the_payer() {
         let signer = EthSigner::from_hex("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318").unwrap();
         let p = Payer::new(signer.clone(), None);
-        let who = transport::identity::recover_personal(&request_digest(&signer.address()), &p.request_sig).unwrap();
+        // §3.3: personal_sign(keccak256(EIP-55 address string)).
+        let digest = transport::credentials::keccak256(eip55(&signer.address()).as_bytes());
+        let who = transport::identity::recover_personal(&digest, &p.request_sig).unwrap();
         assert_eq!(who, signer.address());
     }
 }

@@ -411,12 +411,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                     parallel,
                     std::env::temp_dir().join("sluice-demo-orchestrator"),
                 ));
-                let o = orchestrator::service::start(orchestrator::service::OrchestratorConfig::new(
-                    args.orchestrator_addr,
-                    t,
-                ))
-                .await
-                .with_context(|| format!("starting the local orchestrator on {}", args.orchestrator_addr))?;
+                let t: std::sync::Arc<dyn orchestrator::transcode::Transcoder> = t;
+                let cfg = |addr| orchestrator::service::OrchestratorConfig::new(addr, t.clone());
+                let o = match orchestrator::service::start(cfg(args.orchestrator_addr)).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        // The port may belong to a real orchestrator on this machine.
+                        warn!(addr = %args.orchestrator_addr, error = %e, "local orchestrator port busy; using an ephemeral port");
+                        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+                        orchestrator::service::start(cfg(any)).await.context("starting the local orchestrator")?
+                    }
+                };
                 config.orch_addr = o.service_uri.clone();
                 local_orch = Some(o);
             }

@@ -11,8 +11,9 @@ pub const LATENCY_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0
 
 /// Upper bounds (seconds) of the dispatch histogram: segment closed to request handed to
 /// the HTTP client (credentials, tickets, queueing behind the stream's previous segment).
-pub const DISPATCH_BUCKETS: [f64; 16] =
-    [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0];
+pub const DISPATCH_BUCKETS: [f64; 16] = [
+    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
+];
 
 /// Dispatch latencies.
 #[derive(Debug, Default, Clone)]

@@ -772,7 +772,10 @@ mod tests {
         assert!(!params_expired(&tp, 1038));
         assert!(params_expired(&tp, 1039), "one block ahead is already stale");
         assert!(params_expired(&tp, 2000));
-        assert!(!params_expired(&transport::proto::TicketParams { expiration_block: vec![1; 9], ..Default::default() }, 5));
+        assert!(!params_expired(
+            &transport::proto::TicketParams { expiration_block: vec![1; 9], ..Default::default() },
+            5
+        ));
         let s = Session {
             orch: transport::orch_addr::parse_orch_addrs("127.0.0.1").unwrap().remove(0),
             info: OrchestratorInfo {

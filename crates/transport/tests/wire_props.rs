@@ -3,8 +3,8 @@
 //! computes from an orchestrator's reply stays bounded.
 use num_rational::BigRational;
 use num_traits::Zero;
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use transport::identity::EthSigner;
 use transport::orch_addr::parse_orch_addrs;
 use transport::pm::{MAX_SENDER_NONCES, TicketSender, price_per_pixel, segment_fee, tickets_needed};

@@ -31,7 +31,10 @@ fn args() -> anyhow::Result<Args> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = |what: &str| -> anyhow::Result<u64> {
-            it.next().with_context(|| format!("{what} needs a value"))?.parse().with_context(|| format!("{what}: not a number"))
+            it.next()
+                .with_context(|| format!("{what} needs a value"))?
+                .parse()
+                .with_context(|| format!("{what}: not a number"))
         };
         match flag.as_str() {
             "--streams" => a.streams = num("--streams")? as usize,
@@ -187,7 +190,9 @@ async fn run(a: &Args, orch_uris: Vec<String>, pub_rt: &tokio::runtime::Runtime)
         .flat_map(|s| s.transcode.recent.iter().filter_map(|r| r.upload_ms).collect::<Vec<_>>())
         .collect();
     uploads.sort_by(f64::total_cmp);
-    let pct = |v: &[f64], q: f64| v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+    let pct = |v: &[f64], q: f64| {
+        v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
+    };
     let (p50, ..) = m.dispatch_quantile(0.5).unwrap_or((f64::NAN, 0, f64::NAN));
     let (p99, n, mean) = m.dispatch_quantile(0.99).unwrap_or((f64::NAN, 0, f64::NAN));
     println!("--- summary ---");

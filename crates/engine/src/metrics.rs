@@ -7,29 +7,51 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the transcode latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
+pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
 
 /// Upper bounds (seconds) of the dispatch histogram: segment closed to request handed to
 /// the HTTP client (credentials, tickets, queueing behind the stream's previous segment).
-pub const DISPATCH_BUCKETS: [f64; 16] = [
+pub const DISPATCH_BUCKETS: &[f64] = &[
     25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
 ];
 
-/// Dispatch latencies.
-#[derive(Debug, Default, Clone)]
-struct Dispatch {
-    buckets: [u64; DISPATCH_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-/// One orchestrator's transcode latencies.
-#[derive(Debug, Default, Clone)]
+/// A Prometheus histogram (cumulative buckets) plus a failure count.
+#[derive(Debug, Clone)]
 struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS.len()],
+    bounds: &'static [f64],
+    buckets: Vec<u64>,
     count: u64,
     sum: f64,
     failures: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram { bounds, buckets: vec![0; bounds.len()], count: 0, sum: 0.0, failures: 0 }
+    }
+
+    fn observe(&mut self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (n, le) in self.buckets.iter_mut().zip(self.bounds) {
+            if secs <= *le {
+                *n += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+
+    /// `name_bucket`, `_sum` and `_count` lines, with `labels` (`k="v"` pairs or empty).
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (le, n) in self.bounds.iter().zip(&self.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
 }
 
 /// Process-wide counters. Cheap to bump from any task.
@@ -67,7 +89,7 @@ pub struct Metrics {
     ev_paid_wei_bits: AtomicU64,
     /// Transcode latency per orchestrator.
     latency: Mutex<BTreeMap<String, Histogram>>,
-    dispatch: Mutex<Dispatch>,
+    dispatch: Mutex<Option<Histogram>>,
 }
 
 impl Metrics {
@@ -91,43 +113,27 @@ impl Metrics {
     /// Records one transcode attempt on `orchestrator` (submission to renditions in hand).
     pub fn observe_transcode(&self, orchestrator: &str, took: Duration, ok: bool) {
         let mut m = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let h = m.entry(orchestrator.to_owned()).or_default();
-        if !ok {
+        let h = m.entry(orchestrator.to_owned()).or_insert_with(|| Histogram::new(LATENCY_BUCKETS));
+        if ok {
+            h.observe(took);
+        } else {
             h.failures += 1;
-            return;
         }
-        let secs = took.as_secs_f64();
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
     }
 
     /// Records how long a closed segment took to be handed to the HTTP client.
     pub fn observe_dispatch(&self, took: Duration) {
         let mut d = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
-        let secs = took.as_secs_f64();
-        for (i, le) in DISPATCH_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                d.buckets[i] += 1;
-            }
-        }
-        d.count += 1;
-        d.sum += secs;
+        d.get_or_insert_with(|| Histogram::new(DISPATCH_BUCKETS)).observe(took);
     }
 
     /// The upper bound of the dispatch bucket holding quantile `q` (0..1), the count and
     /// the mean; `None` before any dispatch.
     pub fn dispatch_quantile(&self, q: f64) -> Option<(f64, u64, f64)> {
         let d = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
-        if d.count == 0 {
-            return None;
-        }
+        let d = d.as_ref().filter(|d| d.count > 0)?;
         let want = (q * d.count as f64).ceil() as u64;
-        let bound = DISPATCH_BUCKETS.iter().zip(d.buckets).find(|(_, n)| *n >= want).map_or(f64::INFINITY, |(b, _)| *b);
+        let bound = d.bounds.iter().zip(&d.buckets).find(|(_, n)| **n >= want).map_or(f64::INFINITY, |(b, _)| *b);
         Some((bound, d.count, d.sum / d.count as f64))
     }
 
@@ -186,31 +192,23 @@ impl Metrics {
             "# HELP sluice_ev_paid_wei_total Expected value of the tickets sent, in wei.\n# TYPE sluice_ev_paid_wei_total counter\nsluice_ev_paid_wei_total {}",
             self.ev_paid_wei()
         );
-        {
-            let d = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(
-                s,
-                "# HELP sluice_segment_dispatch_seconds Segment closed to its request handed to the HTTP client.\n# TYPE sluice_segment_dispatch_seconds histogram"
-            );
-            for (le, n) in DISPATCH_BUCKETS.iter().zip(d.buckets) {
-                let _ = writeln!(s, "sluice_segment_dispatch_seconds_bucket{{le=\"{le}\"}} {n}");
-            }
-            let _ = writeln!(s, "sluice_segment_dispatch_seconds_bucket{{le=\"+Inf\"}} {}", d.count);
-            let _ = writeln!(s, "sluice_segment_dispatch_seconds_sum {}", d.sum);
-            let _ = writeln!(s, "sluice_segment_dispatch_seconds_count {}", d.count);
-        }
+        let _ = writeln!(
+            s,
+            "# HELP sluice_segment_dispatch_seconds Segment closed to its request handed to the HTTP client.\n# TYPE sluice_segment_dispatch_seconds histogram"
+        );
+        let dispatch = self.dispatch.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        dispatch.unwrap_or_else(|| Histogram::new(DISPATCH_BUCKETS)).write(
+            &mut s,
+            "sluice_segment_dispatch_seconds",
+            "",
+        );
         let lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(
             s,
             "# HELP sluice_transcode_seconds Segment submission to renditions downloaded, per orchestrator.\n# TYPE sluice_transcode_seconds histogram"
         );
         for (orch, h) in lat.iter() {
-            for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
-                let _ = writeln!(s, "sluice_transcode_seconds_bucket{{orchestrator=\"{orch}\",le=\"{le}\"}} {n}");
-            }
-            let _ = writeln!(s, "sluice_transcode_seconds_bucket{{orchestrator=\"{orch}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(s, "sluice_transcode_seconds_sum{{orchestrator=\"{orch}\"}} {}", h.sum);
-            let _ = writeln!(s, "sluice_transcode_seconds_count{{orchestrator=\"{orch}\"}} {}", h.count);
+            h.write(&mut s, "sluice_transcode_seconds", &format!("orchestrator=\"{orch}\""));
         }
         let _ = writeln!(
             s,
@@ -220,5 +218,36 @@ impl Metrics {
             let _ = writeln!(s, "sluice_transcode_attempt_failures_total{{orchestrator=\"{orch}\"}} {}", h.failures);
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_render_cumulative_buckets_and_quantiles() {
+        let m = Metrics::default();
+        assert!(m.dispatch_quantile(0.99).is_none());
+        m.observe_transcode("https://o:8935", Duration::from_millis(300), true);
+        m.observe_transcode("https://o:8935", Duration::from_millis(3), true);
+        m.observe_transcode("https://o:8935", Duration::ZERO, false);
+        for us in [10, 40, 40, 900] {
+            m.observe_dispatch(Duration::from_micros(us));
+        }
+        let text = m.render();
+        assert!(
+            text.contains("sluice_transcode_seconds_bucket{orchestrator=\"https://o:8935\",le=\"0.05\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("sluice_transcode_seconds_bucket{orchestrator=\"https://o:8935\",le=\"0.5\"} 2\n"));
+        assert!(text.contains("sluice_transcode_seconds_bucket{orchestrator=\"https://o:8935\",le=\"+Inf\"} 2\n"));
+        assert!(text.contains("sluice_transcode_seconds_count{orchestrator=\"https://o:8935\"} 2\n"));
+        assert!(text.contains("sluice_transcode_attempt_failures_total{orchestrator=\"https://o:8935\"} 1\n"));
+        assert!(text.contains("sluice_segment_dispatch_seconds_bucket{le=\"0.00005\"} 3\n"), "{text}");
+        assert!(text.contains("sluice_segment_dispatch_seconds_count 4\n"));
+        let (p50, n, _) = m.dispatch_quantile(0.5).unwrap();
+        assert_eq!((p50, n), (50e-6, 4));
+        assert_eq!(m.dispatch_quantile(0.99).unwrap().0, 1e-3);
     }
 }

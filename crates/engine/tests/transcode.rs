@@ -34,13 +34,7 @@ async fn abr_hls_through_a_local_orchestrator_process() {
     let gw = gateway_with(|c| c.orch_addr = uri).await;
     let url = rtmp_url(&gw, "abr");
     // 8 × 10 s of the clip in real time: enough for 60 s of playback after the start-up.
-    let mut publisher = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "7", "-i"])
-        .arg(testdata("clip.flv"))
-        .args(["-c", "copy", "-f", "flv", &url])
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut publisher = ffmpeg_publish_looped(&testdata("clip.flv"), &url, 7);
 
     // The master lists the source and both renditions once each has a segment.
     let master = poll_http(&gw, "/stream/abr.m3u8", 30, |m| m.matches("#EXT-X-STREAM-INF").count() == 3).await;
@@ -146,13 +140,7 @@ async fn failed_transcodes_are_gaps_served_from_source_and_renditions_recover() 
     let a = addr.clone();
     let gw = gateway_with(|c| c.orch_addr = a).await;
     let url = rtmp_url(&gw, "gap");
-    let mut publisher = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "2", "-i"])
-        .arg(testdata("clip.flv"))
-        .args(["-c", "copy", "-f", "flv", &url])
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut publisher = ffmpeg_publish_looped(&testdata("clip.flv"), &url, 2);
     let name = PROFILES[0].0;
     let gaps = poll_http(&gw, &format!("/stream/gap/{name}.m3u8"), 30, |p| p.matches("#EXT-X-GAP").count() >= 3).await;
     // Every listed gap is still fetchable (the source segment of that span).

@@ -99,38 +99,8 @@ async fn paid_stream_with_stale_ticket_params() {
 }
 
 /// (field number, wire type) of every top-level field of a protobuf message, in order.
-fn fields(mut b: &[u8]) -> Vec<(u64, u8)> {
-    fn varint(b: &mut &[u8]) -> u64 {
-        let mut v = 0u64;
-        for i in 0.. {
-            let byte = b[0];
-            *b = &b[1..];
-            v |= ((byte & 0x7f) as u64) << (7 * i);
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
-        v
-    }
-    let mut out = vec![];
-    while !b.is_empty() {
-        let key = varint(&mut b);
-        let wt = (key & 7) as u8;
-        match wt {
-            0 => {
-                varint(&mut b);
-            }
-            2 => {
-                let n = varint(&mut b) as usize;
-                b = &b[n..];
-            }
-            1 => b = &b[8..],
-            5 => b = &b[4..],
-            _ => panic!("wire type {wt}"),
-        }
-        out.push((key >> 3, wt));
-    }
-    out
+fn fields(b: &[u8]) -> Vec<(u64, u8)> {
+    transport::proto::top_level_fields(b).expect("a well-formed protobuf message")
 }
 
 fn field_set(b: &[u8]) -> BTreeSet<(u64, u8)> {

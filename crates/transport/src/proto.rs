@@ -9,44 +9,58 @@ tonic::include_proto!("net");
 
 pub use video_profile::{ChromaSubsampling, Format, Profile, VideoCodec};
 
+/// The (field number, wire type) of every top-level field of an encoded message, in
+/// order; `None` if the bytes are not a well-formed message. For checking what is on the
+/// wire against the spec's field tables, and for looking at captures.
+pub fn top_level_fields(mut b: &[u8]) -> Option<Vec<(u64, u8)>> {
+    fn varint(b: &mut &[u8]) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&byte, rest) = b.split_first()?;
+            *b = rest;
+            v |= ((byte & 0x7f) as u64) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let key = varint(&mut b)?;
+        let wt = (key & 7) as u8;
+        let skip = match wt {
+            0 => {
+                varint(&mut b)?;
+                0
+            }
+            1 => 8,
+            2 => usize::try_from(varint(&mut b)?).ok()?,
+            5 => 4,
+            _ => return None,
+        };
+        b = b.get(skip..)?;
+        out.push((key >> 3, wt));
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use prost::Message;
 
-    /// (field number, wire type) of every top-level field in an encoding, in order.
-    fn fields(mut b: &[u8]) -> Vec<(u64, u8)> {
-        let mut out = vec![];
-        let varint = |b: &mut &[u8]| -> u64 {
-            let mut v = 0u64;
-            for i in 0.. {
-                let byte = b[0];
-                *b = &b[1..];
-                v |= ((byte & 0x7f) as u64) << (7 * i);
-                if byte & 0x80 == 0 {
-                    break;
-                }
-            }
-            v
-        };
-        while !b.is_empty() {
-            let key = varint(&mut b);
-            let (num, wt) = (key >> 3, (key & 7) as u8);
-            match wt {
-                0 => {
-                    varint(&mut b);
-                }
-                2 => {
-                    let n = varint(&mut b) as usize;
-                    b = &b[n..];
-                }
-                1 => b = &b[8..],
-                5 => b = &b[4..],
-                _ => panic!("unexpected wire type {wt}"),
-            }
-            out.push((num, wt));
-        }
-        out
+    fn fields(b: &[u8]) -> Vec<(u64, u8)> {
+        top_level_fields(b).expect("well-formed")
+    }
+
+    #[test]
+    fn field_walker_refuses_malformed_messages() {
+        assert_eq!(top_level_fields(&[]), Some(vec![]));
+        assert_eq!(top_level_fields(&[0x08, 0x96, 0x01]), Some(vec![(1, 0)]));
+        assert_eq!(top_level_fields(&[0x0a, 0x05, 1, 2]), None, "length past the end");
+        assert_eq!(top_level_fields(&[0x0b]), None, "wire type 3 (groups) is not used");
+        assert_eq!(top_level_fields(&[0x08, 0xff]), None, "truncated varint");
     }
 
     #[test]

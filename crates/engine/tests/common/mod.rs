@@ -66,6 +66,17 @@ pub async fn ffmpeg_publish(file: &Path, url: &str, realtime: bool) {
     run(&mut c, "ffmpeg publish").await;
 }
 
+/// ffmpeg publishing `file` in real time, `1 + loops` times over, as a child to wait for.
+pub fn ffmpeg_publish_looped(file: &Path, url: &str, loops: u32) -> tokio::process::Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", &loops.to_string(), "-i"])
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg starts")
+}
+
 /// Publishes an FLV file with a GStreamer RTMP sink (paced by the pipeline clock):
 /// `rtmp2sink` (GStreamer's own RTMP stack) or `rtmpsink` (librtmp, the stack OBS uses).
 pub async fn gst_publish(file: &Path, url: &str, sink: &str) {

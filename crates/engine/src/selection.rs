@@ -1,0 +1,451 @@
+//! Which orchestrator gets a stream's next session: the gateway-wide pool of known
+//! orchestrators with their measured performance, suspensions and prices, and the
+//! pluggable [`Selector`] that ranks them (spec §7).
+//!
+//! The pool is shared by every stream. Streams report each attempt's outcome; a failure
+//! suspends the orchestrator for a penalty that doubles with each failure in a row
+//! (2 s, 4 s, … capped at 60 s) and expires on its own, a success clears it.
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// First suspension after a failure; doubles with each further failure in a row.
+pub const BASE_PENALTY: Duration = Duration::from_secs(2);
+/// Longest suspension.
+pub const MAX_PENALTY: Duration = Duration::from_secs(60);
+/// Weight of the newest observation in the moving averages.
+const EWMA: f64 = 0.3;
+
+/// What the selector sees of one usable orchestrator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Position in the pool (returned by the selector).
+    pub index: usize,
+    /// Latency score (request time / max(1.5 s, segment duration)) moving average;
+    /// `None` until the orchestrator has transcoded something for this gateway.
+    pub latency_score: Option<f64>,
+    /// Share of recent attempts that succeeded (moving average; 1.0 when unknown).
+    pub success_rate: f64,
+    /// Price per pixel in wei, when quoted.
+    pub price: Option<f64>,
+    /// Stake, when known (no chain access here: always `None` for now).
+    pub stake: Option<f64>,
+    /// In one of the operator's preferred regions.
+    pub preferred_region: bool,
+}
+
+/// Picks an orchestrator among usable candidates. `random` is uniform in [0, 1), drawn by
+/// the caller so selection is deterministic under test.
+pub trait Selector: Send + Sync {
+    /// The chosen candidate's `index`, or `None` to choose nothing.
+    fn select(&self, candidates: &[Candidate], random: f64) -> Option<usize>;
+}
+
+/// go-livepeer's weights (`-selectStakeWeight`, `-selectPriceWeight`,
+/// `-selectRandFreq`) and price scale (`priceExpFactor`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    /// Weight of stake in the draw among untried orchestrators.
+    pub stake: f64,
+    /// Weight of price (e^(−price/price_exp_factor)).
+    pub price: f64,
+    /// Weight of a uniform draw.
+    pub random: f64,
+    /// Price scale, wei per pixel.
+    pub price_exp_factor: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights { stake: 0.7, price: 0.0, random: 0.3, price_exp_factor: 100.0 }
+    }
+}
+
+/// The default selector (spec §7.4, `MinLSSelector` plus the probability draw):
+/// 1. only preferred-region orchestrators, if any of them is usable;
+/// 2. the known orchestrator with the best latency score if that score is at most 1.0
+///    (faster than real time), weighted by its success rate;
+/// 3. else an untried orchestrator, drawn with P = price·e^(−price/f)/Σ + stake·s/Σs +
+///    random/N;
+/// 4. else the least bad known one.
+#[derive(Debug, Clone, Default)]
+pub struct DefaultSelector {
+    /// Draw weights.
+    pub weights: Weights,
+}
+
+impl Selector for DefaultSelector {
+    fn select(&self, all: &[Candidate], random: f64) -> Option<usize> {
+        let preferred: Vec<&Candidate> = all.iter().filter(|c| c.preferred_region).collect();
+        let pool: Vec<&Candidate> = if preferred.is_empty() { all.iter().collect() } else { preferred };
+        // Effective score: latency inflated by failures (a 50 % success rate doubles it).
+        let effective = |c: &Candidate| c.latency_score.map(|s| s / c.success_rate.max(0.05));
+        let best_known = pool
+            .iter()
+            .filter_map(|c| effective(c).map(|s| (s, c.index)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((score, i)) = best_known
+            && score <= 1.0
+        {
+            return Some(i);
+        }
+        let untried: Vec<&&Candidate> = pool.iter().filter(|c| c.latency_score.is_none()).collect();
+        if !untried.is_empty() {
+            return Some(untried[self.draw(&untried, random)].index);
+        }
+        best_known.map(|(_, i)| i)
+    }
+}
+
+impl DefaultSelector {
+    /// go-livepeer's `ProbabilitySelectionAlgorithm` over `c`; returns a position in `c`.
+    fn draw(&self, c: &[&&Candidate], random: f64) -> usize {
+        let w = &self.weights;
+        let n = c.len() as f64;
+        let price_terms: Vec<f64> =
+            c.iter().map(|x| (-(x.price.unwrap_or(0.0)) / w.price_exp_factor.max(f64::MIN_POSITIVE)).exp()).collect();
+        let price_sum: f64 = price_terms.iter().sum();
+        let stake_sum: f64 = c.iter().map(|x| x.stake.unwrap_or(0.0)).sum();
+        let probs: Vec<f64> = c
+            .iter()
+            .zip(&price_terms)
+            .map(|(x, p)| {
+                let price = if price_sum > 0.0 { p / price_sum } else { 1.0 };
+                let stake = if stake_sum > 0.0 { x.stake.unwrap_or(0.0) / stake_sum } else { 1.0 };
+                w.price * price + w.stake * stake + w.random / n
+            })
+            .collect();
+        let total: f64 = probs.iter().sum();
+        let mut target = random.clamp(0.0, 1.0) * total;
+        for (i, p) in probs.iter().enumerate() {
+            if target < *p {
+                return i;
+            }
+            target -= p;
+        }
+        c.len() - 1
+    }
+}
+
+/// One orchestrator as the pool knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrchestratorState {
+    /// Its address as configured or announced (`https://host:port`).
+    pub uri: String,
+    /// Region, when the webhook gave one.
+    pub region: Option<String>,
+    /// Latency score moving average.
+    pub latency_score: Option<f64>,
+    /// Success moving average.
+    pub success_rate: f64,
+    /// Mean upload time (request to response headers), ms, moving average.
+    pub upload_ms: Option<f64>,
+    /// Price per pixel, wei, as last quoted.
+    pub price_per_pixel: Option<f64>,
+    /// Attempts that succeeded.
+    pub successes: u64,
+    /// Failures by reason.
+    pub failures: BTreeMap<String, u64>,
+    /// Failures in a row.
+    pub failures_in_row: u32,
+    /// Times suspended.
+    pub suspensions: u64,
+    /// Seconds of suspension left (0 when usable).
+    pub suspended_for_secs: f64,
+    /// Why the orchestrator is not offered to the selector right now, if it is not.
+    pub excluded: Option<String>,
+    /// Sessions streams hold with it now.
+    pub sessions: u64,
+    #[serde(skip)]
+    suspended_until: Option<Instant>,
+    #[serde(skip)]
+    over_price: bool,
+}
+
+impl OrchestratorState {
+    fn new(uri: &str, region: Option<String>) -> Self {
+        OrchestratorState {
+            uri: uri.to_owned(),
+            region,
+            latency_score: None,
+            success_rate: 1.0,
+            upload_ms: None,
+            price_per_pixel: None,
+            successes: 0,
+            failures: BTreeMap::new(),
+            failures_in_row: 0,
+            suspensions: 0,
+            suspended_for_secs: 0.0,
+            excluded: None,
+            sessions: 0,
+            suspended_until: None,
+            over_price: false,
+        }
+    }
+
+    fn exclusion(&self, now: Instant) -> Option<String> {
+        if self.over_price {
+            return Some("price above the cap".into());
+        }
+        match self.suspended_until {
+            Some(t) if t > now => Some(format!(
+                "suspended for {:.1} s after {} failure(s) in a row",
+                (t - now).as_secs_f64(),
+                self.failures_in_row
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The gateway's orchestrators and what it has learnt about them.
+pub struct OrchestratorPool {
+    entries: Mutex<Vec<OrchestratorState>>,
+    selector: Box<dyn Selector>,
+    preferred_regions: Vec<String>,
+}
+
+/// Why a selection came out empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoneUsable(pub String);
+
+impl OrchestratorPool {
+    /// A pool over `uris` (with optional regions), ranked by `selector`.
+    pub fn new(uris: Vec<(String, Option<String>)>, selector: Box<dyn Selector>, preferred_regions: Vec<String>) -> Self {
+        let entries = uris.into_iter().map(|(u, r)| OrchestratorState::new(&u, r)).collect();
+        OrchestratorPool { entries: Mutex::new(entries), selector, preferred_regions }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<OrchestratorState>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds orchestrators not known yet (from a webhook refresh); known ones keep their
+    /// history. Returns how many were added.
+    pub fn merge(&self, uris: &[(String, Option<String>)]) -> usize {
+        let mut e = self.lock();
+        let mut added = 0;
+        for (u, r) in uris {
+            if let Some(x) = e.iter_mut().find(|x| &x.uri == u) {
+                if r.is_some() {
+                    x.region.clone_from(r);
+                }
+            } else {
+                e.push(OrchestratorState::new(u, r.clone()));
+                added += 1;
+            }
+        }
+        added
+    }
+
+    /// Picks an orchestrator for a session, leaving out `exclude` (those already tried
+    /// for the segment at hand). `random` is uniform in [0, 1).
+    pub fn choose(&self, exclude: &[String], now: Instant, random: f64) -> Result<String, NoneUsable> {
+        let e = self.lock();
+        let mut candidates = Vec::with_capacity(e.len());
+        let mut why = Vec::new();
+        for (i, o) in e.iter().enumerate() {
+            if exclude.contains(&o.uri) {
+                why.push(format!("{}: already tried for this segment", o.uri));
+                continue;
+            }
+            if let Some(reason) = o.exclusion(now) {
+                why.push(format!("{}: {reason}", o.uri));
+                continue;
+            }
+            candidates.push(Candidate {
+                index: i,
+                latency_score: o.latency_score,
+                success_rate: o.success_rate,
+                price: o.price_per_pixel,
+                stake: None,
+                preferred_region: o.region.as_ref().is_some_and(|r| self.preferred_regions.contains(r)),
+            });
+        }
+        match self.selector.select(&candidates, random) {
+            Some(i) => Ok(e[i].uri.clone()),
+            None if e.is_empty() => Err(NoneUsable("no orchestrators configured".into())),
+            None => Err(NoneUsable(why.join("; "))),
+        }
+    }
+
+    fn with<R>(&self, uri: &str, f: impl FnOnce(&mut OrchestratorState) -> R) -> Option<R> {
+        self.lock().iter_mut().find(|o| o.uri == uri).map(f)
+    }
+
+    /// A successful attempt: `took` for the whole request, `upload` until the response
+    /// headers, for a segment of `segment` duration.
+    pub fn success(&self, uri: &str, took: Duration, upload: Duration, segment: Duration) {
+        let score = took.as_secs_f64() / segment.as_secs_f64().max(1.5);
+        self.with(uri, |o| {
+            o.latency_score = Some(o.latency_score.map_or(score, |s| s + EWMA * (score - s)));
+            o.success_rate += EWMA * (1.0 - o.success_rate);
+            let up = upload.as_secs_f64() * 1000.0;
+            o.upload_ms = Some(o.upload_ms.map_or(up, |u| u + EWMA * (up - u)));
+            o.successes += 1;
+            o.failures_in_row = 0;
+            o.suspended_until = None;
+        });
+    }
+
+    /// A failed attempt for `reason`; `suspend` unless the failure was the input's fault.
+    /// Returns the suspension applied.
+    pub fn failure(&self, uri: &str, reason: &str, suspend: bool, now: Instant) -> Option<Duration> {
+        self.with(uri, |o| {
+            *o.failures.entry(reason.to_owned()).or_default() += 1;
+            o.success_rate -= EWMA * o.success_rate;
+            if !suspend {
+                return None;
+            }
+            o.failures_in_row += 1;
+            let penalty = BASE_PENALTY.saturating_mul(1 << (o.failures_in_row - 1).min(5)).min(MAX_PENALTY);
+            o.suspended_until = Some(now + penalty);
+            o.suspensions += 1;
+            Some(penalty)
+        })
+        .flatten()
+    }
+
+    /// Records a quoted price and whether it is above the cap (an orchestrator above the
+    /// cap is not offered until it quotes under it again).
+    pub fn price(&self, uri: &str, per_pixel: f64, over_cap: bool) {
+        self.with(uri, |o| {
+            o.price_per_pixel = Some(per_pixel);
+            o.over_price = over_cap;
+        });
+    }
+
+    /// A stream opened (+1) or closed (−1) a session with `uri`.
+    pub fn session_delta(&self, uri: &str, delta: i64) {
+        self.with(uri, |o| o.sessions = o.sessions.saturating_add_signed(delta));
+    }
+
+    /// The orchestrator's mean upload time, if measured.
+    pub fn upload_estimate(&self, uri: &str) -> Option<Duration> {
+        self.with(uri, |o| o.upload_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0))).flatten()
+    }
+
+    /// Every orchestrator, best first as the selector would rank them now, with why
+    /// excluded ones are excluded (control API).
+    pub fn ranking(&self, now: Instant) -> Vec<OrchestratorState> {
+        let mut out: Vec<OrchestratorState> = self
+            .lock()
+            .iter()
+            .map(|o| {
+                let mut o = o.clone();
+                o.excluded = o.exclusion(now);
+                o.suspended_for_secs = o.suspended_until.map_or(0.0, |t| t.saturating_duration_since(now).as_secs_f64());
+                o
+            })
+            .collect();
+        let key = |o: &OrchestratorState| {
+            (o.excluded.is_some(), o.latency_score.map_or(f64::MAX / 2.0, |s| s / o.success_rate.max(0.05)))
+        };
+        out.sort_by(|a, b| {
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> OrchestratorPool {
+        OrchestratorPool::new(
+            (0..n).map(|i| (format!("https://o{i}:8935"), None)).collect(),
+            Box::new(DefaultSelector::default()),
+            vec![],
+        )
+    }
+
+    #[test]
+    fn known_fast_orchestrators_win_and_failures_suspend() {
+        let p = pool(3);
+        let t0 = Instant::now();
+        let seg = Duration::from_secs(2);
+        // Untried ones are drawn; with every weight equal the draw follows `random`.
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o0:8935");
+        assert_eq!(p.choose(&[], t0, 0.99).unwrap(), "https://o2:8935");
+        p.success("https://o1:8935", Duration::from_millis(300), Duration::from_millis(5), seg);
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o1:8935", "known and faster than real time");
+        // A failure suspends it: 2 s, then 4 s for the next failure in a row.
+        assert_eq!(p.failure("https://o1:8935", "timeout", true, t0), Some(Duration::from_secs(2)));
+        assert_ne!(p.choose(&[], t0, 0.0).unwrap(), "https://o1:8935");
+        assert_eq!(p.choose(&[], t0 + Duration::from_secs(3), 0.0).unwrap(), "https://o1:8935", "suspension expired");
+        assert_eq!(p.failure("https://o1:8935", "timeout", true, t0), Some(Duration::from_secs(4)));
+        for _ in 0..10 {
+            p.failure("https://o1:8935", "timeout", true, t0);
+        }
+        assert_eq!(p.failure("https://o1:8935", "timeout", true, t0), Some(MAX_PENALTY));
+        // An input error counts but does not suspend.
+        assert_eq!(p.failure("https://o0:8935", "TranscoderInvalidVideo", false, t0), None);
+        assert!(p.ranking(t0).iter().find(|o| o.uri == "https://o0:8935").unwrap().excluded.is_none());
+        // Exclusions and reasons.
+        let err = p.choose(&["https://o0:8935".into(), "https://o2:8935".into()], t0, 0.0).unwrap_err();
+        assert!(err.0.contains("already tried") && err.0.contains("suspended"), "{err:?}");
+        let r = p.ranking(t0);
+        assert_eq!(r.last().unwrap().uri, "https://o1:8935", "suspended ranks last");
+        assert_eq!(r[0].excluded, None);
+    }
+
+    #[test]
+    fn price_cap_excludes_until_quoted_under_it() {
+        let p = pool(2);
+        let t0 = Instant::now();
+        p.price("https://o0:8935", 5.0, true);
+        for r in [0.0, 0.5, 0.99] {
+            assert_eq!(p.choose(&[], t0, r).unwrap(), "https://o1:8935");
+        }
+        p.price("https://o0:8935", 0.5, false);
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o0:8935");
+    }
+
+    #[test]
+    fn preferred_regions_come_first_and_slow_known_ones_yield_to_untried() {
+        let p = OrchestratorPool::new(
+            vec![("a".into(), Some("us".into())), ("b".into(), Some("eu".into())), ("c".into(), None)],
+            Box::new(DefaultSelector::default()),
+            vec!["eu".into()],
+        );
+        let t0 = Instant::now();
+        for r in [0.0, 0.5, 0.99] {
+            assert_eq!(p.choose(&[], t0, r).unwrap(), "b");
+        }
+        p.failure("b", "refused", true, t0);
+        assert_ne!(p.choose(&[], t0, 0.5).unwrap(), "b");
+
+        let p = pool(2);
+        let seg = Duration::from_secs(2);
+        // Known but slower than real time (score 2.0): an untried one is preferred.
+        p.success("https://o0:8935", Duration::from_secs(4), Duration::ZERO, seg);
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o1:8935");
+        p.success("https://o1:8935", Duration::from_secs(6), Duration::ZERO, seg);
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o0:8935", "least bad when all are slow");
+    }
+
+    #[test]
+    fn draw_honours_stake_and_price_weights() {
+        let s = DefaultSelector { weights: Weights { stake: 1.0, price: 0.0, random: 0.0, price_exp_factor: 100.0 } };
+        let c = |i, stake| Candidate {
+            index: i,
+            latency_score: None,
+            success_rate: 1.0,
+            price: None,
+            stake: Some(stake),
+            preferred_region: false,
+        };
+        let cands = [c(0, 1.0), c(1, 3.0)];
+        assert_eq!(s.select(&cands, 0.2), Some(0));
+        assert_eq!(s.select(&cands, 0.3), Some(1), "stake 3 of 4 takes [0.25, 1)");
+        let s = DefaultSelector { weights: Weights { stake: 0.0, price: 1.0, random: 0.0, price_exp_factor: 1.0 } };
+        let p = |i, price| Candidate { price: Some(price), stake: None, ..c(i, 0.0) };
+        // e^0 = 1 against e^-5 ≈ 0.007: the cheap one takes almost the whole range.
+        assert_eq!(s.select(&[p(0, 5.0), p(1, 0.0)], 0.5), Some(1));
+        assert_eq!(s.select(&[], 0.5), None);
+    }
+}

@@ -63,6 +63,22 @@ pub struct GatewayConfig {
     /// SHA-256 fingerprints of the only orchestrator certificates to accept. Empty:
     /// accept any (orchestrators use self-signed certificates, as go-livepeer does).
     pub orch_cert_pins: Vec<String>,
+    /// Attempts per segment, each on another orchestrator when the previous one failed.
+    pub max_attempts: u32,
+    /// go-livepeer `-orchWebhookUrl`: a URL answering `[{"address": "https://host:port"}]`
+    /// (optionally `"region"`), read every minute; its orchestrators join the pool.
+    pub orch_webhook_url: Option<String>,
+    /// Orchestrator ETH addresses never to use (hex, `0x` optional).
+    pub orch_blocklist: Vec<String>,
+    /// Regions to prefer (orchestrators whose webhook entry names one of them).
+    pub preferred_regions: Vec<String>,
+    /// go-livepeer `-selectStakeWeight`: weight of stake when drawing among untried
+    /// orchestrators.
+    pub select_stake_weight: f64,
+    /// go-livepeer `-selectPriceWeight`: weight of (low) price in that draw.
+    pub select_price_weight: f64,
+    /// go-livepeer `-selectRandFreq`: weight of a uniform draw.
+    pub select_rand_freq: f64,
 }
 
 impl Default for GatewayConfig {
@@ -87,6 +103,13 @@ impl Default for GatewayConfig {
             max_price_per_unit: 0,
             pixels_per_unit: 1,
             orch_cert_pins: Vec::new(),
+            max_attempts: 3,
+            orch_webhook_url: None,
+            orch_blocklist: Vec::new(),
+            preferred_regions: Vec::new(),
+            select_stake_weight: 0.7,
+            select_price_weight: 0.0,
+            select_rand_freq: 0.3,
         }
     }
 }
@@ -147,6 +170,14 @@ impl GatewayConfig {
         }
         if self.max_price_per_unit < 0 {
             return bad("max_price_per_unit", "must not be negative");
+        }
+        if !(1..=10).contains(&self.max_attempts) {
+            return bad("max_attempts", "must be between 1 and 10");
+        }
+        for w in [self.select_stake_weight, self.select_price_weight, self.select_rand_freq] {
+            if !(0.0..=1.0).contains(&w) {
+                return bad("select_*_weight", "selection weights must be between 0 and 1");
+            }
         }
         if self.network.is_empty() {
             return bad("network", "must be `offchain` or a network name");

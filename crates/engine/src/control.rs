@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /streams` | JSON list of streams: counters, renditions, orchestrator sessions and recent segment results |
 //! | `GET /streams/{id}` | one stream, same fields |
+//! | `GET /orchestrators` | JSON: every orchestrator, best first as the selector ranks them: latency score, success rate, upload time, price, failures by reason, suspensions, sessions, and why an excluded one is excluded |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `GET /healthz` | `ok` |
 
@@ -29,6 +30,7 @@ pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/streams", get(streams))
         .route("/streams/{id}", get(stream))
+        .route("/orchestrators", get(orchestrators))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(Ctl { registry, metrics })
@@ -50,6 +52,10 @@ async fn stream(State(c): State<Ctl>, Path(id): Path<String>) -> Response {
         Some(s) => json(&s),
         None => (StatusCode::NOT_FOUND, "no such stream\n").into_response(),
     }
+}
+
+async fn orchestrators(State(c): State<Ctl>) -> Response {
+    json(&c.registry.orchestrators())
 }
 
 async fn metrics_text(State(c): State<Ctl>) -> Response {

@@ -174,6 +174,28 @@ struct GatewayArgs {
     /// several. Without any, every certificate is accepted, as go-livepeer does.
     #[arg(long = "orch-cert-pin", env = "SLUICE_ORCH_CERT_PINS", value_delimiter = ',')]
     orch_cert_pins: Vec<String>,
+    /// Attempts per segment, each on another orchestrator after a failure [default: 3].
+    #[arg(long, env = "SLUICE_MAX_ATTEMPTS")]
+    max_attempts: Option<u32>,
+    /// URL listing orchestrators as JSON `[{"address": "https://host:port"}]`, read every
+    /// minute (go-livepeer's -orchWebhookUrl).
+    #[arg(long, env = "SLUICE_ORCH_WEBHOOK_URL")]
+    orch_webhook_url: Option<String>,
+    /// Orchestrator ETH addresses never to use, comma-separated.
+    #[arg(long, env = "SLUICE_ORCH_BLOCKLIST", value_delimiter = ',')]
+    orch_blocklist: Vec<String>,
+    /// Regions to prefer, comma-separated (matched against the webhook's `region`).
+    #[arg(long, env = "SLUICE_PREFERRED_REGIONS", value_delimiter = ',')]
+    preferred_regions: Vec<String>,
+    /// Weight of stake when drawing among untried orchestrators [default: 0.7].
+    #[arg(long, env = "SLUICE_SELECT_STAKE_WEIGHT")]
+    select_stake_weight: Option<f64>,
+    /// Weight of price in that draw [default: 0].
+    #[arg(long, env = "SLUICE_SELECT_PRICE_WEIGHT")]
+    select_price_weight: Option<f64>,
+    /// Weight of a uniform random draw [default: 0.3].
+    #[arg(long, env = "SLUICE_SELECT_RAND_FREQ")]
+    select_rand_freq: Option<f64>,
 }
 
 impl GatewayArgs {
@@ -197,8 +219,22 @@ impl GatewayArgs {
             transcoding_options,
             network,
             max_price_per_unit,
-            pixels_per_unit
+            pixels_per_unit,
+            max_attempts,
+            select_stake_weight,
+            select_price_weight,
+            select_rand_freq
         );
+        if self.orch_webhook_url.is_some() {
+            c.orch_webhook_url.clone_from(&self.orch_webhook_url);
+        }
+        for (dst, src) in
+            [(&mut c.orch_blocklist, &self.orch_blocklist), (&mut c.preferred_regions, &self.preferred_regions)]
+        {
+            if !src.is_empty() {
+                dst.clone_from(src);
+            }
+        }
         for (dst, src) in [
             (&mut c.eth_keystore_path, &self.eth_keystore_path),
             (&mut c.eth_password, &self.eth_password),

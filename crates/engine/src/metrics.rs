@@ -90,6 +90,8 @@ pub struct Metrics {
     /// Transcode latency per orchestrator.
     latency: Mutex<BTreeMap<String, Histogram>>,
     dispatch: Mutex<Option<Histogram>>,
+    /// The orchestrator pool, for per-orchestrator error, suspension and session series.
+    pool: std::sync::OnceLock<std::sync::Arc<crate::selection::OrchestratorPool>>,
 }
 
 impl Metrics {
@@ -119,6 +121,11 @@ impl Metrics {
         } else {
             h.failures += 1;
         }
+    }
+
+    /// Exports the pool's per-orchestrator figures too.
+    pub fn set_pool(&self, pool: std::sync::Arc<crate::selection::OrchestratorPool>) {
+        let _ = self.pool.set(pool);
     }
 
     /// Records how long a closed segment took to be handed to the HTTP client.
@@ -216,6 +223,52 @@ impl Metrics {
         );
         for (orch, h) in lat.iter() {
             let _ = writeln!(s, "sluice_transcode_attempt_failures_total{{orchestrator=\"{orch}\"}} {}", h.failures);
+        }
+        if let Some(pool) = self.pool.get() {
+            let ranking = pool.ranking(std::time::Instant::now());
+            let _ = writeln!(
+                s,
+                "# HELP sluice_orchestrator_errors_total Failed attempts per orchestrator and reason.\n# TYPE sluice_orchestrator_errors_total counter"
+            );
+            for o in &ranking {
+                for (reason, n) in &o.failures {
+                    let _ = writeln!(
+                        s,
+                        "sluice_orchestrator_errors_total{{orchestrator=\"{}\",reason=\"{reason}\"}} {n}",
+                        o.uri
+                    );
+                }
+            }
+            let _ = writeln!(
+                s,
+                "# HELP sluice_orchestrator_suspensions_total Times each orchestrator was suspended.\n# TYPE sluice_orchestrator_suspensions_total counter"
+            );
+            for o in &ranking {
+                let _ = writeln!(
+                    s,
+                    "sluice_orchestrator_suspensions_total{{orchestrator=\"{}\"}} {}",
+                    o.uri, o.suspensions
+                );
+            }
+            let _ = writeln!(
+                s,
+                "# HELP sluice_orchestrator_usable 1 if the orchestrator is offered to the selector now.\n# TYPE sluice_orchestrator_usable gauge"
+            );
+            for o in &ranking {
+                let _ = writeln!(
+                    s,
+                    "sluice_orchestrator_usable{{orchestrator=\"{}\"}} {}",
+                    o.uri,
+                    o.excluded.is_none() as u8
+                );
+            }
+            let _ = writeln!(
+                s,
+                "# HELP sluice_orchestrator_sessions Streams with a session on the orchestrator now.\n# TYPE sluice_orchestrator_sessions gauge"
+            );
+            for o in &ranking {
+                let _ = writeln!(s, "sluice_orchestrator_sessions{{orchestrator=\"{}\"}} {}", o.uri, o.sessions);
+            }
         }
         s
     }

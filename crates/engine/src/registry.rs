@@ -81,6 +81,12 @@ impl Registry {
         })
     }
 
+    /// The orchestrators, best first, with what is known of each (empty without
+    /// transcoding).
+    pub fn orchestrators(&self) -> Vec<crate::selection::OrchestratorState> {
+        self.transcoding.as_ref().map(|t| t.pool().ranking(std::time::Instant::now())).unwrap_or_default()
+    }
+
     /// Variants a stream's master playlist lists when every rendition is healthy
     /// (the source plus one per transcoding profile).
     pub fn variants_per_stream(&self) -> usize {

@@ -82,10 +82,8 @@ impl Selector for DefaultSelector {
         let pool: Vec<&Candidate> = if preferred.is_empty() { all.iter().collect() } else { preferred };
         // Effective score: latency inflated by failures (a 50 % success rate doubles it).
         let effective = |c: &Candidate| c.latency_score.map(|s| s / c.success_rate.max(0.05));
-        let best_known = pool
-            .iter()
-            .filter_map(|c| effective(c).map(|s| (s, c.index)))
-            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let best_known =
+            pool.iter().filter_map(|c| effective(c).map(|s| (s, c.index))).min_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((score, i)) = best_known
             && score <= 1.0
         {
@@ -207,13 +205,23 @@ pub struct OrchestratorPool {
     preferred_regions: Vec<String>,
 }
 
+impl std::fmt::Debug for OrchestratorPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrchestratorPool").field("orchestrators", &self.lock().len()).finish()
+    }
+}
+
 /// Why a selection came out empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoneUsable(pub String);
 
 impl OrchestratorPool {
     /// A pool over `uris` (with optional regions), ranked by `selector`.
-    pub fn new(uris: Vec<(String, Option<String>)>, selector: Box<dyn Selector>, preferred_regions: Vec<String>) -> Self {
+    pub fn new(
+        uris: Vec<(String, Option<String>)>,
+        selector: Box<dyn Selector>,
+        preferred_regions: Vec<String>,
+    ) -> Self {
         let entries = uris.into_iter().map(|(u, r)| OrchestratorState::new(&u, r)).collect();
         OrchestratorPool { entries: Mutex::new(entries), selector, preferred_regions }
     }
@@ -336,7 +344,8 @@ impl OrchestratorPool {
             .map(|o| {
                 let mut o = o.clone();
                 o.excluded = o.exclusion(now);
-                o.suspended_for_secs = o.suspended_until.map_or(0.0, |t| t.saturating_duration_since(now).as_secs_f64());
+                o.suspended_for_secs =
+                    o.suspended_until.map_or(0.0, |t| t.saturating_duration_since(now).as_secs_f64());
                 o
             })
             .collect();

@@ -64,6 +64,9 @@ pub struct SegmentResult {
     pub total_ms: f64,
     /// Tickets attached.
     pub tickets: u32,
+    /// With retries: milliseconds from the first attempt's start to the successful
+    /// attempt's start (the failover time).
+    pub failover_ms: Option<f64>,
 }
 
 impl TranscodeStatus {

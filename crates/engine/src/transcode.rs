@@ -14,7 +14,7 @@
 //! * A backlog never grows without bound: a segment that waited longer than its own
 //!   upload deadline plus a few segment durations becomes a gap instead of delaying the
 //!   ones behind it.
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,10 +37,21 @@ use transport::tls::{CertPolicy, parse_fingerprint};
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
 use crate::output::StreamOutput;
+use crate::selection::{DefaultSelector, OrchestratorPool, Weights};
 use crate::status::{SegmentResult, SessionStatus};
 
-/// Attempts per segment (first try + retries).
-pub const MAX_ATTEMPTS: u32 = 3;
+/// How often the orchestrator webhook is read (go-livepeer caches it for a minute).
+pub const WEBHOOK_REFRESH: Duration = Duration::from_secs(60);
+/// Deadline for the webhook request.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One entry of the orchestrator webhook's answer.
+#[derive(Debug, serde::Deserialize)]
+struct WebhookEntry {
+    address: String,
+    #[serde(default)]
+    region: Option<String>,
+}
 /// Refresh the session when the auth token expires within this (go-livepeer: last 10 %).
 pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(180);
 /// Without chain access the gateway cannot see ticket params expire; refresh them after
@@ -102,13 +113,20 @@ impl Payer {
 /// Gateway-wide transcoding setup, shared by every stream.
 pub struct Transcoding {
     net: OrchestratorNet,
-    orchestrators: Vec<OrchestratorUri>,
     profiles: Arc<Vec<VideoProfile>>,
     capabilities: Capabilities,
     payer: Option<Arc<Payer>>,
     metrics: Arc<Metrics>,
-    /// Streams start on different orchestrators, round robin.
-    next: AtomicUsize,
+    /// What the gateway knows of its orchestrators, and the selector ranking them.
+    pool: Arc<OrchestratorPool>,
+    /// Attempts per segment (`--max-attempts`).
+    max_attempts: u32,
+    /// Orchestrator ETH addresses never to use (`--orch-blocklist`), lower-case hex.
+    blocklist: Vec<String>,
+    /// Highest price per pixel accepted, wei.
+    max_price: Option<BigRational>,
+    /// Random numbers for the selector's draw.
+    rng: AtomicU64,
     /// Chain access, when available.
     chain: Option<Arc<dyn ChainView>>,
 }
@@ -117,7 +135,7 @@ impl Transcoding {
     /// The setup `config` describes, or `None` when no orchestrator is configured.
     pub fn from_config(config: &GatewayConfig, metrics: Arc<Metrics>) -> anyhow::Result<Option<Arc<Self>>> {
         let orchestrators = parse_orch_addrs(&config.orch_addr)?;
-        if orchestrators.is_empty() {
+        if orchestrators.is_empty() && config.orch_webhook_url.is_none() {
             return Ok(None);
         }
         let profiles = config.profiles()?;
@@ -143,16 +161,90 @@ impl Transcoding {
             network = %config.network,
             "transcoding enabled"
         );
-        Ok(Some(Arc::new(Transcoding {
+        let weights = Weights {
+            stake: config.select_stake_weight,
+            price: config.select_price_weight,
+            random: config.select_rand_freq,
+            ..Weights::default()
+        };
+        let pool = Arc::new(OrchestratorPool::new(
+            orchestrators.iter().map(|o| (o.to_string(), None)).collect(),
+            Box::new(DefaultSelector { weights }),
+            config.preferred_regions.clone(),
+        ));
+        metrics.set_pool(pool.clone());
+        let max_price = payer.as_ref().and_then(|p| p.max_price.clone()).or_else(|| {
+            (config.max_price_per_unit > 0)
+                .then(|| BigRational::new(config.max_price_per_unit.into(), config.pixels_per_unit.max(1).into()))
+        });
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+        let t = Arc::new(Transcoding {
             net: OrchestratorNet::new(policy),
             capabilities: job_capabilities(&profiles, false, ""),
             profiles: Arc::new(profiles),
-            orchestrators,
             payer,
             metrics,
-            next: AtomicUsize::new(0),
+            pool,
+            max_attempts: config.max_attempts.max(1),
+            blocklist: config.orch_blocklist.iter().map(|a| a.trim().trim_start_matches("0x").to_lowercase()).collect(),
+            max_price,
+            rng: AtomicU64::new(seed),
             chain: None,
-        })))
+        });
+        if let Some(url) = &config.orch_webhook_url {
+            t.spawn_webhook(url.clone());
+        }
+        Ok(Some(t))
+    }
+
+    /// The orchestrator pool (control API).
+    pub fn pool(&self) -> &Arc<OrchestratorPool> {
+        &self.pool
+    }
+
+    /// A uniform draw in [0, 1) (xorshift; selection needs spread, not secrecy).
+    fn random(&self) -> f64 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn uri(&self, text: &str) -> Option<OrchestratorUri> {
+        parse_orch_addrs(text).ok().and_then(|mut v| v.pop())
+    }
+
+    /// Reads the orchestrator webhook every minute and adds what it lists to the pool
+    /// (go-livepeer's shape: `[{"address": "https://host:port", "score": 1}]`; an entry
+    /// may also name its `region`).
+    fn spawn_webhook(self: &Arc<Self>, url: String) {
+        let t = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(WEBHOOK_REFRESH);
+            loop {
+                tick.tick().await;
+                match t.net.download(&url, WEBHOOK_TIMEOUT).await.map_err(|e| e.to_string()).and_then(|b| {
+                    serde_json::from_slice::<Vec<WebhookEntry>>(&b).map_err(|e| format!("not the expected JSON: {e}"))
+                }) {
+                    Ok(list) => {
+                        let entries: Vec<(String, Option<String>)> = list
+                            .into_iter()
+                            .filter_map(|e| {
+                                let uri = parse_orch_addrs(&e.address).ok()?.pop()?;
+                                Some((uri.to_string(), e.region))
+                            })
+                            .collect();
+                        let added = t.pool.merge(&entries);
+                        if added > 0 {
+                            info!(added, total = entries.len(), "orchestrators from the webhook");
+                        }
+                    }
+                    Err(e) => warn!(%url, error = %e, "orchestrator webhook failed; keeping the known orchestrators"),
+                }
+            }
+        });
     }
 
     /// The output profiles, in rendition order.
@@ -163,15 +255,8 @@ impl Transcoding {
     /// Starts the transcode task of stream `id`, which writes into `output`.
     pub fn start_stream(self: &Arc<Self>, id: &str, output: Arc<RwLock<StreamOutput>>) -> StreamTranscoder {
         let (tx, rx) = mpsc::unbounded_channel();
-        let first = self.next.fetch_add(1, Ordering::Relaxed) % self.orchestrators.len();
-        let worker = Worker {
-            t: self.clone(),
-            id: id.to_owned(),
-            output,
-            session: None,
-            balances: Balances::default(),
-            next_orch: first,
-        };
+        let worker =
+            Worker { t: self.clone(), id: id.to_owned(), output, session: None, balances: Balances::default() };
         tokio::spawn(worker.run(rx).instrument(info_span!(parent: None, "transcode", stream_id = %id)));
         StreamTranscoder { tx }
     }
@@ -290,11 +375,18 @@ enum Next {
 struct Failure {
     msg: String,
     next: Next,
+    /// A short category for metrics and the control API.
+    reason: &'static str,
 }
 
 impl Failure {
     fn new(msg: impl Into<String>, next: Next) -> Self {
-        Failure { msg: msg.into(), next }
+        Failure { msg: msg.into(), next, reason: "other" }
+    }
+
+    fn because(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
     }
 }
 
@@ -310,7 +402,6 @@ struct Worker {
     output: Arc<RwLock<StreamOutput>>,
     session: Option<Session>,
     balances: Balances,
-    next_orch: usize,
 }
 
 impl Worker {
@@ -328,7 +419,7 @@ impl Worker {
                             "transcode backlog: segment skipped"
                         );
                         let msg = "transcode backlog".to_owned();
-                        (Err(msg.clone()), self.record(&seg, None, Err(msg), 0, queued))
+                        (Err(msg.clone()), self.record(&seg, None, Err(msg), 0, queued, None))
                     } else {
                         self.transcode(&seg, queued).await
                     };
@@ -358,6 +449,7 @@ impl Worker {
         outcome: Result<u32, String>,
         attempts: u32,
         queued: Instant,
+        failover: Option<Duration>,
     ) -> SegmentResult {
         let (ok, error, tickets) = match outcome {
             Ok(t) => (true, None, t),
@@ -372,61 +464,96 @@ impl Worker {
             upload_ms: upload.map(|d| d.as_secs_f64() * 1000.0),
             total_ms: queued.elapsed().as_secs_f64() * 1000.0,
             tickets,
+            failover_ms: failover.map(|d| d.as_secs_f64() * 1000.0),
         }
     }
 
     async fn transcode(&mut self, seg: &Segment, queued: Instant) -> (Result<Vec<Bytes>, String>, SegmentResult) {
+        let seg_dur = Duration::from_secs_f64(seg.duration.as_secs_f64().max(0.0));
+        // Every attempt must fit in the segment's overall deadline (§4.7's whole-request
+        // timeout, counted from when the segment closed).
+        let deadline = queued + SegmentTimeouts::for_duration(seg_dur, 1.0).total;
         let mut last = String::from("no orchestrator available");
         let mut attempts = 0;
-        while attempts < MAX_ATTEMPTS {
+        let mut tried: Vec<String> = Vec::new();
+        let mut first_started: Option<Instant> = None;
+        while attempts < self.t.max_attempts && Instant::now() < deadline {
             attempts += 1;
-            if let Err(e) = self.ensure_session().await {
+            if let Err(e) = self.ensure_session(&tried).await {
                 last = e;
                 break;
             }
             let orch = self.session.as_ref().map(|s| s.orch.to_string()).unwrap_or_default();
             let started = Instant::now();
+            let first = *first_started.get_or_insert(started);
             let closed = (attempts == 1).then_some(queued);
-            match self.attempt(seg, closed).await {
+            match self.attempt(seg, closed, deadline).await {
                 Ok(a) => {
-                    self.t.metrics.observe_transcode(&orch, started.elapsed(), true);
-                    debug!(seq = seg.seq, %orch, ms = started.elapsed().as_millis() as u64, tickets = a.tickets, "segment transcoded");
-                    let rec = self.record(seg, Some(a.upload), Ok(a.tickets), attempts, queued);
+                    let took = started.elapsed();
+                    self.t.metrics.observe_transcode(&orch, took, true);
+                    self.t.pool.success(&orch, took, a.upload, seg_dur);
+                    debug!(seq = seg.seq, %orch, ms = took.as_millis() as u64, tickets = a.tickets, "segment transcoded");
+                    let failover = (attempts > 1).then(|| started - first);
+                    let rec = self.record(seg, Some(a.upload), Ok(a.tickets), attempts, queued, failover);
                     return (Ok(a.renditions), rec);
                 }
                 Err(f) => {
                     self.t.metrics.observe_transcode(&orch, started.elapsed(), false);
-                    warn!(seq = seg.seq, %orch, attempt = attempts, error = %f.msg, next = ?f.next, "transcode attempt failed");
+                    let suspend = matches!(f.next, Next::Failover);
+                    let penalty = self.t.pool.failure(&orch, f.reason, suspend, Instant::now());
+                    warn!(seq = seg.seq, %orch, attempt = attempts, error = %f.msg, reason = f.reason, next = ?f.next, suspended_s = penalty.map(|p| p.as_secs_f64()), "transcode attempt failed");
                     last = f.msg;
                     match f.next {
-                        Next::Refresh => self.drop_session(false).await,
-                        Next::Failover => self.drop_session(true).await,
+                        Next::Refresh => self.drop_session().await,
+                        Next::Failover => {
+                            tried.push(orch);
+                            self.drop_session().await;
+                        }
                         Next::GiveUp => break,
                     }
                 }
             }
         }
-        let rec = self.record(seg, None, Err(last.clone()), attempts, queued);
+        let rec = self.record(seg, None, Err(last.clone()), attempts, queued, None);
         (Err(last), rec)
     }
 
-    /// Makes sure a usable session exists, trying each orchestrator in turn.
-    async fn ensure_session(&mut self) -> Result<(), String> {
+    /// Makes sure a usable session exists: keeps the current one while it is healthy
+    /// (spec §7.4), else asks the pool's selector, skipping `tried`, and opens a session
+    /// with its choice (trying the next choice if that fails).
+    async fn ensure_session(&mut self, tried: &[String]) -> Result<(), String> {
         let paid = self.t.payer.is_some();
         if let Some(s) = &self.session {
-            if !s.needs_refresh(paid, self.t.chain.as_deref()) {
+            let uri = s.orch.to_string();
+            let excluded =
+                self.t.pool.ranking(Instant::now()).into_iter().find(|o| o.uri == uri).and_then(|o| o.excluded);
+            let slow = self
+                .t
+                .pool
+                .ranking(Instant::now())
+                .into_iter()
+                .find(|o| o.uri == uri)
+                .and_then(|o| o.latency_score)
+                .is_some_and(|l| l > 1.0);
+            if !s.needs_refresh(paid, self.t.chain.as_deref()) && excluded.is_none() && !slow {
                 return Ok(());
             }
-            debug!(session = %s.session_id(), "refreshing orchestrator session");
-            self.drop_session(false).await;
+            debug!(session = %s.session_id(), ?excluded, slow, "leaving orchestrator session");
+            self.drop_session().await;
         }
-        let n = self.t.orchestrators.len();
-        let mut errors = Vec::new();
-        for i in 0..n {
-            let orch = self.t.orchestrators[(self.next_orch + i) % n].clone();
+        let mut tried: Vec<String> = tried.to_vec();
+        loop {
+            let uri = self
+                .t
+                .pool
+                .choose(&tried, Instant::now(), self.t.random())
+                .map_err(|e| format!("no orchestrator available ({})", e.0))?;
+            let Some(orch) = self.t.uri(&uri) else {
+                tried.push(uri);
+                continue;
+            };
             match self.open_session(&orch).await {
                 Ok(s) => {
-                    self.next_orch = (self.next_orch + i) % n;
                     info!(orchestrator = %orch, session = %s.session_id(), transcoder = %s.info.transcoder, "orchestrator session started");
                     let status = SessionStatus {
                         orchestrator: orch.to_string(),
@@ -439,19 +566,22 @@ impl Worker {
                     };
                     self.output.write().unwrap_or_else(|e| e.into_inner()).transcode.session_started(status);
                     Metrics::add(&self.t.metrics.orchestrator_sessions_total, 1);
+                    self.t.pool.session_delta(&uri, 1);
                     self.session = Some(s);
                     return Ok(());
                 }
-                Err(e) => {
-                    warn!(orchestrator = %orch, error = %e, "orchestrator unusable");
-                    errors.push(format!("{orch}: {e}"));
+                Err(f) => {
+                    warn!(orchestrator = %orch, error = %f.msg, reason = f.reason, "orchestrator unusable");
+                    if f.reason != "price" {
+                        self.t.pool.failure(&uri, f.reason, true, Instant::now());
+                    }
+                    tried.push(uri);
                 }
             }
         }
-        Err(format!("no orchestrator available ({})", errors.join("; ")))
     }
 
-    async fn open_session(&self, orch: &OrchestratorUri) -> Result<Session, String> {
+    async fn open_session(&self, orch: &OrchestratorUri) -> Result<Session, Failure> {
         let payer = self.t.payer.as_deref();
         let req = OrchestratorRequest {
             address: payer.map(|p| p.signer.address().to_vec()).unwrap_or_else(|| vec![0; 20]),
@@ -459,12 +589,28 @@ impl Worker {
             capabilities: Some(self.t.capabilities.clone()),
             ignore_capacity_check: false,
         };
-        let info = self.t.net.get_orchestrator(&orch.to_string(), req).await.map_err(|e| e.to_string())?;
+        let info = self.t.net.get_orchestrator(&orch.to_string(), req).await.map_err(|e| {
+            let reason = match &e {
+                NetError::Timeout(_) => "timeout",
+                NetError::Grpc { code: tonic::Code::ResourceExhausted, .. } => "capped",
+                _ => "unreachable",
+            };
+            Failure::new(e.to_string(), Next::Failover).because(reason)
+        })?;
+        let bad = |m: &str| Failure::new(m, Next::Failover).because("bad_reply");
         if info.transcoder.is_empty() {
-            return Err("announced no transcoder URI".into());
+            return Err(bad("announced no transcoder URI"));
         }
         if info.auth_token.is_none() {
-            return Err("sent no auth token".into());
+            return Err(bad("sent no auth token"));
+        }
+        if let Some(c) = &info.capabilities
+            && !transport::capabilities::compatible(&self.t.capabilities, c)
+        {
+            return Err(Failure::new("incompatible capabilities", Next::Failover).because("incompatible"));
+        }
+        if !self.t.blocklist.is_empty() && self.t.blocklist.contains(&hex::encode(&info.address)) {
+            return Err(Failure::new("blocklisted address", Next::Failover).because("blocklisted"));
         }
         let recipient: Address = info
             .ticket_params
@@ -475,19 +621,11 @@ impl Worker {
         let (tickets, start_price) = match payer {
             None => (None, None),
             Some(p) => {
-                let price = session_price(&info)?;
-                if let Some(max) = &p.max_price
-                    && &price > max
-                {
-                    return Err(format!(
-                        "price {} wei/pixel is above --max-price-per-unit/--pixels-per-unit ({})",
-                        price.to_f64().unwrap_or(f64::NAN),
-                        max.to_f64().unwrap_or(f64::NAN)
-                    ));
-                }
+                let price = session_price(&info).map_err(|e| bad(&e))?;
+                self.check_price(&orch.to_string(), &price)?;
                 let mut sender = TicketSender::new(p.signer.clone());
                 if let Some(tp) = &info.ticket_params {
-                    sender.update_params(tp).map_err(|e| format!("ticket params: {e}"))?;
+                    sender.update_params(tp).map_err(|e| bad(&format!("ticket params: {e}")))?;
                 }
                 (Some(sender), Some(price))
             }
@@ -495,14 +633,30 @@ impl Worker {
         Ok(Session { orch: orch.clone(), info, recipient, tickets, start_price, info_at: Instant::now() })
     }
 
-    /// Ends the current session; with `failover` the next attempt starts at the next
-    /// orchestrator.
-    async fn drop_session(&mut self, failover: bool) {
-        if failover {
-            self.next_orch = (self.next_orch + 1) % self.t.orchestrators.len();
+    /// Records `price` with the pool; above the cap it is a failure that moves the
+    /// stream elsewhere (the orchestrator stays out until it quotes under the cap).
+    fn check_price(&self, uri: &str, price: &BigRational) -> Result<(), Failure> {
+        let over = self.t.max_price.as_ref().is_some_and(|max| price > max);
+        self.t.pool.price(uri, price.to_f64().unwrap_or(f64::MAX), over);
+        if over {
+            return Err(Failure::new(
+                format!(
+                    "price {} wei/pixel is above --max-price-per-unit/--pixels-per-unit ({})",
+                    price.to_f64().unwrap_or(f64::NAN),
+                    self.t.max_price.as_ref().and_then(|m| m.to_f64()).unwrap_or(f64::NAN)
+                ),
+                Next::Failover,
+            )
+            .because("price"));
         }
+        Ok(())
+    }
+
+    /// Ends the current session without waiting for the orchestrator's answer.
+    async fn drop_session(&mut self) {
         if let Some(s) = self.session.take() {
             self.mark_session_ended();
+            self.t.pool.session_delta(&s.orch.to_string(), -1);
             end_quietly(self.t.net.clone(), s);
         }
     }
@@ -510,6 +664,7 @@ impl Worker {
     async fn end_session(&mut self) {
         if let Some(s) = self.session.take() {
             self.mark_session_ended();
+            self.t.pool.session_delta(&s.orch.to_string(), -1);
             if let Some(token) = s.info.auth_token.clone() {
                 match self.t.net.end_session(&s.orch.to_string(), token).await {
                     Ok(()) => info!(orchestrator = %s.orch, session = %s.session_id(), "orchestrator session ended"),
@@ -528,7 +683,8 @@ impl Worker {
 
     /// One try of one segment on the current session.
     /// `closed`: when the segment closed, on its first attempt (for the dispatch metric).
-    async fn attempt(&mut self, seg: &Segment, closed: Option<Instant>) -> Result<Attempt, Failure> {
+    /// One try of one segment on the current session, finishing by `deadline`.
+    async fn attempt(&mut self, seg: &Segment, closed: Option<Instant>, deadline: Instant) -> Result<Attempt, Failure> {
         let t = self.t.clone();
         let id = self.id.clone();
         let signer = t.payer.as_ref().map(|p| &p.signer);
@@ -558,7 +714,7 @@ impl Worker {
                     && start.is_positive()
                     && price > start * BigRational::from_integer(PRICE_INCREASE_LIMIT.into())
                 {
-                    return Err(Failure::new("orchestrator price more than doubled", Next::Failover));
+                    return Err(Failure::new("orchestrator price more than doubled", Next::Failover).because("price"));
                 }
                 let fee =
                     segment_fee(transport::profiles::estimated_pixels(&t.profiles, seg.duration.as_secs_f64()), &price);
@@ -575,7 +731,19 @@ impl Worker {
                 payment_header(Some(&payment))
             }
         };
-        let timeouts = SegmentTimeouts::for_duration(Duration::from_secs_f64(seg.duration.as_secs_f64().max(0.0)), 1.0);
+        let mut timeouts =
+            SegmentTimeouts::for_duration(Duration::from_secs_f64(seg.duration.as_secs_f64().max(0.0)), 1.0);
+        // An orchestrator answers with headers as soon as the upload is in (§4.2 step 8).
+        // Once its upload time is known, a reply four times later than usual (at least
+        // 0.5 s) means it is not coming: fail over well within a segment's duration
+        // instead of waiting out the spec's fixed 2 s.
+        if let Some(usual) = t.pool.upload_estimate(&session.orch.to_string()) {
+            let adaptive = (usual * 4 + Duration::from_millis(200)).max(Duration::from_millis(500));
+            timeouts.upload = timeouts.upload.min(adaptive);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        timeouts.total = timeouts.total.min(left);
+        timeouts.upload = timeouts.upload.min(left);
         Metrics::add(&t.metrics.transcode_bytes_out_total, seg.data.len() as u64);
         if let Some(c) = closed {
             t.metrics.observe_dispatch(c.elapsed());
@@ -619,18 +787,22 @@ impl Worker {
             session.info = OrchestratorInfo { auth_token: token, ..info };
             session.info_at = Instant::now();
         }
+        let orch_uri = session.orch.to_string();
+        let new_price = if t.payer.is_some() { session_price(&session.info).ok() } else { None };
         if let Some(last) = self.output.write().unwrap_or_else(|e| e.into_inner()).transcode.sessions.back_mut() {
             last.segments += 1;
         }
         let data = match sub.outcome() {
             Ok(d) => d.clone(),
             Err(e) => {
-                let next = if e.contains("OrchestratorBusy") || e.contains("OrchestratorCapped") {
-                    Next::Failover
+                let (next, reason) = if e.contains("OrchestratorBusy") {
+                    (Next::Failover, "busy")
+                } else if e.contains("OrchestratorCapped") {
+                    (Next::Failover, "capped")
                 } else {
-                    Next::GiveUp
+                    (Next::GiveUp, "transcode_error")
                 };
-                return Err(Failure::new(format!("orchestrator: {e}"), next));
+                return Err(Failure::new(format!("orchestrator: {e}"), next).because(reason));
             }
         };
         let tickets = paid.as_ref().map(|p| p.3).unwrap_or(0);
@@ -643,7 +815,8 @@ impl Worker {
             return Err(Failure::new(
                 format!("MismatchedSegments: {} renditions for {} profiles", data.segments.len(), t.profiles.len()),
                 Next::Failover,
-            ));
+            )
+            .because("bad_reply"));
         }
         let mut downloads = tokio::task::JoinSet::new();
         for (i, s) in data.segments.iter().enumerate() {
@@ -653,8 +826,10 @@ impl Worker {
         }
         let mut renditions = vec![Bytes::new(); data.segments.len()];
         while let Some(joined) = downloads.join_next().await {
-            let (i, r) = joined.map_err(|e| Failure::new(format!("download task: {e}"), Next::Failover))?;
-            renditions[i] = r.map_err(|e| Failure::new(format!("rendition download: {e}"), Next::Failover))?;
+            let (i, r) =
+                joined.map_err(|e| Failure::new(format!("download task: {e}"), Next::Failover).because("download"))?;
+            renditions[i] =
+                r.map_err(|e| Failure::new(format!("rendition download: {e}"), Next::Failover).because("download"))?;
         }
         let bytes_in: usize = renditions.iter().map(Bytes::len).sum();
         Metrics::add(&t.metrics.transcode_bytes_in_total, bytes_in as u64);
@@ -667,8 +842,17 @@ impl Worker {
             if let Some(addr) = signer_addr {
                 let parts: Vec<&[u8]> = renditions.iter().map(|b| b.as_ref()).collect();
                 verify_results(&parts, &data.sig, &addr)
-                    .map_err(|e| Failure::new(format!("result signature: {e}"), Next::Failover))?;
+                    .map_err(|e| Failure::new(format!("result signature: {e}"), Next::Failover).because("signature"))?;
             }
+        }
+        // A mid-stream price change: under the cap the new params simply apply; above it
+        // the session ends after this segment and the stream moves on (never dropped).
+        if let Some(p) = new_price
+            && let Err(f) = self.check_price(&orch_uri, &p)
+        {
+            warn!(orchestrator = %orch_uri, error = %f.msg, "orchestrator price now above the cap; switching");
+            self.drop_session().await;
+            return Ok(Attempt { renditions, upload: sub.upload, tickets });
         }
         // Sign the next segment's tickets now, under the params this result brought, so
         // the signatures are off the next segment's path to the wire.
@@ -697,7 +881,7 @@ fn session_price(info: &OrchestratorInfo) -> Result<BigRational, String> {
 
 /// Maps a refused or failed request to what to do next (§4.2, §4.3).
 fn classify_net(e: NetError) -> Failure {
-    let next = match &e {
+    let (next, reason) = match &e {
         NetError::Status { status, body } if status.as_u16() == 400 => {
             // Ticket problems a fresh session fixes: expired or unknown params, nonces,
             // balance.
@@ -706,23 +890,27 @@ fn classify_net(e: NetError) -> Failure {
                 || body.contains("senderNonce")
                 || body.contains("Insufficient balance")
             {
-                Next::Refresh
+                (Next::Refresh, "ticket_params")
             } else {
-                Next::Failover
+                (Next::Failover, "http_4xx")
             }
         }
         NetError::Status { status, body } if status.as_u16() == 403 => {
             if body.contains("auth token") {
-                Next::Refresh
+                (Next::Refresh, "auth")
             } else if body.contains("ErrSegSig") {
-                Next::GiveUp
+                (Next::GiveUp, "segment_signature")
             } else {
-                Next::Failover
+                (Next::Failover, "http_4xx")
             }
         }
-        _ => Next::Failover,
+        NetError::Status { status, .. } if status.is_server_error() => (Next::Failover, "http_5xx"),
+        NetError::Status { .. } => (Next::Failover, "http_4xx"),
+        NetError::Timeout(_) => (Next::Failover, "timeout"),
+        NetError::Body(_) => (Next::Failover, "bad_reply"),
+        NetError::Transport(_) | NetError::Url(_) | NetError::Grpc { .. } => (Next::Failover, "unreachable"),
     };
-    Failure::new(e.to_string(), next)
+    Failure::new(e.to_string(), next).because(reason)
 }
 
 /// Ends a session without waiting for the answer.

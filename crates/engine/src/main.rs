@@ -102,6 +102,10 @@ struct OrchestratorArgs {
     /// this directory.
     #[arg(long)]
     capture_dir: Option<PathBuf>,
+    /// Accept `POST /fault` ({"mode": "hang|error500|busy_alternate|garbage|none",
+    /// "price_per_unit": N}) to misbehave on purpose. For fault-injection tests only.
+    #[arg(long)]
+    allow_faults: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -399,6 +403,7 @@ fn orchestrator_config(a: &OrchestratorArgs) -> anyhow::Result<orchestrator::ser
     cfg.tls = !a.no_tls;
     cfg.max_sessions = a.max_sessions;
     cfg.capture_dir.clone_from(&a.capture_dir);
+    cfg.allow_faults = a.allow_faults;
     cfg.ticket_ev = a.ticket_ev;
     if !(0.001..=3600.0).contains(&a.block_time) {
         anyhow::bail!("--block-time must be between 0.001 and 3600 seconds");

@@ -15,6 +15,9 @@ use serde::Serialize;
 pub const BASE_PENALTY: Duration = Duration::from_secs(2);
 /// Longest suspension.
 pub const MAX_PENALTY: Duration = Duration::from_secs(60);
+/// An orchestrator priced above the cap is asked again (offered to the selector, so a
+/// session open re-reads its price) after this long.
+pub const PRICE_RECHECK: Duration = Duration::from_secs(20);
 /// Weight of the newest observation in the moving averages.
 const EWMA: f64 = 0.3;
 
@@ -159,7 +162,7 @@ pub struct OrchestratorState {
     #[serde(skip)]
     suspended_until: Option<Instant>,
     #[serde(skip)]
-    over_price: bool,
+    over_price: Option<Instant>,
 }
 
 impl OrchestratorState {
@@ -179,12 +182,14 @@ impl OrchestratorState {
             excluded: None,
             sessions: 0,
             suspended_until: None,
-            over_price: false,
+            over_price: None,
         }
     }
 
     fn exclusion(&self, now: Instant) -> Option<String> {
-        if self.over_price {
+        if let Some(since) = self.over_price
+            && now.saturating_duration_since(since) < PRICE_RECHECK
+        {
             return Some("price above the cap".into());
         }
         match self.suspended_until {
@@ -316,12 +321,13 @@ impl OrchestratorPool {
         .flatten()
     }
 
-    /// Records a quoted price and whether it is above the cap (an orchestrator above the
-    /// cap is not offered until it quotes under it again).
-    pub fn price(&self, uri: &str, per_pixel: f64, over_cap: bool) {
+    /// Records a quoted price and whether it is above the cap. An orchestrator above the
+    /// cap is not offered for [`PRICE_RECHECK`]; then it is, so a new session reads its
+    /// price again.
+    pub fn price(&self, uri: &str, per_pixel: f64, over_cap: bool, now: Instant) {
         self.with(uri, |o| {
             o.price_per_pixel = Some(per_pixel);
-            o.over_price = over_cap;
+            o.over_price = over_cap.then_some(now);
         });
     }
 
@@ -406,11 +412,12 @@ mod tests {
     fn price_cap_excludes_until_quoted_under_it() {
         let p = pool(2);
         let t0 = Instant::now();
-        p.price("https://o0:8935", 5.0, true);
+        p.price("https://o0:8935", 5.0, true, t0);
         for r in [0.0, 0.5, 0.99] {
             assert_eq!(p.choose(&[], t0, r).unwrap(), "https://o1:8935");
         }
-        p.price("https://o0:8935", 0.5, false);
+        assert_eq!(p.choose(&[], t0 + PRICE_RECHECK, 0.0).unwrap(), "https://o0:8935", "asked again later");
+        p.price("https://o0:8935", 0.5, false, t0);
         assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o0:8935");
     }
 

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 /// Segment results kept per stream.
-pub const RECENT_RESULTS: usize = 32;
+pub const RECENT_RESULTS: usize = 64;
 /// Orchestrator sessions kept per stream (current and past).
 pub const SESSIONS_KEPT: usize = 8;
 

@@ -477,15 +477,19 @@ impl Worker {
         let mut attempts = 0;
         let mut tried: Vec<String> = Vec::new();
         let mut first_started: Option<Instant> = None;
+        // A session opened while this segment waits gets at most half its duration
+        // (floor 0.5 s): an orchestrator that does not answer GetOrchestrator by then
+        // is skipped rather than holding the stream up.
+        let open_budget = (seg_dur / 2).max(Duration::from_millis(500)).min(transport::client::GRPC_TIMEOUT);
         while attempts < self.t.max_attempts && Instant::now() < deadline {
             attempts += 1;
-            if let Err(e) = self.ensure_session(&tried).await {
+            let started = Instant::now();
+            let first = *first_started.get_or_insert(started);
+            if let Err(e) = self.ensure_session(&tried, open_budget).await {
                 last = e;
                 break;
             }
             let orch = self.session.as_ref().map(|s| s.orch.to_string()).unwrap_or_default();
-            let started = Instant::now();
-            let first = *first_started.get_or_insert(started);
             let closed = (attempts == 1).then_some(queued);
             match self.attempt(seg, closed, deadline).await {
                 Ok(a) => {
@@ -521,7 +525,7 @@ impl Worker {
     /// Makes sure a usable session exists: keeps the current one while it is healthy
     /// (spec §7.4), else asks the pool's selector, skipping `tried`, and opens a session
     /// with its choice (trying the next choice if that fails).
-    async fn ensure_session(&mut self, tried: &[String]) -> Result<(), String> {
+    async fn ensure_session(&mut self, tried: &[String], open_budget: Duration) -> Result<(), String> {
         let paid = self.t.payer.is_some();
         if let Some(s) = &self.session {
             let uri = s.orch.to_string();
@@ -552,7 +556,7 @@ impl Worker {
                 tried.push(uri);
                 continue;
             };
-            match self.open_session(&orch).await {
+            match self.open_session(&orch, open_budget).await {
                 Ok(s) => {
                     info!(orchestrator = %orch, session = %s.session_id(), transcoder = %s.info.transcoder, "orchestrator session started");
                     let status = SessionStatus {
@@ -581,7 +585,7 @@ impl Worker {
         }
     }
 
-    async fn open_session(&self, orch: &OrchestratorUri) -> Result<Session, Failure> {
+    async fn open_session(&self, orch: &OrchestratorUri, timeout: Duration) -> Result<Session, Failure> {
         let payer = self.t.payer.as_deref();
         let req = OrchestratorRequest {
             address: payer.map(|p| p.signer.address().to_vec()).unwrap_or_else(|| vec![0; 20]),
@@ -589,7 +593,7 @@ impl Worker {
             capabilities: Some(self.t.capabilities.clone()),
             ignore_capacity_check: false,
         };
-        let info = self.t.net.get_orchestrator(&orch.to_string(), req).await.map_err(|e| {
+        let info = self.t.net.get_orchestrator_within(&orch.to_string(), req, timeout).await.map_err(|e| {
             let reason = match &e {
                 NetError::Timeout(_) => "timeout",
                 NetError::Grpc { code: tonic::Code::ResourceExhausted, .. } => "capped",
@@ -637,7 +641,7 @@ impl Worker {
     /// stream elsewhere (the orchestrator stays out until it quotes under the cap).
     fn check_price(&self, uri: &str, price: &BigRational) -> Result<(), Failure> {
         let over = self.t.max_price.as_ref().is_some_and(|max| price > max);
-        self.t.pool.price(uri, price.to_f64().unwrap_or(f64::MAX), over);
+        self.t.pool.price(uri, price.to_f64().unwrap_or(f64::MAX), over, Instant::now());
         if over {
             return Err(Failure::new(
                 format!(

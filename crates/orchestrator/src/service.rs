@@ -72,6 +72,8 @@ pub struct OrchestratorConfig {
     pub transcoder: Arc<dyn Transcoder>,
     /// Write every `GetOrchestrator` and `/segment` exchange here ([`crate::capture`]).
     pub capture_dir: Option<std::path::PathBuf>,
+    /// Accept `POST /fault` to misbehave on purpose (fault-injection tests only).
+    pub allow_faults: bool,
 }
 
 impl OrchestratorConfig {
@@ -88,6 +90,7 @@ impl OrchestratorConfig {
             block_time: Duration::from_secs(12),
             transcoder,
             capture_dir: None,
+            allow_faults: false,
         }
     }
 }
@@ -121,6 +124,86 @@ pub struct Stats {
     pub sessions_ended: u64,
 }
 
+/// Ways to misbehave on purpose (`POST /fault`, only with `allow_faults`), for testing
+/// how gateways cope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultMode {
+    /// Behave.
+    #[default]
+    None,
+    /// Accept connections and requests, never answer any (gRPC included).
+    Hang,
+    /// Answer every `/segment` with 500.
+    Error500,
+    /// Answer every other `/segment` with `OrchestratorBusy`.
+    BusyAlternate,
+    /// Answer `/segment` with 200 and a body that is not a `TranscodeResult`.
+    Garbage,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    mode: FaultMode,
+    segments: u64,
+}
+
+/// Body of `POST /fault`.
+#[derive(Debug, serde::Deserialize)]
+struct FaultRequest {
+    #[serde(default)]
+    mode: Option<FaultMode>,
+    /// New price per unit (paid mode), applied to quotes from now on.
+    #[serde(default)]
+    price_per_unit: Option<i64>,
+}
+
+async fn set_fault(State(s): State<Arc<Shared>>, axum::Json(req): axum::Json<FaultRequest>) -> Response {
+    if !s.allow_faults {
+        return (StatusCode::NOT_FOUND, "fault injection is off").into_response();
+    }
+    if let Some(m) = req.mode {
+        s.fault.lock().expect("fault lock").mode = m;
+        tracing::warn!(mode = ?m, "fault injected");
+    }
+    if let Some(p) = req.price_per_unit {
+        s.price.lock().expect("price lock").price_per_unit = p;
+        tracing::warn!(price_per_unit = p, "price changed");
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Applies the injected fault to every request but `/fault` itself.
+async fn fault_layer(State(s): State<Arc<Shared>>, req: Request, next: axum::middleware::Next) -> Response {
+    if req.uri().path() == "/fault" {
+        return next.run(req).await;
+    }
+    let mode = s.fault.lock().expect("fault lock").mode;
+    let segment = req.uri().path() == "/segment";
+    match mode {
+        FaultMode::Hang => std::future::pending().await,
+        FaultMode::Error500 if segment => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+        FaultMode::Garbage if segment => (StatusCode::OK, vec![0x0a, 0xff, 0xff, 0x01, 0x12]).into_response(),
+        FaultMode::BusyAlternate if segment => {
+            let n = {
+                let mut f = s.fault.lock().expect("fault lock");
+                f.segments += 1;
+                f.segments
+            };
+            if n % 2 == 0 {
+                let r = TranscodeResult {
+                    seq: 0,
+                    result: Some(transcode_result::Result::Error("OrchestratorBusy".into())),
+                    info: None,
+                };
+                return (StatusCode::OK, r.encode_to_vec()).into_response();
+            }
+            next.run(req).await
+        }
+        _ => next.run(req).await,
+    }
+}
+
 struct Session {
     in_flight: usize,
     last_seen: Instant,
@@ -132,8 +215,10 @@ struct Shared {
     service_uri: String,
     address: Address,
     signer: Option<EthSigner>,
-    price: PriceInfo,
+    price: Mutex<PriceInfo>,
     capabilities: Capabilities,
+    fault: Mutex<FaultState>,
+    allow_faults: bool,
     started: Instant,
     block_time: Duration,
     max_sessions: usize,
@@ -181,10 +266,11 @@ impl Shared {
         };
         if self.paid() {
             let block = self.latest_block();
+            let price = self.price.lock().expect("price lock").clone();
             let gate = self.gate.lock().expect("gate lock");
             let recipient = gate.recipient.as_ref().expect("paid mode has a recipient");
-            info.ticket_params = Some(recipient.quote(sender, &self.price, random(), block, &self.round(block)));
-            info.price_info = Some(self.price.clone());
+            info.ticket_params = Some(recipient.quote(sender, &price, random(), block, &self.round(block)));
+            info.price_info = Some(price);
             info.address = self.address.to_vec();
         }
         info
@@ -523,7 +609,9 @@ pub async fn start(cfg: OrchestratorConfig) -> anyhow::Result<OrchestratorHandle
         service_uri: service_uri.clone(),
         address,
         signer: cfg.signer,
-        price: cfg.price,
+        price: Mutex::new(cfg.price),
+        fault: Mutex::new(FaultState::default()),
+        allow_faults: cfg.allow_faults,
         capabilities: capabilities.clone(),
         started: Instant::now(),
         block_time: cfg.block_time,
@@ -537,9 +625,13 @@ pub async fn start(cfg: OrchestratorConfig) -> anyhow::Result<OrchestratorHandle
         .route("/segment", post(segment))
         .route("/stream/{session}/{profile}/{file}", get(rendition))
         .route("/status", get(status))
+        .route("/fault", post(set_fault))
         .with_state(shared.clone());
     let mut app =
         tonic::service::Routes::new(OrchestratorServer::new(Grpc(shared.clone()))).into_axum_router().merge(http);
+    if cfg.allow_faults {
+        app = app.layer(axum::middleware::from_fn_with_state(shared.clone(), fault_layer));
+    }
     if let Some(dir) = &cfg.capture_dir {
         let c = crate::capture::Capture::new(dir.clone())?;
         app = app.layer(axum::middleware::from_fn_with_state(c, crate::capture::capture));

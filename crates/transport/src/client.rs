@@ -152,11 +152,23 @@ impl OrchestratorNet {
         Ok(OrchestratorClient::with_origin(self.grpc.clone(), origin))
     }
 
-    /// `GetOrchestrator` on the orchestrator at `uri` (`https://host:port`).
+    /// `GetOrchestrator` on the orchestrator at `uri` (`https://host:port`), within
+    /// [`GRPC_TIMEOUT`].
     pub async fn get_orchestrator(&self, uri: &str, req: OrchestratorRequest) -> Result<OrchestratorInfo, NetError> {
+        self.get_orchestrator_within(uri, req, GRPC_TIMEOUT).await
+    }
+
+    /// `GetOrchestrator` with a caller's deadline (a gateway opening a session while a
+    /// segment waits gives it less than the discovery default).
+    pub async fn get_orchestrator_within(
+        &self,
+        uri: &str,
+        req: OrchestratorRequest,
+        timeout: Duration,
+    ) -> Result<OrchestratorInfo, NetError> {
         let mut c = self.grpc_client(uri)?;
         let call = c.get_orchestrator(req);
-        match tokio::time::timeout(GRPC_TIMEOUT, call).await {
+        match tokio::time::timeout(timeout, call).await {
             Err(_) => Err(NetError::Timeout("GetOrchestrator")),
             Ok(Err(s)) => Err(grpc_error(s)),
             Ok(Ok(r)) => Ok(r.into_inner()),
@@ -213,6 +225,26 @@ impl OrchestratorNet {
         }
         let result = TranscodeResult::decode(body).map_err(|e| NetError::Body(format!("TranscodeResult: {e}")))?;
         Ok(Submitted { result, upload, total: start.elapsed(), version })
+    }
+
+    /// `POST url` with a JSON body (an orchestrator's operator endpoints, a webhook).
+    /// Returns the status and body.
+    pub async fn post_json(&self, url: &str, json: &str, timeout: Duration) -> Result<(StatusCode, Bytes), NetError> {
+        let req = Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::copy_from_slice(json.as_bytes())))
+            .map_err(|_| NetError::Url(url.to_owned()))?;
+        let send = async {
+            let resp = self.http.request(req).await.map_err(|e| NetError::Transport(error_chain(&e)))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), 1 << 20)
+                .collect()
+                .await
+                .map_err(|e| NetError::Body(e.to_string()))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(timeout, send).await.unwrap_or(Err(NetError::Timeout("POST")))
     }
 
     /// `GET url` for one rendition (§4.4): 200 only, at most [`MAX_BODY`] bytes.

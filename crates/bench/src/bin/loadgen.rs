@@ -205,7 +205,7 @@ async fn run(a: &Args, orch_uris: Vec<String>, pub_rt: &tokio::runtime::Runtime)
         p99 * 1e3
     );
     println!(
-        "upload (request → response headers, last 32 per stream): p50 {:.2} ms  p99 {:.2} ms",
+        "upload (request → response headers, last 64 per stream): p50 {:.2} ms  p99 {:.2} ms",
         pct(&uploads, 0.5),
         pct(&uploads, 0.99)
     );

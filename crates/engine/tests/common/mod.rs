@@ -318,10 +318,12 @@ pub async fn source_span(source: &Path) -> (f64, f64) {
 }
 
 /// `sluice orchestrator` in its own process on an ephemeral loopback port; killed on drop.
+/// Its stderr goes to a file ([`OrchestratorProcess::log`]).
 pub struct OrchestratorProcess {
     pub child: tokio::process::Child,
     /// Its service URI, e.g. `https://127.0.0.1:40123`.
     pub uri: String,
+    pub log_path: PathBuf,
 }
 
 impl OrchestratorProcess {
@@ -331,11 +333,19 @@ impl OrchestratorProcess {
 
     pub async fn start_on(listen: &str, args: &[&str]) -> OrchestratorProcess {
         use tokio::io::AsyncBufReadExt;
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let log_path = std::env::temp_dir().join(format!(
+            "sluice-orch-{}-{}.log",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let log = std::fs::File::create(&log_path).expect("orchestrator log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["--log", "warn", "orchestrator", "--listen", listen])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
             .expect("sluice orchestrator starts");
@@ -348,7 +358,20 @@ impl OrchestratorProcess {
         let uri = first.split_whitespace().nth(1).expect("Orchestrator: URI").to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        OrchestratorProcess { child, uri }
+        OrchestratorProcess { child, uri, log_path }
+    }
+
+    /// What the orchestrator logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `POST /fault` (the orchestrator must run with `--allow-faults`).
+    pub async fn fault(&self, json: &str) {
+        let net = transport::client::OrchestratorNet::new(transport::tls::CertPolicy::AcceptAny);
+        let (status, body) =
+            net.post_json(&format!("{}/fault", self.uri), json, Duration::from_secs(4)).await.expect("POST /fault");
+        assert_eq!(status.as_u16(), 204, "{}", String::from_utf8_lossy(&body));
     }
 
     /// The orchestrator's `/status` counters.

@@ -81,52 +81,61 @@ pub struct DefaultSelector {
 
 impl Selector for DefaultSelector {
     fn select(&self, all: &[Candidate], random: f64) -> Option<usize> {
-        let preferred: Vec<&Candidate> = all.iter().filter(|c| c.preferred_region).collect();
-        let pool: Vec<&Candidate> = if preferred.is_empty() { all.iter().collect() } else { preferred };
+        // Only preferred-region candidates if any is usable; no allocation either way.
+        let any_preferred = all.iter().any(|c| c.preferred_region);
+        let in_pool = |c: &&Candidate| !any_preferred || c.preferred_region;
         // Effective score: latency inflated by failures (a 50 % success rate doubles it).
         let effective = |c: &Candidate| c.latency_score.map(|s| s / c.success_rate.max(0.05));
-        let best_known =
-            pool.iter().filter_map(|c| effective(c).map(|s| (s, c.index))).min_by(|a, b| a.0.total_cmp(&b.0));
+        let best_known = all
+            .iter()
+            .filter(in_pool)
+            .filter_map(|c| effective(c).map(|s| (s, c.index)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((score, i)) = best_known
             && score <= 1.0
         {
             return Some(i);
         }
-        let untried: Vec<&&Candidate> = pool.iter().filter(|c| c.latency_score.is_none()).collect();
-        if !untried.is_empty() {
-            return Some(untried[self.draw(&untried, random)].index);
+        let untried = |c: &&Candidate| in_pool(c) && c.latency_score.is_none();
+        if all.iter().any(|c| untried(&c)) {
+            return self.draw(all.iter().filter(untried), random);
         }
         best_known.map(|(_, i)| i)
     }
 }
 
 impl DefaultSelector {
-    /// go-livepeer's `ProbabilitySelectionAlgorithm` over `c`; returns a position in `c`.
-    fn draw(&self, c: &[&&Candidate], random: f64) -> usize {
+    /// go-livepeer's `ProbabilitySelectionAlgorithm` over `c`: P = price·e^(−price/f)/Σ
+    /// + stake·s/Σs + random/N. Returns the drawn candidate's `index`.
+    fn draw<'a>(&self, c: impl Iterator<Item = &'a Candidate> + Clone, random: f64) -> Option<usize> {
         let w = &self.weights;
-        let n = c.len() as f64;
-        let price_terms: Vec<f64> =
-            c.iter().map(|x| (-(x.price.unwrap_or(0.0)) / w.price_exp_factor.max(f64::MIN_POSITIVE)).exp()).collect();
-        let price_sum: f64 = price_terms.iter().sum();
-        let stake_sum: f64 = c.iter().map(|x| x.stake.unwrap_or(0.0)).sum();
-        let probs: Vec<f64> = c
-            .iter()
-            .zip(&price_terms)
-            .map(|(x, p)| {
-                let price = if price_sum > 0.0 { p / price_sum } else { 1.0 };
-                let stake = if stake_sum > 0.0 { x.stake.unwrap_or(0.0) / stake_sum } else { 1.0 };
-                w.price * price + w.stake * stake + w.random / n
-            })
-            .collect();
-        let total: f64 = probs.iter().sum();
+        let price_term =
+            |x: &Candidate| (-(x.price.unwrap_or(0.0)) / w.price_exp_factor.max(f64::MIN_POSITIVE)).exp();
+        let (mut n, mut price_sum, mut stake_sum) = (0.0, 0.0, 0.0);
+        for x in c.clone() {
+            n += 1.0;
+            if w.price > 0.0 {
+                price_sum += price_term(x);
+            }
+            stake_sum += x.stake.unwrap_or(0.0);
+        }
+        let prob = |x: &Candidate| {
+            let price = if w.price > 0.0 && price_sum > 0.0 { price_term(x) / price_sum } else { 1.0 };
+            let stake = if stake_sum > 0.0 { x.stake.unwrap_or(0.0) / stake_sum } else { 1.0 };
+            w.price * price + w.stake * stake + w.random / n
+        };
+        let total: f64 = c.clone().map(prob).sum();
         let mut target = random.clamp(0.0, 1.0) * total;
-        for (i, p) in probs.iter().enumerate() {
-            if target < *p {
-                return i;
+        let mut last = None;
+        for x in c {
+            let p = prob(x);
+            if target < p {
+                return Some(x.index);
             }
             target -= p;
+            last = Some(x.index);
         }
-        c.len() - 1
+        last
     }
 }
 
@@ -186,6 +195,11 @@ impl OrchestratorState {
         }
     }
 
+    fn excluded_at(&self, now: Instant) -> bool {
+        self.over_price.is_some_and(|since| now.saturating_duration_since(since) < PRICE_RECHECK)
+            || self.suspended_until.is_some_and(|t| t > now)
+    }
+
     fn exclusion(&self, now: Instant) -> Option<String> {
         if let Some(since) = self.over_price
             && now.saturating_duration_since(since) < PRICE_RECHECK
@@ -206,6 +220,10 @@ impl OrchestratorState {
 /// The gateway's orchestrators and what it has learnt about them.
 pub struct OrchestratorPool {
     entries: Mutex<Vec<OrchestratorState>>,
+    /// What selection reads of each entry, kept beside it in a compact array (refreshed
+    /// on every change) so a selection over 1,000 orchestrators scans 40 KB, not the
+    /// full states; plus the candidate buffer every selection reuses.
+    compact: Mutex<(Vec<Compact>, Vec<Candidate>)>,
     selector: Box<dyn Selector>,
     preferred_regions: Vec<String>,
 }
@@ -214,6 +232,17 @@ impl std::fmt::Debug for OrchestratorPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OrchestratorPool").field("orchestrators", &self.lock().len()).finish()
     }
+}
+
+/// The fields selection needs, per entry.
+#[derive(Debug, Clone, Copy)]
+struct Compact {
+    /// Not offered before this instant (suspension or price above the cap).
+    excluded_until: Option<Instant>,
+    latency_score: Option<f64>,
+    success_rate: f64,
+    price: Option<f64>,
+    preferred_region: bool,
 }
 
 /// Why a selection came out empty.
@@ -228,7 +257,34 @@ impl OrchestratorPool {
         preferred_regions: Vec<String>,
     ) -> Self {
         let entries = uris.into_iter().map(|(u, r)| OrchestratorState::new(&u, r)).collect();
-        OrchestratorPool { entries: Mutex::new(entries), selector, preferred_regions }
+        let p = OrchestratorPool {
+            entries: Mutex::new(entries),
+            compact: Mutex::new((Vec::new(), Vec::new())),
+            selector,
+            preferred_regions,
+        };
+        p.rebuild_compact(&p.lock());
+        p
+    }
+
+    fn compact_of(&self, o: &OrchestratorState) -> Compact {
+        let price_until = o.over_price.map(|since| since + PRICE_RECHECK);
+        let excluded_until = match (o.suspended_until, price_until) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        Compact {
+            excluded_until,
+            latency_score: o.latency_score,
+            success_rate: o.success_rate,
+            price: o.price_per_pixel,
+            preferred_region: o.region.as_ref().is_some_and(|r| self.preferred_regions.contains(r)),
+        }
+    }
+
+    fn rebuild_compact(&self, entries: &[OrchestratorState]) {
+        let mut c = self.compact.lock().unwrap_or_else(|e| e.into_inner());
+        c.0 = entries.iter().map(|o| self.compact_of(o)).collect();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<OrchestratorState>> {
@@ -250,6 +306,7 @@ impl OrchestratorPool {
                 added += 1;
             }
         }
+        self.rebuild_compact(&e);
         added
     }
 
@@ -257,35 +314,53 @@ impl OrchestratorPool {
     /// for the segment at hand). `random` is uniform in [0, 1).
     pub fn choose(&self, exclude: &[String], now: Instant, random: f64) -> Result<String, NoneUsable> {
         let e = self.lock();
-        let mut candidates = Vec::with_capacity(e.len());
-        let mut why = Vec::new();
-        for (i, o) in e.iter().enumerate() {
-            if exclude.contains(&o.uri) {
-                why.push(format!("{}: already tried for this segment", o.uri));
-                continue;
-            }
-            if let Some(reason) = o.exclusion(now) {
-                why.push(format!("{}: {reason}", o.uri));
+        let mut guard = self.compact.lock().unwrap_or_else(|e| e.into_inner());
+        let (compact, candidates) = &mut *guard;
+        candidates.clear();
+        for (i, c) in compact.iter().enumerate() {
+            if c.excluded_until.is_some_and(|t| t > now) || (!exclude.is_empty() && exclude.contains(&e[i].uri)) {
                 continue;
             }
             candidates.push(Candidate {
                 index: i,
-                latency_score: o.latency_score,
-                success_rate: o.success_rate,
-                price: o.price_per_pixel,
+                latency_score: c.latency_score,
+                success_rate: c.success_rate,
+                price: c.price,
                 stake: None,
-                preferred_region: o.region.as_ref().is_some_and(|r| self.preferred_regions.contains(r)),
+                preferred_region: c.preferred_region,
             });
         }
-        match self.selector.select(&candidates, random) {
-            Some(i) => Ok(e[i].uri.clone()),
-            None if e.is_empty() => Err(NoneUsable("no orchestrators configured".into())),
-            None => Err(NoneUsable(why.join("; "))),
+        if let Some(i) = self.selector.select(&candidates, random) {
+            return Ok(e[i].uri.clone());
         }
+        if e.is_empty() {
+            return Err(NoneUsable("no orchestrators configured".into()));
+        }
+        // Nothing usable: say why, orchestrator by orchestrator.
+        let why: Vec<String> = e
+            .iter()
+            .map(|o| {
+                let reason = if exclude.contains(&o.uri) {
+                    "already tried for this segment".to_owned()
+                } else {
+                    o.exclusion(now).unwrap_or_else(|| "not chosen".into())
+                };
+                format!("{}: {reason}", o.uri)
+            })
+            .collect();
+        Err(NoneUsable(why.join("; ")))
     }
 
     fn with<R>(&self, uri: &str, f: impl FnOnce(&mut OrchestratorState) -> R) -> Option<R> {
-        self.lock().iter_mut().find(|o| o.uri == uri).map(f)
+        let mut e = self.lock();
+        let i = e.iter().position(|o| o.uri == uri)?;
+        let r = f(&mut e[i]);
+        let c = self.compact_of(&e[i]);
+        let mut compact = self.compact.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = compact.0.get_mut(i) {
+            *slot = c;
+        }
+        Some(r)
     }
 
     /// A successful attempt: `took` for the whole request, `upload` until the response

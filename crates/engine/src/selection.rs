@@ -168,6 +168,8 @@ pub struct OrchestratorState {
     pub excluded: Option<String>,
     /// Sessions streams hold with it now.
     pub sessions: u64,
+    /// `GetOrchestrator` round trip in the last discovery round, ms.
+    pub discovery_ms: Option<f64>,
     #[serde(skip)]
     suspended_until: Option<Instant>,
     #[serde(skip)]
@@ -190,14 +192,10 @@ impl OrchestratorState {
             suspended_for_secs: 0.0,
             excluded: None,
             sessions: 0,
+            discovery_ms: None,
             suspended_until: None,
             over_price: None,
         }
-    }
-
-    fn excluded_at(&self, now: Instant) -> bool {
-        self.over_price.is_some_and(|since| now.saturating_duration_since(since) < PRICE_RECHECK)
-            || self.suspended_until.is_some_and(|t| t > now)
     }
 
     fn exclusion(&self, now: Instant) -> Option<String> {
@@ -404,6 +402,16 @@ impl OrchestratorPool {
             o.price_per_pixel = Some(per_pixel);
             o.over_price = over_cap.then_some(now);
         });
+    }
+
+    /// Every orchestrator's address (for a discovery round).
+    pub fn uris(&self) -> Vec<String> {
+        self.lock().iter().map(|o| o.uri.clone()).collect()
+    }
+
+    /// A discovery round's answer for `uri`: how long `GetOrchestrator` took.
+    pub fn discovered(&self, uri: &str, rpc: Duration) {
+        self.with(uri, |o| o.discovery_ms = Some(rpc.as_secs_f64() * 1000.0));
     }
 
     /// A stream opened (+1) or closed (−1) a session with `uri`.

@@ -40,6 +40,14 @@ use crate::output::StreamOutput;
 use crate::selection::{DefaultSelector, OrchestratorPool, Weights};
 use crate::status::{SegmentResult, SessionStatus};
 
+/// How often every known orchestrator is asked for its price and capabilities.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(60);
+/// A discovery round waits at least this long for answers, doubling while none came
+/// (spec §7.2, `-discoveryTimeout`)…
+pub const DISCOVERY_MIN_WAIT: Duration = Duration::from_millis(500);
+/// …up to this hard cut-off.
+pub const DISCOVERY_MAX_WAIT: Duration = Duration::from_secs(6);
+
 /// How often the orchestrator webhook is read (go-livepeer caches it for a minute).
 pub const WEBHOOK_REFRESH: Duration = Duration::from_secs(60);
 /// Deadline for the webhook request.
@@ -194,6 +202,7 @@ impl Transcoding {
         if let Some(url) = &config.orch_webhook_url {
             t.spawn_webhook(url.clone());
         }
+        t.spawn_discovery();
         Ok(Some(t))
     }
 
@@ -214,6 +223,97 @@ impl Transcoding {
 
     fn uri(&self, text: &str) -> Option<OrchestratorUri> {
         parse_orch_addrs(text).ok().and_then(|mut v| v.pop())
+    }
+
+    /// A discovery round now and every [`DISCOVERY_INTERVAL`]: `GetOrchestrator` to every
+    /// known orchestrator at once (spec §7.2). Unreachable, incompatible or blocklisted
+    /// ones are suspended and priced ones have their price checked against the cap,
+    /// before any stream needs them. Host names are resolved again on every connection.
+    fn spawn_discovery(self: &Arc<Self>) {
+        let t = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DISCOVERY_INTERVAL);
+            loop {
+                tick.tick().await;
+                t.discover().await;
+            }
+        });
+    }
+
+    async fn discover(self: &Arc<Self>) {
+        let uris = self.pool.uris();
+        let started = Instant::now();
+        let mut calls = tokio::task::JoinSet::new();
+        for uri in uris {
+            let t = self.clone();
+            calls.spawn(async move {
+                let r = t.net.get_orchestrator_within(&uri, t.orchestrator_request(), DISCOVERY_MAX_WAIT).await;
+                (uri, r, started.elapsed())
+            });
+        }
+        // At least the minimum wait; then, while nothing has arrived, keep doubling it.
+        let mut wait = DISCOVERY_MIN_WAIT;
+        let mut answered = 0;
+        loop {
+            let until = tokio::time::Instant::from_std(started + wait);
+            match tokio::time::timeout_at(until, calls.join_next()).await {
+                Ok(Some(Ok((uri, r, took)))) => {
+                    answered += 1;
+                    self.judge(&uri, r, took);
+                }
+                Ok(Some(Err(_))) => {}
+                Ok(None) => break,
+                Err(_) if answered == 0 && wait < DISCOVERY_MAX_WAIT => wait = (wait * 2).min(DISCOVERY_MAX_WAIT),
+                Err(_) => break,
+            }
+        }
+        // Late answers still count; the round just stops waiting for them.
+        let t = self.clone();
+        tokio::spawn(async move {
+            while let Some(Ok((uri, r, took))) = calls.join_next().await {
+                t.judge(&uri, r, took);
+            }
+        });
+        debug!(answered, ms = started.elapsed().as_millis() as u64, "discovery round");
+    }
+
+    /// Takes one discovery answer into the pool.
+    fn judge(&self, uri: &str, r: Result<OrchestratorInfo, NetError>, took: Duration) {
+        let now = Instant::now();
+        let info = match r {
+            Ok(i) => i,
+            Err(e) => {
+                let reason = if matches!(e, NetError::Timeout(_)) { "timeout" } else { "unreachable" };
+                self.pool.failure(uri, reason, true, now);
+                return;
+            }
+        };
+        self.pool.discovered(uri, took);
+        let incompatible =
+            info.capabilities.as_ref().is_some_and(|c| !transport::capabilities::compatible(&self.capabilities, c));
+        let blocked = !self.blocklist.is_empty() && self.blocklist.contains(&hex::encode(&info.address));
+        if info.transcoder.is_empty() || incompatible || blocked {
+            let reason = if blocked { "blocklisted" } else if incompatible { "incompatible" } else { "bad_reply" };
+            self.pool.failure(uri, reason, true, now);
+            return;
+        }
+        if self.payer.is_some()
+            && let Ok(p) = session_price(&info)
+        {
+            let over = self.max_price.as_ref().is_some_and(|m| &p > m);
+            self.pool.price(uri, p.to_f64().unwrap_or(f64::MAX), over, now);
+        }
+    }
+
+    /// The `OrchestratorRequest` this gateway sends (§2.1, §3.3).
+    fn orchestrator_request(&self) -> OrchestratorRequest {
+        let payer = self.payer.as_deref();
+        OrchestratorRequest {
+            address: payer.map(|p| p.signer.address().to_vec()).unwrap_or_else(|| vec![0; 20]),
+            sig: payer.map(|p| p.request_sig.clone()).unwrap_or_default(),
+            capabilities: Some(self.capabilities.clone()),
+            ignore_capacity_check: false,
+        }
     }
 
     /// Reads the orchestrator webhook every minute and adds what it lists to the pool
@@ -587,12 +687,7 @@ impl Worker {
 
     async fn open_session(&self, orch: &OrchestratorUri, timeout: Duration) -> Result<Session, Failure> {
         let payer = self.t.payer.as_deref();
-        let req = OrchestratorRequest {
-            address: payer.map(|p| p.signer.address().to_vec()).unwrap_or_else(|| vec![0; 20]),
-            sig: payer.map(|p| p.request_sig.clone()).unwrap_or_default(),
-            capabilities: Some(self.t.capabilities.clone()),
-            ignore_capacity_check: false,
-        };
+        let req = self.t.orchestrator_request();
         let info = self.t.net.get_orchestrator_within(&orch.to_string(), req, timeout).await.map_err(|e| {
             let reason = match &e {
                 NetError::Timeout(_) => "timeout",

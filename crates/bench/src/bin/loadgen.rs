@@ -24,10 +24,12 @@ struct Args {
     orchestrators: usize,
     seconds: u64,
     paid: bool,
+    /// Kill the busiest orchestrator this many seconds in.
+    kill_at: Option<u64>,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args { streams: 200, orchestrators: 2, seconds: 60, paid: false };
+    let mut a = Args { streams: 200, orchestrators: 2, seconds: 60, paid: false, kill_at: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = |what: &str| -> anyhow::Result<u64> {
@@ -41,10 +43,12 @@ fn args() -> anyhow::Result<Args> {
             "--orchestrators" => a.orchestrators = num("--orchestrators")? as usize,
             "--seconds" => a.seconds = num("--seconds")?,
             "--paid" => a.paid = true,
+            "--kill-one-at" => a.kill_at = Some(num("--kill-one-at")?),
             "-h" | "--help" => {
                 println!(
-                    "loadgen [--streams N] [--orchestrators K] [--seconds S] [--paid]\n\
-                     N real-time RTMP streams into one gateway, transcoded by K local echo orchestrators."
+                    "loadgen [--streams N] [--orchestrators K] [--seconds S] [--paid] [--kill-one-at T]\n\
+                     N real-time RTMP streams into one gateway, transcoded by K local echo orchestrators.\n\
+                     --kill-one-at T: at T seconds, the busiest orchestrator dies (its runtime is dropped)."
                 );
                 std::process::exit(0);
             }
@@ -92,35 +96,54 @@ fn main() -> anyhow::Result<()> {
     // The gateway gets its own two threads; the orchestrators and the publishers (the
     // rest of the world) run on theirs, so their work does not delay the gateway's tasks
     // and the gateway's CPU can be told apart.
-    let orch_rt = runtime("orch", 1);
+    // One runtime per orchestrator, so one can die abruptly: dropping its runtime drops
+    // every task and socket it has, as a crash would.
+    let mut orch_rts = Vec::new();
+    let mut uris = Vec::new();
+    for _ in 0..a.orchestrators {
+        let rt = runtime("orch", 1);
+        let o = rt.block_on(orchestrator(&a))?;
+        uris.push(o.service_uri.clone());
+        orch_rts.push(Some((rt, o)));
+    }
+    let orch_rts = std::sync::Mutex::new(orch_rts);
     let pub_rt = runtime("pub", 1);
     let gw_rt = runtime("gateway", 2);
-    let orchs = orch_rt.block_on(orchestrators(&a))?;
-    let uris: Vec<String> = orchs.iter().map(|o| o.service_uri.clone()).collect();
-    let result = gw_rt.block_on(run(&a, uris, &pub_rt));
-    orch_rt.block_on(async {
-        for o in orchs {
-            o.shutdown().await;
+    let kill = |uri: &str| {
+        let mut rts = orch_rts.lock().unwrap();
+        for slot in rts.iter_mut() {
+            if slot.as_ref().is_some_and(|(_, o)| o.service_uri == uri) {
+                let (rt, _o) = slot.take().unwrap();
+                rt.shutdown_background();
+                println!("killed orchestrator {uri}");
+            }
         }
-    });
+    };
+    let result = gw_rt.block_on(run(&a, uris, &pub_rt, &kill));
+    for (rt, o) in orch_rts.into_inner().unwrap().into_iter().flatten() {
+        rt.block_on(o.shutdown());
+    }
     result
 }
 
-async fn orchestrators(a: &Args) -> anyhow::Result<Vec<orchestrator::service::OrchestratorHandle>> {
-    let mut orchs = Vec::new();
-    for _ in 0..a.orchestrators {
+async fn orchestrator(a: &Args) -> anyhow::Result<orchestrator::service::OrchestratorHandle> {
+    {
         let mut cfg = OrchestratorConfig::new("127.0.0.1:0".parse()?, Arc::new(EchoTranscoder));
         cfg.max_sessions = a.streams * 2;
         if a.paid {
             cfg.signer = Some(transport::identity::EthSigner::from_hex(ORCH_KEY).map_err(anyhow::Error::msg)?);
             cfg.price = transport::proto::PriceInfo { price_per_unit: 1000, pixels_per_unit: 1, ..Default::default() };
         }
-        orchs.push(start(cfg).await?);
+        Ok(start(cfg).await?)
     }
-    Ok(orchs)
 }
 
-async fn run(a: &Args, orch_uris: Vec<String>, pub_rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+async fn run(
+    a: &Args,
+    orch_uris: Vec<String>,
+    pub_rt: &tokio::runtime::Runtime,
+    kill: &dyn Fn(&str),
+) -> anyhow::Result<()> {
     let any = "127.0.0.1:0".parse()?;
     let mut config = GatewayConfig {
         rtmp_addr: any,
@@ -160,8 +183,27 @@ async fn run(a: &Args, orch_uris: Vec<String>, pub_rt: &tokio::runtime::Runtime)
     let (t0, cpu0, gw0) = (Instant::now(), cpu_seconds(""), cpu_seconds("gateway"));
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
+    let mut killed = false;
     while t0.elapsed() < Duration::from_secs(a.seconds) {
-        tick.tick().await;
+        match a.kill_at {
+            Some(k) if !killed => {
+                let until = t0 + Duration::from_secs(k);
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {
+                        let busiest = gw.registry().orchestrators().into_iter().max_by_key(|o| o.sessions);
+                        if let Some(o) = busiest {
+                            kill(&o.uri);
+                        }
+                        killed = true;
+                        continue;
+                    }
+                }
+            }
+            _ => {
+                tick.tick().await;
+            }
+        }
         let m = gw.metrics();
         let live = gw.registry().list().iter().filter(|s| s.stats.live).count();
         let d = m.dispatch_quantile(0.99).map_or("-".into(), |(b, ..)| format!("{:.3} ms", b * 1e3));
@@ -183,6 +225,14 @@ async fn run(a: &Args, orch_uris: Vec<String>, pub_rt: &tokio::runtime::Runtime)
     let m = gw.metrics();
     let transcoded = m.transcoded_total.load(std::sync::atomic::Ordering::Relaxed);
     let failed = m.transcode_failures_total.load(std::sync::atomic::Ordering::Relaxed);
+    let mut failovers: Vec<f64> = gw
+        .registry()
+        .list()
+        .iter()
+        .flat_map(|s| s.transcode.recent.iter().filter_map(|r| r.failover_ms).collect::<Vec<_>>())
+        .collect();
+    failovers.sort_by(f64::total_cmp);
+    let retried = failovers.len();
     let mut uploads: Vec<f64> = gw
         .registry()
         .list()
@@ -197,7 +247,15 @@ async fn run(a: &Args, orch_uris: Vec<String>, pub_rt: &tokio::runtime::Runtime)
     let (p99, n, mean) = m.dispatch_quantile(0.99).unwrap_or((f64::NAN, 0, f64::NAN));
     println!("--- summary ---");
     println!("streams {}  orchestrators {}  wall {:.1} s", a.streams, a.orchestrators, wall);
-    println!("segments transcoded {transcoded}  failed {failed}");
+    println!("segments transcoded {transcoded}  failed {failed}  retried on another orchestrator {retried}");
+    if retried > 0 {
+        println!(
+            "extra latency of retried segments (first attempt → successful attempt): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            pct(&failovers, 0.5),
+            pct(&failovers, 0.99),
+            failovers.last().copied().unwrap_or(0.0)
+        );
+    }
     println!(
         "dispatch (closed → request to HTTP client): n {n}  mean {:.3} ms  p50 ≤ {:.3} ms  p99 ≤ {:.3} ms",
         mean * 1e3,

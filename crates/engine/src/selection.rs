@@ -109,8 +109,7 @@ impl DefaultSelector {
     /// + stake·s/Σs + random/N. Returns the drawn candidate's `index`.
     fn draw<'a>(&self, c: impl Iterator<Item = &'a Candidate> + Clone, random: f64) -> Option<usize> {
         let w = &self.weights;
-        let price_term =
-            |x: &Candidate| (-(x.price.unwrap_or(0.0)) / w.price_exp_factor.max(f64::MIN_POSITIVE)).exp();
+        let price_term = |x: &Candidate| (-(x.price.unwrap_or(0.0)) / w.price_exp_factor.max(f64::MIN_POSITIVE)).exp();
         let (mut n, mut price_sum, mut stake_sum) = (0.0, 0.0, 0.0);
         for x in c.clone() {
             n += 1.0;

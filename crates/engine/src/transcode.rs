@@ -293,7 +293,13 @@ impl Transcoding {
             info.capabilities.as_ref().is_some_and(|c| !transport::capabilities::compatible(&self.capabilities, c));
         let blocked = !self.blocklist.is_empty() && self.blocklist.contains(&hex::encode(&info.address));
         if info.transcoder.is_empty() || incompatible || blocked {
-            let reason = if blocked { "blocklisted" } else if incompatible { "incompatible" } else { "bad_reply" };
+            let reason = if blocked {
+                "blocklisted"
+            } else if incompatible {
+                "incompatible"
+            } else {
+                "bad_reply"
+            };
             self.pool.failure(uri, reason, true, now);
             return;
         }

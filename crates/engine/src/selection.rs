@@ -327,7 +327,7 @@ impl OrchestratorPool {
                 preferred_region: c.preferred_region,
             });
         }
-        if let Some(i) = self.selector.select(&candidates, random) {
+        if let Some(i) = self.selector.select(candidates, random) {
             return Ok(e[i].uri.clone());
         }
         if e.is_empty() {

@@ -127,15 +127,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn orchestrator(a: &Args) -> anyhow::Result<orchestrator::service::OrchestratorHandle> {
-    {
-        let mut cfg = OrchestratorConfig::new("127.0.0.1:0".parse()?, Arc::new(EchoTranscoder));
-        cfg.max_sessions = a.streams * 2;
-        if a.paid {
-            cfg.signer = Some(transport::identity::EthSigner::from_hex(ORCH_KEY).map_err(anyhow::Error::msg)?);
-            cfg.price = transport::proto::PriceInfo { price_per_unit: 1000, pixels_per_unit: 1, ..Default::default() };
-        }
-        Ok(start(cfg).await?)
+    let mut cfg = OrchestratorConfig::new("127.0.0.1:0".parse()?, Arc::new(EchoTranscoder));
+    cfg.max_sessions = a.streams * 2;
+    if a.paid {
+        cfg.signer = Some(transport::identity::EthSigner::from_hex(ORCH_KEY).map_err(anyhow::Error::msg)?);
+        cfg.price = transport::proto::PriceInfo { price_per_unit: 1000, pixels_per_unit: 1, ..Default::default() };
     }
+    start(cfg).await
 }
 
 async fn run(

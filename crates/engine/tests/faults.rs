@@ -62,8 +62,11 @@ struct Report {
 }
 
 fn key_file(name: &str, hex: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("sluice-fault-{name}-{}.key", std::process::id()));
-    std::fs::write(&p, hex).unwrap();
+    // A file per call: tests run concurrently and must never read a file being written.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("sluice-fault-{name}-{}-{n}.key", std::process::id()));
+    std::fs::write(&p, format!("{hex}\n")).unwrap();
     p
 }
 

@@ -223,21 +223,16 @@ async fn run(
     let m = gw.metrics();
     let transcoded = m.transcoded_total.load(std::sync::atomic::Ordering::Relaxed);
     let failed = m.transcode_failures_total.load(std::sync::atomic::Ordering::Relaxed);
-    let mut failovers: Vec<f64> = gw
-        .registry()
-        .list()
-        .iter()
-        .flat_map(|s| s.transcode.recent.iter().filter_map(|r| r.failover_ms).collect::<Vec<_>>())
-        .collect();
-    failovers.sort_by(f64::total_cmp);
+    // One figure of every stream's recent segment results, sorted.
+    let streams = gw.registry().list();
+    let figures = |f: fn(&engine::status::SegmentResult) -> Option<f64>| {
+        let mut v: Vec<f64> = streams.iter().flat_map(|s| s.transcode.recent.iter().filter_map(f)).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let failovers = figures(|r| r.failover_ms);
     let retried = failovers.len();
-    let mut uploads: Vec<f64> = gw
-        .registry()
-        .list()
-        .iter()
-        .flat_map(|s| s.transcode.recent.iter().filter_map(|r| r.upload_ms).collect::<Vec<_>>())
-        .collect();
-    uploads.sort_by(f64::total_cmp);
+    let uploads = figures(|r| r.upload_ms);
     let pct = |v: &[f64], q: f64| {
         v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
     };

@@ -206,18 +206,24 @@ pub async fn probe_packets(file: &Path) -> Vec<Packet> {
         .collect()
 }
 
-/// Video width and height of a file.
-pub async fn probe_size(file: &Path) -> (u32, u32) {
+/// The first video stream's `entries` (ffprobe `-show_entries stream=...`), as one CSV
+/// line without the trailing comma a TS program listing adds.
+async fn probe_video(file: &Path, entries: &str) -> String {
     let out = run(
         Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", entries, "-of", "csv=p=0"])
             .arg(file),
-        "ffprobe size",
+        "ffprobe",
     )
     .await;
     // A TS lists its streams under the program too: the first line is enough.
-    let line = out.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    let mut it = line.trim().trim_end_matches(',').split(',').map(|x| x.parse().unwrap());
+    out.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().trim_end_matches(',').to_owned()
+}
+
+/// Video width and height of a file.
+pub async fn probe_size(file: &Path) -> (u32, u32) {
+    let line = probe_video(file, "stream=width,height").await;
+    let mut it = line.split(',').map(|x| x.parse().unwrap());
     (it.next().unwrap(), it.next().unwrap())
 }
 
@@ -408,12 +414,5 @@ pub async fn probe_duration(file: &Path) -> f64 {
 
 /// Video codec name of a file.
 pub async fn probe_codec(file: &Path) -> String {
-    let out = run(
-        Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
-            .arg(file),
-        "ffprobe codec",
-    )
-    .await;
-    out.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().trim_end_matches(',').to_owned()
+    probe_video(file, "stream=codec_name").await
 }

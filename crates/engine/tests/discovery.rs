@@ -10,15 +10,6 @@ const ORCH_KEY: &str = "8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a
 const OTHER_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const GATEWAY_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
 
-fn key_file(name: &str, hex: &str) -> std::path::PathBuf {
-    // A file per call: tests run concurrently and must never read a file being written.
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let p = std::env::temp_dir().join(format!("sluice-disc-{name}-{}-{n}.key", std::process::id()));
-    std::fs::write(&p, format!("{hex}\n")).unwrap();
-    p
-}
-
 /// A one-route HTTP server answering `body` on 127.0.0.1; returns its URL.
 async fn webhook(body: String) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -61,15 +61,6 @@ struct Report {
     problems: Vec<String>,
 }
 
-fn key_file(name: &str, hex: &str) -> std::path::PathBuf {
-    // A file per call: tests run concurrently and must never read a file being written.
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let p = std::env::temp_dir().join(format!("sluice-fault-{name}-{}-{n}.key", std::process::id()));
-    std::fs::write(&p, format!("{hex}\n")).unwrap();
-    p
-}
-
 async fn scenario(fault: Fault) -> Report {
     let mut report = Report { fault: fault.name(), ..Default::default() };
     let okey = key_file("orch", ORCH_KEY);

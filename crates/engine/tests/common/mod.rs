@@ -416,3 +416,13 @@ pub async fn probe_duration(file: &Path) -> f64 {
 pub async fn probe_codec(file: &Path) -> String {
     probe_video(file, "stream=codec_name").await
 }
+
+/// A file holding `hex` (a private key) for a test process, one file per call: tests
+/// run concurrently and must never read a file another is writing.
+pub fn key_file(name: &str, hex: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("sluice-{name}-{}-{n}.key", std::process::id()));
+    std::fs::write(&p, format!("{hex}\n")).unwrap();
+    p
+}

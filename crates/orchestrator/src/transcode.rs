@@ -97,13 +97,22 @@ impl GstTranscoder {
     }
 }
 
-/// The gst-launch pipeline: one decode, then scale + x264 + TS mux per profile.
-fn pipeline(input: &str, outputs: &[String], profiles: &[VideoProfile]) -> Vec<String> {
+/// The gst-launch pipeline: one decode, then scale + x264 + TS mux per profile. A
+/// profile whose frame rate is below the source's (`source_fps`) also drops frames down
+/// to it, as go-livepeer's renditions do; the source rate is never raised.
+fn pipeline(input: &str, outputs: &[String], profiles: &[VideoProfile], source_fps: Option<f64>) -> Vec<String> {
     let mut p = format!("filesrc location={input} ! tsdemux ! h264parse ! avdec_h264 ! tee name=t");
     for (out, prof) in outputs.iter().zip(profiles) {
         let kbps = (prof.bitrate / 1000).max(100);
+        let den = prof.fps_den.max(1);
+        let lower = prof.fps > 0 && source_fps.is_some_and(|src| src > prof.fps as f64 / den as f64 * 1.05);
+        let (rate, caps) = if lower {
+            ("videorate drop-only=true ! ".to_owned(), format!(",framerate={}/{den}", prof.fps))
+        } else {
+            (String::new(), String::new())
+        };
         p.push_str(&format!(
-            " t. ! queue ! videoscale ! videoconvert ! video/x-raw,width={w},height={h},pixel-aspect-ratio=1/1 \
+            " t. ! queue ! videoscale ! videoconvert ! {rate}video/x-raw,width={w},height={h},pixel-aspect-ratio=1/1{caps} \
              ! x264enc bitrate={kbps} speed-preset=veryfast tune=zerolatency key-int-max=600 \
              ! video/x-h264,profile=main ! h264parse ! mpegtsmux ! filesink location={out}",
             w = prof.width.max(2) & !1,
@@ -111,6 +120,14 @@ fn pipeline(input: &str, outputs: &[String], profiles: &[VideoProfile]) -> Vec<S
         ));
     }
     p.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Frames per second of the video in `aus`, from its presentation times.
+fn frame_rate(aus: &[AccessUnit]) -> Option<f64> {
+    let mut pts: Vec<_> = aus.iter().filter(|a| a.track == TrackKind::Video).map(|a| a.pts).collect();
+    pts.sort();
+    let span = (*pts.last()? - *pts.first()?).as_secs_f64();
+    (pts.len() > 1 && span > 0.0).then(|| (pts.len() - 1) as f64 / span)
 }
 
 impl Transcoder for GstTranscoder {
@@ -122,12 +139,16 @@ impl Transcoder for GstTranscoder {
         Box::pin(async move {
             let _permit = slots.acquire_owned().await.map_err(|_| "transcoder shut down".to_owned())?;
             tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("scratch dir: {e}"))?;
-            let result = run_gst(&dir, &input, &profiles, timeout).await;
+            // Demuxing, re-timing and muxing are CPU work on a few MB: off the async workers.
+            let src = input.clone();
+            let source = tokio::task::spawn_blocking(move || demux(&src))
+                .await
+                .map_err(|e| format!("transcode task failed: {e}"))??;
+            let fps = frame_rate(&source);
+            let result = run_gst(&dir, &input, &profiles, fps, timeout).await;
             let _ = tokio::fs::remove_dir_all(&dir).await;
             let outputs = result?;
-            // Re-timing and muxing is CPU work on a few MB: keep it off the async workers.
             tokio::task::spawn_blocking(move || {
-                let source = demux(&input)?;
                 outputs
                     .iter()
                     .zip(&profiles)
@@ -144,13 +165,14 @@ async fn run_gst(
     dir: &std::path::Path,
     input: &[u8],
     profiles: &[VideoProfile],
+    source_fps: Option<f64>,
     timeout: Duration,
 ) -> Result<Vec<Bytes>, String> {
     let in_path = dir.join("in.ts");
     tokio::fs::write(&in_path, input).await.map_err(|e| format!("scratch write: {e}"))?;
     let outs: Vec<String> =
         (0..profiles.len()).map(|i| dir.join(format!("out{i}.ts")).to_string_lossy().into_owned()).collect();
-    let args = pipeline(&in_path.to_string_lossy(), &outs, profiles);
+    let args = pipeline(&in_path.to_string_lossy(), &outs, profiles, source_fps);
     let child = tokio::process::Command::new("gst-launch-1.0")
         .arg("-q")
         .args(&args)
@@ -246,11 +268,15 @@ mod tests {
     #[test]
     fn pipeline_has_one_branch_per_profile() {
         let profs = transport::profiles::parse_transcoding_options("P240p30fps16x9,P360p30fps16x9").unwrap();
-        let args = pipeline("/tmp/in.ts", &["/tmp/a.ts".into(), "/tmp/b.ts".into()], &profs);
+        let args = pipeline("/tmp/in.ts", &["/tmp/a.ts".into(), "/tmp/b.ts".into()], &profs, Some(30.0));
         let text = args.join(" ");
         assert_eq!(text.matches("x264enc").count(), 2);
-        assert!(text.contains("width=426,height=240"));
+        assert!(text.contains("width=426,height=240,pixel-aspect-ratio=1/1 "));
         assert!(text.contains("width=640,height=360"));
         assert!(text.contains("location=/tmp/b.ts"));
+        assert!(!text.contains("videorate"), "a 30 fps source keeps its rate");
+        let text = pipeline("/tmp/in.ts", &["/tmp/a.ts".into(), "/tmp/b.ts".into()], &profs, Some(59.94)).join(" ");
+        assert_eq!(text.matches("videorate drop-only=true").count(), 2);
+        assert!(text.contains("pixel-aspect-ratio=1/1,framerate=30/1"));
     }
 }

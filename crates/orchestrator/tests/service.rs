@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
-use common::clip_segments;
+use common::{clip_segments, fixture_segments};
 
 use bytes::Bytes;
 use media::Segment;
@@ -177,5 +177,38 @@ async fn gstreamer_renditions_keep_source_timing() {
         assert_eq!((cfg.dimensions.width, cfg.dimensions.height), (p.width as u32, p.height as u32));
     }
     assert!(!dir.join(format!("job-{}-0", std::process::id())).exists(), "scratch files are removed");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A 59.94 fps source comes out at the profiles' 30 fps (frames dropped, not re-timed
+/// onto another clock), so renditions and the pixels billed match what the gateway
+/// estimated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_frame_rate_sources_are_brought_down_to_the_profile_rate() {
+    let dir = std::env::temp_dir().join(format!("sluice-gst-fps-{}", std::process::id()));
+    let t = GstTranscoder::new(2, dir.clone());
+    let seg = &fixture_segments("fps5994.flv", 1)[0];
+    let src = demux(&seg.data).unwrap();
+    let src_frames = src.iter().filter(|a| a.track == media::TrackKind::Video).count();
+    let first_src = src.iter().filter(|a| a.track == media::TrackKind::Video).map(|a| a.pts).min().unwrap();
+    let out = t.transcode(seg.data.clone(), profiles()).await.expect("transcode");
+    for (r, p) in out.iter().zip(profiles()) {
+        let v: Vec<_> = demux(&r.data).unwrap().into_iter().filter(|a| a.track == media::TrackKind::Video).collect();
+        let want = src_frames as f64 * 30.0 / 59.94;
+        assert!(
+            (v.len() as f64 - want).abs() <= 2.0,
+            "{}: {} frames from {src_frames} (want ~{want:.0})",
+            p.name,
+            v.len()
+        );
+        assert_eq!(v[0].pts, first_src, "{}: starts where the source starts", p.name);
+        let gaps: Vec<f64> = v.windows(2).map(|w| (w[1].pts - w[0].pts).as_secs_f64()).collect();
+        // 30 fps on average; frames are kept (not re-stamped), so the first few may sit
+        // off the grid by a source frame.
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 1.0 / 30.0).abs() < 0.001, "{}: mean spacing {mean}: {gaps:?}", p.name);
+        assert!(gaps.iter().all(|g| *g > 0.0 && *g < 0.051), "{}: {gaps:?}", p.name);
+        assert_eq!(r.pixels, (p.width * p.height) as i64 * v.len() as i64);
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -8,7 +8,12 @@ use segmenter::{Segmenter, SegmenterConfig};
 
 /// The first segments of the bundled clip, cut as the gateway cuts them.
 pub fn clip_segments(n: usize) -> Vec<Segment> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/clip.flv");
+    fixture_segments("clip.flv", n)
+}
+
+/// The first `n` segments of a `testdata/` FLV fixture, cut as the gateway cuts them.
+pub fn fixture_segments(name: &str, n: usize) -> Vec<Segment> {
+    let path = format!("{}/../../testdata/{name}", env!("CARGO_MANIFEST_DIR"));
     let mut buf = BytesMut::from(&std::fs::read(path).expect("testdata/clip.flv")[..]);
     let mut dec = FlvTagDecoder::new();
     let mut demux = FlvDemuxer::new();

@@ -241,6 +241,14 @@ impl Metrics {
             }
             let _ = writeln!(
                 s,
+                "# HELP sluice_orchestrator_successes_total Successful attempts per orchestrator.\n# TYPE sluice_orchestrator_successes_total counter"
+            );
+            for o in &ranking {
+                let _ =
+                    writeln!(s, "sluice_orchestrator_successes_total{{orchestrator=\"{}\"}} {}", o.uri, o.successes);
+            }
+            let _ = writeln!(
+                s,
                 "# HELP sluice_orchestrator_suspensions_total Times each orchestrator was suspended.\n# TYPE sluice_orchestrator_suspensions_total counter"
             );
             for o in &ranking {

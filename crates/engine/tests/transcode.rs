@@ -116,6 +116,15 @@ async fn abr_hls_through_a_local_orchestrator_process() {
         )),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(&format!(
+            "sluice_orchestrator_successes_total{{orchestrator=\"{}\"}} {}",
+            orch.uri,
+            source.segments.len()
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!("sluice_orchestrator_usable{{orchestrator=\"{}\"}} 1", orch.uri)));
     let o = orch.status().await;
     assert_eq!(o["segments_transcoded"].as_u64(), Some(source.segments.len() as u64));
     // The session is ended at stream end (EndTranscodingSession), right after the last

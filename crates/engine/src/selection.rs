@@ -418,6 +418,21 @@ impl OrchestratorPool {
         self.with(uri, |o| o.sessions = o.sessions.saturating_add_signed(delta));
     }
 
+    /// Whether a stream may keep its session with `uri` (spec §7.4): not suspended, not
+    /// over the price cap, and not slower than real time. Cheap: called per segment.
+    pub fn keep_session(&self, uri: &str, now: Instant) -> Result<(), String> {
+        self.with(uri, |o| {
+            if let Some(why) = o.exclusion(now) {
+                return Err(why);
+            }
+            match o.latency_score {
+                Some(s) if s > 1.0 => Err(format!("slower than real time (latency score {s:.2})")),
+                _ => Ok(()),
+            }
+        })
+        .unwrap_or_else(|| Err("no longer known".into()))
+    }
+
     /// The orchestrator's mean upload time, if measured.
     pub fn upload_estimate(&self, uri: &str) -> Option<Duration> {
         self.with(uri, |o| o.upload_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0))).flatten()
@@ -488,6 +503,22 @@ mod tests {
         let r = p.ranking(t0);
         assert_eq!(r.last().unwrap().uri, "https://o1:8935", "suspended ranks last");
         assert_eq!(r[0].excluded, None);
+    }
+
+    #[test]
+    fn sessions_are_kept_only_while_healthy() {
+        let p = pool(1);
+        let (t0, seg) = (Instant::now(), Duration::from_secs(2));
+        let o = "https://o0:8935";
+        assert_eq!(p.keep_session(o, t0), Ok(()), "untried: keep");
+        p.success(o, Duration::from_millis(500), Duration::ZERO, seg);
+        assert_eq!(p.keep_session(o, t0), Ok(()));
+        p.failure(o, "http_5xx", true, t0);
+        assert!(p.keep_session(o, t0).unwrap_err().contains("suspended"));
+        let p = pool(1);
+        p.success(o, Duration::from_secs(5), Duration::ZERO, seg);
+        assert!(p.keep_session(o, t0).unwrap_err().contains("slower than real time"));
+        assert!(p.keep_session("https://gone:8935", t0).is_err());
     }
 
     #[test]

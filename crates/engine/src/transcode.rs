@@ -634,21 +634,11 @@ impl Worker {
     async fn ensure_session(&mut self, tried: &[String], open_budget: Duration) -> Result<(), String> {
         let paid = self.t.payer.is_some();
         if let Some(s) = &self.session {
-            let uri = s.orch.to_string();
-            let excluded =
-                self.t.pool.ranking(Instant::now()).into_iter().find(|o| o.uri == uri).and_then(|o| o.excluded);
-            let slow = self
-                .t
-                .pool
-                .ranking(Instant::now())
-                .into_iter()
-                .find(|o| o.uri == uri)
-                .and_then(|o| o.latency_score)
-                .is_some_and(|l| l > 1.0);
-            if !s.needs_refresh(paid, self.t.chain.as_deref()) && excluded.is_none() && !slow {
+            let keep = self.t.pool.keep_session(&s.orch.to_string(), Instant::now());
+            if !s.needs_refresh(paid, self.t.chain.as_deref()) && keep.is_ok() {
                 return Ok(());
             }
-            debug!(session = %s.session_id(), ?excluded, slow, "leaving orchestrator session");
+            debug!(session = %s.session_id(), why = ?keep.err(), "leaving orchestrator session");
             self.drop_session().await;
         }
         let mut tried: Vec<String> = tried.to_vec();

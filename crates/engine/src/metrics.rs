@@ -217,68 +217,55 @@ impl Metrics {
         for (orch, h) in lat.iter() {
             h.write(&mut s, "sluice_transcode_seconds", &format!("orchestrator=\"{orch}\""));
         }
-        let _ = writeln!(
-            s,
-            "# HELP sluice_transcode_attempt_failures_total Failed transcode attempts, per orchestrator.\n# TYPE sluice_transcode_attempt_failures_total counter"
+        let label = |orch: &str| format!("orchestrator=\"{orch}\"");
+        series(
+            &mut s,
+            "sluice_transcode_attempt_failures_total",
+            "counter",
+            "Failed transcode attempts, per orchestrator.",
+            lat.iter().map(|(orch, h)| (label(orch), h.failures)),
         );
-        for (orch, h) in lat.iter() {
-            let _ = writeln!(s, "sluice_transcode_attempt_failures_total{{orchestrator=\"{orch}\"}} {}", h.failures);
-        }
         if let Some(pool) = self.pool.get() {
             let ranking = pool.ranking(std::time::Instant::now());
-            let _ = writeln!(
-                s,
-                "# HELP sluice_orchestrator_errors_total Failed attempts per orchestrator and reason.\n# TYPE sluice_orchestrator_errors_total counter"
+            series(
+                &mut s,
+                "sluice_orchestrator_errors_total",
+                "counter",
+                "Failed attempts per orchestrator and reason.",
+                ranking.iter().flat_map(|o| {
+                    o.failures.iter().map(|(reason, n)| (format!("{},reason=\"{reason}\"", label(&o.uri)), *n))
+                }),
             );
-            for o in &ranking {
-                for (reason, n) in &o.failures {
-                    let _ = writeln!(
-                        s,
-                        "sluice_orchestrator_errors_total{{orchestrator=\"{}\",reason=\"{reason}\"}} {n}",
-                        o.uri
-                    );
-                }
-            }
-            let _ = writeln!(
-                s,
-                "# HELP sluice_orchestrator_successes_total Successful attempts per orchestrator.\n# TYPE sluice_orchestrator_successes_total counter"
-            );
-            for o in &ranking {
-                let _ =
-                    writeln!(s, "sluice_orchestrator_successes_total{{orchestrator=\"{}\"}} {}", o.uri, o.successes);
-            }
-            let _ = writeln!(
-                s,
-                "# HELP sluice_orchestrator_suspensions_total Times each orchestrator was suspended.\n# TYPE sluice_orchestrator_suspensions_total counter"
-            );
-            for o in &ranking {
-                let _ = writeln!(
-                    s,
-                    "sluice_orchestrator_suspensions_total{{orchestrator=\"{}\"}} {}",
-                    o.uri, o.suspensions
-                );
-            }
-            let _ = writeln!(
-                s,
-                "# HELP sluice_orchestrator_usable 1 if the orchestrator is offered to the selector now.\n# TYPE sluice_orchestrator_usable gauge"
-            );
-            for o in &ranking {
-                let _ = writeln!(
-                    s,
-                    "sluice_orchestrator_usable{{orchestrator=\"{}\"}} {}",
-                    o.uri,
-                    o.excluded.is_none() as u8
-                );
-            }
-            let _ = writeln!(
-                s,
-                "# HELP sluice_orchestrator_sessions Streams with a session on the orchestrator now.\n# TYPE sluice_orchestrator_sessions gauge"
-            );
-            for o in &ranking {
-                let _ = writeln!(s, "sluice_orchestrator_sessions{{orchestrator=\"{}\"}} {}", o.uri, o.sessions);
+            let per_orch: [PerOrchestrator; 4] = [
+                ("sluice_orchestrator_successes_total", "counter", "Successful attempts per orchestrator.", |o| {
+                    o.successes
+                }),
+                ("sluice_orchestrator_suspensions_total", "counter", "Times each orchestrator was suspended.", |o| {
+                    o.suspensions
+                }),
+                ("sluice_orchestrator_usable", "gauge", "1 if the orchestrator is offered to the selector now.", |o| {
+                    o.excluded.is_none() as u64
+                }),
+                ("sluice_orchestrator_sessions", "gauge", "Streams with a session on the orchestrator now.", |o| {
+                    o.sessions
+                }),
+            ];
+            for (name, kind, help, value) in per_orch {
+                series(&mut s, name, kind, help, ranking.iter().map(|o| (label(&o.uri), value(o))));
             }
         }
         s
+    }
+}
+
+/// A per-orchestrator series: name, type, help and how to read its value.
+type PerOrchestrator = (&'static str, &'static str, &'static str, fn(&crate::selection::OrchestratorState) -> u64);
+
+/// One labelled series: its HELP and TYPE lines, then `name{labels} value` per row.
+fn series(out: &mut String, name: &str, kind: &str, help: &str, rows: impl Iterator<Item = (String, u64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
     }
 }
 

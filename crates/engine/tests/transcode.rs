@@ -108,23 +108,15 @@ async fn abr_hls_through_a_local_orchestrator_process() {
     assert_eq!(st["transcode"]["transcoded"].as_u64(), Some(source.segments.len() as u64));
     assert_eq!(st["transcode"]["sessions"][0]["orchestrator"].as_str(), Some(orch.uri.as_str()));
     let metrics = http_get(gw.cli_addr, "/metrics").await.text();
-    assert!(
-        metrics.contains(&format!(
-            "sluice_transcode_seconds_count{{orchestrator=\"{}\"}} {}",
-            orch.uri,
-            source.segments.len()
-        )),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(&format!(
-            "sluice_orchestrator_successes_total{{orchestrator=\"{}\"}} {}",
-            orch.uri,
-            source.segments.len()
-        )),
-        "{metrics}"
-    );
-    assert!(metrics.contains(&format!("sluice_orchestrator_usable{{orchestrator=\"{}\"}} 1", orch.uri)));
+    let n = source.segments.len();
+    for (name, value) in [
+        ("sluice_transcode_seconds_count", n),
+        ("sluice_orchestrator_successes_total", n),
+        ("sluice_orchestrator_usable", 1),
+    ] {
+        let line = format!("{name}{{orchestrator=\"{}\"}} {value}\n", orch.uri);
+        assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");
+    }
     let o = orch.status().await;
     assert_eq!(o["segments_transcoded"].as_u64(), Some(source.segments.len() as u64));
     // The session is ended at stream end (EndTranscodingSession), right after the last

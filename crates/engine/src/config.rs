@@ -25,6 +25,11 @@ pub struct GatewayConfig {
     pub cli_addr: SocketAddr,
     /// Target segment duration in seconds (go-livepeer segments at 2 s).
     pub segment_duration: f64,
+    /// Longest segment in seconds; unset means twice `segment_duration`. Segments are cut
+    /// at keyframes, so this bounds how long a GOP may be before a segment is cut without
+    /// one. Playlists announce `ceil(max_segment_duration)` as their fixed
+    /// `EXT-X-TARGETDURATION` (RFC 8216 §6.2.1: it never changes).
+    pub max_segment_duration: Option<f64>,
     /// Segments listed in a live media playlist (0 lists all of them). Six 2 s segments
     /// give players 12 s of buffer to choose from, as go-livepeer does.
     pub playlist_window: usize,
@@ -88,6 +93,7 @@ impl Default for GatewayConfig {
             http_addr: DEFAULT_HTTP_ADDR.parse().expect("valid literal"),
             cli_addr: DEFAULT_CLI_ADDR.parse().expect("valid literal"),
             segment_duration: 2.0,
+            max_segment_duration: None,
             playlist_window: 6,
             stream_grace: 60.0,
             max_streams: 1000,
@@ -144,6 +150,15 @@ pub enum ConfigError {
 }
 
 impl GatewayConfig {
+    /// The cutter's settings: the target duration and the longest segment (twice the
+    /// target unless `max_segment_duration` says otherwise).
+    pub fn segmenter_config(&self) -> segmenter::SegmenterConfig {
+        use media::{MediaTime, Timescale};
+        let target = MediaTime::from_secs_f64(self.segment_duration, Timescale::MPEG);
+        let max = self.max_segment_duration.unwrap_or(2.0 * self.segment_duration);
+        segmenter::SegmenterConfig::with_limits(target, MediaTime::from_secs_f64(max, Timescale::MPEG))
+    }
+
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
@@ -155,6 +170,11 @@ impl GatewayConfig {
         let bad = |field, reason| Err(ConfigError::Invalid { field, reason });
         if !(0.1..=60.0).contains(&self.segment_duration) {
             return bad("segment_duration", "must be between 0.1 and 60 seconds");
+        }
+        if let Some(m) = self.max_segment_duration
+            && !(self.segment_duration..=120.0).contains(&m)
+        {
+            return bad("max_segment_duration", "must be between segment_duration and 120 seconds");
         }
         if !(0.0..=86_400.0).contains(&self.stream_grace) {
             return bad("stream_grace", "must be between 0 and 86400 seconds");

@@ -132,6 +132,10 @@ struct GatewayArgs {
     /// Target segment duration in seconds [default: 2].
     #[arg(long, env = "SLUICE_SEGMENT_DURATION")]
     segment_duration: Option<f64>,
+    /// Longest segment in seconds, also the playlists' fixed EXT-X-TARGETDURATION (rounded
+    /// up); a GOP longer than this is cut without a keyframe [default: 2 × segment duration].
+    #[arg(long, env = "SLUICE_MAX_SEGMENT_DURATION")]
+    max_segment_duration: Option<f64>,
     /// Segments listed in a live playlist; 0 lists all [default: 6].
     #[arg(long, env = "SLUICE_PLAYLIST_WINDOW")]
     playlist_window: Option<usize>,
@@ -210,6 +214,9 @@ impl GatewayArgs {
         };
         macro_rules! over {
             ($($f:ident),*) => { $(if let Some(v) = self.$f.clone() { c.$f = v; })* };
+        }
+        if let Some(m) = self.max_segment_duration {
+            c.max_segment_duration = Some(m);
         }
         over!(
             rtmp_addr,

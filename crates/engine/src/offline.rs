@@ -218,6 +218,7 @@ pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> anyhow::R
             duration: s.duration.as_secs_f64(),
             discontinuity: s.discontinuity,
             gap: false,
+            independent: s.independent,
         });
     })?;
     if let Some(e) = write_err {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use media::{Segment, TrackInfo};
+use media::{Segment, TrackInfo, TrackSet};
 use segmenter::hls::{MediaPlaylistBuilder, PlaylistEntry, Variant, render_master};
 use serde::Serialize;
 use transport::proto::VideoProfile;
@@ -121,6 +121,9 @@ pub struct StreamOutput {
     /// `renditions[0]` is the source.
     renditions: Vec<Rendition>,
     tracks: TrackInfo,
+    /// The tracks the latest source segment carries: the master's `CODECS` names only
+    /// these (a configured track with no media is not announced).
+    carried: TrackSet,
     master_m3u8: Bytes,
     /// Counters for the control API.
     pub stats: StreamStats,
@@ -160,6 +163,7 @@ impl StreamOutput {
             window,
             renditions,
             tracks: TrackInfo::default(),
+            carried: TrackSet::default(),
             master_m3u8: Bytes::new(),
             stats: StreamStats::default(),
             transcode: TranscodeStatus::default(),
@@ -177,7 +181,14 @@ impl StreamOutput {
         if seg.discontinuity {
             self.stats.discontinuities += 1;
         }
-        let entry = PlaylistEntry { seq: seg.seq, duration: secs, discontinuity: seg.discontinuity, gap: false };
+        let entry = PlaylistEntry {
+            seq: seg.seq,
+            duration: secs,
+            discontinuity: seg.discontinuity,
+            gap: false,
+            independent: seg.independent,
+        };
+        self.carried = seg.tracks;
         self.renditions[0].push(entry, Some(seg.data), self.window);
         // The source's measured bitrate feeds the master's BANDWIDTH.
         self.render_master();
@@ -205,6 +216,7 @@ impl StreamOutput {
                 duration: seg.duration.as_secs_f64(),
                 discontinuity: seg.discontinuity,
                 gap: !ok,
+                independent: seg.independent,
             };
             let had_media = r.has_media();
             r.push(entry, data, self.window);
@@ -309,14 +321,20 @@ impl StreamOutput {
     }
 
     fn render_master(&mut self) {
-        let audio = self.tracks.audio.as_ref().map(|a| a.codec_string());
+        // Until a segment says which tracks carry media, announce every configured one.
+        let carried = if self.stats.segments > 0 {
+            self.carried
+        } else {
+            TrackSet { video: self.tracks.video.is_some(), audio: self.tracks.audio.is_some() }
+        };
+        let audio = self.tracks.audio.as_ref().filter(|_| carried.audio).map(|a| a.codec_string());
         let mut variants = Vec::with_capacity(self.renditions.len());
         for (i, r) in self.renditions.iter().enumerate() {
             if !self.in_master(i) {
                 continue;
             }
             let (video, resolution, bandwidth) = if i == 0 {
-                let v = self.tracks.video.as_ref();
+                let v = self.tracks.video.as_ref().filter(|_| carried.video);
                 // Until a segment is measured, announce a typical 720p bitrate.
                 let bw = if r.peak_bitrate > 0 { r.peak_bitrate } else { 3_000_000 };
                 (v.map(|v| v.codec_string()), v.map(|v| (v.dimensions.width, v.dimensions.height)), bw)
@@ -364,6 +382,8 @@ mod tests {
             start: MediaTime::new(seq as i64 * 2, Timescale::new(1)),
             duration: MediaTime::new(2, Timescale::new(1)),
             discontinuity: false,
+            independent: true,
+            tracks: TrackSet { video: true, audio: true },
             data: Bytes::from(format!("source {seq}")),
             digest: None,
         }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use ingest::redact::RedactedAddr;
 use ingest::server::{PublishAccepted, PublishHandler, PublishRejected, PublishRequest};
-use media::{MediaTime, StreamEvent, Timescale};
-use segmenter::{Segmenter, SegmenterConfig};
+use media::StreamEvent;
+use segmenter::Segmenter;
+use segmenter::cutter::SegmenterStats;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -167,7 +168,7 @@ impl Registry {
         let output = Arc::new(RwLock::new(StreamOutput::new(
             id,
             self.config.playlist_window,
-            self.config.segment_duration,
+            self.config.segmenter_config().playlist_target_secs() as f64,
             profiles,
         )));
         let transcoder = self.transcoding.as_ref().map(|t| t.start_stream(id, output.clone()));
@@ -272,8 +273,7 @@ impl StreamTask {
     async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let cfg = &self.registry.config;
         let metrics = self.registry.metrics.clone();
-        let target = MediaTime::from_secs_f64(cfg.segment_duration, Timescale::MPEG);
-        let mut seg = Segmenter::new(SegmenterConfig::with_target(target), 0);
+        let mut seg = Segmenter::new(cfg.segmenter_config(), 0);
         if self.transcoder.is_some() {
             seg = seg.with_digest(Box::new(crate::transcode::SegmentKeccak::default()));
         }
@@ -281,7 +281,7 @@ impl StreamTask {
         let mut sessions = 0u64;
         let grace = Duration::from_secs_f64(cfg.stream_grace);
         let mut idle_since = Some(tokio::time::Instant::now());
-        let mut jumps_seen = 0;
+        let mut seen = SegmenterStats::default();
         loop {
             let next_event = async {
                 match publisher.as_mut() {
@@ -307,7 +307,7 @@ impl StreamTask {
                             loop {
                                 match tokio::time::timeout_at(deadline, old.recv()).await {
                                     Ok(Some(StreamEvent::End) | None) => break,
-                                    Ok(Some(ev)) => self.on_media(&mut seg, &metrics, ev, &mut jumps_seen),
+                                    Ok(Some(ev)) => self.on_media(&mut seg, &metrics, ev, &mut seen),
                                     Err(_) => {
                                         warn!("replaced publisher still sending after {TAKEOVER_DRAIN:?}; dropping the rest");
                                         break;
@@ -318,7 +318,6 @@ impl StreamTask {
                         sessions += 1;
                         if sessions > 1 {
                             seg.mark_discontinuity();
-                            Metrics::add(&metrics.discontinuities_total, 1);
                         }
                         info!(%remote, session = sessions, "publisher attached");
                         publisher = Some(rx);
@@ -336,14 +335,20 @@ impl StreamTask {
                         publisher = None;
                         idle_since = Some(tokio::time::Instant::now());
                         let stats = seg.stats();
-                        info!(segments = seg.next_seq(), dropped = stats.dropped_before_keyframe, "publisher gone; stream ended");
+                        info!(
+                            segments = seg.next_seq(),
+                            dropped_video = stats.dropped_before_keyframe,
+                            dropped_audio = stats.audio_dropped_before_keyframe,
+                            forced_cuts = stats.forced_cuts,
+                            "publisher gone; stream ended"
+                        );
                         self.publish(&mut seg, &metrics, |o| o.set_live(false));
                         if let Some(t) = &self.transcoder {
                             t.end();
                         }
                         self.registry.stream_ended.notify_waiters();
                     }
-                    Some(ev) => self.on_media(&mut seg, &metrics, ev, &mut jumps_seen),
+                    Some(ev) => self.on_media(&mut seg, &metrics, ev, &mut seen),
                 },
                 _ = expired => {
                     if self.registry.remove_if_idle(&self.id, self.generation, &mut commands) {
@@ -364,7 +369,7 @@ impl StreamTask {
 
     /// Feeds a track configuration or access unit to the cutter and publishes what it cuts.
     /// (`End` is the caller's business.)
-    fn on_media(&self, seg: &mut Segmenter, metrics: &Metrics, ev: StreamEvent, jumps_seen: &mut u64) {
+    fn on_media(&self, seg: &mut Segmenter, metrics: &Metrics, ev: StreamEvent, seen: &mut SegmenterStats) {
         match ev {
             StreamEvent::Tracks(t) => {
                 debug!(video = ?t.video, audio = ?t.audio, "tracks");
@@ -374,11 +379,19 @@ impl StreamTask {
             StreamEvent::Media(au) => {
                 Metrics::add(&metrics.ingest_bytes_total, au.data.len() as u64);
                 seg.handle_access_unit(&au);
-                let jumps = seg.stats().timestamp_jumps;
-                if jumps > *jumps_seen {
-                    info!(jumps, "timestamp jump: new timeline");
-                    Metrics::add(&metrics.discontinuities_total, jumps - *jumps_seen);
-                    *jumps_seen = jumps;
+                let now = seg.stats();
+                if now != *seen {
+                    if now.timestamp_jumps > seen.timestamp_jumps {
+                        info!(jumps = now.timestamp_jumps, "publisher timestamps jumped; continuing to the next keyframe");
+                    }
+                    if now.forced_cuts > seen.forced_cuts && seen.forced_cuts == 0 {
+                        warn!(
+                            max_segment_secs = seg.config().max_duration.as_secs_f64(),
+                            "keyframe interval longer than the longest segment: cutting between keyframes (set the \
+                             encoder's keyframe interval to the segment duration)"
+                        );
+                    }
+                    *seen = now;
                 }
                 self.publish(seg, metrics, |_| {});
             }
@@ -392,6 +405,11 @@ impl StreamTask {
         while let Some(s) = seg.poll_segment() {
             debug!(seq = s.seq, duration = %s.duration, bytes = s.data.len(), discontinuity = s.discontinuity, "segment");
             Metrics::add(&metrics.segments_total, 1);
+            // Every discontinuity, whatever caused it (new publisher, timestamp break, new
+            // encoder settings, a track appearing), is counted once, where it lands.
+            if s.discontinuity {
+                Metrics::add(&metrics.discontinuities_total, 1);
+            }
             Metrics::add(&metrics.segment_bytes_total, s.data.len() as u64);
             if let Some(t) = &self.transcoder {
                 t.submit(&s);

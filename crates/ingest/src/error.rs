@@ -12,8 +12,8 @@ pub enum RtmpError {
     /// C0 named a version other than 3.
     #[error("unsupported RTMP version {0} in handshake (only 3 is supported)")]
     Version(u8),
-    /// Set Chunk Size outside 1..=16 MiB.
-    #[error("chunk size {0} out of range 1..=16777216")]
+    /// Set Chunk Size of 0 or with the top bit set (§5.4.1 allows 1..=2^31-1).
+    #[error("chunk size {0} out of range 1..=2147483647")]
     ChunkSize(u32),
     /// A type 1/2/3 chunk on a chunk stream with no earlier type 0 header.
     #[error("chunk stream {csid} continues a header it never sent")]

@@ -11,6 +11,23 @@
 //!
 //! Timestamps are 32-bit milliseconds that wrap after ~49.7 days; [`TimestampExtender`]
 //! unwraps them into a continuous 64-bit timeline.
+//!
+//! ## Codec configurations as real encoders send them
+//! A sequence header may arrive empty, late, repeated or changed, and none of these is a
+//! reason to drop a publisher:
+//! * **Empty or unusable.** ffmpeg relaying with `-c copy` from a source whose AAC is ADTS
+//!   (MPEG-TS, SRT, HLS, a raw `.aac`) writes an AAC sequence header with no
+//!   AudioSpecificConfig, then the real one; for H.264 from Annex B sources it does the same
+//!   with the AVC record. Such a header is ignored (a [`FlvNotice`] says so) and the
+//!   previous configuration, if any, stays in force.
+//! * **Late.** Frames that arrive before a usable configuration cannot be described and are
+//!   dropped and counted; an H.264 keyframe that carries SPS and PPS in band configures the
+//!   track itself (4-byte NAL lengths, the universal AVCC choice). Only a publisher that
+//!   sends [`MAX_FRAMES_WITHOUT_OUTPUT`] frames without ever yielding one access unit is
+//!   refused ([`FlvError::MissingSequenceHeader`]): nothing it sends can be played.
+//! * **Repeated.** An identical header changes nothing.
+//! * **Changed.** A different header (or new SPS/PPS in band) yields a new
+//!   [`StreamEvent::Tracks`]; the segmenter switches at the next keyframe.
 
 use bytes::{Buf, Bytes, BytesMut};
 use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, StreamEvent, Timescale, TrackInfo, TrackKind};
@@ -51,6 +68,52 @@ impl TimestampExtender {
     }
 }
 
+/// Frames a publisher may send without any of them becoming an access unit (no usable
+/// sequence header for any track) before it is refused: about 10 s of 25 fps video.
+pub const MAX_FRAMES_WITHOUT_OUTPUT: u64 = 250;
+
+/// Something the demuxer tolerated rather than refusing the publisher; the shell logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlvNotice {
+    /// A sequence header with no usable configuration was ignored; the previous
+    /// configuration (if any) stays in force.
+    IgnoredSequenceHeader {
+        /// Which track.
+        track: TrackKind,
+        /// Why it was unusable.
+        reason: media::CodecError,
+    },
+    /// Frames of `track` are being dropped until a usable sequence header arrives (sent
+    /// once per run of such frames).
+    FramesBeforeConfiguration {
+        /// Which track.
+        track: TrackKind,
+    },
+}
+
+impl std::fmt::Display for FlvNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlvNotice::IgnoredSequenceHeader { track, reason } => {
+                write!(f, "ignored an unusable {track:?} sequence header ({reason}); waiting for a usable one")
+            }
+            FlvNotice::FramesBeforeConfiguration { track } => {
+                write!(f, "{track:?} frames before a usable sequence header are dropped until one arrives")
+            }
+        }
+    }
+}
+
+/// Counters of what the demuxer tolerated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlvStats {
+    /// Sequence headers ignored as unusable, `[video, audio]`.
+    pub ignored_sequence_headers: [u64; 2],
+    /// Frames dropped for want of a configuration, `[video, audio]`.
+    pub dropped_before_configuration: [u64; 2],
+}
+
 /// Turns FLV audio/video tag bodies of one stream into [`StreamEvent`]s.
 #[derive(Default)]
 pub struct FlvDemuxer {
@@ -59,6 +122,19 @@ pub struct FlvDemuxer {
     clock: TimestampExtender,
     /// NAL boundaries of the tag being converted, kept to avoid an allocation per frame.
     nals: Vec<(usize, usize, u8)>,
+    stats: FlvStats,
+    /// Access units yielded so far (saturating; only "any yet?" matters).
+    produced: u64,
+    /// Per track: a run of unconfigured frames is in progress (its notice was sent).
+    waiting: [bool; 2],
+    notices: std::collections::VecDeque<FlvNotice>,
+}
+
+fn track_idx(t: TrackKind) -> usize {
+    match t {
+        TrackKind::Video => 0,
+        TrackKind::Audio => 1,
+    }
 }
 
 impl FlvDemuxer {
@@ -70,6 +146,43 @@ impl FlvDemuxer {
     /// The current track configuration.
     pub fn tracks(&self) -> TrackInfo {
         TrackInfo { video: self.video.clone(), audio: self.audio.clone() }
+    }
+
+    /// What the demuxer has tolerated so far.
+    pub fn stats(&self) -> FlvStats {
+        self.stats
+    }
+
+    /// The next thing tolerated since the last call, for the log.
+    pub fn poll_notice(&mut self) -> Option<FlvNotice> {
+        self.notices.pop_front()
+    }
+
+    fn ignore_header(&mut self, track: TrackKind, reason: media::CodecError) {
+        self.stats.ignored_sequence_headers[track_idx(track)] += 1;
+        self.notices.push_back(FlvNotice::IgnoredSequenceHeader { track, reason });
+    }
+
+    /// A frame of `track` with no configuration to describe it: dropped. Refuses the
+    /// publisher only once [`MAX_FRAMES_WITHOUT_OUTPUT`] such frames came and nothing at all
+    /// was ever yielded.
+    fn drop_unconfigured(&mut self, track: TrackKind) -> Result<(), FlvError> {
+        let i = track_idx(track);
+        self.stats.dropped_before_configuration[i] += 1;
+        if !self.waiting[i] {
+            self.waiting[i] = true;
+            self.notices.push_back(FlvNotice::FramesBeforeConfiguration { track });
+        }
+        let dropped: u64 = self.stats.dropped_before_configuration.iter().sum();
+        if self.produced == 0 && dropped >= MAX_FRAMES_WITHOUT_OUTPUT {
+            return Err(FlvError::MissingSequenceHeader(track));
+        }
+        Ok(())
+    }
+
+    fn yielded(&mut self, track: TrackKind) {
+        self.produced = self.produced.saturating_add(1);
+        self.waiting[track_idx(track)] = false;
     }
 
     /// Handles one tag body of type `tag_type` ([`TAG_AUDIO`] or [`TAG_VIDEO`]; others are
@@ -117,30 +230,45 @@ impl FlvDemuxer {
         match h[1] {
             0 => {
                 let record = body.slice(5, body.len()).unwrap_or_default().to_contiguous();
-                let cfg = H264Config::from_avc_record(&record)
-                    .map_err(|source| FlvError::Codec { track: TrackKind::Video, source })?;
-                if self.video.as_ref() != Some(&cfg) {
-                    self.video = Some(cfg);
-                    out.push(StreamEvent::Tracks(self.tracks()));
+                match H264Config::from_avc_record(&record) {
+                    Ok(cfg) => {
+                        if self.video.as_ref() != Some(&cfg) {
+                            self.video = Some(cfg);
+                            out.push(StreamEvent::Tracks(self.tracks()));
+                        }
+                    }
+                    Err(reason) => self.ignore_header(TrackKind::Video, reason),
                 }
                 Ok(())
             }
             1 => {
-                let cfg = self.video.as_ref().ok_or(FlvError::MissingSequenceHeader(TrackKind::Video))?;
+                // No configuration yet: four-byte NAL lengths (what every AVCC muxer writes)
+                // let a keyframe with in-band SPS/PPS configure the track itself.
+                let cfg = self.video.as_ref();
+                let nal_length_size = cfg.map_or(4, |c| c.nal_length_size);
                 let dts = self.clock.extend(ts_ms);
-                let Some(conv) = avcc_to_annexb(body, 5, cfg, frame_type == 1, &mut self.nals)? else {
+                let Some(conv) = avcc_to_annexb(body, 5, nal_length_size, cfg, frame_type == 1, &mut self.nals)?
+                else {
                     return Ok(());
                 };
                 if let Some((sps, pps)) = conv.parameter_sets {
                     // New parameter sets in band (a resolution change without a new sequence
                     // header): later keyframes must be given these, not the old ones.
-                    if cfg.sps != sps || cfg.pps != pps {
-                        let new = H264Config::from_parameter_sets(sps, pps, cfg.nal_length_size)
-                            .map_err(|source| FlvError::Codec { track: TrackKind::Video, source })?;
-                        self.video = Some(new);
-                        out.push(StreamEvent::Tracks(self.tracks()));
+                    if cfg.is_none_or(|c| c.sps != sps || c.pps != pps) {
+                        match H264Config::from_parameter_sets(sps, pps, nal_length_size) {
+                            Ok(new) => {
+                                self.video = Some(new);
+                                out.push(StreamEvent::Tracks(self.tracks()));
+                            }
+                            // Unusable in-band sets: keep the configuration in force.
+                            Err(reason) => self.ignore_header(TrackKind::Video, reason),
+                        }
                     }
                 }
+                if self.video.is_none() {
+                    return self.drop_unconfigured(TrackKind::Video);
+                }
+                self.yielded(TrackKind::Video);
                 out.push(StreamEvent::Media(AccessUnit {
                     track: TrackKind::Video,
                     dts: MediaTime::new(dts, Timescale::MILLIS),
@@ -170,19 +298,24 @@ impl FlvDemuxer {
         }
         if h[1] == 0 {
             let asc = body.slice(2, body.len()).unwrap_or_default().to_contiguous();
-            let cfg = AacConfig::from_audio_specific_config(&asc)
-                .map_err(|source| FlvError::Codec { track: TrackKind::Audio, source })?;
-            if self.audio.as_ref() != Some(&cfg) {
-                self.audio = Some(cfg);
-                out.push(StreamEvent::Tracks(self.tracks()));
+            match AacConfig::from_audio_specific_config(&asc) {
+                Ok(cfg) => {
+                    if self.audio.as_ref() != Some(&cfg) {
+                        self.audio = Some(cfg);
+                        out.push(StreamEvent::Tracks(self.tracks()));
+                    }
+                }
+                Err(reason) => self.ignore_header(TrackKind::Audio, reason),
             }
             return Ok(());
         }
-        let cfg = self.audio.as_ref().ok_or(FlvError::MissingSequenceHeader(TrackKind::Audio))?;
         let raw = body.slice(2, body.len()).unwrap_or_default();
         if raw.is_empty() {
             return Ok(());
         }
+        let Some(cfg) = self.audio.as_ref() else {
+            return self.drop_unconfigured(TrackKind::Audio);
+        };
         let header =
             cfg.adts_header_bytes(raw.len()).map_err(|source| FlvError::Codec { track: TrackKind::Audio, source })?;
         let mut data = Payload::with_capacity(1 + raw.parts().len());
@@ -191,6 +324,7 @@ impl FlvDemuxer {
             data.push(p.clone());
         }
         let t = MediaTime::new(self.clock.extend(ts_ms), Timescale::MILLIS);
+        self.yielded(TrackKind::Audio);
         out.push(StreamEvent::Media(AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data }));
         Ok(())
     }
@@ -203,16 +337,18 @@ struct Converted {
     parameter_sets: Option<(Vec<Bytes>, Vec<Bytes>)>,
 }
 
-/// Rewrites the AVCC NAL units of `body[start..]` as Annex B fragments. Returns `None` for
-/// an access unit with no NAL units.
+/// Rewrites the AVCC NAL units of `body[start..]` (with `nal_length_size`-byte length
+/// prefixes) as Annex B fragments; a keyframe without parameter sets gets those of `cfg`.
+/// Returns `None` for an access unit with no NAL units.
 fn avcc_to_annexb(
     body: &Payload,
     start: usize,
-    cfg: &H264Config,
+    nal_length_size: u8,
+    cfg: Option<&H264Config>,
     flagged_key: bool,
     nals: &mut Vec<(usize, usize, u8)>,
 ) -> Result<Option<Converted>, FlvError> {
-    let n = cfg.nal_length_size as usize;
+    let n = nal_length_size as usize;
     let tag_len = body.len();
     // First pass: NAL boundaries and types (no payload bytes are touched but the headers).
     nals.clear();
@@ -248,10 +384,13 @@ fn avcc_to_annexb(
         (collect(NAL_SPS), collect(NAL_PPS))
     });
     // AUD, start code + fragments per NAL, parameter sets: sized once, never regrown.
-    let sets = 2 * (cfg.sps.len() + cfg.pps.len());
+    let sets = cfg.map_or(0, |c| 2 * (c.sps.len() + c.pps.len()));
     let mut out = Payload::with_capacity(1 + sets + nals.len() + body.parts().len() + nals.len());
     out.push(Bytes::from_static(AUD));
-    if (has_idr || flagged_key) && !has_sps {
+    if let Some(cfg) = cfg
+        && (has_idr || flagged_key)
+        && !has_sps
+    {
         for ps in cfg.sps.iter().chain(&cfg.pps) {
             out.push(Bytes::from_static(START_CODE));
             out.push(ps.clone());
@@ -452,6 +591,11 @@ mod tests {
     #[test]
     fn errors_are_specific() {
         let mut d = FlvDemuxer::new();
+        // Frames with no configuration are dropped, and refused only once nothing at all
+        // has come out for MAX_FRAMES_WITHOUT_OUTPUT frames.
+        for i in 1..MAX_FRAMES_WITHOUT_OUTPUT {
+            assert!(one(&mut d, TAG_VIDEO, i as u32, &nalu_tag(true, 0, &[&[0x65]])).unwrap().is_empty());
+        }
         assert_eq!(
             one(&mut d, TAG_VIDEO, 0, &nalu_tag(true, 0, &[&[0x65]])).unwrap_err(),
             FlvError::MissingSequenceHeader(TrackKind::Video)
@@ -475,6 +619,45 @@ mod tests {
         assert_eq!(&b[..2], &[0xff, 0xf1]);
         assert_eq!(&b[7..], &[9, 9, 9]);
         assert_eq!(AacConfig::from_adts_header(&b).unwrap().1, 10);
+    }
+
+    /// ffmpeg's `-c copy` relay from ADTS: an empty AAC sequence header, then the real
+    /// one. The empty one is ignored with a notice, frames before a usable one are dropped,
+    /// and the publisher carries on; repeating the header changes nothing, changing it
+    /// announces new tracks.
+    #[test]
+    fn empty_late_repeated_and_changed_configurations() {
+        let mut d = FlvDemuxer::new();
+        assert!(one(&mut d, TAG_AUDIO, 0, &Bytes::from_static(&[0xaf, 0]).into()).unwrap().is_empty());
+        assert!(matches!(
+            d.poll_notice(),
+            Some(FlvNotice::IgnoredSequenceHeader { track: TrackKind::Audio, .. })
+        ));
+        for ts in [0, 23] {
+            assert!(one(&mut d, TAG_AUDIO, ts, &Bytes::from_static(&[0xaf, 1, 9, 9]).into()).unwrap().is_empty());
+        }
+        assert_eq!(d.poll_notice(), Some(FlvNotice::FramesBeforeConfiguration { track: TrackKind::Audio }));
+        assert_eq!(d.poll_notice(), None, "one notice per run of dropped frames");
+        assert_eq!(d.stats().dropped_before_configuration, [0, 2]);
+        let asc: Payload = Bytes::from_static(&[0xaf, 0, 0x12, 0x10]).into();
+        assert!(matches!(one(&mut d, TAG_AUDIO, 46, &asc).unwrap()[..], [StreamEvent::Tracks(_)]));
+        assert!(one(&mut d, TAG_AUDIO, 46, &asc).unwrap().is_empty(), "repeated: no change");
+        // A second empty header keeps the configuration in force.
+        one(&mut d, TAG_AUDIO, 46, &Bytes::from_static(&[0xaf, 0]).into()).unwrap();
+        media(one(&mut d, TAG_AUDIO, 46, &Bytes::from_static(&[0xaf, 1, 9, 9]).into()).unwrap());
+        // 48 kHz stereo instead of 44.1 kHz: announced.
+        let evs = one(&mut d, TAG_AUDIO, 69, &Bytes::from_static(&[0xaf, 0, 0x11, 0x90]).into()).unwrap();
+        let [StreamEvent::Tracks(t)] = &evs[..] else { panic!("{evs:?}") };
+        assert_eq!(t.audio.as_ref().unwrap().sample_rate, 48_000);
+        // The same for video: an empty AVC record is ignored; a keyframe with SPS/PPS in
+        // band configures the track without any sequence header.
+        let mut d = FlvDemuxer::new();
+        assert!(one(&mut d, TAG_VIDEO, 0, &Bytes::from_static(&[0x17, 0, 0, 0, 0]).into()).unwrap().is_empty());
+        assert!(one(&mut d, TAG_VIDEO, 0, &nalu_tag(false, 0, &[&[0x41, 1]])).unwrap().is_empty());
+        let evs = one(&mut d, TAG_VIDEO, 40, &nalu_tag(true, 0, &[SPS, PPS, &[0x65, 7]])).unwrap();
+        assert!(matches!(&evs[..], [StreamEvent::Tracks(t), StreamEvent::Media(_)] if t.video.is_some()));
+        assert_eq!(d.stats().ignored_sequence_headers, [1, 0]);
+        assert_eq!(d.stats().dropped_before_configuration, [1, 0]);
     }
 
     #[test]

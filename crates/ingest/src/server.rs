@@ -247,7 +247,11 @@ async fn forward(
 ) -> Result<(), ConnError> {
     let Some((sink, _)) = publishing else { return Ok(()) };
     events.clear();
-    demux.handle_tag(tag, ts, payload, events)?;
+    let handled = demux.handle_tag(tag, ts, payload, events);
+    while let Some(notice) = demux.poll_notice() {
+        warn!(%notice, "tolerated publisher input");
+    }
+    handled?;
     for ev in events.drain(..) {
         sink.send(ev).await.map_err(|_| ConnError::Closed("stream closed by the gateway"))?;
     }

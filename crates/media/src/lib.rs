@@ -25,5 +25,5 @@ mod time;
 pub use codec::{AacConfig, CodecError, H264Config, VideoDimensions, annexb_nal_units, annexb_sps};
 pub use event::{StreamEvent, TrackInfo};
 pub use frame::{AccessUnit, Payload, TrackKind};
-pub use segment::Segment;
+pub use segment::{Segment, TrackSet};
 pub use time::{MediaTime, Timescale};

@@ -6,6 +6,15 @@ use bytes::Bytes;
 
 use crate::MediaTime;
 
+/// Which tracks a segment carries (and its PMT declares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrackSet {
+    /// H.264 video.
+    pub video: bool,
+    /// AAC audio.
+    pub audio: bool,
+}
+
 /// One finished MPEG-TS segment.
 #[derive(Clone, PartialEq)]
 pub struct Segment {
@@ -18,6 +27,12 @@ pub struct Segment {
     /// True when the timeline does not continue from the previous segment (publisher
     /// restart, timestamp jump, new encoder settings): HLS `EXT-X-DISCONTINUITY`.
     pub discontinuity: bool,
+    /// True when the segment decodes on its own: it starts with a video keyframe (SPS and
+    /// PPS in front) or carries no video. False only for a segment cut inside a GOP longer
+    /// than the cutter's maximum segment duration.
+    pub independent: bool,
+    /// The tracks the segment's PMT declares: a track is declared only once it has media.
+    pub tracks: TrackSet,
     /// The transport stream bytes, starting with PAT and PMT.
     pub data: Bytes,
     /// A digest of `data` computed while the segment was written (see
@@ -32,6 +47,8 @@ impl fmt::Debug for Segment {
             .field("start", &self.start)
             .field("duration", &self.duration)
             .field("discontinuity", &self.discontinuity)
+            .field("independent", &self.independent)
+            .field("tracks", &self.tracks)
             .field("bytes", &self.data.len())
             .finish()
     }

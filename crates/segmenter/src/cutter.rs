@@ -1,16 +1,32 @@
 //! The segment cutter: access units in, keyframe-aligned MPEG-TS segments out.
 //!
 //! Rules, in order:
-//! * A segment starts with PAT/PMT and, when the stream has video, with a video keyframe;
-//!   video frames before the stream's first keyframe cannot be decoded and are dropped.
-//! * A segment ends at the first video keyframe whose PTS is at least the target duration
-//!   after the segment's start (at the first audio frame past it, for audio-only streams).
-//! * A timestamp that jumps backwards by more than `jump_back` or forwards by more than
-//!   `jump_forward`, a new publisher ([`Segmenter::mark_discontinuity`]) and a changed
-//!   video configuration (new SPS/PPS) start a new segment flagged as a discontinuity, so
-//!   no segment ever spans two timelines.
-//! * A segment that reaches `max_duration` without a keyframe is closed anyway, so memory
-//!   and playlist target durations stay bounded whatever the encoder does.
+//! * **Every timeline starts at a keyframe.** At the start of a stream, after a new
+//!   publisher ([`Segmenter::mark_discontinuity`]) and after a timestamp break, video frames
+//!   before the first keyframe cannot be decoded and are dropped; audio that arrived before
+//!   it is held briefly and kept only from the keyframe's time on, so audio and video start
+//!   together. A stream that announces video but sends [`SegmenterConfig::video_wait`] of
+//!   audio without a single video frame is segmented as audio-only until video comes.
+//! * **Tracks are declared once they have media.** The first segment of a timeline is held
+//!   until it closes (it could not be published earlier anyway), and its PMT declares the
+//!   tracks it actually carries: a sequence header with no frames behind it never leaves an
+//!   empty track in the TS or in a master playlist's `CODECS`. A track that appears later
+//!   starts a new segment, flagged as a discontinuity, at the next keyframe.
+//! * **Cuts.** A segment ends at the first video keyframe whose PTS is at least the target
+//!   duration after the segment's start (at the first audio frame past it, for audio-only
+//!   streams). A segment that reaches [`SegmenterConfig::max_duration`] without a keyframe is
+//!   cut anyway, so the HLS target duration announced up front (`ceil(max_duration)`) holds
+//!   for the playlist's whole life (RFC 8216 §6.2.1 forbids changing it); the segment that
+//!   follows such a cut is marked not [`Segment::independent`] and counted.
+//! * **Timestamp jumps.** A DTS that jumps back by more than `jump_back` or forward by more
+//!   than `jump_forward` breaks the publisher's timeline. At a video keyframe (or in an
+//!   audio-only stream) the timeline breaks there: a new segment flagged as a discontinuity.
+//!   In the middle of a GOP no segment could start there, so the frames from the jump to the
+//!   next keyframe are re-timed to continue the old timeline (nothing is dropped) and the
+//!   discontinuity comes at that keyframe. A jump on one track alone is a glitch of that
+//!   track: it stays re-timed onto the other's timeline.
+//! * **Configuration changes** (new SPS/PPS, a new AAC configuration) start a new segment,
+//!   flagged as a discontinuity, at the next keyframe.
 //!
 //! Segment durations follow presentation time: a segment lasts from its first frame to the
 //! first frame of the next one (the last one: to its last frame's end).
@@ -27,27 +43,52 @@ use crate::ts::mux::{TsMuxer, TsTracks};
 pub struct SegmenterConfig {
     /// Target segment duration (go-livepeer's default is 2 s).
     pub target_duration: MediaTime,
-    /// Hard limit for a segment without a keyframe.
+    /// Longest segment: a GOP longer than this is cut without a keyframe. The HLS target
+    /// duration is `ceil(max_duration)` seconds, fixed up front.
     pub max_duration: MediaTime,
     /// A DTS this far behind the previous one on a track is a new timeline.
     pub jump_back: MediaTime,
     /// A DTS this far ahead of the previous one on a track is a new timeline.
     pub jump_forward: MediaTime,
+    /// Audio a timeline start waits for a first video frame when video is announced.
+    pub video_wait: MediaTime,
 }
 
+/// Audio held at a timeline start while video frames arrive but no keyframe yet: frames
+/// older than this before the newest are dropped (they precede any keyframe still to come
+/// by more than encoders interleave).
+const AUDIO_HOLD: i64 = 2 * 90_000;
+
 impl SegmenterConfig {
-    /// Settings for a target duration, with the limits derived from it: segments never
-    /// exceed max(30 s, 4 × target); a jump of 1 s back or max(10 s, 5 × target) forward
-    /// breaks the timeline (an encoder never leaves a gap that long within a timeline).
+    /// Settings for a target duration with the default maximum of twice the target (so
+    /// keyframe intervals up to twice the target, and irregular scene-cut keyframes, still
+    /// give segments that start on a keyframe).
     pub fn with_target(target: MediaTime) -> Self {
         let t = target.rescale(Timescale::MPEG);
+        Self::with_limits(t, MediaTime::new(2 * t.ticks().max(1), Timescale::MPEG))
+    }
+
+    /// Settings for a target and a maximum duration (raised to the target if below it),
+    /// with the other limits derived: a jump of 1 s back or max(10 s, 5 × target) forward
+    /// breaks the timeline (an encoder never leaves a gap that long within a timeline), and
+    /// a timeline start waits up to 10 s of audio for announced video.
+    pub fn with_limits(target: MediaTime, max: MediaTime) -> Self {
+        let t = target.rescale(Timescale::MPEG);
         let ticks = t.ticks().max(1);
+        let max = max.rescale(Timescale::MPEG).ticks().max(ticks);
         SegmenterConfig {
-            target_duration: t,
-            max_duration: MediaTime::new((4 * ticks).max(30 * 90_000), Timescale::MPEG),
+            target_duration: MediaTime::new(ticks, Timescale::MPEG),
+            max_duration: MediaTime::new(max, Timescale::MPEG),
             jump_back: MediaTime::new(90_000, Timescale::MPEG),
             jump_forward: MediaTime::new((5 * ticks).max(10 * 90_000), Timescale::MPEG),
+            video_wait: MediaTime::new(10 * 90_000, Timescale::MPEG),
         }
+    }
+
+    /// The HLS `EXT-X-TARGETDURATION` these settings guarantee, in whole seconds: no
+    /// segment's duration rounds above it.
+    pub fn playlist_target_secs(&self) -> u64 {
+        (self.max_duration.as_secs_f64().ceil() as u64).max(1)
     }
 }
 
@@ -61,6 +102,12 @@ struct Open {
     seq: u64,
     start: MediaTime,
     discontinuity: bool,
+    independent: bool,
+    /// The first segment of a timeline: its access units are held in `pending` and written
+    /// when it closes, once its tracks are known.
+    probing: bool,
+    /// The segment is led by video (cuts wait for video keyframes).
+    video_led: bool,
 }
 
 /// Counters about what the cutter did.
@@ -68,12 +115,19 @@ struct Open {
 pub struct SegmenterStats {
     /// Access units written into segments.
     pub access_units: u64,
-    /// Video frames dropped while waiting for the first keyframe.
+    /// Video frames dropped while waiting for a timeline's first keyframe.
     pub dropped_before_keyframe: u64,
-    /// Segments closed without a keyframe at `max_duration`.
+    /// Audio frames dropped because they came before a timeline's first keyframe (or
+    /// before the keyframe that starts a track the segments did not carry yet).
+    pub audio_dropped_before_keyframe: u64,
+    /// Frames of an earlier timeline that arrived after the timeline broke, dropped.
+    pub dropped_stragglers: u64,
+    /// Segments cut without a keyframe at `max_duration`.
     pub forced_cuts: u64,
-    /// Timeline breaks detected from timestamps.
+    /// Timestamp jumps detected (per track).
     pub timestamp_jumps: u64,
+    /// Access units re-timed to continue a timeline after a jump.
+    pub retimed: u64,
 }
 
 /// Digests a segment's bytes as they are written, so the digest is ready the moment the
@@ -93,11 +147,26 @@ pub struct Segmenter {
     muxer: Option<TsMuxer>,
     buf: BytesMut,
     open: Option<Open>,
+    /// Access units of a probing segment, or audio held before a timeline's first keyframe.
+    pending: Vec<AccessUnit>,
     next_seq: u64,
     discontinuity_pending: bool,
-    config_change_pending: bool,
-    last_dts: [Option<MediaTime>; 2],
+    /// A new configuration or a newly appearing track: cut at the next keyframe.
+    change_pending: bool,
+    /// Last DTS per track as the publisher sent it (`[video, audio]`).
+    last_raw: [Option<MediaTime>; 2],
+    /// Last DTS per track as written.
+    last_out: [Option<MediaTime>; 2],
+    /// Per track: added to the publisher's timestamps while a jump is being bridged.
+    offset: [Option<MediaTime>; 2],
+    /// The publisher's DTS that started the current timeline after a break: a track with no
+    /// history is checked against it to recognise frames of the old timeline.
+    anchor: Option<MediaTime>,
     frame_dur: [MediaTime; 2],
+    /// When the first audio of a timeline waiting for video arrived.
+    waiting_since: Option<MediaTime>,
+    /// A video frame has been seen in the current timeline.
+    video_seen: bool,
     /// Latest presentation end seen in the open segment.
     end: Option<MediaTime>,
     ready: VecDeque<Segment>,
@@ -123,6 +192,10 @@ fn idx(t: TrackKind) -> usize {
     }
 }
 
+fn other(t: usize) -> usize {
+    1 - t
+}
+
 impl Segmenter {
     /// A cutter whose first segment will have sequence number `first_seq`.
     pub fn new(config: SegmenterConfig, first_seq: u64) -> Self {
@@ -132,12 +205,18 @@ impl Segmenter {
             muxer: None,
             buf: BytesMut::new(),
             open: None,
+            pending: Vec::new(),
             next_seq: first_seq,
             discontinuity_pending: false,
-            config_change_pending: false,
-            last_dts: [None, None],
+            change_pending: false,
+            last_raw: [None, None],
+            last_out: [None, None],
+            offset: [None, None],
+            anchor: None,
             // Until measured: 30 fps video, 1024-sample AAC at 44.1 kHz.
             frame_dur: [MediaTime::new(3000, Timescale::MPEG), MediaTime::new(2090, Timescale::MPEG)],
+            waiting_since: None,
+            video_seen: false,
             end: None,
             ready: VecDeque::new(),
             stats: SegmenterStats::default(),
@@ -161,6 +240,11 @@ impl Segmenter {
         }
     }
 
+    /// The settings in force.
+    pub fn config(&self) -> &SegmenterConfig {
+        &self.config
+    }
+
     /// What the cutter has done so far.
     pub fn stats(&self) -> SegmenterStats {
         self.stats
@@ -176,31 +260,45 @@ impl Segmenter {
         &self.tracks
     }
 
-    /// New track configuration. A changed video configuration cuts at the next keyframe
-    /// and marks a discontinuity.
+    /// New track configuration. A changed video or audio configuration cuts at the next
+    /// keyframe and marks a discontinuity.
     pub fn handle_tracks(&mut self, tracks: TrackInfo) {
-        if let (Some(old), Some(new)) = (&self.tracks.video, &tracks.video)
-            && (old.sps != new.sps || old.pps != new.pps)
-        {
-            self.config_change_pending = true;
+        let video_changed = matches!((&self.tracks.video, &tracks.video),
+            (Some(old), Some(new)) if old.sps != new.sps || old.pps != new.pps);
+        let audio_changed = matches!((&self.tracks.audio, &tracks.audio), (Some(old), Some(new)) if old != new);
+        if (video_changed || audio_changed) && self.open.is_some() {
+            self.change_pending = true;
         }
         self.tracks = tracks;
     }
 
     /// The timeline breaks here (new publisher): closes the open segment; the next one is
-    /// a discontinuity.
+    /// a discontinuity and starts at the new publisher's first keyframe.
     pub fn mark_discontinuity(&mut self) {
-        self.flush();
-        self.discontinuity_pending = true;
-        self.last_dts = [None, None];
+        self.new_timeline();
+        self.last_raw = [None, None];
+        self.anchor = None;
     }
 
-    /// Closes the open segment (end of stream).
+    /// Closes the open segment (end of stream). Audio still held waiting for a keyframe is
+    /// dropped: without video it has nothing to align with.
     pub fn flush(&mut self) {
-        let end = self.end;
-        if let Some(end) = end {
+        if let Some(end) = self.end {
             self.close(end);
         }
+        if self.open.is_none() && !self.pending.is_empty() && !self.video_seen {
+            // Announced video never came: what audio there is is the stream.
+            let held = std::mem::take(&mut self.pending);
+            let start = held[0].pts.rescale(Timescale::MPEG);
+            self.open_segment(start, true, false);
+            for a in &held {
+                self.write(a, 1, a.pts.rescale(Timescale::MPEG));
+            }
+            if let Some(end) = self.end {
+                self.close(end);
+            }
+        }
+        self.drop_held_audio();
     }
 
     /// The next finished segment.
@@ -220,76 +318,261 @@ impl Segmenter {
         }
     }
 
+    /// Closes what is open and starts a new timeline (the next segment is a
+    /// discontinuity and starts at a keyframe).
+    fn new_timeline(&mut self) {
+        self.flush();
+        self.discontinuity_pending = true;
+        self.change_pending = false;
+        self.offset = [None, None];
+        self.last_out = [None, None];
+        self.waiting_since = None;
+        self.video_seen = false;
+    }
+
+    fn drop_held_audio(&mut self) {
+        if self.open.is_none() && !self.pending.is_empty() {
+            self.stats.audio_dropped_before_keyframe += self.pending.len() as u64;
+            self.pending.clear();
+        }
+    }
+
+    fn is_jump(&self, delta: MediaTime) -> bool {
+        delta.ticks() < -self.config.jump_back.ticks() || delta > self.config.jump_forward
+    }
+
     /// Adds one access unit.
     pub fn handle_access_unit(&mut self, au: &AccessUnit) {
         let t = idx(au.track);
-        let pts = au.pts.rescale(Timescale::MPEG);
-        let dts = au.dts.rescale(Timescale::MPEG);
-        if let Some(last) = self.last_dts[t] {
-            let delta = dts - last;
-            if delta.ticks() < -self.config.jump_back.ticks() || delta > self.config.jump_forward {
-                self.stats.timestamp_jumps += 1;
-                self.mark_discontinuity();
-            } else if delta.ticks() > 0 && delta.ticks() < 90_000 {
-                self.frame_dur[t] = delta;
-            }
-        }
-        let has_video = self.tracks.video.is_some();
         let is_video = au.track == TrackKind::Video;
-        match &self.open {
+        let raw = au.dts.rescale(Timescale::MPEG);
+        match self.last_raw[t] {
+            Some(last) => {
+                let delta = raw - last;
+                if self.is_jump(delta) {
+                    self.stats.timestamp_jumps += 1;
+                    let video_led = self.open.as_ref().is_some_and(|o| o.video_led);
+                    if video_led && !(is_video && au.keyframe) {
+                        self.bridge_jump(t, raw);
+                    } else {
+                        // At a keyframe, or where every frame is one: break here.
+                        self.new_timeline();
+                        self.last_raw[other(t)] = None;
+                        self.anchor = Some(raw);
+                    }
+                } else if delta.ticks() > 0 && delta.ticks() < 90_000 {
+                    self.frame_dur[t] = delta;
+                }
+            }
             None => {
-                if has_video && is_video && !au.keyframe {
-                    self.stats.dropped_before_keyframe += 1;
+                // The first frame of this track since the timeline broke: a frame of the
+                // old timeline still in flight is dropped, not written into the new one.
+                if let Some(anchor) = self.anchor
+                    && self.is_jump(raw - anchor)
+                {
+                    self.stats.dropped_stragglers += 1;
                     return;
                 }
-                self.open_segment(pts);
             }
-            Some(open) => {
-                let elapsed = pts - open.start;
-                let cut = if !has_video || is_video {
-                    let key_cut = (!has_video || au.keyframe)
-                        && (elapsed >= self.config.target_duration || (self.config_change_pending && is_video));
-                    let forced = elapsed >= self.config.max_duration;
-                    if forced && !key_cut {
-                        self.stats.forced_cuts += 1;
-                    }
-                    key_cut || forced
+        }
+        self.last_raw[t] = Some(raw);
+        // A video keyframe ends a jump bridged on every track: the discontinuity goes
+        // here and the publisher's own timestamps resume. (Video that jumped alone stays
+        // re-timed onto the audio's timeline.)
+        if is_video && au.keyframe && self.offset[0].is_some() && (self.offset[1].is_some() || !self.declared().audio)
+        {
+            self.new_timeline();
+        }
+        match self.offset[t] {
+            Some(off) => {
+                self.stats.retimed += 1;
+                let mut shifted = au.clone();
+                shifted.dts = raw + off;
+                shifted.pts = au.pts.rescale(Timescale::MPEG) + off;
+                self.place(&shifted);
+            }
+            None => self.place(au),
+        }
+    }
+
+    /// A jump inside a GOP: track `t` continues the timeline written so far, re-timed,
+    /// until the next video keyframe. A track whose jump matches the other track's uses the
+    /// same offset, so the two stay in sync.
+    fn bridge_jump(&mut self, t: usize, raw: MediaTime) {
+        let expected = match (self.last_out[t], self.last_out[other(t)]) {
+            (Some(last), _) => last + self.frame_dur[t],
+            (None, Some(last)) => last,
+            (None, None) => return,
+        };
+        let shared = self.offset[other(t)]
+            .filter(|&off| (raw + off - expected).ticks().abs() <= self.config.jump_back.ticks());
+        self.offset[t] = Some(shared.unwrap_or(expected - raw));
+    }
+
+    /// The tracks the open segment carries (for a probing one: what it holds so far).
+    fn declared(&self) -> TsTracks {
+        match &self.open {
+            Some(o) if o.probing => TsTracks {
+                video: self.pending.iter().any(|a| a.track == TrackKind::Video),
+                audio: self.pending.iter().any(|a| a.track == TrackKind::Audio),
+            },
+            Some(_) => self.muxer.as_ref().map(|m| m.tracks()).unwrap_or_default(),
+            None => TsTracks::default(),
+        }
+    }
+
+    /// Places an access unit (already on the output timeline) into the open segment,
+    /// starting or cutting segments as the rules say.
+    fn place(&mut self, au: &AccessUnit) {
+        let t = idx(au.track);
+        let is_video = au.track == TrackKind::Video;
+        let pts = au.pts.rescale(Timescale::MPEG);
+        if is_video {
+            self.video_seen = true;
+        }
+        let Some(open) = &self.open else {
+            self.start_timeline(au, pts);
+            return;
+        };
+        // A probing segment takes whatever comes, except video into an audio-only one
+        // (video must start at a keyframe, on a new timeline).
+        let declared = match (&self.muxer, open.probing) {
+            (_, true) => TsTracks { video: open.video_led, audio: true },
+            (Some(m), false) => m.tracks(),
+            (None, false) => TsTracks::default(),
+        };
+        let elapsed = pts - open.start;
+        let video_led = open.video_led;
+        // A track the segments do not carry yet: it starts at the next keyframe.
+        let new_track = (is_video && !declared.video) || (!is_video && !declared.audio);
+        if new_track {
+            if is_video && au.keyframe {
+                self.new_timeline();
+                self.start_timeline(au, pts);
+            } else {
+                self.change_pending = true;
+                if is_video {
+                    self.stats.dropped_before_keyframe += 1;
                 } else {
-                    false
-                };
-                if cut {
-                    if self.config_change_pending && au.keyframe && is_video {
-                        self.config_change_pending = false;
-                        self.discontinuity_pending = true;
-                    }
-                    self.close(pts);
-                    self.open_segment(pts);
+                    self.stats.audio_dropped_before_keyframe += 1;
                 }
             }
+            return;
         }
-        let muxer = self.muxer.as_mut().expect("a segment is open, so is its muxer");
-        if !muxer.write_access_unit(au, &mut self.buf) {
-            // A track appeared that the open segment's PMT does not declare.
-            self.discontinuity_pending = true;
-            self.close(pts);
-            self.open_segment(pts);
-            let muxer = self.muxer.as_mut().expect("just opened");
+        let keyframe = au.keyframe && (is_video || !video_led);
+        let leads = is_video == video_led;
+        if keyframe && leads && self.change_pending {
+            self.new_timeline();
+            self.start_timeline(au, pts);
+            return;
+        }
+        if leads && keyframe && elapsed >= self.config.target_duration {
+            self.cut(pts, true);
+        } else if elapsed >= self.config.max_duration {
+            self.stats.forced_cuts += 1;
+            self.cut(pts, keyframe && leads);
+        }
+        self.write(au, t, pts);
+    }
+
+    /// No segment is open: `au` may start the timeline (a video keyframe, or audio when no
+    /// video is coming); audio before the first keyframe is held.
+    fn start_timeline(&mut self, au: &AccessUnit, pts: MediaTime) {
+        let is_video = au.track == TrackKind::Video;
+        let expect_video = self.tracks.video.is_some();
+        if is_video {
+            if !au.keyframe {
+                self.stats.dropped_before_keyframe += 1;
+                return;
+            }
+            // Audio that came first is kept from the keyframe's time on.
+            let held = std::mem::take(&mut self.pending);
+            let before = held.iter().filter(|a| a.pts.rescale(Timescale::MPEG) < pts).count();
+            self.stats.audio_dropped_before_keyframe += before as u64;
+            self.open_segment(pts, true, true);
+            self.write(au, 0, pts);
+            for a in held.iter().filter(|a| a.pts.rescale(Timescale::MPEG) >= pts) {
+                self.write(a, 1, a.pts.rescale(Timescale::MPEG));
+            }
+            return;
+        }
+        if expect_video {
+            let since = *self.waiting_since.get_or_insert(pts);
+            let gave_up = !self.video_seen && pts - since >= self.config.video_wait;
+            if !gave_up {
+                self.pending.push(au.clone());
+                if !self.video_seen {
+                    return; // all of it is the stream if video never comes
+                }
+                // Video is flowing: drop what is too old to follow any keyframe to come.
+                let newest = pts.ticks();
+                let keep_from = self
+                    .pending
+                    .iter()
+                    .position(|a| newest - a.pts.rescale(Timescale::MPEG).ticks() <= AUDIO_HOLD)
+                    .unwrap_or(self.pending.len());
+                self.stats.audio_dropped_before_keyframe += keep_from as u64;
+                self.pending.drain(..keep_from);
+                return;
+            }
+        }
+        // Audio-only (so far): held audio goes first.
+        let held = std::mem::take(&mut self.pending);
+        let start = held.first().map_or(pts, |a| a.pts.rescale(Timescale::MPEG));
+        self.open_segment(start, true, false);
+        for a in held.iter().chain(std::iter::once(au)) {
+            self.write(a, 1, a.pts.rescale(Timescale::MPEG));
+        }
+    }
+
+    /// Closes the open segment at `pts` and opens the next one there.
+    fn cut(&mut self, pts: MediaTime, independent: bool) {
+        let video_led = self.open.as_ref().is_some_and(|o| o.video_led);
+        self.close(pts);
+        self.open_segment(pts, independent, video_led);
+    }
+
+    /// Writes (or, while probing, holds) one access unit of track index `t`.
+    fn write(&mut self, au: &AccessUnit, t: usize, pts: MediaTime) {
+        if self.open.as_ref().is_some_and(|o| o.probing) {
+            self.pending.push(au.clone());
+        } else {
+            let muxer = self.muxer.as_mut().expect("a segment is open, so is its muxer");
             muxer.write_access_unit(au, &mut self.buf);
+            self.feed_digest();
         }
-        self.feed_digest();
         self.stats.access_units += 1;
-        self.last_dts[t] = Some(dts);
+        self.last_out[t] = Some(au.dts.rescale(Timescale::MPEG));
         let frame_end = pts + self.frame_dur[t];
         self.end = Some(self.end.map_or(frame_end, |e| e.max(frame_end)));
     }
 
-    fn open_segment(&mut self, start: MediaTime) {
-        let tracks = TsTracks {
-            video: self.tracks.video.is_some(),
-            audio: self.tracks.audio.is_some() || self.tracks.video.is_none(),
-        };
+    fn open_segment(&mut self, start: MediaTime, independent: bool, video_led: bool) {
+        // The first segment of a timeline probes its tracks; later ones keep its PMT.
+        let probing = self.discontinuity_pending || self.muxer.is_none();
+        self.open = Some(Open {
+            seq: self.next_seq,
+            start,
+            discontinuity: self.discontinuity_pending,
+            independent,
+            probing,
+            video_led,
+        });
+        self.next_seq += 1;
+        self.discontinuity_pending = false;
+        self.end = None;
+        if !probing {
+            self.begin_bytes(None);
+        }
+    }
+
+    /// Starts the open segment's bytes: sizes the buffer and writes PAT/PMT, for `tracks`
+    /// (a new program) or the current muxer's.
+    fn begin_bytes(&mut self, tracks: Option<TsTracks>) {
         // Keep continuity counters running across segments when the program is unchanged.
-        if self.muxer.as_ref().is_none_or(|m| m.tracks() != tracks) {
+        if let Some(tracks) = tracks
+            && self.muxer.as_ref().is_none_or(|m| m.tracks() != tracks)
+        {
             self.muxer = Some(TsMuxer::new(tracks));
         }
         if self.buf.capacity() < self.capacity_hint {
@@ -298,17 +581,27 @@ impl Segmenter {
                 _ => BytesMut::with_capacity(self.capacity_hint),
             };
         }
-        let muxer = self.muxer.as_mut().expect("set above");
+        let muxer = self.muxer.as_mut().expect("set above or by an earlier segment");
         muxer.write_tables(&mut self.buf);
         self.feed_digest();
-        self.open = Some(Open { seq: self.next_seq, start, discontinuity: self.discontinuity_pending });
-        self.next_seq += 1;
-        self.discontinuity_pending = false;
-        self.end = None;
     }
 
     fn close(&mut self, end: MediaTime) {
         let Some(open) = self.open.take() else { return };
+        if open.probing {
+            // The tracks are known now: declare those with media, then write them.
+            let held = std::mem::take(&mut self.pending);
+            let tracks = TsTracks {
+                video: held.iter().any(|a| a.track == TrackKind::Video),
+                audio: held.iter().any(|a| a.track == TrackKind::Audio),
+            };
+            self.begin_bytes(Some(tracks));
+            let muxer = self.muxer.as_mut().expect("just set");
+            for a in &held {
+                muxer.write_access_unit(a, &mut self.buf);
+            }
+            self.feed_digest();
+        }
         let mut duration = end - open.start;
         if duration.ticks() <= 0 {
             duration = self.frame_dur[0];
@@ -320,11 +613,14 @@ impl Segmenter {
         // A quarter more than this one: segments of a stream vary by a few per cent, and
         // the occasional larger one costs one reallocation.
         self.capacity_hint = (data.len() + data.len() / 4).max(16 * 1024);
+        let tracks = self.muxer.as_ref().map(|m| m.tracks()).unwrap_or_default();
         self.ready.push_back(Segment {
             seq: open.seq,
             start: open.start,
             duration,
             discontinuity: open.discontinuity,
+            independent: open.independent,
+            tracks,
             data,
             digest,
         });

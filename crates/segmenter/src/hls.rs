@@ -17,6 +17,9 @@ pub struct PlaylistEntry {
     /// Marked `EXT-X-GAP` (RFC 8216bis §4.4.4.7): the rendition has no media of its own
     /// for this span.
     pub gap: bool,
+    /// Starts with a keyframe (decodes on its own). `EXT-X-INDEPENDENT-SEGMENTS` is
+    /// written only while every listed segment is.
+    pub independent: bool,
 }
 
 /// A media playlist with a sliding window.
@@ -31,9 +34,11 @@ pub struct MediaPlaylistBuilder {
 }
 
 impl MediaPlaylistBuilder {
-    /// A live playlist listing the last `window` segments (0: all of them). The target
-    /// duration starts at `ceil(target_secs)` and grows if a longer segment is ever added,
-    /// so `EXTINF` never exceeds it (RFC 8216 §4.3.3.1).
+    /// A live playlist listing the last `window` segments (0: all of them), announcing
+    /// `ceil(target_secs)` as its target duration. A live playlist's target duration must
+    /// never change (RFC 8216 §6.2.1), so `target_secs` must bound every segment (the
+    /// cutter's maximum duration does); should a longer segment come anyway, the target
+    /// grows rather than `EXTINF` exceeding it (§4.3.3.1), the lesser violation.
     pub fn new(window: usize, target_secs: f64) -> Self {
         MediaPlaylistBuilder {
             window,
@@ -105,7 +110,7 @@ impl MediaPlaylistBuilder {
             discontinuity_sequence: self.discontinuity_sequence,
             end_list: self.ended,
             playlist_type: self.vod.then_some(MediaPlaylistType::Vod),
-            independent_segments: true,
+            independent_segments: self.entries.iter().all(|e| e.independent),
             segments: self
                 .entries
                 .iter()
@@ -174,7 +179,7 @@ mod tests {
     use super::*;
 
     fn e(seq: u64, d: f64, disc: bool) -> PlaylistEntry {
-        PlaylistEntry { seq, duration: d, discontinuity: disc, gap: false }
+        PlaylistEntry { seq, duration: d, discontinuity: disc, gap: false, independent: true }
     }
 
     #[test]

@@ -15,9 +15,15 @@ use crate::error::RtmpError;
 
 /// Chunk size both sides start with (§5.4.1).
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
-/// Largest chunk size accepted from a peer. The spec allows 2^31-1, but no encoder uses more
-/// than a few KiB and a huge size only lets a peer pin memory.
-pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
+/// Largest chunk size a peer may set: the spec's 31-bit field (§5.4.1), 2^31-1. Any legal
+/// size is accepted (the deepch/vdk library sends 2^27, some servers 2^31-1) because the
+/// decoder never allocates by chunk size: payload bytes are taken from the read buffer as
+/// they arrive, so memory is bounded by what is actually buffered ([`MAX_BUFFERED`]) and
+/// by the 24-bit message length, never by the chunk size.
+pub const MAX_CHUNK_SIZE: u32 = 0x7fff_ffff;
+/// Largest chunk size this side sends: big enough that a video frame is one chunk, small
+/// enough for any peer.
+pub const MAX_OUT_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
 /// Chunk streams a peer may have messages in flight on at once. Encoders use fewer than ten.
 pub const MAX_CHUNK_STREAMS: usize = 64;
 /// Bytes of partially received messages held at once, over all chunk streams.
@@ -229,7 +235,8 @@ impl ChunkDecoder {
             st.has_header = true;
             st.remaining = st.length;
             // One fragment per chunk when reads are large; more if they are small.
-            st.partial = Payload::with_capacity((st.length / self.chunk_size) as usize + 2);
+            // (Capped: a tiny chunk size must not make a huge reservation up front.)
+            st.partial = Payload::with_capacity(((st.length / self.chunk_size) as usize + 2).min(64));
             if self.buffered + st.length as usize > MAX_BUFFERED {
                 return Err(RtmpError::TooMuchBuffered);
             }
@@ -255,7 +262,7 @@ impl ChunkEncoder {
     /// Changes the outgoing chunk size. Call it right after queueing the Set Chunk Size
     /// message that announces it.
     pub fn set_chunk_size(&mut self, size: u32) {
-        self.chunk_size = size.clamp(1, MAX_CHUNK_SIZE);
+        self.chunk_size = size.clamp(1, MAX_OUT_CHUNK_SIZE);
     }
 
     /// Appends `payload` as one message: a type 0 chunk, then type 3 continuations.
@@ -352,9 +359,39 @@ mod tests {
     #[test]
     fn rejects_bad_chunk_sizes() {
         let mut dec = ChunkDecoder::new();
-        assert!(dec.set_chunk_size(0).is_err());
-        assert!(dec.set_chunk_size(MAX_CHUNK_SIZE + 1).is_err());
-        assert!(dec.set_chunk_size(4096).is_ok());
+        assert_eq!(dec.set_chunk_size(0), Err(RtmpError::ChunkSize(0)));
+        assert_eq!(dec.set_chunk_size(0x8000_0000), Err(RtmpError::ChunkSize(0x8000_0000)));
+        for legal in [1, 4096, 134_217_728, 0x7fff_ffff] {
+            assert!(dec.set_chunk_size(legal).is_ok(), "{legal}");
+        }
+    }
+
+    /// Every legal chunk size decodes, including the spec's maximum: a message then comes
+    /// as one chunk whatever its length, and the decoder holds no more than its bytes.
+    #[test]
+    fn huge_chunk_sizes_decode_with_bounded_memory() {
+        for size in [134_217_728u32, 0x7fff_ffff] {
+            let mut enc = ChunkEncoder::default();
+            enc.set_chunk_size(MAX_OUT_CHUNK_SIZE);
+            let payload = vec![7u8; 300_000];
+            let mut wire = BytesMut::new();
+            enc.write(&mut wire, 6, 40, 9, 1, &payload);
+            let mut dec = ChunkDecoder::new();
+            dec.set_chunk_size(size).unwrap();
+            // Fed in small reads, as a socket delivers it.
+            let mut buf = BytesMut::new();
+            let mut got = None;
+            for piece in wire.chunks(1400) {
+                buf.extend_from_slice(piece);
+                if let Some(m) = dec.decode(&mut buf).unwrap() {
+                    got = Some(m);
+                }
+                assert!(dec.buffered <= payload.len());
+            }
+            let m = got.expect("message decoded");
+            assert_eq!(m.payload.len(), payload.len());
+            assert_eq!(dec.buffered, 0);
+        }
     }
 
     #[test]

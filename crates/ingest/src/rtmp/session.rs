@@ -189,8 +189,8 @@ impl ServerSession {
                 let b = msg.payload.to_contiguous();
                 let v = b.get(..4).ok_or(RtmpError::Protocol("short Set Chunk Size"))?;
                 let size = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
-                // The top bit must be zero (§5.4.1); treat it as part of the value so an
-                // oversized request is refused by the range check.
+                // The top bit must be zero (§5.4.1); it is kept as part of the value so a
+                // set top bit is refused by the range check rather than silently masked.
                 self.decoder.set_chunk_size(size)?;
             }
             ABORT => {

@@ -10,14 +10,8 @@ use media::{AccessUnit, MediaTime, Timescale, TrackKind};
 use super::crc::crc32_mpeg2;
 use super::*;
 
-/// Which tracks the program carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TsTracks {
-    /// H.264 on [`PID_VIDEO`].
-    pub video: bool,
-    /// AAC on [`PID_AUDIO`].
-    pub audio: bool,
-}
+/// Which tracks the program carries: H.264 on [`PID_VIDEO`], AAC on [`PID_AUDIO`].
+pub use media::TrackSet as TsTracks;
 
 /// A transport stream muxer for one program.
 #[derive(Debug, Clone)]

@@ -1,0 +1,305 @@
+//! The cutter's rules on the publisher behaviours real encoders show: P-frames before the
+//! first keyframe, timestamp jumps inside a GOP, a second publisher with a new resolution,
+//! a sequence header with no frames, GOPs longer than the maximum segment duration, and
+//! tracks that appear late. Each case is driven in media time only (no clock).
+
+use bytes::Bytes;
+use media::{AacConfig, AccessUnit, H264Config, MediaTime, Segment, Timescale, TrackInfo, TrackKind, TrackSet};
+use segmenter::ts::demux::TsDemuxer;
+use segmenter::{Segmenter, SegmenterConfig};
+
+const SPS: &[u8] = &[
+    0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00, 0x03,
+    0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
+];
+/// A 640x360 SPS, for a second publisher with another resolution.
+const SPS_360: &[u8] = &[
+    0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03,
+    0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48,
+];
+
+fn h264(sps: &'static [u8]) -> H264Config {
+    H264Config::from_parameter_sets(vec![Bytes::from_static(sps)], vec![Bytes::from_static(&[0x68, 0xeb])], 4).unwrap()
+}
+
+fn aac() -> AacConfig {
+    AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap()
+}
+
+fn av_tracks() -> TrackInfo {
+    TrackInfo { video: Some(h264(SPS)), audio: Some(aac()) }
+}
+
+/// A video frame at `ms` (DTS = PTS), 25 fps.
+fn video(ms: i64, key: bool) -> AccessUnit {
+    let t = MediaTime::new(ms * 90, Timescale::MPEG);
+    let v = vec![0, 0, 0, 1, 9, 0xf0, 0, 0, 0, 1, if key { 0x65 } else { 0x41 }, 0x11, 0x22];
+    AccessUnit { track: TrackKind::Video, pts: t, dts: t, keyframe: key, data: Bytes::from(v).into() }
+}
+
+fn audio(ticks: i64) -> AccessUnit {
+    let t = MediaTime::new(ticks, Timescale::MPEG);
+    let mut v = aac().adts_header(4).unwrap().to_vec();
+    v.extend_from_slice(&[1, 2, 3, 4]);
+    AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data: Bytes::from(v).into() }
+}
+
+/// An interleaved A/V stream over `[from_ms, to_ms)`: 25 fps video with a keyframe where
+/// `key(ms)` says (video only from `video_from_ms`), AAC frames of 1024 samples at 44.1 kHz.
+/// `published(ms)` maps each frame's time to the timestamp the publisher sends.
+fn stream(
+    from_ms: i64,
+    to_ms: i64,
+    video_from_ms: i64,
+    key: impl Fn(i64) -> bool,
+    published: impl Fn(i64) -> i64,
+) -> Vec<AccessUnit> {
+    let mut out: Vec<(i64, AccessUnit)> = vec![];
+    let mut ms = from_ms;
+    while ms < to_ms {
+        if ms >= video_from_ms {
+            out.push((ms * 90, video(published(ms), key(ms))));
+        }
+        ms += 40;
+    }
+    // 1024 samples at 44.1 kHz = 2089.8 ticks.
+    let mut i = 0i64;
+    loop {
+        let ticks = from_ms * 90 + i * 90_000 * 1024 / 44_100;
+        if ticks >= to_ms * 90 {
+            break;
+        }
+        let ms = ticks / 90;
+        out.push((ticks, audio(published(ms) * 90 + ticks % 90)));
+        i += 1;
+    }
+    out.sort_by_key(|(t, au)| (*t, au.track == TrackKind::Audio));
+    out.into_iter().map(|(_, au)| au).collect()
+}
+
+fn every_2s(ms: i64) -> bool {
+    ms % 2000 == 0
+}
+
+struct Cut {
+    seg: Segment,
+    aus: Vec<AccessUnit>,
+}
+
+fn run(seg: &mut Segmenter, aus: &[AccessUnit]) -> Vec<Cut> {
+    for au in aus {
+        seg.handle_access_unit(au);
+    }
+    seg.flush();
+    drain(seg)
+}
+
+fn drain(seg: &mut Segmenter) -> Vec<Cut> {
+    std::iter::from_fn(|| seg.poll_segment())
+        .map(|s| {
+            let mut d = TsDemuxer::new();
+            d.push(&s.data);
+            d.flush();
+            let aus = std::iter::from_fn(|| d.poll()).map(|r| r.expect("demuxes")).collect();
+            Cut { seg: s, aus }
+        })
+        .collect()
+}
+
+/// The segment's first video frame, which must be at its start time. (A demuxer hands
+/// out audio first: an audio PES completes at once, a video PES when the next begins.)
+fn first_video(c: &Cut) -> &AccessUnit {
+    let v = c.aus.iter().find(|a| a.track == TrackKind::Video).expect("segment has video");
+    assert_eq!(v.pts, c.seg.start, "segment {} starts with its first video frame", c.seg.seq);
+    v
+}
+
+/// Every segment starts with a video keyframe (when it has video), and no audio in it
+/// precedes that keyframe's time.
+fn assert_keyframe_starts(cuts: &[Cut]) {
+    for c in cuts {
+        if !c.seg.tracks.video {
+            continue;
+        }
+        let first = first_video(c);
+        assert!(first.keyframe, "segment {} starts with {first:?}", c.seg.seq);
+        assert!(c.seg.independent);
+        let key_pts = first.pts.ticks();
+        let early = c.aus.iter().filter(|a| a.track == TrackKind::Audio && a.pts.ticks() < key_pts).count();
+        assert_eq!(early, 0, "segment {}: audio before its first keyframe", c.seg.seq);
+    }
+}
+
+fn count(cuts: &[Cut], track: TrackKind) -> usize {
+    cuts.iter().map(|c| c.aus.iter().filter(|a| a.track == track).count()).sum()
+}
+
+/// Input 2(b): AVC header and audio from 0 s, P-frames from 3 s, the first keyframe at 4 s.
+/// Segment 0 starts at the keyframe with the audio aligned to it; the P-frames and the
+/// earlier audio are dropped and counted.
+#[test]
+fn p_frames_before_the_first_keyframe_are_dropped_and_audio_aligned() {
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(av_tracks());
+    let aus = stream(0, 12_000, 3000, |ms| ms >= 4000 && ms % 2000 == 0, |ms| ms);
+    let cuts = run(&mut seg, &aus);
+    assert_keyframe_starts(&cuts);
+    assert_eq!(first_video(&cuts[0]).pts.ticks(), 4000 * 90);
+    assert_eq!(cuts.len(), 4, "4 s to 12 s in 2 s segments");
+    assert_eq!(seg.stats().dropped_before_keyframe, 25, "P-frames from 3 s to 4 s");
+    let audio_before = aus.iter().filter(|a| a.track == TrackKind::Audio && a.pts.ticks() < 4000 * 90).count();
+    assert_eq!(seg.stats().audio_dropped_before_keyframe, audio_before as u64);
+    assert_eq!(count(&cuts, TrackKind::Audio), aus.iter().filter(|a| a.track == TrackKind::Audio).count() - audio_before);
+    assert!(cuts.iter().all(|c| c.seg.tracks == TrackSet { video: true, audio: true }));
+}
+
+/// Input 2(a): timestamps jump (forward 30 s, back 4 s) between two keyframes. Nothing is
+/// dropped: the rest of the GOP continues the old timeline and the discontinuity comes at
+/// the next keyframe, where the publisher's timestamps resume.
+#[test]
+fn jumps_inside_a_gop_are_bridged_to_the_next_keyframe() {
+    for (jump_at, shift) in [(5000i64, 30_000i64), (9000, -4000)] {
+        let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+        seg.handle_tracks(av_tracks());
+        let aus = stream(0, 14_000, 0, every_2s, |ms| if ms >= jump_at { ms + shift } else { ms });
+        let cuts = run(&mut seg, &aus);
+        assert_keyframe_starts(&cuts);
+        let disc: Vec<&Cut> = cuts.iter().filter(|c| c.seg.discontinuity).collect();
+        assert_eq!(disc.len(), 1, "one discontinuity for a jump of {shift} ms");
+        let key_after = (jump_at / 2000 + 1) * 2000;
+        assert_eq!(first_video(disc[0]).pts.ticks(), (key_after + shift) * 90, "at the publisher's next keyframe");
+        assert_eq!(count(&cuts, TrackKind::Video), 350, "every video frame kept");
+        assert_eq!(count(&cuts, TrackKind::Audio), aus.iter().filter(|a| a.track == TrackKind::Audio).count());
+        // The bridged frames continue the old timeline without a gap.
+        let before = &cuts[cuts.iter().position(|c| c.seg.discontinuity).unwrap() - 1];
+        let v: Vec<i64> = before.aus.iter().filter(|a| a.track == TrackKind::Video).map(|a| a.dts.ticks()).collect();
+        assert!(v.windows(2).all(|w| w[1] - w[0] == 3600), "{v:?}");
+        assert!(seg.stats().timestamp_jumps >= 1 && seg.stats().retimed > 0);
+    }
+}
+
+/// A jump that lands on a keyframe breaks the timeline right there.
+#[test]
+fn a_jump_at_a_keyframe_breaks_there() {
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(av_tracks());
+    let aus = stream(0, 10_000, 0, every_2s, |ms| if ms >= 4000 { ms + 60_000 } else { ms });
+    let cuts = run(&mut seg, &aus);
+    assert_keyframe_starts(&cuts);
+    let disc: Vec<&Cut> = cuts.iter().filter(|c| c.seg.discontinuity).collect();
+    assert_eq!(disc.len(), 1);
+    assert_eq!(first_video(disc[0]).pts.ticks(), 64_000 * 90);
+    assert_eq!(seg.stats().retimed, 0);
+}
+
+/// Input 3: a second publisher with another resolution sends audio before its first
+/// keyframe: one discontinuity, and the next segment starts at that keyframe (no stub).
+#[test]
+fn a_new_publisher_with_a_new_resolution_gives_one_discontinuity() {
+    for second_sps in [SPS, SPS_360] {
+        let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+        seg.handle_tracks(av_tracks());
+        for au in stream(0, 6000, 0, every_2s, |ms| ms) {
+            seg.handle_access_unit(&au);
+        }
+        seg.mark_discontinuity();
+        seg.handle_tracks(TrackInfo { video: Some(h264(second_sps)), audio: Some(aac()) });
+        // The new publisher starts at 0 again; its first audio comes 60 ms before video.
+        let mut second = stream(0, 6000, 0, every_2s, |ms| ms);
+        let first_audio = second.iter().position(|a| a.track == TrackKind::Audio).unwrap();
+        let a = second.remove(first_audio);
+        second.insert(0, a);
+        let cuts = run(&mut seg, &second);
+        let all: Vec<&Cut> = cuts.iter().collect();
+        assert_eq!(all.iter().filter(|c| c.seg.discontinuity).count(), 1);
+        assert!(all.iter().all(|c| c.seg.duration.ticks() >= 2 * 90_000 - 3600), "no stub segment");
+        assert_keyframe_starts(&cuts);
+    }
+}
+
+/// Input 1: an AAC configuration with no audio frames ever: the segments declare video
+/// only. When audio starts later, it comes in at the next keyframe with a discontinuity.
+#[test]
+fn tracks_are_declared_once_they_have_media() {
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(av_tracks());
+    let video_only: Vec<AccessUnit> =
+        stream(0, 8000, 0, every_2s, |ms| ms).into_iter().filter(|a| a.track == TrackKind::Video).collect();
+    for au in &video_only {
+        seg.handle_access_unit(au);
+    }
+    let cuts = drain(&mut seg);
+    assert!(!cuts.is_empty());
+    assert!(cuts.iter().all(|c| c.seg.tracks == TrackSet { video: true, audio: false }));
+    // Audio from 8 s on: dropped until the keyframe at 10 s, then declared.
+    let cuts = run(&mut seg, &stream(8000, 14_000, 8000, every_2s, |ms| ms));
+    let with_audio: Vec<&Cut> = cuts.iter().filter(|c| c.seg.tracks.audio).collect();
+    assert_eq!(first_video(with_audio[0]).pts.ticks(), 10_000 * 90);
+    assert!(with_audio[0].seg.discontinuity);
+    assert_eq!(cuts.iter().filter(|c| c.seg.discontinuity).count(), 1);
+    assert_keyframe_starts(&cuts);
+}
+
+/// Input 4: keyframes at 0, 2, 4, 14, 16, 18 s with a 2 s target. No segment rounds above
+/// the target duration announced up front; the GOP of 10 s is cut at the maximum and the
+/// segments cut inside it are marked not independent.
+#[test]
+fn long_gops_are_cut_at_the_maximum() {
+    let cfg = SegmenterConfig::default();
+    let announced = cfg.playlist_target_secs();
+    assert_eq!(announced, 4);
+    let mut seg = Segmenter::new(cfg, 0);
+    seg.handle_tracks(av_tracks());
+    let keys = [0, 2000, 4000, 14_000, 16_000, 18_000];
+    let cuts = run(&mut seg, &stream(0, 20_000, 0, |ms| keys.contains(&ms), |ms| ms));
+    for c in &cuts {
+        assert!(c.seg.duration.as_secs_f64().round() as u64 <= announced, "{:?}", c.seg);
+        let starts_key = first_video(c).keyframe;
+        assert_eq!(c.seg.independent, starts_key, "{:?}", c.seg);
+    }
+    assert_eq!(cuts.iter().filter(|c| !c.seg.independent).count(), 2, "4-8-12 then 12-14 s");
+    assert_eq!(seg.stats().forced_cuts, 2);
+    assert_eq!(count(&cuts, TrackKind::Video), 500);
+}
+
+/// Video announced but never sent: after `video_wait` of audio the stream is audio-only,
+/// and all its audio is kept from there on; if it ends sooner, its audio is still kept.
+#[test]
+fn announced_video_that_never_comes() {
+    let audio_only = |to_ms| -> Vec<AccessUnit> {
+        stream(0, to_ms, i64::MAX, every_2s, |ms| ms).into_iter().filter(|a| a.track == TrackKind::Audio).collect()
+    };
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(av_tracks());
+    let aus = audio_only(20_000);
+    let cuts = run(&mut seg, &aus);
+    assert!(cuts.iter().all(|c| c.seg.tracks == TrackSet { video: false, audio: true }));
+    let kept = count(&cuts, TrackKind::Audio) as u64;
+    assert_eq!(kept + seg.stats().audio_dropped_before_keyframe, aus.len() as u64);
+    assert!(kept as f64 * 1024.0 / 44_100.0 >= 12.0, "only the first seconds are dropped");
+
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(av_tracks());
+    let aus = audio_only(3000);
+    let cuts = run(&mut seg, &aus);
+    assert_eq!(count(&cuts, TrackKind::Audio), aus.len());
+}
+
+/// A new AAC configuration mid-stream (48 kHz instead of 44.1 kHz) switches at the next
+/// keyframe with a discontinuity, as a new SPS does.
+#[test]
+fn a_changed_audio_configuration_switches_at_the_next_keyframe() {
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(av_tracks());
+    let aus = stream(0, 10_000, 0, every_2s, |ms| ms);
+    for au in &aus[..aus.len() / 2] {
+        seg.handle_access_unit(au);
+    }
+    let mut t = av_tracks();
+    t.audio = Some(AacConfig::from_audio_specific_config(&[0x11, 0x90]).unwrap());
+    seg.handle_tracks(t);
+    let cuts = run(&mut seg, &aus[aus.len() / 2..]);
+    let all: Vec<Cut> = cuts;
+    assert_eq!(all.iter().filter(|c| c.seg.discontinuity).count(), 1);
+    assert_keyframe_starts(&all);
+}

@@ -265,8 +265,14 @@ impl StreamOutput {
         }
     }
 
-    /// Ends the transcoded renditions' playlists (the transcoder has caught up).
+    /// Ends the transcoded renditions' playlists (the transcoder has caught up with the
+    /// end of a publisher). Ignored while the source is live again: a publisher that
+    /// came back before the transcoder caught up keeps the renditions going, and an
+    /// `EXT-X-ENDLIST` there would make players stop reloading them for good.
     pub fn end_renditions(&mut self) {
+        if self.stats.live {
+            return;
+        }
         for r in &mut self.renditions[1..] {
             r.playlist.set_ended(r.stats.segments + r.stats.gaps > 0);
             r.render();
@@ -426,6 +432,12 @@ mod tests {
         o.add_renditions(&seg(seq), Ok(vec![]));
         assert_eq!(o.segment(r, seq), Some(Bytes::from(format!("source {seq}"))));
         // The source ends first; renditions end when the transcoder catches up.
+        // A publisher that comes back before the transcoder catches up: the renditions
+        // must not end under it.
+        o.set_live(false);
+        o.set_live(true);
+        o.end_renditions();
+        assert!(!o.media_ended(r));
         o.set_live(false);
         assert!(o.is_ended() && !o.media_ended(r));
         o.end_renditions();

@@ -15,6 +15,13 @@ ff -f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine=frequency=440:samp
    -t 10 $X264 -profile:v high -bf 2 -tune film -g 60 -keyint_min 60 -sc_threshold 0 -b:v 350k \
    $AAC -ac 2 -f flv clip.flv
 
+# demo720.flv: the demo clip (embedded in the binary). 10 s, 1280x720 at 30 fps, High
+# profile with B-frames, a keyframe every 2 s, about 1.5 Mb/s, AAC stereo: a source above
+# the default ladder, so the demo offers a real one (240p and 360p under a 720p source).
+ff -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=44100 \
+   -t 10 $X264 -profile:v high -bf 2 -tune film -g 60 -keyint_min 60 -sc_threshold 0 -b:v 1500k \
+   -maxrate 1500k -bufsize 3000k $AAC -ac 2 -f flv demo720.flv
+
 # short.flv: 4 s, 320x180 at 30 fps, no B-frames, keyframe every second, AAC mono.
 # Small enough to publish twenty times at once.
 ff -f lavfi -i testsrc2=size=320x180:rate=30 -f lavfi -i sine=frequency=660:sample_rate=44100 \

@@ -9,15 +9,24 @@
 //! | `GET /` | page listing live streams |
 //! | `GET /player/{id}` | hls.js player page |
 //!
-//! Every response carries `Access-Control-Allow-Origin: *` so players on other origins can
-//! read it.
+//! Browsers and CDNs:
+//! * every response carries `Access-Control-Allow-Origin: *` (and exposes the length and
+//!   range headers), so players on other origins can read it; a CORS preflight (`OPTIONS`
+//!   with `Access-Control-Request-Method`) on any path is answered `204` with the methods
+//!   (`GET, HEAD, OPTIONS`) and the request headers asked for (e.g. `Range`);
+//! * playlists and segments honour a single byte range (RFC 9110 §14): `206` with
+//!   `Content-Range`, `416` with `Content-Range: bytes */LEN` when unsatisfiable, and
+//!   `Accept-Ranges: bytes`; several ranges in one request get the whole body (`200`),
+//!   which the RFC allows;
+//! * `HEAD` answers as `GET` without a body; playlists are `application/vnd.apple.mpegurl`
+//!   and may be cached for a second while live, segments `video/mp2t` for a minute.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -53,11 +62,34 @@ pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>, web_dir: Option<Pa
         .route("/stream/{id}/{file}", get(media_playlist))
         .route("/stream/{id}/{rendition}/{file}", get(segment))
         .layer(axum::middleware::map_response(cors))
+        .layer(axum::middleware::from_fn(preflight))
         .with_state(AppState { registry, metrics, web_dir })
 }
 
 async fn cors(mut res: Response) -> Response {
-    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Content-Length, Content-Range, Accept-Ranges"),
+    );
+    res
+}
+
+/// Answers CORS preflights (and any other `OPTIONS`) before routing.
+async fn preflight(req: Request, next: axum::middleware::Next) -> Response {
+    if req.method() != Method::OPTIONS {
+        return next.run(req).await;
+    }
+    let asked = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    let h = res.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+    // Whatever headers the page wants to send (Range, say) are fine for reads.
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.unwrap_or(HeaderValue::from_static("Range")));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     res
 }
 
@@ -66,33 +98,107 @@ fn not_found(st: &AppState) -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
-fn body(mime: &'static str, cache: &'static str, data: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, cache)], data).into_response()
+/// A playlist or segment body, honouring a `Range` request header. Ranges are slices of
+/// the stored `Bytes`, never copies.
+fn body(mime: &'static str, cache: &'static str, data: Bytes, req: &HeaderMap) -> Response {
+    let headers = [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, cache), (header::ACCEPT_RANGES, "bytes")];
+    let len = data.len() as u64;
+    match req.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| byte_range(v, len)) {
+        Some(ByteRange::Satisfiable(a, b)) => {
+            let range = format!("bytes {a}-{b}/{len}");
+            let part = data.slice(a as usize..=b as usize);
+            (StatusCode::PARTIAL_CONTENT, headers, [(header::CONTENT_RANGE, range)], part).into_response()
+        }
+        Some(ByteRange::Unsatisfiable) => {
+            (StatusCode::RANGE_NOT_SATISFIABLE, headers, [(header::CONTENT_RANGE, format!("bytes */{len}"))])
+                .into_response()
+        }
+        Some(ByteRange::Whole) | None => (headers, data).into_response(),
+    }
 }
 
-async fn master(State(st): State<AppState>, Path(file): Path<String>) -> Response {
+/// What a `Range` header asks of a body of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum ByteRange {
+    /// Bytes `first..=last`, within the body.
+    Satisfiable(u64, u64),
+    /// A well-formed range that starts past the end.
+    Unsatisfiable,
+    /// Several ranges, another unit or a malformed value: the whole body is served
+    /// (RFC 9110 §14.2 lets a server ignore such a Range).
+    Whole,
+}
+
+/// Parses a `Range` value (RFC 9110 §14.1.2) for a body of `len` bytes: `bytes=A-B`,
+/// `bytes=A-` or `bytes=-N` (the last N).
+fn byte_range(value: &str, len: u64) -> ByteRange {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return ByteRange::Whole };
+    if spec.contains(',') {
+        return ByteRange::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return ByteRange::Whole };
+    let num = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    };
+    match (num(a), b.trim().is_empty(), num(b)) {
+        // bytes=-N: the last N bytes.
+        (None, false, Some(n)) if a.trim().is_empty() => {
+            if n == 0 || len == 0 {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Satisfiable(len.saturating_sub(n), len - 1)
+            }
+        }
+        (Some(first), true, _) => {
+            if first >= len {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Satisfiable(first, len - 1)
+            }
+        }
+        (Some(first), false, Some(last)) if first <= last => {
+            if first >= len {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Satisfiable(first, last.min(len - 1))
+            }
+        }
+        _ => ByteRange::Whole,
+    }
+}
+
+async fn master(State(st): State<AppState>, Path(file): Path<String>, req: HeaderMap) -> Response {
     let Some(id) = file.strip_suffix(".m3u8") else { return not_found(&st) };
     let Some(out) = st.registry.output(id) else { return not_found(&st) };
     let o = out.read().unwrap_or_else(|e| e.into_inner());
-    body(MIME_M3U8, if o.is_ended() { CACHE_ENDED_PLAYLIST } else { CACHE_LIVE_PLAYLIST }, o.master())
+    body(MIME_M3U8, if o.is_ended() { CACHE_ENDED_PLAYLIST } else { CACHE_LIVE_PLAYLIST }, o.master(), &req)
 }
 
-async fn media_playlist(State(st): State<AppState>, Path((id, file)): Path<(String, String)>) -> Response {
+async fn media_playlist(
+    State(st): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+    req: HeaderMap,
+) -> Response {
     let Some(rendition) = file.strip_suffix(".m3u8") else { return not_found(&st) };
     let Some(out) = st.registry.output(&id) else { return not_found(&st) };
     let o = out.read().unwrap_or_else(|e| e.into_inner());
     match o.media(rendition) {
-        Some(pl) => body(MIME_M3U8, if o.is_ended() { CACHE_ENDED_PLAYLIST } else { CACHE_LIVE_PLAYLIST }, pl),
+        Some(pl) => body(MIME_M3U8, if o.is_ended() { CACHE_ENDED_PLAYLIST } else { CACHE_LIVE_PLAYLIST }, pl, &req),
         None => not_found(&st),
     }
 }
 
-async fn segment(State(st): State<AppState>, Path((id, rendition, file)): Path<(String, String, String)>) -> Response {
+async fn segment(
+    State(st): State<AppState>,
+    Path((id, rendition, file)): Path<(String, String, String)>,
+    req: HeaderMap,
+) -> Response {
     let Some(seq) = file.strip_suffix(".ts").and_then(|s| s.parse::<u64>().ok()) else { return not_found(&st) };
     let Some(out) = st.registry.output(&id) else { return not_found(&st) };
     let data = out.read().unwrap_or_else(|e| e.into_inner()).segment(&rendition, seq);
     match data {
-        Some(d) => body(MIME_TS, CACHE_SEGMENT, d),
+        Some(d) => body(MIME_TS, CACHE_SEGMENT, d, &req),
         None => not_found(&st),
     }
 }
@@ -122,6 +228,10 @@ async fn player(State(st): State<AppState>, Path(id): Path<String>) -> Html<Stri
     // Renditions join the master once their first segment is in: wait for them (up to
     // 20 s) so the player starts with the full ladder.
     let expected = st.registry.variants_per_stream();
+    // hls.js holds back three target durations by default; the target duration is the
+    // longest a segment may be, so aim at three typical segments behind the live edge.
+    let sync = 3.0 * st.registry.segment_duration();
+    let max_latency = 2.0 * sync + st.registry.segment_duration();
     Html(format!(
         r#"<!doctype html>
 <html><head><meta charset=utf-8><title>Sluice · {id}</title>
@@ -163,7 +273,7 @@ function mark(hls) {{
 async function start() {{
   if (window.Hls && Hls.isSupported()) {{
     await waitForLadder();
-    const hls = new Hls({{ liveSyncDurationCount: 3 }});
+    const hls = new Hls({{ liveSyncDuration: {sync}, liveMaxLatencyDuration: {max_latency} }});
     window.sluiceHls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {{
       window.sluiceLevels = d.levels.map(l => ({{ width: l.width, height: l.height, bitrate: l.bitrate }}));
@@ -202,4 +312,25 @@ async fn hls_js(State(st): State<AppState>) -> Response {
 
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges_follow_rfc_9110() {
+        use ByteRange::*;
+        assert_eq!(byte_range("bytes=0-99", 1000), Satisfiable(0, 99));
+        assert_eq!(byte_range("bytes=500-", 1000), Satisfiable(500, 999));
+        assert_eq!(byte_range("bytes=-100", 1000), Satisfiable(900, 999));
+        assert_eq!(byte_range("bytes=-5000", 1000), Satisfiable(0, 999), "suffix longer than the body");
+        assert_eq!(byte_range("bytes=900-5000", 1000), Satisfiable(900, 999), "end clamped");
+        assert_eq!(byte_range("bytes=1000-", 1000), Unsatisfiable);
+        assert_eq!(byte_range("bytes=-0", 1000), Unsatisfiable);
+        assert_eq!(byte_range("bytes=0-1,5-9", 1000), Whole, "several ranges: whole body");
+        for odd in ["items=0-1", "bytes=9-1", "bytes=a-b", "bytes=", "bytes=-", "bytes=1-2-3"] {
+            assert_eq!(byte_range(odd, 1000), Whole, "{odd}");
+        }
+    }
 }

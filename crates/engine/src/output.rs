@@ -46,7 +46,21 @@ struct Rendition {
     failures_in_row: u32,
     successes_in_row: u32,
     withdrawn: bool,
+    /// False while the source is below this rendition (see [`crate::ladder`]).
+    offered: bool,
     stats: RenditionStats,
+}
+
+/// What became of one rendition of one source segment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RenditionOutcome {
+    /// Transcoded: the rendition segment's bytes.
+    Stored(Bytes),
+    /// The transcode failed: listed as `EXT-X-GAP`, served from the source.
+    Failed,
+    /// Not offered for this source (above its resolution): listed as a gap so the
+    /// playlist stays aligned, and kept out of the master playlist.
+    NotOffered,
 }
 
 /// Per-rendition figures shown by the control API.
@@ -78,6 +92,7 @@ impl Rendition {
             failures_in_row: 0,
             successes_in_row: 0,
             withdrawn: false,
+            offered: true,
             stats: RenditionStats { name: name.to_owned(), ..Default::default() },
         };
         r.render();
@@ -194,16 +209,23 @@ impl StreamOutput {
         self.render_master();
     }
 
-    /// Records the transcode outcome of source segment `seg`: one `Bytes` per rendition in
-    /// profile order, or why there are none. Must be called in segment order.
-    pub fn add_renditions(&mut self, seg: &Segment, result: Result<Vec<Bytes>, String>) {
+    /// Records the transcode outcome of source segment `seg`: one outcome per rendition in
+    /// profile order (a list of another length counts as failed throughout). Must be
+    /// called in segment order.
+    pub fn add_renditions(&mut self, seg: &Segment, outcomes: Vec<RenditionOutcome>) {
         let mut master_changed = false;
         let n = self.renditions.len() - 1;
-        let mut datas: Vec<Option<Bytes>> = match &result {
-            Ok(v) if v.len() == n => v.iter().cloned().map(Some).collect(),
-            _ => vec![None; n],
-        };
-        for (r, data) in self.renditions[1..].iter_mut().zip(datas.drain(..)) {
+        let outcomes = if outcomes.len() == n { outcomes } else { vec![RenditionOutcome::Failed; n] };
+        for (r, outcome) in self.renditions[1..].iter_mut().zip(outcomes) {
+            let offered = outcome != RenditionOutcome::NotOffered;
+            if offered != r.offered {
+                r.offered = offered;
+                master_changed = true;
+            }
+            let data = match outcome {
+                RenditionOutcome::Stored(b) => Some(b),
+                _ => None,
+            };
             let ok = data.is_some();
             if let Some(d) = &data
                 && r.video_codec.is_none()
@@ -221,6 +243,9 @@ impl StreamOutput {
             let had_media = r.has_media();
             r.push(entry, data, self.window);
             master_changed |= had_media != r.has_media();
+            if !offered {
+                continue;
+            }
             if ok {
                 r.failures_in_row = 0;
                 r.successes_in_row += 1;
@@ -308,6 +333,12 @@ impl StreamOutput {
         }
     }
 
+    /// The source's average bitrate so far (transport stream bytes of every track over
+    /// media time), or `None` before any media.
+    pub fn source_bps(&self) -> Option<u64> {
+        (self.stats.duration_secs > 0.0).then(|| (self.stats.bytes as f64 * 8.0 / self.stats.duration_secs) as u64)
+    }
+
     /// The track configuration.
     pub fn tracks(&self) -> &TrackInfo {
         &self.tracks
@@ -323,7 +354,8 @@ impl StreamOutput {
     }
 
     fn in_master(&self, i: usize) -> bool {
-        i == 0 || (self.renditions[i].has_media() && !self.renditions[i].withdrawn)
+        let r = &self.renditions[i];
+        i == 0 || (r.has_media() && !r.withdrawn && r.offered)
     }
 
     fn render_master(&mut self) {
@@ -408,11 +440,11 @@ mod tests {
         assert_eq!(listed(&o), 1, "no rendition media yet");
         assert_eq!(o.media(r).map(|m| !m.is_empty()), Some(true));
         assert!(o.segment(r, 0).is_none(), "not listed before its result");
-        o.add_renditions(&seg(0), Ok(vec![Bytes::from_static(b"rendition 0")]));
+        o.add_renditions(&seg(0), vec![RenditionOutcome::Stored(Bytes::from_static(b"rendition 0"))]);
         assert_eq!(listed(&o), 2);
         for seq in 1..=WITHDRAW_AFTER as u64 {
             o.add_segment(seg(seq));
-            o.add_renditions(&seg(seq), Err("OrchestratorBusy".into()));
+            o.add_renditions(&seg(seq), vec![RenditionOutcome::Failed]);
             // A gap serves the source bytes, never a 404.
             assert_eq!(o.segment(r, seq), Some(Bytes::from(format!("source {seq}"))));
         }
@@ -423,14 +455,25 @@ mod tests {
         for i in 0..RESTORE_AFTER {
             assert_eq!(listed(&o), 1, "still withdrawn after {i} successes");
             o.add_segment(seg(seq));
-            o.add_renditions(&seg(seq), Ok(vec![Bytes::from_static(b"ok")]));
+            o.add_renditions(&seg(seq), vec![RenditionOutcome::Stored(Bytes::from_static(b"ok"))]);
             seq += 1;
         }
         assert_eq!(listed(&o), 2, "restored after {RESTORE_AFTER} successes");
         // A result with the wrong number of renditions is a failure, not a partial store.
         o.add_segment(seg(seq));
-        o.add_renditions(&seg(seq), Ok(vec![]));
+        o.add_renditions(&seg(seq), vec![]);
         assert_eq!(o.segment(r, seq), Some(Bytes::from(format!("source {seq}"))));
+        // Not offered (the source shrank below it): out of the master at once, the
+        // playlist still aligned, and back when offered again.
+        seq += 1;
+        o.add_segment(seg(seq));
+        o.add_renditions(&seg(seq), vec![RenditionOutcome::NotOffered]);
+        assert_eq!(listed(&o), 1);
+        assert!(String::from_utf8_lossy(&o.media(r).unwrap()).contains(&format!("{r}/{seq}.ts")));
+        seq += 1;
+        o.add_segment(seg(seq));
+        o.add_renditions(&seg(seq), vec![RenditionOutcome::Stored(Bytes::from_static(b"ok"))]);
+        assert_eq!(listed(&o), 2);
         // The source ends first; renditions end when the transcoder catches up.
         // A publisher that comes back before the transcoder catches up: the renditions
         // must not end under it.

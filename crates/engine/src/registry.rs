@@ -94,6 +94,11 @@ impl Registry {
         1 + self.transcoding.as_ref().map_or(0, |t| t.profiles().len())
     }
 
+    /// The target segment duration in seconds.
+    pub fn segment_duration(&self) -> f64 {
+        self.config.segment_duration
+    }
+
     /// The output of stream `id`.
     pub fn output(&self, id: &str) -> Option<Arc<RwLock<StreamOutput>>> {
         self.lock().get(id).map(|h| h.output.clone())

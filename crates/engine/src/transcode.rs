@@ -36,7 +36,7 @@ use transport::tls::{CertPolicy, parse_fingerprint};
 
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
-use crate::output::StreamOutput;
+use crate::output::{RenditionOutcome, StreamOutput};
 use crate::selection::{DefaultSelector, OrchestratorPool, Weights};
 use crate::status::{SegmentResult, SessionStatus};
 
@@ -518,7 +518,23 @@ impl Worker {
                     let secs = seg.duration.as_secs_f64().max(0.5);
                     let backlog_limit = SegmentTimeouts::for_duration(Duration::from_secs_f64(secs), 1.0).upload
                         + Duration::from_secs_f64(3.0 * secs);
-                    let (result, record) = if queued.elapsed() > backlog_limit {
+                    // The ladder this source gets (nothing above it, bitrates capped).
+                    let offered = {
+                        let o = self.output.read().unwrap_or_else(|e| e.into_inner());
+                        let source = o.tracks().video.as_ref().filter(|_| seg.tracks.video).map(|v| v.dimensions);
+                        crate::ladder::offered(&self.t.profiles, source, o.source_bps())
+                    };
+                    let profiles: Vec<VideoProfile> = offered.iter().flatten().cloned().collect();
+                    let (result, record) = if profiles.is_empty() {
+                        // Nothing to make for this source: no orchestrator is asked.
+                        let rec = self.record(&seg, None, Ok(0), 0, queued, None);
+                        (Ok(Vec::new()), rec)
+                    } else if !seg.independent {
+                        // Cut inside a long GOP: an orchestrator decoding it alone would
+                        // lose its frames up to the next keyframe. Served from the source.
+                        let msg = "segment starts between keyframes (keyframe interval above max_segment_duration)";
+                        (Err(msg.to_owned()), self.record(&seg, None, Err(msg.to_owned()), 0, queued, None))
+                    } else if queued.elapsed() > backlog_limit {
                         warn!(
                             seq = seg.seq,
                             waited_ms = queued.elapsed().as_millis() as u64,
@@ -527,11 +543,20 @@ impl Worker {
                         let msg = "transcode backlog".to_owned();
                         (Err(msg.clone()), self.record(&seg, None, Err(msg), 0, queued, None))
                     } else {
-                        self.transcode(&seg, queued).await
+                        self.transcode(&seg, queued, &profiles).await
                     };
                     let ok = result.is_ok();
+                    let mut made = result.ok().map(Vec::into_iter);
+                    let outcomes = offered
+                        .iter()
+                        .map(|p| match (p, made.as_mut()) {
+                            (None, _) => RenditionOutcome::NotOffered,
+                            (Some(_), Some(made)) => made.next().map_or(RenditionOutcome::Failed, RenditionOutcome::Stored),
+                            (Some(_), None) => RenditionOutcome::Failed,
+                        })
+                        .collect();
                     let mut o = self.output.write().unwrap_or_else(|e| e.into_inner());
-                    o.add_renditions(&seg, result);
+                    o.add_renditions(&seg, outcomes);
                     o.transcode.record(record);
                     drop(o);
                     Metrics::add(
@@ -574,7 +599,14 @@ impl Worker {
         }
     }
 
-    async fn transcode(&mut self, seg: &Segment, queued: Instant) -> (Result<Vec<Bytes>, String>, SegmentResult) {
+    /// Transcodes `seg` into `profiles` (the offered ladder), with retries and failover;
+    /// the renditions come back in profile order.
+    async fn transcode(
+        &mut self,
+        seg: &Segment,
+        queued: Instant,
+        profiles: &[VideoProfile],
+    ) -> (Result<Vec<Bytes>, String>, SegmentResult) {
         let seg_dur = Duration::from_secs_f64(seg.duration.as_secs_f64().max(0.0));
         // Every attempt must fit in the segment's overall deadline (§4.7's whole-request
         // timeout, counted from when the segment closed).
@@ -597,7 +629,7 @@ impl Worker {
             }
             let orch = self.session.as_ref().map(|s| s.orch.to_string()).unwrap_or_default();
             let closed = (attempts == 1).then_some(queued);
-            match self.attempt(seg, closed, deadline).await {
+            match self.attempt(seg, profiles, closed, deadline).await {
                 Ok(a) => {
                     let took = started.elapsed();
                     self.t.metrics.observe_transcode(&orch, took, true);
@@ -779,7 +811,13 @@ impl Worker {
     /// One try of one segment on the current session.
     /// `closed`: when the segment closed, on its first attempt (for the dispatch metric).
     /// One try of one segment on the current session, finishing by `deadline`.
-    async fn attempt(&mut self, seg: &Segment, closed: Option<Instant>, deadline: Instant) -> Result<Attempt, Failure> {
+    async fn attempt(
+        &mut self,
+        seg: &Segment,
+        profiles: &[VideoProfile],
+        closed: Option<Instant>,
+        deadline: Instant,
+    ) -> Result<Attempt, Failure> {
         let t = self.t.clone();
         let id = self.id.clone();
         let signer = t.payer.as_ref().map(|p| &p.signer);
@@ -792,7 +830,7 @@ impl Worker {
                 seq: seg.seq,
                 data: &seg.data,
                 duration_ms,
-                profiles: &t.profiles,
+                profiles,
                 capabilities: &t.capabilities,
                 auth_token: session.info.auth_token.as_ref(),
             },
@@ -812,7 +850,7 @@ impl Worker {
                     return Err(Failure::new("orchestrator price more than doubled", Next::Failover).because("price"));
                 }
                 let fee =
-                    segment_fee(transport::profiles::estimated_pixels(&t.profiles, seg.duration.as_secs_f64()), &price);
+                    segment_fee(transport::profiles::estimated_pixels(profiles, seg.duration.as_secs_f64()), &price);
                 let existing = self.balances.reserve(session.recipient, session_id(&session.info));
                 let batch = tickets_needed(&existing, &fee, &sender.ticket_ev());
                 let payment = match sender.payment(batch.count, &price_info) {
@@ -906,9 +944,9 @@ impl Worker {
             let debit = price * BigRational::from_integer(pixels.into());
             self.balances.settle(recipient, &sid, existing, new_credit, debit);
         }
-        if data.segments.len() != t.profiles.len() {
+        if data.segments.len() != profiles.len() {
             return Err(Failure::new(
-                format!("MismatchedSegments: {} renditions for {} profiles", data.segments.len(), t.profiles.len()),
+                format!("MismatchedSegments: {} renditions for {} profiles", data.segments.len(), profiles.len()),
                 Next::Failover,
             )
             .because("bad_reply"));

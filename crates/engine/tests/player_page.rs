@@ -39,7 +39,7 @@ async fn hls_js_plays_the_player_page() {
     assert_eq!(v["hlsjs"], true, "{v}");
     assert!(v["fragments"].as_u64().unwrap() >= 3, "{v}");
     assert!(v["currentTime"].as_f64().unwrap() > 2.0, "{v}");
-    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(360)), "{v}");
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(1280), Some(720)), "{v}");
     assert_eq!(v["errors"].as_array().map(Vec::len), Some(0), "{v}");
     publisher.abort();
     gw.shutdown().await;
@@ -79,7 +79,7 @@ async fn hls_js_plays_every_rendition_of_an_abr_stream() {
     let heights: Vec<u64> = v["levels"].as_array().unwrap().iter().map(|l| l["height"].as_u64().unwrap()).collect();
     let mut sorted = heights.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, vec![240, 360, 360], "source 360p + P240p + P360p: {v}");
+    assert_eq!(sorted, vec![240, 360, 720], "P240p + P360p under the 720p source: {v}");
     assert!(v["levelsPlayed"].as_u64().unwrap() >= 2, "{v}");
     assert_eq!(v["errors"].as_array().map(Vec::len), Some(0), "{v}");
     publisher.abort();

@@ -155,6 +155,17 @@ impl RtmpPublisher {
         Ok(RtmpPublisher { writer, encoder, stream_id, out, drain })
     }
 
+    /// Announces a new outgoing chunk size (Set Chunk Size, §5.4.1): any legal value,
+    /// 1 to 2^31-1, as some publishers send. Messages are then chunked at that size (at
+    /// most 16 MiB, more than any message holds).
+    pub async fn set_chunk_size(&mut self, size: u32) -> Result<(), PublishError> {
+        control_u32(&self.encoder, &mut self.out, SET_CHUNK_SIZE, size);
+        self.encoder.set_chunk_size(size);
+        self.writer.write_all(&self.out).await?;
+        self.out.clear();
+        Ok(())
+    }
+
     /// Sends one FLV tag body (audio 8, video 9, script 18) with timestamp `ts_ms`.
     pub async fn send_tag(&mut self, tag_type: u8, ts_ms: u32, body: &[u8]) -> Result<(), PublishError> {
         let csid = match tag_type {

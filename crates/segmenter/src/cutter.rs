@@ -4,8 +4,8 @@
 //! * **Every timeline starts at a keyframe.** At the start of a stream, after a new
 //!   publisher ([`Segmenter::mark_discontinuity`]) and after a timestamp break, video frames
 //!   before the first keyframe cannot be decoded and are dropped; audio that arrived before
-//!   it is held briefly and kept only from the keyframe's time on, so audio and video start
-//!   together. A stream that announces video but sends [`SegmenterConfig::video_wait`] of
+//!   it is held briefly and kept only from the keyframe's time on (less
+//!   [`AUDIO_LEAD_TOLERANCE`]), so audio and video start together. A stream that announces video but sends [`SegmenterConfig::video_wait`] of
 //!   audio without a single video frame is segmented as audio-only until video comes.
 //! * **Tracks are declared once they have media.** The first segment of a timeline is held
 //!   until it closes (it could not be published earlier anyway), and its PMT declares the
@@ -58,6 +58,10 @@ pub struct SegmenterConfig {
 /// older than this before the newest are dropped (they precede any keyframe still to come
 /// by more than encoders interleave).
 const AUDIO_HOLD: i64 = 2 * 90_000;
+/// Audio this close before a timeline's first keyframe is kept with it: encoders commonly
+/// start AAC a frame or two (23–46 ms) ahead of the first picture, and a player plays
+/// that as a start, not as audio without video.
+pub const AUDIO_LEAD_TOLERANCE: MediaTime = MediaTime::new(9_000, Timescale::MPEG);
 
 impl SegmenterConfig {
     /// Settings for a target duration with the default maximum of twice the target (so
@@ -169,6 +173,10 @@ pub struct Segmenter {
     video_seen: bool,
     /// Latest presentation end seen in the open segment.
     end: Option<MediaTime>,
+    /// An access unit that cuts the open segment, held until one more access unit arrives:
+    /// a stream that ends right after a cut ends with that frame in its last segment rather
+    /// than with a one-frame stub. Costs one frame of latency per segment.
+    deferred_cut: Option<(AccessUnit, bool)>,
     ready: VecDeque<Segment>,
     stats: SegmenterStats,
     /// Bytes to reserve for the next segment: a growing `BytesMut` reallocates and copies
@@ -218,6 +226,7 @@ impl Segmenter {
             waiting_since: None,
             video_seen: false,
             end: None,
+            deferred_cut: None,
             ready: VecDeque::new(),
             stats: SegmenterStats::default(),
             capacity_hint: FIRST_SEGMENT_CAPACITY,
@@ -283,6 +292,11 @@ impl Segmenter {
     /// Closes the open segment (end of stream). Audio still held waiting for a keyframe is
     /// dropped: without video it has nothing to align with.
     pub fn flush(&mut self) {
+        if let Some((au, _)) = self.deferred_cut.take() {
+            // Nothing came after it: it ends this segment instead of starting a stub.
+            let pts = au.pts.rescale(Timescale::MPEG);
+            self.write(&au, idx(au.track), pts);
+        }
         if let Some(end) = self.end {
             self.close(end);
         }
@@ -343,6 +357,14 @@ impl Segmenter {
 
     /// Adds one access unit.
     pub fn handle_access_unit(&mut self, au: &AccessUnit) {
+        if let Some((cut_au, independent)) = self.deferred_cut.take() {
+            let pts = cut_au.pts.rescale(Timescale::MPEG);
+            if !independent {
+                self.stats.forced_cuts += 1;
+            }
+            self.cut(pts, independent);
+            self.write(&cut_au, idx(cut_au.track), pts);
+        }
         let t = idx(au.track);
         let is_video = au.track == TrackKind::Video;
         let raw = au.dts.rescale(Timescale::MPEG);
@@ -467,12 +489,12 @@ impl Segmenter {
             return;
         }
         if leads && keyframe && elapsed >= self.config.target_duration {
-            self.cut(pts, true);
+            self.deferred_cut = Some((au.clone(), true));
         } else if elapsed >= self.config.max_duration {
-            self.stats.forced_cuts += 1;
-            self.cut(pts, keyframe && leads);
+            self.deferred_cut = Some((au.clone(), keyframe && leads));
+        } else {
+            self.write(au, t, pts);
         }
-        self.write(au, t, pts);
     }
 
     /// No segment is open: `au` may start the timeline (a video keyframe, or audio when no
@@ -485,13 +507,17 @@ impl Segmenter {
                 self.stats.dropped_before_keyframe += 1;
                 return;
             }
-            // Audio that came first is kept from the keyframe's time on.
-            let held = std::mem::take(&mut self.pending);
-            let before = held.iter().filter(|a| a.pts.rescale(Timescale::MPEG) < pts).count();
+            // Audio that came first is kept from the keyframe's time on (give or take
+            // AUDIO_LEAD_TOLERANCE); the segment starts at whichever comes first.
+            let from = pts - AUDIO_LEAD_TOLERANCE;
+            let mut held = std::mem::take(&mut self.pending);
+            let before = held.iter().filter(|a| a.pts.rescale(Timescale::MPEG) < from).count();
             self.stats.audio_dropped_before_keyframe += before as u64;
-            self.open_segment(pts, true, true);
+            held.retain(|a| a.pts.rescale(Timescale::MPEG) >= from);
+            let start = held.first().map_or(pts, |a| a.pts.rescale(Timescale::MPEG).min(pts));
+            self.open_segment(start, true, true);
             self.write(au, 0, pts);
-            for a in held.iter().filter(|a| a.pts.rescale(Timescale::MPEG) >= pts) {
+            for a in &held {
                 self.write(a, 1, a.pts.rescale(Timescale::MPEG));
             }
             return;

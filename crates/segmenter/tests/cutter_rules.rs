@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use media::{AacConfig, AccessUnit, H264Config, MediaTime, Segment, Timescale, TrackInfo, TrackKind, TrackSet};
 use segmenter::ts::demux::TsDemuxer;
+use segmenter::cutter::AUDIO_LEAD_TOLERANCE;
 use segmenter::{Segmenter, SegmenterConfig};
 
 const SPS: &[u8] = &[
@@ -106,11 +107,13 @@ fn drain(seg: &mut Segmenter) -> Vec<Cut> {
         .collect()
 }
 
-/// The segment's first video frame, which must be at its start time. (A demuxer hands
-/// out audio first: an audio PES completes at once, a video PES when the next begins.)
+/// The segment's first video frame, which must be at its start time (give or take the
+/// audio a timeline may start with). (A demuxer hands out audio first: an audio PES
+/// completes at once, a video PES when the next begins.)
 fn first_video(c: &Cut) -> &AccessUnit {
     let v = c.aus.iter().find(|a| a.track == TrackKind::Video).expect("segment has video");
-    assert_eq!(v.pts, c.seg.start, "segment {} starts with its first video frame", c.seg.seq);
+    let lead = (v.pts - c.seg.start).ticks();
+    assert!((0..=AUDIO_LEAD_TOLERANCE.ticks()).contains(&lead), "segment {} starts with its first video frame", c.seg.seq);
     v
 }
 
@@ -124,7 +127,7 @@ fn assert_keyframe_starts(cuts: &[Cut]) {
         let first = first_video(c);
         assert!(first.keyframe, "segment {} starts with {first:?}", c.seg.seq);
         assert!(c.seg.independent);
-        let key_pts = first.pts.ticks();
+        let key_pts = first.pts.ticks() - AUDIO_LEAD_TOLERANCE.ticks();
         let early = c.aus.iter().filter(|a| a.track == TrackKind::Audio && a.pts.ticks() < key_pts).count();
         assert_eq!(early, 0, "segment {}: audio before its first keyframe", c.seg.seq);
     }
@@ -147,7 +150,10 @@ fn p_frames_before_the_first_keyframe_are_dropped_and_audio_aligned() {
     assert_eq!(first_video(&cuts[0]).pts.ticks(), 4000 * 90);
     assert_eq!(cuts.len(), 4, "4 s to 12 s in 2 s segments");
     assert_eq!(seg.stats().dropped_before_keyframe, 25, "P-frames from 3 s to 4 s");
-    let audio_before = aus.iter().filter(|a| a.track == TrackKind::Audio && a.pts.ticks() < 4000 * 90).count();
+    let audio_before = aus
+        .iter()
+        .filter(|a| a.track == TrackKind::Audio && a.pts.ticks() < 4000 * 90 - AUDIO_LEAD_TOLERANCE.ticks())
+        .count();
     assert_eq!(seg.stats().audio_dropped_before_keyframe, audio_before as u64);
     assert_eq!(count(&cuts, TrackKind::Audio), aus.iter().filter(|a| a.track == TrackKind::Audio).count() - audio_before);
     assert!(cuts.iter().all(|c| c.seg.tracks == TrackSet { video: true, audio: true }));
@@ -302,4 +308,17 @@ fn a_changed_audio_configuration_switches_at_the_next_keyframe() {
     let all: Vec<Cut> = cuts;
     assert_eq!(all.iter().filter(|c| c.seg.discontinuity).count(), 1);
     assert_keyframe_starts(&all);
+}
+
+/// A stream that ends one frame after a cut ends with that frame in its last segment, not
+/// with a one-frame stub: 6.02 s of 48 kHz AAC gives three segments.
+#[test]
+fn no_stub_segment_at_the_end() {
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(TrackInfo { video: None, audio: Some(aac()) });
+    // 1024 samples at 48 kHz: 1920 ticks; 283 frames end at 6.04 s.
+    let aus: Vec<AccessUnit> = (0..283).map(|i| audio(i * 1920)).collect();
+    let cuts = run(&mut seg, &aus);
+    assert_eq!(cuts.len(), 3, "{:?}", cuts.iter().map(|c| c.seg.duration).collect::<Vec<_>>());
+    assert_eq!(count(&cuts, TrackKind::Audio), 283);
 }

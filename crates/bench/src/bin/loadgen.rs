@@ -159,7 +159,7 @@ async fn run(
         config.eth_key_file = Some(key);
     }
     let gw = Gateway::start(config).await?;
-    let tags = Arc::new(read_flv(Bytes::from_static(engine::DEMO_CLIP))?);
+    let tags = Arc::new(read_flv(bench::demo_clip())?);
     println!(
         "loadgen: {} streams → gateway {} → {} echo orchestrators{}, {} s",
         a.streams,

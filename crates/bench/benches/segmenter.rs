@@ -86,7 +86,13 @@ fn playlists(c: &mut Criterion) {
     for window in [6usize, 1000] {
         let mut p = MediaPlaylistBuilder::new(window, 2.0);
         for seq in 0..window as u64 + 10 {
-            p.push(PlaylistEntry { seq, duration: 2.002, discontinuity: seq % 100 == 7, gap: false, independent: true });
+            p.push(PlaylistEntry {
+                seq,
+                duration: 2.002,
+                discontinuity: seq % 100 == 7,
+                gap: false,
+                independent: true,
+            });
         }
         g.bench_function(BenchmarkId::new("media_playlist_segments", window), |b| {
             b.iter(|| p.render(|s| format!("source/{s}.ts")).len())

@@ -72,11 +72,10 @@ mod tests {
         );
         // A 1080p source at 6 Mb/s keeps the whole ladder at the profiles' own bitrates.
         let got = offered(&ladder, dims(1920, 1080), Some(6_000_000));
-        assert_eq!(got.iter().map(|p| p.as_ref().unwrap().bitrate).collect::<Vec<_>>(), vec![
-            ladder[0].bitrate,
-            ladder[1].bitrate,
-            ladder[2].bitrate
-        ]);
+        assert_eq!(
+            got.iter().map(|p| p.as_ref().unwrap().bitrate).collect::<Vec<_>>(),
+            vec![ladder[0].bitrate, ladder[1].bitrate, ladder[2].bitrate]
+        );
         // Portrait 720x1280 keeps 720p (1280x720 turned sideways fits).
         assert!(offered(&ladder, dims(720, 1280), None).iter().all(Option::is_some));
         // 320x180 is below every rung; audio-only has no ladder.

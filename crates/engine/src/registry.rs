@@ -387,7 +387,10 @@ impl StreamTask {
                 let now = seg.stats();
                 if now != *seen {
                     if now.timestamp_jumps > seen.timestamp_jumps {
-                        info!(jumps = now.timestamp_jumps, "publisher timestamps jumped; continuing to the next keyframe");
+                        info!(
+                            jumps = now.timestamp_jumps,
+                            "publisher timestamps jumped; continuing to the next keyframe"
+                        );
                     }
                     if now.forced_cuts > seen.forced_cuts && seen.forced_cuts == 0 {
                         warn!(

@@ -551,7 +551,9 @@ impl Worker {
                         .iter()
                         .map(|p| match (p, made.as_mut()) {
                             (None, _) => RenditionOutcome::NotOffered,
-                            (Some(_), Some(made)) => made.next().map_or(RenditionOutcome::Failed, RenditionOutcome::Stored),
+                            (Some(_), Some(made)) => {
+                                made.next().map_or(RenditionOutcome::Failed, RenditionOutcome::Stored)
+                            }
                             (Some(_), None) => RenditionOutcome::Failed,
                         })
                         .collect();

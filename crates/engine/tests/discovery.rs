@@ -63,7 +63,8 @@ async fn webhook_orchestrators_preferred_region_and_blocklist() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(known.len(), 3, "{known:?}");
-    ffmpeg_publish(&testdata("short.flv"), &rtmp_url(&gw, "hooked"), false).await;
+    // clip.flv, 640x360: the default renditions are not above it (short.flv is below them).
+    ffmpeg_publish(&testdata("clip.flv"), &rtmp_url(&gw, "hooked"), false).await;
     wait_ended(&gw, "hooked").await;
     poll_http(&gw, "/stream/hooked/P240p30fps16x9.m3u8", 20, |p| p.contains("#EXT-X-ENDLIST")).await;
     let st: serde_json::Value = serde_json::from_slice(&http_get(gw.cli_addr, "/streams/hooked").await.body).unwrap();
@@ -105,7 +106,7 @@ async fn preferred_region_wins_among_healthy_orchestrators() {
     }
     for i in 0..3 {
         let id = format!("r{i}");
-        ffmpeg_publish(&testdata("short.flv"), &rtmp_url(&gw, &id), false).await;
+        ffmpeg_publish(&testdata("clip.flv"), &rtmp_url(&gw, &id), false).await;
         wait_ended(&gw, &id).await;
         poll_http(&gw, &format!("/stream/{id}/P240p30fps16x9.m3u8"), 20, |p| p.contains("#EXT-X-ENDLIST")).await;
         let st: serde_json::Value =

@@ -33,7 +33,9 @@ async fn make(path: &Path, inputs: &[&str], args: &[&str]) {
 
 fn master_codecs(master: &str) -> Vec<String> {
     match m3u8_rs::parse_playlist_res(master.as_bytes()) {
-        Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => m.variants.iter().map(|v| v.codecs.clone().unwrap_or_default()).collect(),
+        Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => {
+            m.variants.iter().map(|v| v.codecs.clone().unwrap_or_default()).collect()
+        }
         other => panic!("not a master playlist: {other:?}"),
     }
 }
@@ -54,9 +56,11 @@ async fn aac_relayed_from_adts_is_an_audio_only_stream() {
 
     // The same through a real ffmpeg relay of a raw ADTS file, in real time.
     let aac = scratch("relay.aac");
-    make(&aac, &["-f", "lavfi", "-i", "sine=frequency=500:sample_rate=44100:duration=6"], &[
-        "-c:a", "aac", "-b:a", "96k", "-f", "adts",
-    ])
+    make(
+        &aac,
+        &["-f", "lavfi", "-i", "sine=frequency=500:sample_rate=44100:duration=6"],
+        &["-c:a", "aac", "-b:a", "96k", "-f", "adts"],
+    )
     .await;
     ffmpeg_publish(&aac, &rtmp_url(&gw, "relaylive"), true).await;
     let c = fetch_and_check(&gw, "relaylive").await;
@@ -140,9 +144,11 @@ async fn a_republish_with_another_resolution_has_one_discontinuity() {
     let clip = |size: &'static str, name: &'static str| async move {
         let path = scratch(name);
         let src = format!("testsrc2=size={size}:rate=25:duration=4");
-        make(&path, &["-f", "lavfi", "-i", &src, "-f", "lavfi", "-i", "sine=sample_rate=44100:duration=4"], &[
-            "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv",
-        ])
+        make(
+            &path,
+            &["-f", "lavfi", "-i", &src, "-f", "lavfi", "-i", "sine=sample_rate=44100:duration=4"],
+            &["-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv"],
+        )
         .await;
         path
     };
@@ -174,11 +180,37 @@ async fn a_republish_with_another_resolution_has_one_discontinuity() {
 async fn the_target_duration_never_changes() {
     let gw = gateway_with(|c| c.playlist_window = 0).await;
     let src = scratch("longgop.flv");
-    make(&src, &["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=20", "-f", "lavfi", "-i",
-        "sine=sample_rate=44100:duration=20"], &[
-        "-c:v", "libx264", "-preset", "veryfast", "-g", "1000", "-sc_threshold", "0", "-force_key_frames",
-        "0,2,4,14,16,18", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv",
-    ])
+    make(
+        &src,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=20",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=44100:duration=20",
+        ],
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "1000",
+            "-sc_threshold",
+            "0",
+            "-force_key_frames",
+            "0,2,4,14,16,18",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+        ],
+    )
     .await;
     let url = rtmp_url(&gw, "longgop");
     let publisher = tokio::spawn(async move { ffmpeg_publish(&src, &url, true).await });

@@ -153,7 +153,8 @@ async fn wire_exchange_matches_spec_and_fixture() {
     let _ = std::fs::remove_dir_all(&capture);
     let orch = paid_orchestrator(&["--transcoder", "echo", "--capture-dir", capture.to_str().unwrap()]).await;
     let gw = paid_gateway(&orch).await;
-    ffmpeg_publish(&testdata("short.flv"), &rtmp_url(&gw, "wire"), false).await;
+    // clip.flv, 640x360: the default 240p and 360p renditions are both at or below it.
+    ffmpeg_publish(&testdata("clip.flv"), &rtmp_url(&gw, "wire"), false).await;
     wait_ended(&gw, "wire").await;
     poll_http(&gw, "/stream/wire/P240p30fps16x9.m3u8", 20, |p| p.contains("#EXT-X-ENDLIST")).await;
     gw.shutdown().await;

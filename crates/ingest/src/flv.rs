@@ -247,8 +247,7 @@ impl FlvDemuxer {
                 let cfg = self.video.as_ref();
                 let nal_length_size = cfg.map_or(4, |c| c.nal_length_size);
                 let dts = self.clock.extend(ts_ms);
-                let Some(conv) = avcc_to_annexb(body, 5, nal_length_size, cfg, frame_type == 1, &mut self.nals)?
-                else {
+                let Some(conv) = avcc_to_annexb(body, 5, nal_length_size, cfg, frame_type == 1, &mut self.nals)? else {
                     return Ok(());
                 };
                 if let Some((sps, pps)) = conv.parameter_sets {
@@ -629,10 +628,7 @@ mod tests {
     fn empty_late_repeated_and_changed_configurations() {
         let mut d = FlvDemuxer::new();
         assert!(one(&mut d, TAG_AUDIO, 0, &Bytes::from_static(&[0xaf, 0]).into()).unwrap().is_empty());
-        assert!(matches!(
-            d.poll_notice(),
-            Some(FlvNotice::IgnoredSequenceHeader { track: TrackKind::Audio, .. })
-        ));
+        assert!(matches!(d.poll_notice(), Some(FlvNotice::IgnoredSequenceHeader { track: TrackKind::Audio, .. })));
         for ts in [0, 23] {
             assert!(one(&mut d, TAG_AUDIO, ts, &Bytes::from_static(&[0xaf, 1, 9, 9]).into()).unwrap().is_empty());
         }

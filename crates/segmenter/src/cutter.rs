@@ -401,8 +401,7 @@ impl Segmenter {
         // A video keyframe ends a jump bridged on every track: the discontinuity goes
         // here and the publisher's own timestamps resume. (Video that jumped alone stays
         // re-timed onto the audio's timeline.)
-        if is_video && au.keyframe && self.offset[0].is_some() && (self.offset[1].is_some() || !self.declared().audio)
-        {
+        if is_video && au.keyframe && self.offset[0].is_some() && (self.offset[1].is_some() || !self.declared().audio) {
             self.new_timeline();
         }
         match self.offset[t] {
@@ -426,8 +425,8 @@ impl Segmenter {
             (None, Some(last)) => last,
             (None, None) => return,
         };
-        let shared = self.offset[other(t)]
-            .filter(|&off| (raw + off - expected).ticks().abs() <= self.config.jump_back.ticks());
+        let shared =
+            self.offset[other(t)].filter(|&off| (raw + off - expected).ticks().abs() <= self.config.jump_back.ticks());
         self.offset[t] = Some(shared.unwrap_or(expected - raw));
     }
 

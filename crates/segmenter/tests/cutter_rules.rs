@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use media::{AacConfig, AccessUnit, H264Config, MediaTime, Segment, Timescale, TrackInfo, TrackKind, TrackSet};
-use segmenter::ts::demux::TsDemuxer;
 use segmenter::cutter::AUDIO_LEAD_TOLERANCE;
+use segmenter::ts::demux::TsDemuxer;
 use segmenter::{Segmenter, SegmenterConfig};
 
 const SPS: &[u8] = &[
@@ -113,7 +113,11 @@ fn drain(seg: &mut Segmenter) -> Vec<Cut> {
 fn first_video(c: &Cut) -> &AccessUnit {
     let v = c.aus.iter().find(|a| a.track == TrackKind::Video).expect("segment has video");
     let lead = (v.pts - c.seg.start).ticks();
-    assert!((0..=AUDIO_LEAD_TOLERANCE.ticks()).contains(&lead), "segment {} starts with its first video frame", c.seg.seq);
+    assert!(
+        (0..=AUDIO_LEAD_TOLERANCE.ticks()).contains(&lead),
+        "segment {} starts with its first video frame",
+        c.seg.seq
+    );
     v
 }
 
@@ -155,7 +159,10 @@ fn p_frames_before_the_first_keyframe_are_dropped_and_audio_aligned() {
         .filter(|a| a.track == TrackKind::Audio && a.pts.ticks() < 4000 * 90 - AUDIO_LEAD_TOLERANCE.ticks())
         .count();
     assert_eq!(seg.stats().audio_dropped_before_keyframe, audio_before as u64);
-    assert_eq!(count(&cuts, TrackKind::Audio), aus.iter().filter(|a| a.track == TrackKind::Audio).count() - audio_before);
+    assert_eq!(
+        count(&cuts, TrackKind::Audio),
+        aus.iter().filter(|a| a.track == TrackKind::Audio).count() - audio_before
+    );
     assert!(cuts.iter().all(|c| c.seg.tracks == TrackSet { video: true, audio: true }));
 }
 

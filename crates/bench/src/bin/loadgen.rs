@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use engine::publish::{PublishOptions, publish_tags, read_flv};
 use engine::{Gateway, GatewayConfig};
 use ingest::publisher::RtmpUrl;

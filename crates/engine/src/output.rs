@@ -100,7 +100,8 @@ impl Rendition {
     }
 
     /// Stores first, lists second: a playlist never names a segment that is not there.
-    fn push(&mut self, entry: PlaylistEntry, data: Option<Bytes>, window: usize) {
+    /// Returns the bytes of segments dropped from the store.
+    fn push(&mut self, entry: PlaylistEntry, data: Option<Bytes>, window: usize) -> Vec<Bytes> {
         if let Some(d) = &data {
             if entry.duration > 0.0 {
                 self.peak_bitrate = self.peak_bitrate.max((d.len() as f64 * 8.0 / entry.duration) as u64);
@@ -112,11 +113,14 @@ impl Rendition {
         }
         self.segments.insert(entry.seq, data);
         self.playlist.push(entry);
+        let mut dropped = Vec::new();
         if window > 0 {
             let keep_from = self.playlist.media_sequence().saturating_sub(KEEP_AFTER_WINDOW as u64);
-            self.segments = self.segments.split_off(&keep_from);
+            let kept = self.segments.split_off(&keep_from);
+            dropped.extend(std::mem::replace(&mut self.segments, kept).into_values().flatten());
         }
         self.render();
+        dropped
     }
 
     fn render(&mut self) {
@@ -187,8 +191,10 @@ impl StreamOutput {
         o
     }
 
-    /// Adds a finished source segment and republishes the playlist.
-    pub fn add_segment(&mut self, seg: Segment) {
+    /// Adds a finished source segment and republishes the playlist. Returns the bytes of
+    /// the source segments that left the store, so the cutter can reuse their memory
+    /// (`Segmenter::recycle`) instead of faulting in fresh pages for every segment.
+    pub fn add_segment(&mut self, seg: Segment) -> Vec<Bytes> {
         let secs = seg.duration.as_secs_f64();
         self.stats.segments += 1;
         self.stats.duration_secs += secs;
@@ -204,9 +210,10 @@ impl StreamOutput {
             independent: seg.independent,
         };
         self.carried = seg.tracks;
-        self.renditions[0].push(entry, Some(seg.data), self.window);
+        let dropped = self.renditions[0].push(entry, Some(seg.data), self.window);
         // The source's measured bitrate feeds the master's BANDWIDTH.
         self.render_master();
+        dropped
     }
 
     /// Records the transcode outcome of source segment `seg`: one outcome per rendition in

@@ -401,14 +401,18 @@ impl StreamTask {
                     }
                     *seen = now;
                 }
-                self.publish(seg, metrics, |_| {});
+                if seg.has_segment() {
+                    self.publish(seg, metrics, |_| {});
+                }
             }
             StreamEvent::End => {}
         }
     }
 
     /// Moves finished segments into the output, then applies `f`, under one write lock.
+    /// The memory of segments that left the output goes back to the cutter.
     fn publish(&self, seg: &mut Segmenter, metrics: &Metrics, f: impl FnOnce(&mut StreamOutput)) {
+        let mut dropped = Vec::new();
         let mut o = self.output.write().unwrap_or_else(|e| e.into_inner());
         while let Some(s) = seg.poll_segment() {
             debug!(seq = s.seq, duration = %s.duration, bytes = s.data.len(), discontinuity = s.discontinuity, "segment");
@@ -422,9 +426,13 @@ impl StreamTask {
             if let Some(t) = &self.transcoder {
                 t.submit(&s);
             }
-            o.add_segment(s);
+            dropped.extend(o.add_segment(s));
         }
         f(&mut o);
+        drop(o);
+        for b in dropped {
+            seg.recycle(b);
+        }
     }
 }
 

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Ingest capacity, side by side: the same N real-time RTMP publishers (6 Mb/s 1080p H.264 +
+# AAC, from one `rtmpload` process) against nginx-rtmp (one worker, `hls on`, HLS written
+# to tmpfs) and then against Sluice (HLS in memory, no transcoding). Reports each server's
+# CPU per stream over the steady part of the run, checks every stream's playlist, and
+# prints how many times less CPU Sluice needs.
+#
+#   crates/bench/compare_servers.sh [STREAMS] [SECONDS]      (defaults: 50 60)
+#
+# Installs nginx-light, libnginx-mod-rtmp and ffmpeg if missing (apt). Work files live in
+# $WORK (default /tmp/sluice-compare); the 1080p clip is made once and reused.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+STREAMS=${1:-50}
+SECONDS_RUN=${2:-60}
+WARMUP=10
+WORK=${WORK:-/tmp/sluice-compare}
+HLS_DIR=/dev/shm/sluice-compare-hls
+TARGET=${CARGO_TARGET_DIR:-target}
+mkdir -p "$WORK"
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+missing=()
+for p in nginx-light libnginx-mod-rtmp ffmpeg; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "Installing ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+module=$(ls /usr/lib/nginx/modules/ngx_rtmp_module.so 2>/dev/null || true)
+[ -n "$module" ] || { echo "ngx_rtmp_module.so not found" >&2; exit 1; }
+
+say "Building sluice and rtmpload (release)"
+cargo build --release -q -p engine -p bench --bin sluice --bin rtmpload
+SLUICE=$TARGET/release/sluice
+LOAD=$TARGET/release/rtmpload
+
+CLIP=$WORK/clip1080.flv
+if [ ! -s "$CLIP" ]; then
+  say "Making a 10 s 1080p clip at about 6 Mb/s"
+  # Temporal noise keeps the encoder honest: a clean test pattern compresses to nothing.
+  ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=1920x1080:rate=25" \
+    -f lavfi -i "sine=frequency=440:sample_rate=48000" -t 10 -vf "noise=alls=12:allf=t" \
+    -c:v libx264 -preset veryfast -b:v 6M -maxrate 6M -bufsize 12M -g 50 -keyint_min 50 -sc_threshold 0 \
+    -pix_fmt yuv420p -c:a aac -b:a 128k -f flv "$CLIP"
+fi
+clip_kbps=$(ffprobe -v error -show_entries format=bit_rate -of csv=p=0 "$CLIP" | awk '{printf "%d", $1/1000}')
+say "Clip: $CLIP, ${clip_kbps} kb/s"
+
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# CPU seconds (user + system) of processes (all their threads), summed.
+cpu_of() {
+  local files=()
+  for p in "$@"; do files+=("/proc/$p/stat"); done
+  awk -v t="$(getconf CLK_TCK)" '{ split($0, a, ") "); split(a[2], f, " "); s += f[12] + f[13] } END { printf "%.2f", s / t }' "${files[@]}"
+}
+
+# measure "PIDS" URL_PREFIX: runs the load, samples the server's CPU (all of its
+# processes) after the warm-up and at the end; prints "cpu window".
+measure() {
+  local pid=$1 prefix=$2
+  "$LOAD" --clip "$CLIP" --url-prefix "$prefix" --streams "$STREAMS" --seconds "$SECONDS_RUN" >"$WORK/load.out" 2>"$WORK/load.err" &
+  local load=$!
+  pids+=("$load")
+  sleep "$WARMUP"
+  local c0 t0 c1 t1
+  # shellcheck disable=SC2086 # a list of PIDs
+  c0=$(cpu_of $pid); t0=$(date +%s.%N)
+  wait "$load" || { cat "$WORK/load.err" >&2; echo "publisher load failed" >&2; exit 1; }
+  # shellcheck disable=SC2086
+  c1=$(cpu_of $pid); t1=$(date +%s.%N)
+  cat "$WORK/load.out" >&2
+  awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.2f %.1f\n", b - a, e - s }'
+}
+
+# --- nginx-rtmp -----------------------------------------------------------------------
+say "nginx-rtmp: $STREAMS streams for $SECONDS_RUN s"
+rm -rf "$HLS_DIR"; mkdir -p "$HLS_DIR"
+cat >"$WORK/nginx.conf" <<EOF
+load_module $module;
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+rtmp {
+  server {
+    listen 127.0.0.1:19350;
+    chunk_size 4096;
+    application live {
+      live on;
+      hls on;
+      hls_path $HLS_DIR;
+      hls_fragment 2s;
+      hls_playlist_length 12s;
+    }
+  }
+}
+EOF
+nginx -c "$WORK/nginx.conf" -p "$WORK" &
+master=$!
+pids+=("$master")
+worker=""
+for _ in $(seq 50); do
+  worker=$(pgrep -P "$master" -f "worker process" || true)
+  [ -n "$worker" ] && break
+  sleep 0.1
+done
+[ -n "$worker" ] || { echo "nginx did not start:" >&2; cat "$WORK/nginx-error.log" >&2; exit 1; }
+# The master and every child (the one worker does the work; a cache manager idles).
+nginx_pids="$master $(pgrep -P "$master" | tr '\n' ' ')"
+read -r nginx_cpu nginx_window < <(measure "$nginx_pids" "rtmp://127.0.0.1:19350/live/") || true
+[ -n "${nginx_window:-}" ] || { echo "nginx-rtmp run failed" >&2; exit 1; }
+nginx_ok=0
+min_segments=$(( (SECONDS_RUN - 10) / 2 ))
+[ "$min_segments" -gt 5 ] && min_segments=5
+for i in $(seq 0 $((STREAMS - 1))); do
+  n=$(grep -c '\.ts$' "$HLS_DIR/s$i.m3u8" 2>/dev/null || echo 0)
+  [ "$n" -ge "$min_segments" ] && nginx_ok=$((nginx_ok + 1))
+done
+kill "$master" 2>/dev/null || true
+wait "$master" 2>/dev/null || true
+rm -rf "$HLS_DIR"
+
+# --- Sluice ---------------------------------------------------------------------------
+say "Sluice: $STREAMS streams for $SECONDS_RUN s"
+"$SLUICE" --log warn gateway --rtmp-addr 127.0.0.1:19351 --http-addr 127.0.0.1:19352 --cli-addr 127.0.0.1:19353 \
+  --max-streams $((STREAMS + 10)) 2>"$WORK/sluice.log" &
+sluice=$!
+pids+=("$sluice")
+for _ in $(seq 50); do
+  curl -sf http://127.0.0.1:19353/healthz >/dev/null && break
+  sleep 0.1
+done
+read -r sluice_cpu sluice_window < <(measure "$sluice" "rtmp://127.0.0.1:19351/live/") || true
+[ -n "${sluice_window:-}" ] || { echo "Sluice run failed" >&2; exit 1; }
+sluice_ok=0
+for i in $(seq 0 $((STREAMS - 1))); do
+  n=$(curl -sf "http://127.0.0.1:19352/stream/s$i/source.m3u8" | grep -c '\.ts$' || true)
+  [ "$n" -ge "$min_segments" ] && sluice_ok=$((sluice_ok + 1))
+done
+kill "$sluice" 2>/dev/null || true
+wait "$sluice" 2>/dev/null || true
+
+# --- Report -----------------------------------------------------------------------------
+per_min() { awk -v c="$1" -v w="$2" -v n="$STREAMS" 'BEGIN { printf "%.3f", c / (w / 60) / n }'; }
+nginx_per=$(per_min "$nginx_cpu" "$nginx_window")
+sluice_per=$(per_min "$sluice_cpu" "$sluice_window")
+ratio=$(awk -v a="$nginx_per" -v b="$sluice_per" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+printf '\n| server | streams | window s | CPU s | CPU s per stream-minute | playlists OK |\n'
+printf '|---|---|---|---|---|---|\n'
+printf '| nginx-rtmp (1 worker, HLS on tmpfs) | %s | %s | %s | %s | %s/%s |\n' "$STREAMS" "$nginx_window" "$nginx_cpu" "$nginx_per" "$nginx_ok" "$STREAMS"
+printf '| Sluice (HLS in memory) | %s | %s | %s | %s | %s/%s |\n' "$STREAMS" "$sluice_window" "$sluice_cpu" "$sluice_per" "$sluice_ok" "$STREAMS"
+printf '\nSluice uses %sx less CPU per stream than nginx-rtmp (clip %s kb/s).\n' "$ratio" "$clip_kbps"
+if [ "$nginx_ok" -ne "$STREAMS" ] || [ "$sluice_ok" -ne "$STREAMS" ]; then
+  echo "some playlists are missing segments" >&2
+  exit 1
+fi

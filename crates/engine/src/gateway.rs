@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ingest::server::{PublishHandler, RtmpServerConfig};
+use ingest::server::{IngestThreads, PublishHandler, RtmpServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,6 +27,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    ingest_threads: Option<Arc<IngestThreads>>,
 }
 
 impl Gateway {
@@ -54,12 +55,17 @@ impl Gateway {
             ..RtmpServerConfig::default()
         };
         let handler: Arc<dyn PublishHandler> = Arc::new(crate::registry::PublishGate(registry.clone()));
-        let mut tasks = vec![tokio::spawn(ingest::server::serve(rtmp, handler, rtmp_cfg, rx.clone()))];
+        let ingest_threads = match config.ingest_threads {
+            0 => None,
+            n => Some(IngestThreads::start(n).context("starting ingest threads")?),
+        };
+        let serve = ingest::server::serve(rtmp, handler, rtmp_cfg, rx.clone(), ingest_threads.clone());
+        let mut tasks = vec![tokio::spawn(serve)];
         let playback = crate::http::router(registry.clone(), metrics.clone(), config.web_dir.clone());
         tasks.push(spawn_http(http, playback, rx.clone()));
         tasks.push(spawn_http(cli, crate::control::router(registry.clone(), metrics.clone()), rx));
         info!(%rtmp_addr, %http_addr, %cli_addr, "gateway listening");
-        Ok(Gateway { rtmp_addr, http_addr, cli_addr, registry, metrics, shutdown, tasks })
+        Ok(Gateway { rtmp_addr, http_addr, cli_addr, registry, metrics, shutdown, tasks, ingest_threads })
     }
 
     /// The stream registry.
@@ -82,6 +88,10 @@ impl Gateway {
         }
         let all = futures_join(self.tasks);
         let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+        if let Some(t) = self.ingest_threads {
+            // Streams have flushed; what is left there (grace periods) goes with them.
+            let _ = tokio::task::spawn_blocking(move || t.stop()).await;
+        }
     }
 }
 

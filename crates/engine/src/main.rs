@@ -142,6 +142,10 @@ struct GatewayArgs {
     /// Seconds an ended stream stays playable and resumable [default: 60].
     #[arg(long, env = "SLUICE_STREAM_GRACE")]
     stream_grace: Option<f64>,
+    /// Threads dedicated to RTMP ingest, each a single-threaded runtime; 0 = the main
+    /// runtime [default: 1].
+    #[arg(long, env = "SLUICE_INGEST_THREADS")]
+    ingest_threads: Option<usize>,
     /// Most concurrent streams [default: 1000].
     #[arg(long, env = "SLUICE_MAX_STREAMS")]
     max_streams: Option<usize>,
@@ -226,6 +230,7 @@ impl GatewayArgs {
             playlist_window,
             stream_grace,
             max_streams,
+            ingest_threads,
             orch_addr,
             transcoding_options,
             network,

@@ -49,6 +49,9 @@ pub struct Registry {
     generation: std::sync::atomic::AtomicU64,
     /// Woken whenever a stream's publisher goes (see [`Registry::wait_all_ended`]).
     stream_ended: tokio::sync::Notify,
+    /// The main runtime: transcode tasks run there (stream tasks run where their first
+    /// publisher's connection does, on an ingest thread).
+    runtime: tokio::runtime::Handle,
 }
 
 /// A stream as the control API lists it.
@@ -71,6 +74,7 @@ pub struct StreamSummary {
 
 impl Registry {
     /// An empty registry.
+    /// (Called inside the main tokio runtime: transcode tasks are spawned there.)
     pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>, transcoding: Option<Arc<Transcoding>>) -> Arc<Self> {
         Arc::new(Registry {
             config,
@@ -79,6 +83,7 @@ impl Registry {
             transcoding,
             generation: Default::default(),
             stream_ended: tokio::sync::Notify::new(),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -176,7 +181,10 @@ impl Registry {
             self.config.segmenter_config().playlist_target_secs() as f64,
             profiles,
         )));
-        let transcoder = self.transcoding.as_ref().map(|t| t.start_stream(id, output.clone()));
+        let transcoder = self.transcoding.as_ref().map(|t| {
+            let _main = self.runtime.enter();
+            t.start_stream(id, output.clone())
+        });
         let (tx, rx) = mpsc::unbounded_channel();
         let task =
             StreamTask { id: id.to_owned(), registry: self.clone(), output: output.clone(), generation, transcoder };

@@ -4,10 +4,20 @@
 //! through a bounded channel, so a slow stream pushes back on its own publisher's TCP
 //! window and on nothing else. Any protocol or media error closes that one connection with
 //! the reason logged.
+//!
+//! Connections can run on [`IngestThreads`]: dedicated threads, each with a
+//! single-threaded runtime, that connections are dealt to in turn. Ingest is many small
+//! steps per second per stream (a read, a message, a frame handed on); on a work-stealing
+//! runtime every one of them can wake a second thread that finds nothing to do, and those
+//! sleeps and wake-ups cost more than the work. A thread of its own serves hundreds of
+//! 6 Mb/s streams (see `docs/BENCHMARKS.md`); tasks a connection spawns (the engine's
+//! stream task) run on the same thread.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -82,12 +92,78 @@ pub trait PublishHandler: Send + Sync + 'static {
     fn on_publish(&self, req: &PublishRequest) -> Result<PublishAccepted, PublishRejected>;
 }
 
-/// Accepts RTMP connections on `listener` until `shutdown` turns true.
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Threads dedicated to ingest, each running a single-threaded runtime; see the module
+/// docs. Stopped (and joined) with [`IngestThreads::stop`]; until then they keep running
+/// whatever was spawned on them, including tasks that outlive their connection.
+pub struct IngestThreads {
+    senders: Vec<mpsc::UnboundedSender<Job>>,
+    next: AtomicUsize,
+    stop: watch::Sender<bool>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl IngestThreads {
+    /// Starts `n` threads (at least one), named `sluice-ingest-{i}`.
+    pub fn start(n: usize) -> std::io::Result<Arc<Self>> {
+        let (stop, stopped) = watch::channel(false);
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..n.max(1) {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let mut stopped = stopped.clone();
+            let thread = std::thread::Builder::new().name(format!("sluice-ingest-{i}")).spawn(move || {
+                rt.block_on(async move {
+                    loop {
+                        tokio::select! {
+                            job = rx.recv() => match job {
+                                Some(job) => { tokio::spawn(job); }
+                                None => break,
+                            },
+                            _ = stopped.changed() => break,
+                        }
+                    }
+                    // Jobs still running (streams flushing) get until `stop` to finish.
+                    while !*stopped.borrow() {
+                        if stopped.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            })?;
+            senders.push(tx);
+            threads.push(thread);
+        }
+        Ok(Arc::new(IngestThreads { senders, next: AtomicUsize::new(0), stop, threads: threads.into() }))
+    }
+
+    /// Runs `job` on the next thread in turn.
+    pub fn spawn(&self, job: impl Future<Output = ()> + Send + 'static) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        // A thread only goes away after `stop`; a job sent after that is dropped.
+        let _ = self.senders[i].send(Box::pin(job));
+    }
+
+    /// Stops every thread (what still runs on them is dropped) and waits for them.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Accepts RTMP connections on `listener` until `shutdown` turns true, serving each on
+/// `threads` if given, else on the calling runtime.
 pub async fn serve(
     listener: TcpListener,
     handler: Arc<dyn PublishHandler>,
     config: RtmpServerConfig,
     mut shutdown: watch::Receiver<bool>,
+    threads: Option<Arc<IngestThreads>>,
 ) {
     let next_id = AtomicU64::new(1);
     let active = Arc::new(AtomicU64::new(0));
@@ -112,17 +188,30 @@ pub async fn serve(
             info_span!("rtmp", conn = conn_id, remote = %RedactedAddr(remote), stream_id = tracing::field::Empty);
         let (handler, config, active, shutdown) = (handler.clone(), config.clone(), active.clone(), shutdown.clone());
         active.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(
-            async move {
-                let _ = sock.set_nodelay(true);
-                match serve_connection(sock, remote, conn_id, &*handler, &config, shutdown).await {
-                    Ok(()) => debug!("connection closed"),
-                    Err(reason) => warn!(%reason, "publisher disconnected"),
+        let serve_one = async move {
+            // Registered with the reactor of the runtime that runs it.
+            let sock = match sock.into_std().and_then(TcpStream::from_std) {
+                Ok(s) => s,
+                Err(err) => {
+                    warn!(%err, "rtmp connection could not be handed to its thread");
+                    active.fetch_sub(1, Ordering::Relaxed);
+                    return;
                 }
-                active.fetch_sub(1, Ordering::Relaxed);
+            };
+            let _ = sock.set_nodelay(true);
+            match serve_connection(sock, remote, conn_id, &*handler, &config, shutdown).await {
+                Ok(()) => debug!("connection closed"),
+                Err(reason) => warn!(%reason, "publisher disconnected"),
             }
-            .instrument(span),
-        );
+            active.fetch_sub(1, Ordering::Relaxed);
+        }
+        .instrument(span);
+        match &threads {
+            Some(t) => t.spawn(serve_one),
+            None => {
+                tokio::spawn(serve_one);
+            }
+        }
     }
 }
 

@@ -35,14 +35,8 @@ N real-time RTMP publishers of FILE (FLV, looped), stream i to {prefix}s{i}, for
   --threads T      runtime worker threads (default 1)";
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        clip: PathBuf::new(),
-        prefix: String::new(),
-        streams: 50,
-        seconds: 60,
-        stagger_ms: 2000,
-        threads: 1,
-    };
+    let mut a =
+        Args { clip: PathBuf::new(), prefix: String::new(), streams: 50, seconds: 60, stagger_ms: 2000, threads: 1 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));

@@ -13,7 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STREAMS=${1:-50}
 SECONDS_RUN=${2:-60}
-WARMUP=10
+# CPU is sampled from here to the end: after the playlist windows have filled (12 s of
+# segments plus those kept for late readers), when both servers reuse segment memory.
+WARMUP=${WARMUP:-25}
 WORK=${WORK:-/tmp/sluice-compare}
 HLS_DIR=/dev/shm/sluice-compare-hls
 TARGET=${CARGO_TARGET_DIR:-target}

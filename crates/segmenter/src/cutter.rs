@@ -304,7 +304,7 @@ impl Segmenter {
             // Announced video never came: what audio there is is the stream.
             let held = std::mem::take(&mut self.pending);
             let start = held[0].pts.rescale(Timescale::MPEG);
-            self.open_segment(start, true, false);
+            self.open_segment(start, true, false, true);
             for a in &held {
                 self.write(a, 1, a.pts.rescale(Timescale::MPEG));
             }
@@ -363,12 +363,10 @@ impl Segmenter {
     /// Adds one access unit.
     pub fn handle_access_unit(&mut self, au: &AccessUnit) {
         if let Some((cut_au, independent)) = self.deferred_cut.take() {
-            let pts = cut_au.pts.rescale(Timescale::MPEG);
             if !independent {
                 self.stats.forced_cuts += 1;
             }
-            self.cut(pts, independent);
-            self.write(&cut_au, idx(cut_au.track), pts);
+            self.cut(&cut_au, independent);
         }
         let t = idx(au.track);
         let is_video = au.track == TrackKind::Video;
@@ -519,7 +517,7 @@ impl Segmenter {
             self.stats.audio_dropped_before_keyframe += before as u64;
             held.retain(|a| a.pts.rescale(Timescale::MPEG) >= from);
             let start = held.first().map_or(pts, |a| a.pts.rescale(Timescale::MPEG).min(pts));
-            self.open_segment(start, true, true);
+            self.open_segment(start, true, true, true);
             self.write(au, 0, pts);
             for a in &held {
                 self.write(a, 1, a.pts.rescale(Timescale::MPEG));
@@ -549,17 +547,35 @@ impl Segmenter {
         // Audio-only (so far): held audio goes first.
         let held = std::mem::take(&mut self.pending);
         let start = held.first().map_or(pts, |a| a.pts.rescale(Timescale::MPEG));
-        self.open_segment(start, true, false);
+        self.open_segment(start, true, false, true);
         for a in held.iter().chain(std::iter::once(au)) {
             self.write(a, 1, a.pts.rescale(Timescale::MPEG));
         }
     }
 
-    /// Closes the open segment at `pts` and opens the next one there.
-    fn cut(&mut self, pts: MediaTime, independent: bool) {
+    /// Closes the open segment at `au` and opens the next one with it. If the segment
+    /// that closed was a timeline's first and its PMT left out `au`'s track (the frame
+    /// came after everything else in it), the track starts a new timeline at the next
+    /// keyframe instead.
+    fn cut(&mut self, au: &AccessUnit, independent: bool) {
+        let pts = au.pts.rescale(Timescale::MPEG);
         let video_led = self.open.as_ref().is_some_and(|o| o.video_led);
         self.close(pts);
-        self.open_segment(pts, independent, video_led);
+        let declared = self.muxer.as_ref().map(|m| m.tracks()).unwrap_or_default();
+        let fits = match au.track {
+            TrackKind::Video => declared.video,
+            TrackKind::Audio => declared.audio,
+        };
+        if fits {
+            self.open_segment(pts, independent, video_led, false);
+            self.write(au, idx(au.track), pts);
+        } else {
+            match au.track {
+                TrackKind::Video => self.stats.dropped_before_keyframe += 1,
+                TrackKind::Audio => self.stats.audio_dropped_before_keyframe += 1,
+            }
+            self.discontinuity_pending = true;
+        }
     }
 
     /// Writes (or, while probing, holds) one access unit of track index `t`.
@@ -568,7 +584,16 @@ impl Segmenter {
             self.pending.push(au.clone());
         } else {
             let muxer = self.muxer.as_mut().expect("a segment is open, so is its muxer");
-            muxer.write_access_unit(au, &mut self.buf);
+            if !muxer.write_access_unit(au, &mut self.buf) {
+                // A track the timeline's PMT does not declare (a frame that opens a
+                // segment after a cut): the track comes in at the next keyframe.
+                self.change_pending = true;
+                match au.track {
+                    TrackKind::Video => self.stats.dropped_before_keyframe += 1,
+                    TrackKind::Audio => self.stats.audio_dropped_before_keyframe += 1,
+                }
+                return;
+            }
             self.feed_digest();
         }
         self.stats.access_units += 1;
@@ -577,9 +602,12 @@ impl Segmenter {
         self.end = Some(self.end.map_or(frame_end, |e| e.max(frame_end)));
     }
 
-    fn open_segment(&mut self, start: MediaTime, independent: bool, video_led: bool) {
-        // The first segment of a timeline probes its tracks; later ones keep its PMT.
-        let probing = self.discontinuity_pending || self.muxer.is_none();
+    /// Opens a segment at `start`. A timeline's first segment (`probing`) holds its access
+    /// units until it closes and then declares the tracks it carries; later ones keep its
+    /// PMT.
+    fn open_segment(&mut self, start: MediaTime, independent: bool, video_led: bool, probing: bool) {
+        debug_assert!(self.open.is_none(), "a segment is still open");
+        let probing = probing || self.muxer.is_none();
         self.open = Some(Open {
             seq: self.next_seq,
             start,
@@ -620,6 +648,7 @@ impl Segmenter {
 
     fn close(&mut self, end: MediaTime) {
         let Some(open) = self.open.take() else { return };
+        let mut discontinuity = open.discontinuity;
         if open.probing {
             // The tracks are known now: declare those with media, then write them.
             let held = std::mem::take(&mut self.pending);
@@ -627,6 +656,8 @@ impl Segmenter {
                 video: held.iter().any(|a| a.track == TrackKind::Video),
                 audio: held.iter().any(|a| a.track == TrackKind::Audio),
             };
+            // A new set of tracks is a new timeline for players, whatever started it.
+            discontinuity |= self.muxer.as_ref().is_some_and(|m| m.tracks() != tracks);
             self.begin_bytes(Some(tracks));
             let muxer = self.muxer.as_mut().expect("just set");
             for a in &held {
@@ -652,7 +683,7 @@ impl Segmenter {
             seq: open.seq,
             start: open.start,
             duration,
-            discontinuity: open.discontinuity,
+            discontinuity,
             independent: open.independent,
             tracks,
             data,

@@ -329,3 +329,31 @@ fn no_stub_segment_at_the_end() {
     assert_eq!(cuts.len(), 3, "{:?}", cuts.iter().map(|c| c.seg.duration).collect::<Vec<_>>());
     assert_eq!(count(&cuts, TrackKind::Audio), 283);
 }
+
+/// Found by the `cutter` fuzz target: a frame whose track the timeline's first segment
+/// did not declare cuts that segment (audio 11 s ahead of the only keyframe), and a stream
+/// that was audio-only until it ended gets video afterwards. Sequence numbers stay
+/// consecutive, every counted access unit is in a segment, and a new set of tracks is a
+/// discontinuity.
+#[test]
+fn undeclared_tracks_never_leave_empty_or_skipped_segments() {
+    let check = |seg: &mut Segmenter, cuts: &[Cut]| {
+        for (i, c) in cuts.iter().enumerate() {
+            assert_eq!(c.seg.seq, i as u64);
+            assert!(!c.aus.is_empty());
+        }
+        assert_eq!(cuts.iter().map(|c| c.aus.len() as u64).sum::<u64>(), seg.stats().access_units);
+    };
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(av_tracks());
+    let cuts = run(&mut seg, &[video(0, true), audio(11_263 * 90), video(0, false)]);
+    check(&mut seg, &cuts);
+
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(av_tracks());
+    seg.handle_access_unit(&audio(-19_413 * 90));
+    seg.flush();
+    let cuts = run(&mut seg, &[video(2861, true), video(-8328, true)]);
+    check(&mut seg, &cuts);
+    assert!(cuts[1].seg.discontinuity && cuts[1].seg.tracks.video, "video after audio-only: a new timeline");
+}

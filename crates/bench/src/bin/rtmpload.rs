@@ -26,13 +26,14 @@ struct Args {
     threads: usize,
 }
 
-const HELP: &str = "rtmpload --clip FILE --url-prefix rtmp://HOST:PORT/APP/ [--streams N] [--seconds S] \
-                    [--stagger-ms M] [--threads T]\n\
-N real-time RTMP publishers of FILE (FLV, looped), stream i to {prefix}s{i}, for S seconds.\n\
-  --streams N      publishers (default 50)\n\
-  --seconds S      how long to publish (default 60)\n\
-  --stagger-ms M   spread the starts over M ms (default 2000)\n\
-  --threads T      runtime worker threads (default 1)";
+const HELP: &str = "\
+rtmpload --clip FILE --url-prefix rtmp://HOST:PORT/APP/ [--streams N] [--seconds S] [--stagger-ms M] [--threads T]
+N real-time RTMP publishers of FILE (FLV, looped), stream i to {prefix}s{i}, for S seconds.
+  --streams N      publishers (default 50)
+  --seconds S      how long to publish (default 60)
+  --stagger-ms M   spread the starts over M ms (default 2000)
+  --threads T      runtime worker threads (default 1)
+Exits non-zero if any stream's publish failed or ended early.";
 
 fn args() -> anyhow::Result<Args> {
     let mut a =

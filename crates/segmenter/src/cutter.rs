@@ -634,10 +634,12 @@ impl Segmenter {
             self.muxer = Some(TsMuxer::new(tracks));
         }
         if self.buf.capacity() < self.capacity_hint {
-            // A recycled buffer a little under the hint still holds a typical segment
-            // (the hint has a quarter of headroom); a fresh one costs a page fault per 4 KiB.
+            // A recycled buffer with an eighth of headroom over the last segment holds the
+            // next one (a stream's segments vary by a few per cent) even when it is under
+            // the hint; a fresh buffer costs a page fault per 4 KiB written.
+            let fits = self.capacity_hint - self.capacity_hint / 10;
             self.buf = match self.spare.take() {
-                Some(b) if b.capacity() >= self.capacity_hint - self.capacity_hint / 8 => b,
+                Some(b) if b.capacity() >= fits => b,
                 _ => BytesMut::with_capacity(self.capacity_hint),
             };
         }
@@ -673,11 +675,9 @@ impl Segmenter {
         let digest = self.digest.as_mut().map(|d| d.finish_reset());
         self.digested = 0;
         let data = self.buf.split().freeze();
-        // A quarter more than this one, decaying slowly from larger ones: segments of a
-        // stream vary by a few per cent, buffers sized alike can be recycled for one
-        // another, and the occasional larger segment costs one reallocation.
-        let decayed = self.capacity_hint - self.capacity_hint / 32;
-        self.capacity_hint = (data.len() + data.len() / 4).max(decayed).max(16 * 1024);
+        // A quarter more than this one: segments of a stream vary by a few per cent, and
+        // the occasional larger one costs one reallocation.
+        self.capacity_hint = (data.len() + data.len() / 4).max(16 * 1024);
         let tracks = self.muxer.as_ref().map(|m| m.tracks()).unwrap_or_default();
         self.ready.push_back(Segment {
             seq: open.seq,

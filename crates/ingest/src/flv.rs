@@ -158,6 +158,27 @@ impl FlvDemuxer {
         self.notices.pop_front()
     }
 
+    /// Applies a parsed sequence header to the track's configuration (`slot`): a new one
+    /// is announced, the same one changes nothing, an unusable one is ignored with a notice.
+    fn apply_header<T: PartialEq>(
+        &mut self,
+        track: TrackKind,
+        parsed: Result<T, media::CodecError>,
+        slot: fn(&mut Self) -> &mut Option<T>,
+        out: &mut Vec<StreamEvent>,
+    ) {
+        match parsed {
+            Ok(cfg) => {
+                let current = slot(self);
+                if current.as_ref() != Some(&cfg) {
+                    *current = Some(cfg);
+                    out.push(StreamEvent::Tracks(self.tracks()));
+                }
+            }
+            Err(reason) => self.ignore_header(track, reason),
+        }
+    }
+
     fn ignore_header(&mut self, track: TrackKind, reason: media::CodecError) {
         self.stats.ignored_sequence_headers[track_idx(track)] += 1;
         self.notices.push_back(FlvNotice::IgnoredSequenceHeader { track, reason });
@@ -230,15 +251,7 @@ impl FlvDemuxer {
         match h[1] {
             0 => {
                 let record = body.slice(5, body.len()).unwrap_or_default().to_contiguous();
-                match H264Config::from_avc_record(&record) {
-                    Ok(cfg) => {
-                        if self.video.as_ref() != Some(&cfg) {
-                            self.video = Some(cfg);
-                            out.push(StreamEvent::Tracks(self.tracks()));
-                        }
-                    }
-                    Err(reason) => self.ignore_header(TrackKind::Video, reason),
-                }
+                self.apply_header(TrackKind::Video, H264Config::from_avc_record(&record), |d| &mut d.video, out);
                 Ok(())
             }
             1 => {
@@ -297,15 +310,7 @@ impl FlvDemuxer {
         }
         if h[1] == 0 {
             let asc = body.slice(2, body.len()).unwrap_or_default().to_contiguous();
-            match AacConfig::from_audio_specific_config(&asc) {
-                Ok(cfg) => {
-                    if self.audio.as_ref() != Some(&cfg) {
-                        self.audio = Some(cfg);
-                        out.push(StreamEvent::Tracks(self.tracks()));
-                    }
-                }
-                Err(reason) => self.ignore_header(TrackKind::Audio, reason),
-            }
+            self.apply_header(TrackKind::Audio, AacConfig::from_audio_specific_config(&asc), |d| &mut d.audio, out);
             return Ok(());
         }
         let raw = body.slice(2, body.len()).unwrap_or_default();

@@ -80,6 +80,13 @@ async fn hls_js_plays_every_rendition_of_an_abr_stream() {
     let mut sorted = heights.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, vec![240, 360, 720], "P240p + P360p under the 720p source: {v}");
+    // No rung above the source in bitrate either: the player never climbs to something
+    // worse than the source.
+    let level = |h: u64| v["levels"].as_array().unwrap().iter().find(|l| l["height"] == h).unwrap()["bitrate"].as_u64();
+    let source = level(720).unwrap();
+    for h in [240, 360] {
+        assert!(level(h).unwrap() < source, "{h}p at {:?} b/s under the source's {source}: {v}", level(h));
+    }
     assert!(v["levelsPlayed"].as_u64().unwrap() >= 2, "{v}");
     assert_eq!(v["errors"].as_array().map(Vec::len), Some(0), "{v}");
     publisher.abort();

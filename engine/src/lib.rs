@@ -24,7 +24,7 @@ pub use config::GatewayConfig;
 pub use gateway::Gateway;
 
 /// The bundled demo clip: 10 s of 640x360 test pattern with a tone (see testdata/README.md).
-pub static DEMO_CLIP: &[u8] = include_bytes!("../../../testdata/demo720.flv");
+pub static DEMO_CLIP: &[u8] = include_bytes!("../../testdata/demo720.flv");
 
 /// Where the setup script installs hls.js (relative to the repository root), used for the
 /// player page when no `web_dir` is configured.

@@ -6,12 +6,12 @@
 # prints how many times less CPU Sluice needs, and the publisher's own CPU. Exits non-zero if
 # a publisher failed or a playlist check failed.
 #
-#   crates/bench/compare_servers.sh [STREAMS] [SECONDS]      (defaults: 50 60)
+#   bench/compare_servers.sh [STREAMS] [SECONDS]      (defaults: 50 60)
 #
 # Installs nginx-light, libnginx-mod-rtmp and ffmpeg if missing (apt). Work files live in
 # $WORK (default /tmp/sluice-compare); the 1080p clip is made once and reused.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 STREAMS=${1:-50}
 SECONDS_RUN=${2:-60}
 # CPU is sampled from here to the end: after the playlist windows have filled (12 s of

@@ -8,7 +8,7 @@
 //! Stream `i` publishes to `{prefix}s{i}`; starts are spread over `--stagger-ms` so the
 //! streams' keyframes do not all land at once. After `--seconds` it stops every stream
 //! and prints how many stayed connected throughout and its own CPU time; it exits
-//! non-zero if any publish failed. `crates/bench/compare_servers.sh` drives it.
+//! non-zero if any publish failed. `bench/compare_servers.sh` drives it.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

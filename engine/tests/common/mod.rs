@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 
 pub fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(name)
 }
 
 /// The tags of an FLV fixture.

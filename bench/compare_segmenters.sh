@@ -4,9 +4,9 @@
 # prints wall time, input throughput, user and system CPU time, and ratios to ffmpeg.
 # Outputs go to tmpfs so the disk is not what is measured. The clip is generated on first
 # use (not committed).
-#   crates/bench/compare_segmenters.sh [RUNS]      (SLUICE_BENCH_CPU picks the core, default 0)
+#   bench/compare_segmenters.sh [RUNS]      (SLUICE_BENCH_CPU picks the core, default 0)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 runs=${1:-5}
 work=${SLUICE_BENCH_DIR:-/dev/shm/sluice-bench}
 target=${CARGO_TARGET_DIR:-target}

@@ -13,7 +13,7 @@ pub fn clip_segments(n: usize) -> Vec<Segment> {
 
 /// The first `n` segments of a `testdata/` FLV fixture, cut as the gateway cuts them.
 pub fn fixture_segments(name: &str, n: usize) -> Vec<Segment> {
-    let path = format!("{}/../../testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../testdata/{name}", env!("CARGO_MANIFEST_DIR"));
     let mut buf = BytesMut::from(&std::fs::read(path).expect("testdata/clip.flv")[..]);
     let mut dec = FlvTagDecoder::new();
     let mut demux = FlvDemuxer::new();

@@ -49,7 +49,7 @@ pub fn allocated() -> u64 {
 /// The benchmarks' input: `testdata/clip.flv` (10 s of 640x360 H.264 with B-frames and
 /// AAC), kept fixed so figures stay comparable across changes to the demo clip.
 pub fn demo_clip() -> Bytes {
-    Bytes::from_static(include_bytes!("../../../testdata/clip.flv"))
+    Bytes::from_static(include_bytes!("../../testdata/clip.flv"))
 }
 
 /// What a publisher sends for `flv`: handshake C0+C1+C2, Set Chunk Size 4096, `connect`,

@@ -10,7 +10,7 @@ use ingest::publisher::RtmpUrl;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hls_js_plays_the_player_page() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let web_dir = root.join(engine::DEFAULT_WEB_DIR);
     assert!(web_dir.join("hls.min.js").exists(), "hls.js missing: run scripts/setup.sh");
     let gw = gateway_with(|c| {
@@ -49,7 +49,7 @@ async fn hls_js_plays_the_player_page() {
 /// renditions, and plays both the lowest and the highest when asked.
 #[tokio::test(flavor = "multi_thread")]
 async fn hls_js_plays_every_rendition_of_an_abr_stream() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let web_dir = root.join(engine::DEFAULT_WEB_DIR);
     let orch = OrchestratorProcess::start(&[]).await;
     let uri = orch.uri.clone();

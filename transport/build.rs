@@ -3,9 +3,11 @@
 //! `PROTOC` overrides the path.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/lp_rpc.proto");
+    // The service stubs need tonic; the pure build (no `net` feature) has messages only.
+    let net = std::env::var_os("CARGO_FEATURE_NET").is_some();
     tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
+        .build_client(net)
+        .build_server(net)
         .build_transport(false)
         .compile_protos(&["proto/lp_rpc.proto"], &["proto"])?;
     Ok(())

@@ -22,15 +22,13 @@ use crate::proto::orchestrator_client::OrchestratorClient;
 use crate::proto::{
     AuthToken, EndTranscodingSessionRequest, OrchestratorInfo, OrchestratorRequest, TranscodeResult, transcode_result,
 };
+use crate::refusal::{Failure, FailureReason};
 use crate::segment::{PAYMENT_HEADER, SEGMENT_CONTENT_TYPE, SEGMENT_HEADER, SegmentTimeouts};
 use crate::tls::{CertPolicy, client_config};
 
 /// TCP + TLS dial timeout (go-livepeer `HTTPDialTimeout`).
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
-/// Deadline for a `GetOrchestrator` call (discovery 3 s connect; refresh 2.5 s).
-pub const GRPC_TIMEOUT: Duration = Duration::from_secs(3);
-/// Deadline for each rendition download (`HTTPTimeout / 2`).
-pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(4);
+pub use crate::segment::{DOWNLOAD_TIMEOUT, GRPC_TIMEOUT};
 /// Largest response body accepted (go-livepeer's 300 000 000 bytes).
 pub const MAX_BODY: usize = 300_000_000;
 /// Idle pooled connections are closed after this long.
@@ -76,6 +74,17 @@ impl NetError {
     /// request counts as spent (§4.3, §5.6).
     pub fn response_received(&self) -> bool {
         matches!(self, NetError::Status { .. } | NetError::Body(_))
+    }
+
+    /// The failure this error is, in the link's vocabulary ([`crate::refusal`]).
+    pub fn failure(&self) -> Failure {
+        match self {
+            NetError::Status { status, body } => crate::refusal::classify_http(status.as_u16(), body),
+            NetError::Grpc { code, message } => crate::refusal::classify_grpc(*code as i32, message),
+            NetError::Timeout(_) => Failure::new(FailureReason::Timeout, self.to_string()),
+            NetError::Body(_) => Failure::new(FailureReason::BadReply, self.to_string()),
+            NetError::Transport(_) | NetError::Url(_) => Failure::new(FailureReason::Unreachable, self.to_string()),
+        }
     }
 }
 
@@ -189,6 +198,7 @@ impl OrchestratorNet {
     /// `POST {transcoder}/segment` (§4.1) with the two credential headers and the segment
     /// bytes as the body (a handle, not a copy). Deadlines per §4.7: the response headers
     /// within `timeouts.upload`, the whole exchange within `timeouts.total`.
+    #[allow(clippy::disallowed_methods)] // IO shell: measures the upload time it reports
     pub async fn submit(
         &self,
         transcoder: &str,

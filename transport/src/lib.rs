@@ -10,6 +10,12 @@
 //! * [`orch_addr`]: `--orch-addr` normalisation (§1).
 //! * [`pm`]: ticket EV, tickets per segment, credit balances, payments with signed tickets (§5).
 //! * [`segment`]: the signed `SegData`, request headers, timeouts, result signatures (§4).
+//! * [`refusal`]: failure reasons and reactions, and the refusal strings on the wire (§4.3).
+//! * `client`, `tls` (feature `net`, on by default): the gRPC and HTTP clients toward
+//!   orchestrators and their TLS policy.
+//!
+//! Without the `net` feature the crate builds without tokio, hyper, tonic or rustls, and
+//! like the other protocol cores it never reads the clock (`clippy.toml`).
 //!
 //! Depends on `media` only among Sluice's crates; never on `ingest` or `segmenter`. The
 //! network side (gRPC discovery, segment submission, payments state) builds on these.
@@ -17,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod capabilities;
+#[cfg(feature = "net")]
 pub mod client;
 pub mod credentials;
 pub mod identity;
@@ -25,5 +32,7 @@ pub mod orch_addr;
 pub mod pm;
 pub mod profiles;
 pub mod proto;
+pub mod refusal;
 pub mod segment;
+#[cfg(feature = "net")]
 pub mod tls;

@@ -116,6 +116,34 @@ impl Balances {
     }
 }
 
+/// The fixed-width fields of well-formed ticket params.
+struct Checked {
+    recipient: Address,
+    face_value: [u8; 32],
+    win_prob: [u8; 32],
+    recipient_rand_hash: [u8; 32],
+}
+
+fn check_params(tp: &TicketParams) -> Result<Checked, PmError> {
+    let fixed = |b: &[u8], what| -> Result<[u8; 32], PmError> { b.try_into().map_err(|_| PmError::InvalidParams(what)) };
+    let recipient: Address = tp.recipient.as_slice().try_into().map_err(|_| PmError::InvalidParams("recipient"))?;
+    let face_value = u256_from_minimal(&tp.face_value).ok_or(PmError::InvalidParams("face_value"))?;
+    let win_prob = u256_from_minimal(&tp.win_prob).ok_or(PmError::InvalidParams("win_prob"))?;
+    let recipient_rand_hash = fixed(&tp.recipient_rand_hash, "recipient_rand_hash")?;
+    let expiration = tp.expiration_params.as_ref();
+    if expiration.is_some_and(|e| !e.creation_round_block_hash.is_empty() && e.creation_round_block_hash.len() != 32) {
+        return Err(PmError::InvalidParams("creation_round_block_hash"));
+    }
+    Ok(Checked { recipient, face_value, win_prob, recipient_rand_hash })
+}
+
+/// Checks that ticket params are well formed (20-byte recipient, face value and win
+/// probability within 256 bits, 32-byte recipientRandHash and block hash), as
+/// [`TicketSender::update_params`] does before using them.
+pub fn validate_params(tp: &TicketParams) -> Result<(), PmError> {
+    check_params(tp).map(|_| ())
+}
+
 /// The ticket parameters of the current orchestrator session, with their nonce counter.
 #[derive(Debug, Clone)]
 struct ActiveParams {
@@ -151,16 +179,8 @@ impl TicketSender {
     /// Takes new ticket params (from `GetOrchestrator` or a `TranscodeResult.info`). New
     /// params (a new recipientRandHash) restart the nonce at 1; the same params keep it.
     pub fn update_params(&mut self, tp: &TicketParams) -> Result<(), PmError> {
-        let fixed =
-            |b: &[u8], what| -> Result<[u8; 32], PmError> { b.try_into().map_err(|_| PmError::InvalidParams(what)) };
-        let recipient: Address = tp.recipient.as_slice().try_into().map_err(|_| PmError::InvalidParams("recipient"))?;
-        let face_value = u256_from_minimal(&tp.face_value).ok_or(PmError::InvalidParams("face_value"))?;
-        let win_prob = u256_from_minimal(&tp.win_prob).ok_or(PmError::InvalidParams("win_prob"))?;
-        let recipient_rand_hash = fixed(&tp.recipient_rand_hash, "recipient_rand_hash")?;
+        let Checked { recipient, face_value, win_prob, recipient_rand_hash } = check_params(tp)?;
         let expiration = tp.expiration_params.clone().unwrap_or_default();
-        if !expiration.creation_round_block_hash.is_empty() && expiration.creation_round_block_hash.len() != 32 {
-            return Err(PmError::InvalidParams("creation_round_block_hash"));
-        }
         let nonce = match &self.active {
             Some(a) if a.recipient_rand_hash == recipient_rand_hash => a.nonce,
             _ => {

@@ -5,7 +5,7 @@
 //! checks the encoded tags against the spec.
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
-tonic::include_proto!("net");
+include!(concat!(env!("OUT_DIR"), "/net.rs"));
 
 pub use video_profile::{ChromaSubsampling, Format, Profile, VideoCodec};
 

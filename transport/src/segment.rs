@@ -93,6 +93,11 @@ pub fn decode_segment_header(value: &str) -> Option<SegData> {
     SegData::decode(STANDARD.decode(value).ok()?.as_slice()).ok()
 }
 
+/// Deadline for a `GetOrchestrator` call (discovery 3 s connect; refresh 2.5 s).
+pub const GRPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// Deadline for each rendition download (`HTTPTimeout / 2`).
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Per-segment deadlines (§4.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentTimeouts {

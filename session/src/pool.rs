@@ -10,6 +10,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use transport::orch_addr::OrchestratorUri;
+use transport::refusal::FailureReason;
+
+/// An orchestrator's place in the pool. Entries are only ever appended, so an id stays
+/// valid for the pool's life; everything about an orchestrator is looked up by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrchId(pub usize);
 
 /// First suspension after a failure; doubles with each further failure in a row.
 pub const BASE_PENALTY: Duration = Duration::from_secs(2);
@@ -143,6 +150,9 @@ impl DefaultSelector {
 pub struct OrchestratorState {
     /// Its address as configured or announced (`https://host:port`).
     pub uri: String,
+    /// The same, parsed.
+    #[serde(skip)]
+    pub addr: OrchestratorUri,
     /// Region, when the webhook gave one.
     pub region: Option<String>,
     /// Latency score moving average.
@@ -156,7 +166,7 @@ pub struct OrchestratorState {
     /// Attempts that succeeded.
     pub successes: u64,
     /// Failures by reason.
-    pub failures: BTreeMap<String, u64>,
+    pub failures: BTreeMap<FailureReason, u64>,
     /// Failures in a row.
     pub failures_in_row: u32,
     /// Times suspended.
@@ -176,9 +186,10 @@ pub struct OrchestratorState {
 }
 
 impl OrchestratorState {
-    fn new(uri: &str, region: Option<String>) -> Self {
+    fn new(addr: &OrchestratorUri, region: Option<String>) -> Self {
         OrchestratorState {
-            uri: uri.to_owned(),
+            uri: addr.to_string(),
+            addr: addr.clone(),
             region,
             latency_score: None,
             success_rate: 1.0,
@@ -249,11 +260,11 @@ pub struct NoneUsable(pub String);
 impl OrchestratorPool {
     /// A pool over `uris` (with optional regions), ranked by `selector`.
     pub fn new(
-        uris: Vec<(String, Option<String>)>,
+        uris: Vec<(OrchestratorUri, Option<String>)>,
         selector: Box<dyn Selector>,
         preferred_regions: Vec<String>,
     ) -> Self {
-        let entries = uris.into_iter().map(|(u, r)| OrchestratorState::new(&u, r)).collect();
+        let entries = uris.iter().map(|(u, r)| OrchestratorState::new(u, r.clone())).collect();
         let p = OrchestratorPool {
             entries: Mutex::new(entries),
             compact: Mutex::new((Vec::new(), Vec::new())),
@@ -290,11 +301,11 @@ impl OrchestratorPool {
 
     /// Adds orchestrators not known yet (from a webhook refresh); known ones keep their
     /// history. Returns how many were added.
-    pub fn merge(&self, uris: &[(String, Option<String>)]) -> usize {
+    pub fn merge(&self, uris: &[(OrchestratorUri, Option<String>)]) -> usize {
         let mut e = self.lock();
         let mut added = 0;
         for (u, r) in uris {
-            if let Some(x) = e.iter_mut().find(|x| &x.uri == u) {
+            if let Some(x) = e.iter_mut().find(|x| &x.addr == u) {
                 if r.is_some() {
                     x.region.clone_from(r);
                 }
@@ -309,13 +320,18 @@ impl OrchestratorPool {
 
     /// Picks an orchestrator for a session, leaving out `exclude` (those already tried
     /// for the segment at hand). `random` is uniform in [0, 1).
-    pub fn choose(&self, exclude: &[String], now: Instant, random: f64) -> Result<String, NoneUsable> {
+    pub fn choose(
+        &self,
+        exclude: &[OrchId],
+        now: Instant,
+        random: f64,
+    ) -> Result<(OrchId, OrchestratorUri), NoneUsable> {
         let e = self.lock();
         let mut guard = self.compact.lock().unwrap_or_else(|e| e.into_inner());
         let (compact, candidates) = &mut *guard;
         candidates.clear();
         for (i, c) in compact.iter().enumerate() {
-            if c.excluded_until.is_some_and(|t| t > now) || (!exclude.is_empty() && exclude.contains(&e[i].uri)) {
+            if c.excluded_until.is_some_and(|t| t > now) || (!exclude.is_empty() && exclude.contains(&OrchId(i))) {
                 continue;
             }
             candidates.push(Candidate {
@@ -328,7 +344,7 @@ impl OrchestratorPool {
             });
         }
         if let Some(i) = self.selector.select(candidates, random) {
-            return Ok(e[i].uri.clone());
+            return Ok((OrchId(i), e[i].addr.clone()));
         }
         if e.is_empty() {
             return Err(NoneUsable("no orchestrators configured".into()));
@@ -336,8 +352,9 @@ impl OrchestratorPool {
         // Nothing usable: say why, orchestrator by orchestrator.
         let why: Vec<String> = e
             .iter()
-            .map(|o| {
-                let reason = if exclude.contains(&o.uri) {
+            .enumerate()
+            .map(|(i, o)| {
+                let reason = if exclude.contains(&OrchId(i)) {
                     "already tried for this segment".to_owned()
                 } else {
                     o.exclusion(now).unwrap_or_else(|| "not chosen".into())
@@ -348,10 +365,10 @@ impl OrchestratorPool {
         Err(NoneUsable(why.join("; ")))
     }
 
-    fn with<R>(&self, uri: &str, f: impl FnOnce(&mut OrchestratorState) -> R) -> Option<R> {
+    fn with<R>(&self, id: OrchId, f: impl FnOnce(&mut OrchestratorState) -> R) -> Option<R> {
         let mut e = self.lock();
-        let i = e.iter().position(|o| o.uri == uri)?;
-        let r = f(&mut e[i]);
+        let i = id.0;
+        let r = f(e.get_mut(i)?);
         let c = self.compact_of(&e[i]);
         let mut compact = self.compact.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = compact.0.get_mut(i) {
@@ -362,9 +379,9 @@ impl OrchestratorPool {
 
     /// A successful attempt: `took` for the whole request, `upload` until the response
     /// headers, for a segment of `segment` duration.
-    pub fn success(&self, uri: &str, took: Duration, upload: Duration, segment: Duration) {
+    pub fn success(&self, id: OrchId, took: Duration, upload: Duration, segment: Duration) {
         let score = took.as_secs_f64() / segment.as_secs_f64().max(1.5);
-        self.with(uri, |o| {
+        self.with(id, |o| {
             o.latency_score = Some(o.latency_score.map_or(score, |s| s + EWMA * (score - s)));
             o.success_rate += EWMA * (1.0 - o.success_rate);
             let up = upload.as_secs_f64() * 1000.0;
@@ -377,9 +394,9 @@ impl OrchestratorPool {
 
     /// A failed attempt for `reason`; `suspend` unless the failure was the input's fault.
     /// Returns the suspension applied.
-    pub fn failure(&self, uri: &str, reason: &str, suspend: bool, now: Instant) -> Option<Duration> {
-        self.with(uri, |o| {
-            *o.failures.entry(reason.to_owned()).or_default() += 1;
+    pub fn failure(&self, id: OrchId, reason: FailureReason, suspend: bool, now: Instant) -> Option<Duration> {
+        self.with(id, |o| {
+            *o.failures.entry(reason).or_default() += 1;
             o.success_rate -= EWMA * o.success_rate;
             if !suspend {
                 return None;
@@ -396,32 +413,37 @@ impl OrchestratorPool {
     /// Records a quoted price and whether it is above the cap. An orchestrator above the
     /// cap is not offered for [`PRICE_RECHECK`]; then it is, so a new session reads its
     /// price again.
-    pub fn price(&self, uri: &str, per_pixel: f64, over_cap: bool, now: Instant) {
-        self.with(uri, |o| {
+    pub fn price(&self, id: OrchId, per_pixel: f64, over_cap: bool, now: Instant) {
+        self.with(id, |o| {
             o.price_per_pixel = Some(per_pixel);
             o.over_price = over_cap.then_some(now);
         });
     }
 
-    /// Every orchestrator's address (for a discovery round).
-    pub fn uris(&self) -> Vec<String> {
-        self.lock().iter().map(|o| o.uri.clone()).collect()
+    /// Every orchestrator with its address (for a discovery round).
+    pub fn addresses(&self) -> Vec<(OrchId, OrchestratorUri)> {
+        self.lock().iter().enumerate().map(|(i, o)| (OrchId(i), o.addr.clone())).collect()
+    }
+
+    /// The address of `id`.
+    pub fn address(&self, id: OrchId) -> Option<OrchestratorUri> {
+        self.lock().get(id.0).map(|o| o.addr.clone())
     }
 
     /// A discovery round's answer for `uri`: how long `GetOrchestrator` took.
-    pub fn discovered(&self, uri: &str, rpc: Duration) {
-        self.with(uri, |o| o.discovery_ms = Some(rpc.as_secs_f64() * 1000.0));
+    pub fn discovered(&self, id: OrchId, rpc: Duration) {
+        self.with(id, |o| o.discovery_ms = Some(rpc.as_secs_f64() * 1000.0));
     }
 
     /// A stream opened (+1) or closed (−1) a session with `uri`.
-    pub fn session_delta(&self, uri: &str, delta: i64) {
-        self.with(uri, |o| o.sessions = o.sessions.saturating_add_signed(delta));
+    pub fn session_delta(&self, id: OrchId, delta: i64) {
+        self.with(id, |o| o.sessions = o.sessions.saturating_add_signed(delta));
     }
 
     /// Whether a stream may keep its session with `uri` (spec §7.4): not suspended, not
     /// over the price cap, and not slower than real time. Cheap: called per segment.
-    pub fn keep_session(&self, uri: &str, now: Instant) -> Result<(), String> {
-        self.with(uri, |o| {
+    pub fn keep_session(&self, id: OrchId, now: Instant) -> Result<(), String> {
+        self.with(id, |o| {
             if let Some(why) = o.exclusion(now) {
                 return Err(why);
             }
@@ -434,8 +456,8 @@ impl OrchestratorPool {
     }
 
     /// The orchestrator's mean upload time, if measured.
-    pub fn upload_estimate(&self, uri: &str) -> Option<Duration> {
-        self.with(uri, |o| o.upload_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0))).flatten()
+    pub fn upload_estimate(&self, id: OrchId) -> Option<Duration> {
+        self.with(id, |o| o.upload_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0))).flatten()
     }
 
     /// Every orchestrator, best first as the selector would rank them now, with why
@@ -467,9 +489,13 @@ impl OrchestratorPool {
 mod tests {
     use super::*;
 
+    fn addr(text: &str) -> OrchestratorUri {
+        transport::orch_addr::parse_orch_addrs(text).unwrap().remove(0)
+    }
+
     fn pool(n: usize) -> OrchestratorPool {
         OrchestratorPool::new(
-            (0..n).map(|i| (format!("https://o{i}:8935"), None)).collect(),
+            (0..n).map(|i| (addr(&format!("https://o{i}:8935")), None)).collect(),
             Box::new(DefaultSelector::default()),
             vec![],
         )
@@ -481,24 +507,24 @@ mod tests {
         let t0 = Instant::now();
         let seg = Duration::from_secs(2);
         // Untried ones are drawn; with every weight equal the draw follows `random`.
-        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o0:8935");
-        assert_eq!(p.choose(&[], t0, 0.99).unwrap(), "https://o2:8935");
-        p.success("https://o1:8935", Duration::from_millis(300), Duration::from_millis(5), seg);
-        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o1:8935", "known and faster than real time");
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap().0, OrchId(0));
+        assert_eq!(p.choose(&[], t0, 0.99).unwrap().0, OrchId(2));
+        p.success(OrchId(1), Duration::from_millis(300), Duration::from_millis(5), seg);
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap().0, OrchId(1), "known and faster than real time");
         // A failure suspends it: 2 s, then 4 s for the next failure in a row.
-        assert_eq!(p.failure("https://o1:8935", "timeout", true, t0), Some(Duration::from_secs(2)));
-        assert_ne!(p.choose(&[], t0, 0.0).unwrap(), "https://o1:8935");
-        assert_eq!(p.choose(&[], t0 + Duration::from_secs(3), 0.0).unwrap(), "https://o1:8935", "suspension expired");
-        assert_eq!(p.failure("https://o1:8935", "timeout", true, t0), Some(Duration::from_secs(4)));
+        assert_eq!(p.failure(OrchId(1), FailureReason::Timeout, true, t0), Some(Duration::from_secs(2)));
+        assert_ne!(p.choose(&[], t0, 0.0).unwrap().0, OrchId(1));
+        assert_eq!(p.choose(&[], t0 + Duration::from_secs(3), 0.0).unwrap().0, OrchId(1), "suspension expired");
+        assert_eq!(p.failure(OrchId(1), FailureReason::Timeout, true, t0), Some(Duration::from_secs(4)));
         for _ in 0..10 {
-            p.failure("https://o1:8935", "timeout", true, t0);
+            p.failure(OrchId(1), FailureReason::Timeout, true, t0);
         }
-        assert_eq!(p.failure("https://o1:8935", "timeout", true, t0), Some(MAX_PENALTY));
+        assert_eq!(p.failure(OrchId(1), FailureReason::Timeout, true, t0), Some(MAX_PENALTY));
         // An input error counts but does not suspend.
-        assert_eq!(p.failure("https://o0:8935", "TranscoderInvalidVideo", false, t0), None);
+        assert_eq!(p.failure(OrchId(0), FailureReason::TranscodeError, false, t0), None);
         assert!(p.ranking(t0).iter().find(|o| o.uri == "https://o0:8935").unwrap().excluded.is_none());
         // Exclusions and reasons.
-        let err = p.choose(&["https://o0:8935".into(), "https://o2:8935".into()], t0, 0.0).unwrap_err();
+        let err = p.choose(&[OrchId(0), OrchId(2)], t0, 0.0).unwrap_err();
         assert!(err.0.contains("already tried") && err.0.contains("suspended"), "{err:?}");
         let r = p.ranking(t0);
         assert_eq!(r.last().unwrap().uri, "https://o1:8935", "suspended ranks last");
@@ -509,52 +535,52 @@ mod tests {
     fn sessions_are_kept_only_while_healthy() {
         let p = pool(1);
         let (t0, seg) = (Instant::now(), Duration::from_secs(2));
-        let o = "https://o0:8935";
+        let o = OrchId(0);
         assert_eq!(p.keep_session(o, t0), Ok(()), "untried: keep");
         p.success(o, Duration::from_millis(500), Duration::ZERO, seg);
         assert_eq!(p.keep_session(o, t0), Ok(()));
-        p.failure(o, "http_5xx", true, t0);
+        p.failure(o, FailureReason::Http5xx, true, t0);
         assert!(p.keep_session(o, t0).unwrap_err().contains("suspended"));
         let p = pool(1);
         p.success(o, Duration::from_secs(5), Duration::ZERO, seg);
         assert!(p.keep_session(o, t0).unwrap_err().contains("slower than real time"));
-        assert!(p.keep_session("https://gone:8935", t0).is_err());
+        assert!(p.keep_session(OrchId(7), t0).is_err());
     }
 
     #[test]
     fn price_cap_excludes_until_quoted_under_it() {
         let p = pool(2);
         let t0 = Instant::now();
-        p.price("https://o0:8935", 5.0, true, t0);
+        p.price(OrchId(0), 5.0, true, t0);
         for r in [0.0, 0.5, 0.99] {
-            assert_eq!(p.choose(&[], t0, r).unwrap(), "https://o1:8935");
+            assert_eq!(p.choose(&[], t0, r).unwrap().0, OrchId(1));
         }
-        assert_eq!(p.choose(&[], t0 + PRICE_RECHECK, 0.0).unwrap(), "https://o0:8935", "asked again later");
-        p.price("https://o0:8935", 0.5, false, t0);
-        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o0:8935");
+        assert_eq!(p.choose(&[], t0 + PRICE_RECHECK, 0.0).unwrap().0, OrchId(0), "asked again later");
+        p.price(OrchId(0), 0.5, false, t0);
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap().0, OrchId(0));
     }
 
     #[test]
     fn preferred_regions_come_first_and_slow_known_ones_yield_to_untried() {
         let p = OrchestratorPool::new(
-            vec![("a".into(), Some("us".into())), ("b".into(), Some("eu".into())), ("c".into(), None)],
+            vec![(addr("a"), Some("us".into())), (addr("b"), Some("eu".into())), (addr("c"), None)],
             Box::new(DefaultSelector::default()),
             vec!["eu".into()],
         );
         let t0 = Instant::now();
         for r in [0.0, 0.5, 0.99] {
-            assert_eq!(p.choose(&[], t0, r).unwrap(), "b");
+            assert_eq!(p.choose(&[], t0, r).unwrap().0, OrchId(1));
         }
-        p.failure("b", "refused", true, t0);
-        assert_ne!(p.choose(&[], t0, 0.5).unwrap(), "b");
+        p.failure(OrchId(1), FailureReason::Http4xx, true, t0);
+        assert_ne!(p.choose(&[], t0, 0.5).unwrap().0, OrchId(1));
 
         let p = pool(2);
         let seg = Duration::from_secs(2);
         // Known but slower than real time (score 2.0): an untried one is preferred.
-        p.success("https://o0:8935", Duration::from_secs(4), Duration::ZERO, seg);
-        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o1:8935");
-        p.success("https://o1:8935", Duration::from_secs(6), Duration::ZERO, seg);
-        assert_eq!(p.choose(&[], t0, 0.0).unwrap(), "https://o0:8935", "least bad when all are slow");
+        p.success(OrchId(0), Duration::from_secs(4), Duration::ZERO, seg);
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap().0, OrchId(1));
+        p.success(OrchId(1), Duration::from_secs(6), Duration::ZERO, seg);
+        assert_eq!(p.choose(&[], t0, 0.0).unwrap().0, OrchId(0), "least bad when all are slow");
     }
 
     #[test]

@@ -1,0 +1,940 @@
+//! The per-stream session manager for segment jobs (transcoding, spec §3–§5, §7).
+//!
+//! A [`SegmentJobs`] owns one stream's orchestrator session, its queue of segments and
+//! its credit ledger. It is driven from outside:
+//!
+//! * [`SegmentJobs::handle`] takes an [`Event`] (a segment is ready, a session opened,
+//!   a payment was signed, a submit was answered, renditions were fetched) with `now`;
+//! * [`SegmentJobs::handle_timeout`] is called once [`SegmentJobs::poll_timeout`]'s
+//!   instant has passed;
+//! * [`SegmentJobs::poll_action`] yields what to do: open a session, sign a payment,
+//!   submit, fetch, end a session, deliver a job's outcome, report a fact.
+//!
+//! Every network operation carries an [`OpId`]; an answer to an operation the manager
+//! no longer waits for (it timed out, the job moved on) is ignored, so a late answer can
+//! never be taken for the current one. The manager arms a deadline for each operation;
+//! the driver's own transport timeouts normally answer first, the manager's deadline is
+//! the backstop for an answer that never comes.
+//!
+//! Rules (see `docs/TRANSCODING.md`, `docs/RELIABILITY.md`):
+//! * one segment at a time, in order; a segment is tried at most `max_attempts` times
+//!   within its deadline (§4.7 total timeout from when it closed);
+//! * the session is kept while the pool says it is healthy (§7.4) and refreshed when its
+//!   auth token nears expiry or (paid) its ticket params have been idle too long;
+//! * refusals a fresh session cures refresh it; others fail over to an orchestrator not
+//!   yet tried for this segment and suspend the failing one; an input error gives up;
+//! * a segment that waited longer than its upload deadline plus three segment durations
+//!   is skipped, and a segment cut between keyframes is not sent at all.
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use num_rational::BigRational;
+use num_traits::{Signed, ToPrimitive};
+use transport::capabilities::compatible;
+use transport::identity::Address;
+use transport::orch_addr::OrchestratorUri;
+use transport::pm::Balances;
+use transport::proto::{AuthToken, Capabilities, OrchestratorInfo, PriceInfo, TicketParams, TranscodeResult, VideoProfile};
+use transport::refusal::{Failure, FailureReason, Reaction, classify_result_error};
+use transport::segment::{DOWNLOAD_TIMEOUT, GRPC_TIMEOUT, SegmentTimeouts, verify_results};
+
+use crate::payment::{PaymentPlan, params_ev, reported_pixels, session_price};
+use crate::pool::{OrchId, OrchestratorPool};
+use crate::report::{Report, SegmentResult, SessionStatus};
+
+/// Refresh the session when the auth token expires within this (go-livepeer: last 10 %).
+pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(180);
+/// Without chain access the gateway cannot see ticket params expire; refresh them after
+/// this long without a `TranscodeResult` (params live ~40 L1 blocks ≈ 8 min).
+pub const PARAMS_MAX_IDLE: Duration = Duration::from_secs(120);
+/// A price more than this many times the session's starting price ends the session
+/// (go-livepeer `priceIncreaseThreshold`).
+pub const PRICE_INCREASE_LIMIT: i64 = 2;
+/// A session opened while a segment waits gets at most half the segment's duration, and
+/// at least this (an orchestrator that does not answer by then is skipped).
+pub const MIN_OPEN_BUDGET: Duration = Duration::from_millis(500);
+/// A backlogged segment is skipped once it waited its upload deadline plus this many
+/// segment durations (so a backlog never grows without bound).
+pub const BACKLOG_SEGMENTS: f64 = 3.0;
+
+/// Gateway-wide settings every stream's manager shares.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Attempts per segment (`--max-attempts`), at least 1.
+    pub max_attempts: u32,
+    /// True when orchestrators are paid with tickets (an on-chain network).
+    pub paid: bool,
+    /// Highest acceptable price per pixel, wei.
+    pub max_price: Option<BigRational>,
+    /// What the job needs of an orchestrator.
+    pub capabilities: Capabilities,
+    /// Orchestrator addresses never to use.
+    pub blocklist: Vec<Address>,
+}
+
+/// One network operation the manager waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OpId(pub u64);
+
+/// One queued segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobId(pub u64);
+
+/// One orchestrator session of this manager (for the driver's ticket sender and
+/// `EndTranscodingSession`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey(pub u64);
+
+/// A closed source segment to transcode. The driver keeps its bytes under the [`JobId`]
+/// it gets back from [`SegmentJobs::push`].
+#[derive(Debug, Clone)]
+pub struct SegmentJob {
+    /// Segment sequence number.
+    pub seq: u64,
+    /// Duration.
+    pub duration: Duration,
+    /// False when the segment does not start with a keyframe.
+    pub independent: bool,
+    /// Size in bytes.
+    pub bytes: usize,
+    /// The renditions to make (the ladder offered for this source), in order; empty
+    /// when there is nothing to make.
+    pub profiles: Vec<VideoProfile>,
+}
+
+/// What the driver tells the manager.
+#[derive(Debug)]
+pub enum Event {
+    /// `GetOrchestrator` answered (or failed). `unix_now` is wall-clock seconds, to place
+    /// the auth token's expiry on the monotonic clock.
+    SessionOpened {
+        /// The operation.
+        op: OpId,
+        /// The answer.
+        result: Result<OrchestratorInfo, Failure>,
+        /// Unix seconds now.
+        unix_now: i64,
+    },
+    /// The payment for an attempt was signed (the `Livepeer-Payment` header value).
+    PaymentAnswered {
+        /// The operation.
+        op: OpId,
+        /// The header, or why it could not be made.
+        result: Result<String, Failure>,
+    },
+    /// The `/segment` POST was answered (or failed).
+    SubmitAnswered {
+        /// The operation.
+        op: OpId,
+        /// The decoded result and the upload time, or the failure.
+        result: Result<SubmitReply, SubmitFailure>,
+    },
+    /// The renditions were downloaded (or one failed).
+    RenditionsFetched {
+        /// The operation.
+        op: OpId,
+        /// The renditions in URL order.
+        result: Result<Vec<Bytes>, Failure>,
+    },
+}
+
+/// An orchestrator's answer to a segment.
+#[derive(Debug, Clone)]
+pub struct SubmitReply {
+    /// The decoded `TranscodeResult`.
+    pub result: TranscodeResult,
+    /// From sending the request to the response headers.
+    pub upload: Duration,
+}
+
+/// A failed `/segment` POST.
+#[derive(Debug, Clone)]
+pub struct SubmitFailure {
+    /// What went wrong.
+    pub failure: Failure,
+    /// True when response headers arrived, so an attached payment counts as spent.
+    pub response_received: bool,
+}
+
+/// What the manager asks the driver to do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Call `GetOrchestrator` on `addr`, answering within `budget` with
+    /// [`Event::SessionOpened`].
+    OpenSession {
+        /// The operation.
+        op: OpId,
+        /// The orchestrator.
+        orch: OrchId,
+        /// Its address.
+        addr: OrchestratorUri,
+        /// How long to wait.
+        budget: Duration,
+    },
+    /// Sign `tickets` tickets under `params` for session `session` and answer with
+    /// [`Event::PaymentAnswered`] (with zero tickets: a payment naming the sender and
+    /// the expected price only).
+    Pay {
+        /// The operation.
+        op: OpId,
+        /// The session whose ticket sender signs.
+        session: SessionKey,
+        /// The session's current ticket params.
+        params: Option<TicketParams>,
+        /// The price the payment expects.
+        price_info: PriceInfo,
+        /// Tickets to sign.
+        tickets: u32,
+    },
+    /// POST job `job`'s bytes to `{transcoder}/segment` and answer with
+    /// [`Event::SubmitAnswered`].
+    Submit {
+        /// The operation.
+        op: OpId,
+        /// The segment.
+        job: JobId,
+        /// Its session (after the answer, the driver may sign the next tickets ahead).
+        session: SessionKey,
+        /// Where to send it.
+        transcoder: String,
+        /// The session's auth token (goes into the signed `SegData`).
+        auth_token: Option<AuthToken>,
+        /// The renditions asked for.
+        profiles: Vec<VideoProfile>,
+        /// The `Livepeer-Payment` value, if paying.
+        payment: Option<String>,
+        /// Tickets in that payment.
+        tickets: u32,
+        /// Header and whole-exchange deadlines.
+        timeouts: SegmentTimeouts,
+    },
+    /// Download each URL (each within `timeout`) and answer with
+    /// [`Event::RenditionsFetched`].
+    Fetch {
+        /// The operation.
+        op: OpId,
+        /// Rendition URLs in profile order.
+        urls: Vec<String>,
+        /// Per download.
+        timeout: Duration,
+    },
+    /// Send `EndTranscodingSession` (nobody waits for the answer) and forget the
+    /// session's ticket sender.
+    EndSession {
+        /// The session.
+        session: SessionKey,
+        /// Its orchestrator.
+        addr: OrchestratorUri,
+        /// Its auth token.
+        auth_token: Option<AuthToken>,
+    },
+    /// Job `job` is finished.
+    Deliver {
+        /// The segment.
+        job: JobId,
+        /// What became of it.
+        outcome: JobOutcome,
+        /// Its result for the status JSON.
+        record: SegmentResult,
+    },
+    /// A fact for the recorder.
+    Report(Report),
+}
+
+/// What became of a segment job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// The renditions, in the order of [`SegmentJob::profiles`].
+    Transcoded(Vec<Bytes>),
+    /// Nothing was asked for (no rendition offered for this source).
+    NothingOffered,
+    /// Not sent to any orchestrator; its renditions are gaps.
+    NotSent(String),
+    /// Every attempt failed; its renditions are gaps.
+    Failed(String),
+}
+
+struct Session {
+    key: SessionKey,
+    orch: OrchId,
+    addr: OrchestratorUri,
+    info: OrchestratorInfo,
+    recipient: Address,
+    start_price: Option<BigRational>,
+    /// When the ticket params were last refreshed.
+    info_at: Instant,
+    /// When the auth token expires, on the monotonic clock.
+    token_expires: Option<Instant>,
+}
+
+impl Session {
+    fn session_id(&self) -> &str {
+        self.info.auth_token.as_ref().map(|t| t.session_id.as_str()).unwrap_or("")
+    }
+
+    /// True when the session should be replaced before the next segment.
+    fn needs_refresh(&self, paid: bool, now: Instant) -> Option<&'static str> {
+        if self.token_expires.is_some_and(|t| t <= now + TOKEN_REFRESH_MARGIN) {
+            return Some("auth token expiring");
+        }
+        (paid && now.saturating_duration_since(self.info_at) > PARAMS_MAX_IDLE).then_some("ticket params idle")
+    }
+}
+
+enum Phase {
+    Opening { op: OpId, orch: OrchId, addr: OrchestratorUri, deadline: Instant },
+    Paying { op: OpId, plan: PaymentPlan, deadline: Instant },
+    Submitting { op: OpId, plan: Option<PaymentPlan>, deadline: Instant },
+    Fetching { op: OpId, sig: Vec<u8>, upload: Duration, tickets: u32, deadline: Instant },
+}
+
+struct Current {
+    id: JobId,
+    job: SegmentJob,
+    queued: Instant,
+    deadline: Instant,
+    attempts: u32,
+    /// Orchestrators that failed this segment.
+    tried: Vec<OrchId>,
+    /// Orchestrators passed over while opening a session for the current attempt.
+    open_tried: Vec<OrchId>,
+    first_started: Option<Instant>,
+    started: Instant,
+    last_error: String,
+    upload: Option<Duration>,
+    phase: Option<Phase>,
+}
+
+enum Queued {
+    Job(JobId, SegmentJob, Instant),
+    End,
+}
+
+/// One stream's session manager for segment jobs. See the module docs.
+pub struct SegmentJobs {
+    config: Arc<LinkConfig>,
+    pool: Arc<OrchestratorPool>,
+    rng: u64,
+    next_id: u64,
+    queue: VecDeque<Queued>,
+    current: Option<Current>,
+    session: Option<Session>,
+    ledger: Balances,
+    actions: VecDeque<Action>,
+    idle: bool,
+}
+
+impl SegmentJobs {
+    /// A manager choosing among `pool`'s orchestrators; `seed` seeds the selector's
+    /// draws (any non-zero value).
+    pub fn new(config: Arc<LinkConfig>, pool: Arc<OrchestratorPool>, seed: u64) -> Self {
+        SegmentJobs {
+            config,
+            pool,
+            rng: seed | 1,
+            next_id: 0,
+            queue: VecDeque::new(),
+            current: None,
+            session: None,
+            ledger: Balances::default(),
+            actions: VecDeque::new(),
+            idle: true,
+        }
+    }
+
+    /// Queues a closed segment; returns the id its outcome will be delivered under.
+    pub fn push(&mut self, now: Instant, job: SegmentJob) -> JobId {
+        let id = JobId(self.next());
+        self.queue.push_back(Queued::Job(id, job, now));
+        self.pump(now);
+        id
+    }
+
+    /// The publisher ended: after the queued segments, the session ends.
+    pub fn end(&mut self, now: Instant) {
+        self.queue.push_back(Queued::End);
+        self.pump(now);
+    }
+
+    /// True when nothing is queued or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.idle && self.current.is_none() && self.queue.is_empty()
+    }
+
+    /// The credit the ledger holds for `recipient`'s session `session_id`, wei.
+    pub fn credit(&self, recipient: Address, session_id: &str) -> BigRational {
+        self.ledger.get(recipient, session_id)
+    }
+
+    /// Takes an answer from the driver.
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::SessionOpened { op, result, unix_now } => {
+                if let Some(Phase::Opening { op: want, orch, addr, .. }) = self.phase()
+                    && *want == op
+                {
+                    let (orch, addr) = (*orch, addr.clone());
+                    self.take_phase();
+                    self.on_opened(now, orch, addr, result, unix_now);
+                }
+            }
+            Event::PaymentAnswered { op, result } => {
+                if matches!(self.phase(), Some(Phase::Paying { op: want, .. }) if *want == op) {
+                    let Some(Phase::Paying { plan, .. }) = self.take_phase() else { return };
+                    match result {
+                        Ok(header) => self.submit(now, Some(plan), Some(header)),
+                        Err(f) => {
+                            plan.restore(&mut self.ledger);
+                            let f = Failure { next: Reaction::Refresh, ..f };
+                            self.attempt_failed(now, f);
+                        }
+                    }
+                }
+            }
+            Event::SubmitAnswered { op, result } => {
+                if matches!(self.phase(), Some(Phase::Submitting { op: want, .. }) if *want == op) {
+                    let Some(Phase::Submitting { plan, .. }) = self.take_phase() else { return };
+                    self.on_submitted(now, plan, result);
+                }
+            }
+            Event::RenditionsFetched { op, result } => {
+                if matches!(self.phase(), Some(Phase::Fetching { op: want, .. }) if *want == op) {
+                    let Some(Phase::Fetching { sig, upload, tickets, .. }) = self.take_phase() else { return };
+                    self.on_fetched(now, sig, upload, tickets, result);
+                }
+            }
+        }
+    }
+
+    /// When [`SegmentJobs::handle_timeout`] must be called next, if at all.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase()? {
+            Phase::Opening { deadline, .. }
+            | Phase::Paying { deadline, .. }
+            | Phase::Submitting { deadline, .. }
+            | Phase::Fetching { deadline, .. } => Some(*deadline),
+        }
+    }
+
+    /// The operation in flight ran past its deadline without an answer.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_none_or(|t| t > now) {
+            return;
+        }
+        match self.take_phase() {
+            Some(Phase::Opening { orch, addr, .. }) => self.on_opened(
+                now,
+                orch,
+                addr,
+                Err(Failure::new(FailureReason::Timeout, "GetOrchestrator: no answer in time")),
+                0,
+            ),
+            Some(Phase::Paying { plan, .. }) => {
+                plan.restore(&mut self.ledger);
+                self.attempt_failed(now, Failure::new(FailureReason::Payment, "payment: no signature in time"));
+            }
+            Some(Phase::Submitting { plan, .. }) => {
+                let failure = Failure::new(FailureReason::Timeout, "segment: no answer in time");
+                self.on_submitted(now, plan, Err(SubmitFailure { failure, response_received: false }));
+            }
+            Some(Phase::Fetching { .. }) => {
+                self.attempt_failed(now, Failure::new(FailureReason::Download, "rendition download: no answer in time"))
+            }
+            None => {}
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A uniform draw in [0, 1) (xorshift; selection needs spread, not secrecy).
+    fn random(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn phase(&self) -> Option<&Phase> {
+        self.current.as_ref()?.phase.as_ref()
+    }
+
+    fn take_phase(&mut self) -> Option<Phase> {
+        self.current.as_mut()?.phase.take()
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        if let Some(c) = self.current.as_mut() {
+            c.phase = Some(phase);
+        }
+    }
+
+    fn report(&mut self, r: Report) {
+        self.actions.push_back(Action::Report(r));
+    }
+
+    /// Starts queued work while nothing is in flight.
+    fn pump(&mut self, now: Instant) {
+        while self.current.is_none() {
+            match self.queue.pop_front() {
+                None => {
+                    self.idle = true;
+                    return;
+                }
+                Some(Queued::End) => self.leave_session("stream ended"),
+                Some(Queued::Job(id, job, queued)) => {
+                    self.idle = false;
+                    self.start(now, id, job, queued);
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, now: Instant, id: JobId, job: SegmentJob, queued: Instant) {
+        let secs = job.duration.as_secs_f64().max(0.5);
+        let backlog_limit = SegmentTimeouts::for_duration(Duration::from_secs_f64(secs), 1.0).upload
+            + Duration::from_secs_f64(BACKLOG_SEGMENTS * secs);
+        let deadline = queued + SegmentTimeouts::for_duration(job.duration, 1.0).total;
+        let waited = now.saturating_duration_since(queued);
+        let mut c = Current {
+            id,
+            job,
+            queued,
+            deadline,
+            attempts: 0,
+            tried: Vec::new(),
+            open_tried: Vec::new(),
+            first_started: None,
+            started: now,
+            last_error: "no orchestrator available".into(),
+            upload: None,
+            phase: None,
+        };
+        if c.job.profiles.is_empty() {
+            let record = self.record(&c, now, true, true, 0);
+            self.actions.push_back(Action::Deliver { job: id, outcome: JobOutcome::NothingOffered, record });
+            return;
+        }
+        let not_sent = if !c.job.independent {
+            Some("segment starts between keyframes (keyframe interval above max_segment_duration)".to_owned())
+        } else if waited > backlog_limit {
+            self.report(Report::BacklogSkip { seq: c.job.seq, waited });
+            Some("transcode backlog".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = not_sent {
+            c.last_error = why.clone();
+            let record = self.record(&c, now, false, false, 0);
+            self.actions.push_back(Action::Deliver { job: id, outcome: JobOutcome::NotSent(why), record });
+            return;
+        }
+        self.current = Some(c);
+        self.begin_attempt(now);
+    }
+
+    fn begin_attempt(&mut self, now: Instant) {
+        let max = self.config.max_attempts.max(1);
+        let Some(c) = self.current.as_mut() else { return };
+        if c.attempts >= max || now >= c.deadline {
+            return self.finish_failed(now);
+        }
+        c.attempts += 1;
+        c.started = now;
+        c.first_started.get_or_insert(now);
+        c.open_tried = c.tried.clone();
+        if let Some(s) = &self.session {
+            let keep = self.pool.keep_session(s.orch, now);
+            match (s.needs_refresh(self.config.paid, now), keep) {
+                (None, Ok(())) => return self.send(now),
+                (Some(why), _) => self.leave_session(why),
+                (None, Err(why)) => self.leave_session(&why),
+            }
+        }
+        self.open_next(now);
+    }
+
+    /// Asks the selector for an orchestrator not passed over yet and opens a session.
+    fn open_next(&mut self, now: Instant) {
+        let random = self.random();
+        let Some(c) = self.current.as_mut() else { return };
+        match self.pool.choose(&c.open_tried, now, random) {
+            Err(e) => {
+                c.last_error = format!("no orchestrator available ({})", e.0);
+                self.finish_failed(now);
+            }
+            Ok((orch, addr)) => {
+                let budget = (c.job.duration / 2).max(MIN_OPEN_BUDGET).min(GRPC_TIMEOUT);
+                let op = OpId(self.next());
+                self.actions.push_back(Action::OpenSession { op, orch, addr: addr.clone(), budget });
+                self.set_phase(Phase::Opening { op, orch, addr, deadline: now + budget });
+            }
+        }
+    }
+
+    fn on_opened(
+        &mut self,
+        now: Instant,
+        orch: OrchId,
+        addr: OrchestratorUri,
+        result: Result<OrchestratorInfo, Failure>,
+        unix_now: i64,
+    ) {
+        match result.and_then(|info| self.admit(now, orch, &addr, info, unix_now)) {
+            Ok(session) => {
+                let status = SessionStatus {
+                    orchestrator: addr.to_string(),
+                    transcoder: session.info.transcoder.clone(),
+                    session_id: session.session_id().to_owned(),
+                    started_unix: unix_now.max(0) as u64,
+                    ended: false,
+                    segments: 0,
+                    price_per_pixel_wei: session.start_price.as_ref().and_then(|p| p.to_f64()),
+                };
+                self.report(Report::SessionStarted(status));
+                self.pool.session_delta(orch, 1);
+                self.session = Some(session);
+                self.send(now);
+            }
+            Err(failure) => {
+                if failure.reason != FailureReason::Price {
+                    self.pool.failure(orch, failure.reason, true, now);
+                }
+                self.report(Report::Unusable { orchestrator: addr.to_string(), failure });
+                if let Some(c) = self.current.as_mut() {
+                    c.open_tried.push(orch);
+                }
+                self.open_next(now);
+            }
+        }
+    }
+
+    /// Checks a `GetOrchestrator` answer and makes a session of it.
+    fn admit(
+        &mut self,
+        now: Instant,
+        orch: OrchId,
+        addr: &OrchestratorUri,
+        info: OrchestratorInfo,
+        unix_now: i64,
+    ) -> Result<Session, Failure> {
+        let bad = |m: &str| Failure::new(FailureReason::BadReply, m);
+        if info.transcoder.is_empty() {
+            return Err(bad("announced no transcoder URI"));
+        }
+        let Some(token) = info.auth_token.as_ref() else { return Err(bad("sent no auth token")) };
+        if let Some(c) = &info.capabilities
+            && !compatible(&self.config.capabilities, c)
+        {
+            return Err(Failure::new(FailureReason::Incompatible, "incompatible capabilities"));
+        }
+        if blocked(&self.config.blocklist, &info.address) {
+            return Err(Failure::new(FailureReason::Blocklisted, "blocklisted address"));
+        }
+        let recipient: Address = info
+            .ticket_params
+            .as_ref()
+            .and_then(|tp| tp.recipient.as_slice().try_into().ok())
+            .or_else(|| info.address.as_slice().try_into().ok())
+            .unwrap_or([0; 20]);
+        let start_price = if self.config.paid {
+            let price = session_price(&info).map_err(|e| bad(&format!("price: {e}")))?;
+            self.check_price(orch, &price, now)?;
+            if let Some(tp) = &info.ticket_params {
+                params_ev(tp).map_err(|e| bad(&format!("ticket params: {e}")))?;
+            }
+            Some(price)
+        } else {
+            None
+        };
+        let left = token.expiration.saturating_sub(unix_now);
+        let token_expires = (token.expiration > 0).then(|| now + Duration::from_secs(left.max(0) as u64));
+        Ok(Session {
+            key: SessionKey(self.next()),
+            orch,
+            addr: addr.clone(),
+            info,
+            recipient,
+            start_price,
+            info_at: now,
+            token_expires,
+        })
+    }
+
+    /// Records `price` with the pool; above the cap it is a failure that moves the stream
+    /// elsewhere (the orchestrator stays out until it quotes under the cap).
+    fn check_price(&self, orch: OrchId, price: &BigRational, now: Instant) -> Result<(), Failure> {
+        let over = self.config.max_price.as_ref().is_some_and(|max| price > max);
+        self.pool.price(orch, price.to_f64().unwrap_or(f64::MAX), over, now);
+        if over {
+            return Err(Failure::new(
+                FailureReason::Price,
+                format!(
+                    "price {} wei/pixel is above --max-price-per-unit/--pixels-per-unit ({})",
+                    price.to_f64().unwrap_or(f64::NAN),
+                    self.config.max_price.as_ref().and_then(|m| m.to_f64()).unwrap_or(f64::NAN)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Pays (when paid) and then submits on the current session.
+    fn send(&mut self, now: Instant) {
+        if !self.config.paid {
+            return self.submit(now, None, None);
+        }
+        let (Some(s), Some(c)) = (self.session.as_ref(), self.current.as_ref()) else { return };
+        let price = match session_price(&s.info) {
+            Ok(p) => p,
+            Err(e) => return self.attempt_failed(now, Failure::new(FailureReason::BadReply, format!("price: {e}"))),
+        };
+        if let Some(start) = &s.start_price
+            && start.is_positive()
+            && price > start * BigRational::from_integer(PRICE_INCREASE_LIMIT.into())
+        {
+            return self.attempt_failed(now, Failure::new(FailureReason::Price, "orchestrator price more than doubled"));
+        }
+        let ev = match s.info.ticket_params.as_ref().map(params_ev) {
+            None => BigRational::from_integer(0.into()),
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => {
+                return self.attempt_failed(now, Failure::new(FailureReason::BadReply, format!("ticket params: {e}")));
+            }
+        };
+        let pixels = transport::profiles::estimated_pixels(&c.job.profiles, c.job.duration.as_secs_f64());
+        let (recipient, sid) = (s.recipient, s.session_id().to_owned());
+        let (session, params, price_info) =
+            (s.key, s.info.ticket_params.clone(), s.info.price_info.clone().unwrap_or_default());
+        let plan = PaymentPlan::new(&mut self.ledger, recipient, &sid, price, pixels, &ev);
+        let op = OpId(self.next());
+        let deadline = self.current.as_ref().map_or(now, |c| c.deadline);
+        self.actions.push_back(Action::Pay { op, session, params, price_info, tickets: plan.tickets });
+        self.set_phase(Phase::Paying { op, plan, deadline });
+    }
+
+    fn submit(&mut self, now: Instant, plan: Option<PaymentPlan>, payment: Option<String>) {
+        let op = OpId(self.next());
+        let (Some(s), Some(c)) = (self.session.as_ref(), self.current.as_ref()) else { return };
+        let mut timeouts = SegmentTimeouts::for_duration(c.job.duration, 1.0);
+        // An orchestrator answers with headers as soon as the upload is in (§4.2 step 8).
+        // Once its upload time is known, a reply four times later than usual (at least
+        // 0.5 s) means it is not coming: fail over well within a segment's duration
+        // instead of waiting out the spec's fixed 2 s.
+        if let Some(usual) = self.pool.upload_estimate(s.orch) {
+            let adaptive = (usual * 4 + Duration::from_millis(200)).max(Duration::from_millis(500));
+            timeouts.upload = timeouts.upload.min(adaptive);
+        }
+        let left = c.deadline.saturating_duration_since(now);
+        timeouts.total = timeouts.total.min(left);
+        timeouts.upload = timeouts.upload.min(left);
+        let dispatch = (c.attempts == 1).then(|| now.saturating_duration_since(c.queued));
+        let action = Action::Submit {
+            op,
+            job: c.id,
+            session: s.key,
+            transcoder: s.info.transcoder.clone(),
+            auth_token: s.info.auth_token.clone(),
+            profiles: c.job.profiles.clone(),
+            payment,
+            tickets: plan.as_ref().map_or(0, |p| p.tickets),
+            timeouts,
+        };
+        self.report(Report::SegmentSent { bytes: c.job.bytes, dispatch });
+        self.actions.push_back(action);
+        self.set_phase(Phase::Submitting { op, plan, deadline: now + timeouts.total });
+    }
+
+    fn on_submitted(&mut self, now: Instant, plan: Option<PaymentPlan>, result: Result<SubmitReply, SubmitFailure>) {
+        let tickets = plan.as_ref().map_or(0, |p| p.tickets);
+        let reply = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // Headers came back: the credit is spent (§5.6). None: it comes back.
+                if let Some(plan) = plan
+                    && !e.response_received
+                {
+                    plan.restore(&mut self.ledger);
+                }
+                return self.attempt_failed(now, e.failure);
+            }
+        };
+        if let Some(p) = &plan
+            && p.tickets > 0
+        {
+            self.report(Report::TicketsSent { count: p.tickets, ev_wei: p.ev_wei() });
+        }
+        self.report(Report::SessionSegment);
+        let Some(s) = self.session.as_mut() else { return };
+        // Fresh params and price with every result (§5.4); the auth token stays.
+        if let Some(info) = reply.result.info.clone() {
+            let token = s.info.auth_token.clone();
+            s.info = OrchestratorInfo { auth_token: token, ..info };
+            s.info_at = now;
+        }
+        let data = match &reply.result.result {
+            Some(transport::proto::transcode_result::Result::Data(d)) => d,
+            Some(transport::proto::transcode_result::Result::Error(e)) => {
+                return self.attempt_failed(now, classify_result_error(e));
+            }
+            None => return self.attempt_failed(now, Failure::new(FailureReason::BadReply, "UnknownResponse")),
+        };
+        if let Some(plan) = plan {
+            plan.settle(&mut self.ledger, reported_pixels(data));
+        }
+        let want = self.current.as_ref().map_or(0, |c| c.job.profiles.len());
+        if data.segments.len() != want {
+            let detail = format!(
+                "{}: {} renditions for {want} profiles",
+                transport::refusal::wire::MISMATCHED_SEGMENTS,
+                data.segments.len()
+            );
+            return self.attempt_failed(now, Failure::new(FailureReason::BadReply, detail));
+        }
+        let urls = data.segments.iter().map(|s| s.url.clone()).collect();
+        let op = OpId(self.next());
+        self.actions.push_back(Action::Fetch { op, urls, timeout: DOWNLOAD_TIMEOUT });
+        if let Some(c) = self.current.as_mut() {
+            c.upload = Some(reply.upload);
+        }
+        self.set_phase(Phase::Fetching {
+            op,
+            sig: data.sig.clone(),
+            upload: reply.upload,
+            tickets,
+            deadline: now + DOWNLOAD_TIMEOUT,
+        });
+    }
+
+    fn on_fetched(
+        &mut self,
+        now: Instant,
+        sig: Vec<u8>,
+        upload: Duration,
+        tickets: u32,
+        result: Result<Vec<Bytes>, Failure>,
+    ) {
+        let renditions = match result {
+            Ok(r) => r,
+            Err(f) => return self.attempt_failed(now, Failure { reason: FailureReason::Download, ..f }),
+        };
+        let bytes = renditions.iter().map(Bytes::len).sum();
+        self.report(Report::RenditionsReceived { bytes });
+        let Some(s) = self.session.as_ref() else { return };
+        if self.config.paid && !sig.is_empty() {
+            let signer: Option<Address> =
+                s.info.address.as_slice().try_into().ok().or(Some(s.recipient).filter(|r| *r != [0; 20]));
+            if let Some(addr) = signer {
+                let parts: Vec<&[u8]> = renditions.iter().map(|b| b.as_ref()).collect();
+                if let Err(e) = verify_results(&parts, &sig, &addr) {
+                    let f = Failure::new(FailureReason::ResultSignature, format!("result signature: {e}"));
+                    return self.attempt_failed(now, f);
+                }
+            }
+        }
+        let orch = s.orch;
+        let orchestrator = s.addr.to_string();
+        // A mid-stream price change: under the cap the new params simply apply; above it
+        // the session ends after this segment and the stream moves on (never dropped).
+        let new_price = if self.config.paid { session_price(&s.info).ok() } else { None };
+        let Some(c) = self.current.as_ref() else { return };
+        let took = now.saturating_duration_since(c.started);
+        self.pool.success(orch, took, upload, c.job.duration);
+        self.report(Report::AttemptSucceeded { seq: c.job.seq, orchestrator: orchestrator.clone(), took, tickets });
+        if let Some(p) = new_price
+            && let Err(f) = self.check_price(orch, &p, now)
+        {
+            self.report(Report::PriceAboveCap { orchestrator, detail: f.detail });
+            self.leave_session("price above the cap");
+        }
+        let Some(c) = self.current.take() else { return };
+        let record = self.record(&c, now, true, true, tickets);
+        self.actions.push_back(Action::Deliver { job: c.id, outcome: JobOutcome::Transcoded(renditions), record });
+        self.pump(now);
+    }
+
+    /// One attempt failed: record it, suspend or not, then retry or give up.
+    fn attempt_failed(&mut self, now: Instant, failure: Failure) {
+        let Some(c) = self.current.as_mut() else { return };
+        let took = now.saturating_duration_since(c.started);
+        let (orch, orchestrator) = match &self.session {
+            Some(s) => (Some(s.orch), s.addr.to_string()),
+            None => (None, String::new()),
+        };
+        let suspended_for =
+            orch.and_then(|o| self.pool.failure(o, failure.reason, failure.next == Reaction::Failover, now));
+        c.last_error = failure.detail.clone();
+        let (seq, attempt, next) = (c.job.seq, c.attempts, failure.next);
+        if next == Reaction::Failover
+            && let Some(o) = orch
+        {
+            c.tried.push(o);
+        }
+        self.report(Report::AttemptFailed { seq, orchestrator, attempt, took, failure, suspended_for });
+        match next {
+            Reaction::Refresh => self.leave_session("refused; refreshing the session"),
+            Reaction::Failover => self.leave_session("failing over"),
+            Reaction::GiveUp => return self.finish_failed(now),
+        }
+        self.begin_attempt(now);
+    }
+
+    fn finish_failed(&mut self, now: Instant) {
+        let Some(c) = self.current.take() else { return };
+        let record = self.record(&c, now, false, true, 0);
+        let outcome = JobOutcome::Failed(c.last_error.clone());
+        self.actions.push_back(Action::Deliver { job: c.id, outcome, record });
+        self.pump(now);
+    }
+
+    /// Ends the current session (nobody waits for the orchestrator's answer).
+    fn leave_session(&mut self, why: &str) {
+        if let Some(s) = self.session.take() {
+            self.pool.session_delta(s.orch, -1);
+            self.report(Report::SessionEnded { orchestrator: s.addr.to_string(), why: why.to_owned() });
+            let auth_token = s.info.auth_token.clone();
+            self.actions.push_back(Action::EndSession { session: s.key, addr: s.addr, auth_token });
+        }
+    }
+
+    fn record(
+        &self,
+        c: &Current,
+        now: Instant,
+        ok: bool,
+        sent: bool,
+        tickets: u32,
+    ) -> SegmentResult {
+        let failover = (ok && c.attempts > 1)
+            .then(|| c.first_started.map(|f| c.started.saturating_duration_since(f)))
+            .flatten();
+        SegmentResult {
+            seq: c.job.seq,
+            orchestrator: self.session.as_ref().map(|s| s.addr.to_string()),
+            ok,
+            sent,
+            error: (!ok).then(|| c.last_error.clone()),
+            attempts: c.attempts,
+            upload_ms: if ok { c.upload.map(|d| d.as_secs_f64() * 1000.0) } else { None },
+            total_ms: now.saturating_duration_since(c.queued).as_secs_f64() * 1000.0,
+            tickets,
+            failover_ms: failover.map(|d| d.as_secs_f64() * 1000.0),
+        }
+    }
+}
+
+/// True when `address` (20 bytes from the wire) is on `list`.
+pub fn blocked(list: &[Address], address: &[u8]) -> bool {
+    !list.is_empty() && list.iter().any(|a| a.as_slice() == address)
+}

@@ -4,26 +4,27 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use engine::selection::{Candidate, DefaultSelector, OrchestratorPool, Selector};
+use session::pool::{Candidate, DefaultSelector, OrchId, OrchestratorPool, Selector};
+use transport::refusal::FailureReason;
 
 fn pool(n: usize, known: bool) -> OrchestratorPool {
-    let p = OrchestratorPool::new(
-        (0..n).map(|i| (format!("https://10.0.{}.{}:8935", i / 256, i % 256), None)).collect(),
-        Box::new(DefaultSelector::default()),
-        vec![],
-    );
+    let addr = |i: usize| {
+        transport::orch_addr::parse_orch_addrs(&format!("https://10.0.{}.{}:8935", i / 256, i % 256)).unwrap().remove(0)
+    };
+    let p =
+        OrchestratorPool::new((0..n).map(|i| (addr(i), None)).collect(), Box::new(DefaultSelector::default()), vec![]);
     let now = Instant::now();
     for i in 0..n {
-        let uri = format!("https://10.0.{}.{}:8935", i / 256, i % 256);
+        let uri = OrchId(i);
         if known && i % 3 != 0 {
             // Two thirds have history, a few are slow or failing, one in ten suspended.
             let ms = 200 + (i * 37 % 3000) as u64;
-            p.success(&uri, Duration::from_millis(ms), Duration::from_millis(3), Duration::from_secs(2));
+            p.success(uri, Duration::from_millis(ms), Duration::from_millis(3), Duration::from_secs(2));
         }
         if i % 10 == 0 {
-            p.failure(&uri, "timeout", true, now);
+            p.failure(uri, FailureReason::Timeout, true, now);
         }
-        p.price(&uri, (i % 50) as f64 * 0.1, i % 97 == 0, now);
+        p.price(uri, (i % 50) as f64 * 0.1, i % 97 == 0, now);
     }
     p
 }
@@ -43,7 +44,7 @@ fn selection(c: &mut Criterion) {
     }
     let p = pool(1000, true);
     let now = Instant::now();
-    let tried: Vec<String> = (0..2).map(|i| format!("https://10.0.0.{i}:8935")).collect();
+    let tried: Vec<OrchId> = (0..2).map(OrchId).collect();
     g.bench_function("1000_orchestrators_excluding_2_tried", |b| b.iter(|| p.choose(&tried, now, 0.5).unwrap()));
     // The selector alone, over prepared candidates.
     let cands: Vec<Candidate> = (0..1000)

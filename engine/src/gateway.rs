@@ -38,8 +38,9 @@ impl Gateway {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let transcoding = crate::transcode::Transcoding::from_config(&config, metrics.clone())?;
-        let registry = Registry::new(config.clone(), metrics.clone(), transcoding);
         let (shutdown, rx) = watch::channel(false);
+        let discovery = transcoding.clone().map(|t| crate::transcode::discovery::spawn(t, rx.clone()));
+        let registry = Registry::new(config.clone(), metrics.clone(), transcoding);
 
         let rtmp =
             TcpListener::bind(config.rtmp_addr).await.with_context(|| format!("binding RTMP {}", config.rtmp_addr))?;
@@ -61,6 +62,7 @@ impl Gateway {
         };
         let serve = ingest::server::serve(rtmp, handler, rtmp_cfg, rx.clone(), ingest_threads.clone());
         let mut tasks = vec![tokio::spawn(serve)];
+        tasks.extend(discovery);
         let playback = crate::http::router(registry.clone(), metrics.clone(), config.web_dir.clone());
         tasks.push(spawn_http(http, playback, rx.clone()));
         tasks.push(spawn_http(cli, crate::control::router(registry.clone(), metrics.clone()), rx));

@@ -16,7 +16,6 @@ pub mod offline;
 pub mod output;
 pub mod publish;
 pub mod registry;
-pub mod selection;
 pub mod status;
 pub mod transcode;
 

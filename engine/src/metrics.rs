@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use transport::refusal::FailureReason;
 
 /// Upper bounds (seconds) of the transcode latency histogram buckets.
 pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
@@ -77,6 +78,10 @@ pub struct Metrics {
     pub transcoded_total: AtomicU64,
     /// Segments whose renditions are gaps.
     pub transcode_failures_total: AtomicU64,
+    /// Segments never sent to an orchestrator (cut between keyframes, or backlog).
+    pub segments_not_sent_total: AtomicU64,
+    /// Failed attempts by reason, indexed as `FailureReason::ALL`.
+    attempt_failures_by_reason: [AtomicU64; FailureReason::ALL.len()],
     /// Segment bytes sent to orchestrators (attempts included).
     pub transcode_bytes_out_total: AtomicU64,
     /// Rendition bytes downloaded from orchestrators.
@@ -91,7 +96,7 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     dispatch: Mutex<Option<Histogram>>,
     /// The orchestrator pool, for per-orchestrator error, suspension and session series.
-    pool: std::sync::OnceLock<std::sync::Arc<crate::selection::OrchestratorPool>>,
+    pool: std::sync::OnceLock<std::sync::Arc<session::pool::OrchestratorPool>>,
 }
 
 impl Metrics {
@@ -123,8 +128,15 @@ impl Metrics {
         }
     }
 
+    /// Counts a failed attempt under its reason.
+    pub fn count_failure(&self, reason: FailureReason) {
+        if let Some(i) = FailureReason::ALL.iter().position(|r| *r == reason) {
+            Metrics::add(&self.attempt_failures_by_reason[i], 1);
+        }
+    }
+
     /// Exports the pool's per-orchestrator figures too.
-    pub fn set_pool(&self, pool: std::sync::Arc<crate::selection::OrchestratorPool>) {
+    pub fn set_pool(&self, pool: std::sync::Arc<session::pool::OrchestratorPool>) {
         let _ = self.pool.set(pool);
     }
 
@@ -176,6 +188,12 @@ impl Metrics {
             &self.transcode_failures_total,
         );
         one(
+            "sluice_segments_not_sent_total",
+            "counter",
+            "Segments never sent to an orchestrator (cut between keyframes, or skipped as backlog).",
+            &self.segments_not_sent_total,
+        );
+        one(
             "sluice_transcode_bytes_out_total",
             "counter",
             "Segment bytes sent to orchestrators.",
@@ -194,6 +212,16 @@ impl Metrics {
             &self.orchestrator_sessions_total,
         );
         one("sluice_tickets_sent_total", "counter", "Payment tickets sent.", &self.tickets_sent_total);
+        series(
+            &mut s,
+            "sluice_transcode_attempt_failures_by_reason_total",
+            "counter",
+            "Failed transcode attempts, by reason.",
+            FailureReason::ALL
+                .iter()
+                .zip(&self.attempt_failures_by_reason)
+                .map(|(r, n)| (format!("reason=\"{r}\""), n.load(Ordering::Relaxed))),
+        );
         let _ = writeln!(
             s,
             "# HELP sluice_ev_paid_wei_total Expected value of the tickets sent, in wei.\n# TYPE sluice_ev_paid_wei_total counter\nsluice_ev_paid_wei_total {}",
@@ -259,7 +287,7 @@ impl Metrics {
 }
 
 /// A per-orchestrator series: name, type, help and how to read its value.
-type PerOrchestrator = (&'static str, &'static str, &'static str, fn(&crate::selection::OrchestratorState) -> u64);
+type PerOrchestrator = (&'static str, &'static str, &'static str, fn(&session::pool::OrchestratorState) -> u64);
 
 /// One labelled series: its HELP and TYPE lines, then `name{labels} value` per row.
 fn series(out: &mut String, name: &str, kind: &str, help: &str, rows: impl Iterator<Item = (String, u64)>) {

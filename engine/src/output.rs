@@ -61,6 +61,9 @@ pub enum RenditionOutcome {
     /// Not offered for this source (above its resolution): listed as a gap so the
     /// playlist stays aligned, and kept out of the master playlist.
     NotOffered,
+    /// Not sent to an orchestrator (cut between keyframes, or skipped as backlog): a gap
+    /// that says nothing about the rendition's health, so it never withdraws it.
+    NotSent,
 }
 
 /// Per-rendition figures shown by the control API.
@@ -224,7 +227,8 @@ impl StreamOutput {
         let n = self.renditions.len() - 1;
         let outcomes = if outcomes.len() == n { outcomes } else { vec![RenditionOutcome::Failed; n] };
         for (r, outcome) in self.renditions[1..].iter_mut().zip(outcomes) {
-            let offered = outcome != RenditionOutcome::NotOffered;
+            let not_sent = outcome == RenditionOutcome::NotSent;
+            let offered = if not_sent { r.offered } else { outcome != RenditionOutcome::NotOffered };
             if offered != r.offered {
                 r.offered = offered;
                 master_changed = true;
@@ -250,7 +254,7 @@ impl StreamOutput {
             let had_media = r.has_media();
             r.push(entry, data, self.window);
             master_changed |= had_media != r.has_media();
-            if !offered {
+            if !offered || not_sent {
                 continue;
             }
             if ok {

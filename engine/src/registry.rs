@@ -89,7 +89,7 @@ impl Registry {
 
     /// The orchestrators, best first, with what is known of each (empty without
     /// transcoding).
-    pub fn orchestrators(&self) -> Vec<crate::selection::OrchestratorState> {
+    pub fn orchestrators(&self) -> Vec<session::pool::OrchestratorState> {
         self.transcoding.as_ref().map(|t| t.pool().ranking(std::time::Instant::now())).unwrap_or_default()
     }
 

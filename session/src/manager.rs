@@ -36,7 +36,9 @@ use transport::capabilities::compatible;
 use transport::identity::Address;
 use transport::orch_addr::OrchestratorUri;
 use transport::pm::Balances;
-use transport::proto::{AuthToken, Capabilities, OrchestratorInfo, PriceInfo, TicketParams, TranscodeResult, VideoProfile};
+use transport::proto::{
+    AuthToken, Capabilities, OrchestratorInfo, PriceInfo, TicketParams, TranscodeResult, VideoProfile,
+};
 use transport::refusal::{Failure, FailureReason, Reaction, classify_result_error};
 use transport::segment::{DOWNLOAD_TIMEOUT, GRPC_TIMEOUT, SegmentTimeouts, verify_results};
 
@@ -241,6 +243,9 @@ pub enum Action {
     },
     /// A fact for the recorder.
     Report(Report),
+    /// Every segment queued before [`SegmentJobs::end`] is delivered: the renditions
+    /// can be ended.
+    Ended,
 }
 
 /// What became of a segment job.
@@ -492,7 +497,10 @@ impl SegmentJobs {
                     self.idle = true;
                     return;
                 }
-                Some(Queued::End) => self.leave_session("stream ended"),
+                Some(Queued::End) => {
+                    self.leave_session("stream ended");
+                    self.actions.push_back(Action::Ended);
+                }
                 Some(Queued::Job(id, job, queued)) => {
                     self.idle = false;
                     self.start(now, id, job, queued);
@@ -704,7 +712,8 @@ impl SegmentJobs {
             && start.is_positive()
             && price > start * BigRational::from_integer(PRICE_INCREASE_LIMIT.into())
         {
-            return self.attempt_failed(now, Failure::new(FailureReason::Price, "orchestrator price more than doubled"));
+            return self
+                .attempt_failed(now, Failure::new(FailureReason::Price, "orchestrator price more than doubled"));
         }
         let ev = match s.info.ticket_params.as_ref().map(params_ev) {
             None => BigRational::from_integer(0.into()),
@@ -908,17 +917,9 @@ impl SegmentJobs {
         }
     }
 
-    fn record(
-        &self,
-        c: &Current,
-        now: Instant,
-        ok: bool,
-        sent: bool,
-        tickets: u32,
-    ) -> SegmentResult {
-        let failover = (ok && c.attempts > 1)
-            .then(|| c.first_started.map(|f| c.started.saturating_duration_since(f)))
-            .flatten();
+    fn record(&self, c: &Current, now: Instant, ok: bool, sent: bool, tickets: u32) -> SegmentResult {
+        let failover =
+            (ok && c.attempts > 1).then(|| c.first_started.map(|f| c.started.saturating_duration_since(f))).flatten();
         SegmentResult {
             seq: c.job.seq,
             orchestrator: self.session.as_ref().map(|s| s.addr.to_string()),

@@ -125,7 +125,8 @@ struct Checked {
 }
 
 fn check_params(tp: &TicketParams) -> Result<Checked, PmError> {
-    let fixed = |b: &[u8], what| -> Result<[u8; 32], PmError> { b.try_into().map_err(|_| PmError::InvalidParams(what)) };
+    let fixed =
+        |b: &[u8], what| -> Result<[u8; 32], PmError> { b.try_into().map_err(|_| PmError::InvalidParams(what)) };
     let recipient: Address = tp.recipient.as_slice().try_into().map_err(|_| PmError::InvalidParams("recipient"))?;
     let face_value = u256_from_minimal(&tp.face_value).ok_or(PmError::InvalidParams("face_value"))?;
     let win_prob = u256_from_minimal(&tp.win_prob).ok_or(PmError::InvalidParams("win_prob"))?;

@@ -338,7 +338,7 @@ impl SegmentJobs {
         SegmentJobs {
             config,
             pool,
-            rng: seed | 1,
+            rng: splitmix64(seed) | 1,
             next_id: 0,
             queue: VecDeque::new(),
             current: None,
@@ -933,6 +933,14 @@ impl SegmentJobs {
             failover_ms: failover.map(|d| d.as_secs_f64() * 1000.0),
         }
     }
+}
+
+/// Spreads a seed over all 64 bits (splitmix64), so nearby seeds give unrelated draws.
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// True when `address` (20 bytes from the wire) is on `list`.

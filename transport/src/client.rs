@@ -16,7 +16,6 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use prost::Message;
 
 use crate::proto::orchestrator_client::OrchestratorClient;
 use crate::proto::{
@@ -233,7 +232,7 @@ impl OrchestratorNet {
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_owned();
             return Err(NetError::Status { status, body: text });
         }
-        let result = TranscodeResult::decode(body).map_err(|e| NetError::Body(format!("TranscodeResult: {e}")))?;
+        let result = crate::segment::decode_result(&body).map_err(|f| NetError::Body(f.detail))?;
         Ok(Submitted { result, upload, total: start.elapsed(), version })
     }
 

@@ -10,7 +10,8 @@ use prost::Message;
 
 use crate::credentials::{flatten_segment, keccak256};
 use crate::identity::{Address, EthSigner, IdentityError, recover_personal};
-use crate::proto::{AuthToken, Capabilities, Format, Payment, Profile, SegData, VideoProfile};
+use crate::proto::{AuthToken, Capabilities, Format, Payment, Profile, SegData, TranscodeResult, VideoProfile};
+use crate::refusal::{Failure, FailureReason};
 
 /// Header carrying the base64 `SegData`.
 pub const SEGMENT_HEADER: &str = "Livepeer-Segment";
@@ -91,6 +92,12 @@ pub fn payment_header(payment: Option<&Payment>) -> String {
 /// Decodes a `Livepeer-Segment` header (the orchestrator side, and tests).
 pub fn decode_segment_header(value: &str) -> Option<SegData> {
     SegData::decode(STANDARD.decode(value).ok()?.as_slice()).ok()
+}
+
+/// Decodes the body of a 200 answer to `/segment` (a `TranscodeResult`, §4.2). Anything
+/// else is a [`FailureReason::BadReply`].
+pub fn decode_result(body: &[u8]) -> Result<TranscodeResult, Failure> {
+    TranscodeResult::decode(body).map_err(|e| Failure::new(FailureReason::BadReply, format!("TranscodeResult: {e}")))
 }
 
 /// Deadline for a `GetOrchestrator` call (discovery 3 s connect; refresh 2.5 s).

@@ -65,6 +65,15 @@ struct Orch {
     generation: u32,
 }
 
+/// One delivered segment.
+#[derive(Clone)]
+struct Delivered {
+    seq: u64,
+    outcome: JobOutcome,
+    attempts: u32,
+    failover_ms: Option<f64>,
+}
+
 /// A pending answer.
 enum Pending {
     Event(usize, Event),
@@ -83,8 +92,8 @@ struct Sim {
     /// Answers in flight, by delivery time (ties in insertion order).
     queue: BTreeMap<(Instant, u64), Pending>,
     serial: u64,
-    /// Per stream: (seq, outcome, attempts, failover ms).
-    delivered: Vec<Vec<(u64, JobOutcome, u32, Option<f64>)>>,
+    /// Per stream, what was delivered.
+    delivered: Vec<Vec<Delivered>>,
     /// Which orchestrator each stream's session is with (by transcoder URL).
     session_of: HashMap<String, usize>,
     rng: u64,
@@ -156,7 +165,7 @@ impl Sim {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        self.rng % one_in == 0
+        self.rng.is_multiple_of(one_in)
     }
 
     fn later(&mut self, after: Duration, stream: usize, event: Event) {
@@ -328,7 +337,7 @@ impl Sim {
                         }),
                     ),
                     Fault::Error500 if failing => (upload, http(500, "Internal Server Error")),
-                    Fault::BusyEveryOther if failing && n % 2 == 0 => {
+                    Fault::BusyEveryOther if failing && n.is_multiple_of(2) => {
                         let r = TranscodeResult {
                             result: Some(transcode_result::Result::Error(wire::BUSY.into())),
                             ..Default::default()
@@ -361,7 +370,9 @@ impl Sim {
                 self.later(Duration::from_millis(5), s, Event::RenditionsFetched { op, result: Ok(renditions) });
             }
             Action::Deliver { outcome, record, .. } => {
-                self.delivered[s].push((record.seq, outcome, record.attempts, record.failover_ms));
+                let d =
+                    Delivered { seq: record.seq, outcome, attempts: record.attempts, failover_ms: record.failover_ms };
+                self.delivered[s].push(d);
             }
             Action::EndSession { .. } | Action::Report(_) | Action::Ended => {}
         }
@@ -380,7 +391,7 @@ fn check_no_gaps(sim: &Sim, fault: Fault) -> (usize, f64) {
     let mut worst: f64 = 0.0;
     for (s, got) in sim.delivered.iter().enumerate() {
         assert_eq!(got.len(), segments, "{fault:?}: stream {s} got {} of {segments} segments", got.len());
-        for (i, (seq, outcome, attempts, failover)) in got.iter().enumerate() {
+        for (i, Delivered { seq, outcome, attempts, failover_ms: failover }) in got.iter().enumerate() {
             assert_eq!(*seq, i as u64, "{fault:?}: stream {s} out of order");
             assert!(
                 matches!(outcome, JobOutcome::Transcoded(r) if r.len() == 2),

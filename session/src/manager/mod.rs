@@ -32,19 +32,21 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use num_rational::BigRational;
 use num_traits::{Signed, ToPrimitive};
-use transport::capabilities::compatible;
 use transport::identity::Address;
 use transport::orch_addr::OrchestratorUri;
 use transport::pm::Balances;
-use transport::proto::{
-    AuthToken, Capabilities, OrchestratorInfo, PriceInfo, TicketParams, TranscodeResult, VideoProfile,
-};
+use transport::proto::OrchestratorInfo;
 use transport::refusal::{Failure, FailureReason, Reaction, classify_result_error};
 use transport::segment::{DOWNLOAD_TIMEOUT, GRPC_TIMEOUT, SegmentTimeouts, verify_results};
 
 use crate::payment::{PaymentPlan, params_ev, reported_pixels, session_price};
 use crate::pool::{OrchId, OrchestratorPool};
 use crate::report::{Report, SegmentResult, SessionStatus};
+
+mod events;
+mod session;
+pub use events::*;
+use session::{Gate, Session};
 
 /// Refresh the session when the auth token expires within this (go-livepeer: last 10 %).
 pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(180);
@@ -60,233 +62,6 @@ pub const MIN_OPEN_BUDGET: Duration = Duration::from_millis(500);
 /// A backlogged segment is skipped once it waited its upload deadline plus this many
 /// segment durations (so a backlog never grows without bound).
 pub const BACKLOG_SEGMENTS: f64 = 3.0;
-
-/// Gateway-wide settings every stream's manager shares.
-#[derive(Debug, Clone)]
-pub struct LinkConfig {
-    /// Attempts per segment (`--max-attempts`), at least 1.
-    pub max_attempts: u32,
-    /// True when orchestrators are paid with tickets (an on-chain network).
-    pub paid: bool,
-    /// Highest acceptable price per pixel, wei.
-    pub max_price: Option<BigRational>,
-    /// What the job needs of an orchestrator.
-    pub capabilities: Capabilities,
-    /// Orchestrator addresses never to use.
-    pub blocklist: Vec<Address>,
-}
-
-/// One network operation the manager waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OpId(pub u64);
-
-/// One queued segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct JobId(pub u64);
-
-/// One orchestrator session of this manager (for the driver's ticket sender and
-/// `EndTranscodingSession`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionKey(pub u64);
-
-/// A closed source segment to transcode. The driver keeps its bytes under the [`JobId`]
-/// it gets back from [`SegmentJobs::push`].
-#[derive(Debug, Clone)]
-pub struct SegmentJob {
-    /// Segment sequence number.
-    pub seq: u64,
-    /// Duration.
-    pub duration: Duration,
-    /// False when the segment does not start with a keyframe.
-    pub independent: bool,
-    /// Size in bytes.
-    pub bytes: usize,
-    /// The renditions to make (the ladder offered for this source), in order; empty
-    /// when there is nothing to make.
-    pub profiles: Vec<VideoProfile>,
-}
-
-/// What the driver tells the manager.
-#[derive(Debug)]
-pub enum Event {
-    /// `GetOrchestrator` answered (or failed). `unix_now` is wall-clock seconds, to place
-    /// the auth token's expiry on the monotonic clock.
-    SessionOpened {
-        /// The operation.
-        op: OpId,
-        /// The answer.
-        result: Result<OrchestratorInfo, Failure>,
-        /// Unix seconds now.
-        unix_now: i64,
-    },
-    /// The payment for an attempt was signed (the `Livepeer-Payment` header value).
-    PaymentAnswered {
-        /// The operation.
-        op: OpId,
-        /// The header, or why it could not be made.
-        result: Result<String, Failure>,
-    },
-    /// The `/segment` POST was answered (or failed).
-    SubmitAnswered {
-        /// The operation.
-        op: OpId,
-        /// The decoded result and the upload time, or the failure.
-        result: Result<SubmitReply, SubmitFailure>,
-    },
-    /// The renditions were downloaded (or one failed).
-    RenditionsFetched {
-        /// The operation.
-        op: OpId,
-        /// The renditions in URL order.
-        result: Result<Vec<Bytes>, Failure>,
-    },
-}
-
-/// An orchestrator's answer to a segment.
-#[derive(Debug, Clone)]
-pub struct SubmitReply {
-    /// The decoded `TranscodeResult`.
-    pub result: TranscodeResult,
-    /// From sending the request to the response headers.
-    pub upload: Duration,
-}
-
-/// A failed `/segment` POST.
-#[derive(Debug, Clone)]
-pub struct SubmitFailure {
-    /// What went wrong.
-    pub failure: Failure,
-    /// True when response headers arrived, so an attached payment counts as spent.
-    pub response_received: bool,
-}
-
-/// What the manager asks the driver to do.
-#[derive(Debug, Clone)]
-pub enum Action {
-    /// Call `GetOrchestrator` on `addr`, answering within `budget` with
-    /// [`Event::SessionOpened`].
-    OpenSession {
-        /// The operation.
-        op: OpId,
-        /// The orchestrator.
-        orch: OrchId,
-        /// Its address.
-        addr: OrchestratorUri,
-        /// How long to wait.
-        budget: Duration,
-    },
-    /// Sign `tickets` tickets under `params` for session `session` and answer with
-    /// [`Event::PaymentAnswered`] (with zero tickets: a payment naming the sender and
-    /// the expected price only).
-    Pay {
-        /// The operation.
-        op: OpId,
-        /// The session whose ticket sender signs.
-        session: SessionKey,
-        /// The session's current ticket params.
-        params: Option<TicketParams>,
-        /// The price the payment expects.
-        price_info: PriceInfo,
-        /// Tickets to sign.
-        tickets: u32,
-    },
-    /// POST job `job`'s bytes to `{transcoder}/segment` and answer with
-    /// [`Event::SubmitAnswered`].
-    Submit {
-        /// The operation.
-        op: OpId,
-        /// The segment.
-        job: JobId,
-        /// Its session (after the answer, the driver may sign the next tickets ahead).
-        session: SessionKey,
-        /// Where to send it.
-        transcoder: String,
-        /// The session's auth token (goes into the signed `SegData`).
-        auth_token: Option<AuthToken>,
-        /// The renditions asked for.
-        profiles: Vec<VideoProfile>,
-        /// The `Livepeer-Payment` value, if paying.
-        payment: Option<String>,
-        /// Tickets in that payment.
-        tickets: u32,
-        /// Header and whole-exchange deadlines.
-        timeouts: SegmentTimeouts,
-    },
-    /// Download each URL (each within `timeout`) and answer with
-    /// [`Event::RenditionsFetched`].
-    Fetch {
-        /// The operation.
-        op: OpId,
-        /// Rendition URLs in profile order.
-        urls: Vec<String>,
-        /// Per download.
-        timeout: Duration,
-    },
-    /// Send `EndTranscodingSession` (nobody waits for the answer) and forget the
-    /// session's ticket sender.
-    EndSession {
-        /// The session.
-        session: SessionKey,
-        /// Its orchestrator.
-        addr: OrchestratorUri,
-        /// Its auth token.
-        auth_token: Option<AuthToken>,
-    },
-    /// Job `job` is finished.
-    Deliver {
-        /// The segment.
-        job: JobId,
-        /// What became of it.
-        outcome: JobOutcome,
-        /// Its result for the status JSON.
-        record: SegmentResult,
-    },
-    /// A fact for the recorder.
-    Report(Report),
-    /// Every segment queued before [`SegmentJobs::end`] is delivered: the renditions
-    /// can be ended.
-    Ended,
-}
-
-/// What became of a segment job.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobOutcome {
-    /// The renditions, in the order of [`SegmentJob::profiles`].
-    Transcoded(Vec<Bytes>),
-    /// Nothing was asked for (no rendition offered for this source).
-    NothingOffered,
-    /// Not sent to any orchestrator; its renditions are gaps.
-    NotSent(String),
-    /// Every attempt failed; its renditions are gaps.
-    Failed(String),
-}
-
-struct Session {
-    key: SessionKey,
-    orch: OrchId,
-    addr: OrchestratorUri,
-    info: OrchestratorInfo,
-    recipient: Address,
-    start_price: Option<BigRational>,
-    /// When the ticket params were last refreshed.
-    info_at: Instant,
-    /// When the auth token expires, on the monotonic clock.
-    token_expires: Option<Instant>,
-}
-
-impl Session {
-    fn session_id(&self) -> &str {
-        self.info.auth_token.as_ref().map(|t| t.session_id.as_str()).unwrap_or("")
-    }
-
-    /// True when the session should be replaced before the next segment.
-    fn needs_refresh(&self, paid: bool, now: Instant) -> Option<&'static str> {
-        if self.token_expires.is_some_and(|t| t <= now + TOKEN_REFRESH_MARGIN) {
-            return Some("auth token expiring");
-        }
-        (paid && now.saturating_duration_since(self.info_at) > PARAMS_MAX_IDLE).then_some("ticket params idle")
-    }
-}
 
 enum Phase {
     Opening { op: OpId, orch: OrchId, addr: OrchestratorUri, deadline: Instant },
@@ -471,6 +246,10 @@ impl SegmentJobs {
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    fn gate(&self) -> Gate<'_> {
+        Gate { config: &self.config, pool: &self.pool }
+    }
+
     fn phase(&self) -> Option<&Phase> {
         self.current.as_ref()?.phase.as_ref()
     }
@@ -599,7 +378,9 @@ impl SegmentJobs {
         result: Result<OrchestratorInfo, Failure>,
         unix_now: i64,
     ) {
-        match result.and_then(|info| self.admit(now, orch, &addr, info, unix_now)) {
+        let key = SessionKey(self.next());
+        let admitted = result.and_then(|info| self.gate().admit(key, now, orch, &addr, info, unix_now));
+        match admitted {
             Ok(session) => {
                 let status = SessionStatus {
                     orchestrator: addr.to_string(),
@@ -626,76 +407,6 @@ impl SegmentJobs {
                 self.open_next(now);
             }
         }
-    }
-
-    /// Checks a `GetOrchestrator` answer and makes a session of it.
-    fn admit(
-        &mut self,
-        now: Instant,
-        orch: OrchId,
-        addr: &OrchestratorUri,
-        info: OrchestratorInfo,
-        unix_now: i64,
-    ) -> Result<Session, Failure> {
-        let bad = |m: &str| Failure::new(FailureReason::BadReply, m);
-        if info.transcoder.is_empty() {
-            return Err(bad("announced no transcoder URI"));
-        }
-        let Some(token) = info.auth_token.as_ref() else { return Err(bad("sent no auth token")) };
-        if let Some(c) = &info.capabilities
-            && !compatible(&self.config.capabilities, c)
-        {
-            return Err(Failure::new(FailureReason::Incompatible, "incompatible capabilities"));
-        }
-        if blocked(&self.config.blocklist, &info.address) {
-            return Err(Failure::new(FailureReason::Blocklisted, "blocklisted address"));
-        }
-        let recipient: Address = info
-            .ticket_params
-            .as_ref()
-            .and_then(|tp| tp.recipient.as_slice().try_into().ok())
-            .or_else(|| info.address.as_slice().try_into().ok())
-            .unwrap_or([0; 20]);
-        let start_price = if self.config.paid {
-            let price = session_price(&info).map_err(|e| bad(&format!("price: {e}")))?;
-            self.check_price(orch, &price, now)?;
-            if let Some(tp) = &info.ticket_params {
-                params_ev(tp).map_err(|e| bad(&format!("ticket params: {e}")))?;
-            }
-            Some(price)
-        } else {
-            None
-        };
-        let left = token.expiration.saturating_sub(unix_now);
-        let token_expires = (token.expiration > 0).then(|| now + Duration::from_secs(left.max(0) as u64));
-        Ok(Session {
-            key: SessionKey(self.next()),
-            orch,
-            addr: addr.clone(),
-            info,
-            recipient,
-            start_price,
-            info_at: now,
-            token_expires,
-        })
-    }
-
-    /// Records `price` with the pool; above the cap it is a failure that moves the stream
-    /// elsewhere (the orchestrator stays out until it quotes under the cap).
-    fn check_price(&self, orch: OrchId, price: &BigRational, now: Instant) -> Result<(), Failure> {
-        let over = self.config.max_price.as_ref().is_some_and(|max| price > max);
-        self.pool.price(orch, price.to_f64().unwrap_or(f64::MAX), over, now);
-        if over {
-            return Err(Failure::new(
-                FailureReason::Price,
-                format!(
-                    "price {} wei/pixel is above --max-price-per-unit/--pixels-per-unit ({})",
-                    price.to_f64().unwrap_or(f64::NAN),
-                    self.config.max_price.as_ref().and_then(|m| m.to_f64()).unwrap_or(f64::NAN)
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// Pays (when paid) and then submits on the current session.
@@ -862,7 +573,7 @@ impl SegmentJobs {
         self.pool.success(orch, took, upload, c.job.duration);
         self.report(Report::AttemptSucceeded { seq: c.job.seq, orchestrator: orchestrator.clone(), took, tickets });
         if let Some(p) = new_price
-            && let Err(f) = self.check_price(orch, &p, now)
+            && let Err(f) = self.gate().check_price(orch, &p, now)
         {
             self.report(Report::PriceAboveCap { orchestrator, detail: f.detail });
             self.leave_session("price above the cap");

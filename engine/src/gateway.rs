@@ -42,28 +42,31 @@ impl Gateway {
         let discovery = transcoding.clone().map(|t| crate::transcode::discovery::spawn(t, rx.clone()));
         let registry = Registry::new(config.clone(), metrics.clone(), transcoding);
 
-        let rtmp =
-            TcpListener::bind(config.rtmp_addr).await.with_context(|| format!("binding RTMP {}", config.rtmp_addr))?;
-        let http =
-            TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP {}", config.http_addr))?;
-        let cli =
-            TcpListener::bind(config.cli_addr).await.with_context(|| format!("binding control {}", config.cli_addr))?;
+        let rtmp = TcpListener::bind(config.listen.rtmp_addr)
+            .await
+            .with_context(|| format!("binding RTMP {}", config.listen.rtmp_addr))?;
+        let http = TcpListener::bind(config.listen.http_addr)
+            .await
+            .with_context(|| format!("binding HTTP {}", config.listen.http_addr))?;
+        let cli = TcpListener::bind(config.listen.cli_addr)
+            .await
+            .with_context(|| format!("binding control {}", config.listen.cli_addr))?;
         let (rtmp_addr, http_addr, cli_addr) = (rtmp.local_addr()?, http.local_addr()?, cli.local_addr()?);
 
         let rtmp_cfg = RtmpServerConfig {
-            idle_timeout: Duration::from_secs_f64(config.rtmp_idle_timeout),
-            max_connections: config.max_streams * 2,
+            idle_timeout: Duration::from_secs_f64(config.listen.rtmp_idle_timeout),
+            max_connections: config.listen.max_streams * 2,
             ..RtmpServerConfig::default()
         };
         let handler: Arc<dyn PublishHandler> = Arc::new(crate::registry::PublishGate(registry.clone()));
-        let ingest_threads = match config.ingest_threads {
+        let ingest_threads = match config.listen.ingest_threads {
             0 => None,
             n => Some(IngestThreads::start(n).context("starting ingest threads")?),
         };
         let serve = ingest::server::serve(rtmp, handler, rtmp_cfg, rx.clone(), ingest_threads.clone());
         let mut tasks = vec![tokio::spawn(serve)];
         tasks.extend(discovery);
-        let playback = crate::http::router(registry.clone(), metrics.clone(), config.web_dir.clone());
+        let playback = crate::http::router(registry.clone(), metrics.clone(), config.listen.web_dir.clone());
         tasks.push(spawn_http(http, playback, rx.clone()));
         tasks.push(spawn_http(cli, crate::control::router(registry.clone(), metrics.clone()), rx));
         info!(%rtmp_addr, %http_addr, %cli_addr, "gateway listening");

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ladder;
 pub mod metrics;
 pub mod offline;
+pub mod orch_config;
 pub mod output;
 pub mod publish;
 pub mod registry;

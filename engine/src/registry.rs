@@ -101,7 +101,7 @@ impl Registry {
 
     /// The target segment duration in seconds.
     pub fn segment_duration(&self) -> f64 {
-        self.config.segment_duration
+        self.config.segmenting.segment_duration
     }
 
     /// The output of stream `id`.
@@ -177,7 +177,7 @@ impl Registry {
         let profiles = self.transcoding.as_ref().map(|t| t.profiles()).unwrap_or_default();
         let output = Arc::new(RwLock::new(StreamOutput::new(
             id,
-            self.config.playlist_window,
+            self.config.segmenting.playlist_window,
             self.config.segmenter_config().playlist_target_secs() as f64,
             profiles,
         )));
@@ -253,10 +253,10 @@ impl Registry {
             Err(e) => return reject("NetStream.Publish.BadName", e.to_owned()),
         };
         let mut streams = self.lock();
-        if !streams.contains_key(&id) && streams.len() >= self.config.max_streams {
+        if !streams.contains_key(&id) && streams.len() >= self.config.listen.max_streams {
             return reject(
                 "NetStream.Publish.Rejected",
-                format!("stream limit of {} reached", self.config.max_streams),
+                format!("stream limit of {} reached", self.config.listen.max_streams),
             );
         }
         let handle = streams.entry(id.clone()).or_insert_with(|| self.spawn_stream(&id));
@@ -292,7 +292,7 @@ impl StreamTask {
         }
         let mut publisher: Option<mpsc::Receiver<StreamEvent>> = None;
         let mut sessions = 0u64;
-        let grace = Duration::from_secs_f64(cfg.stream_grace);
+        let grace = Duration::from_secs_f64(cfg.segmenting.stream_grace);
         let mut idle_since = Some(tokio::time::Instant::now());
         let mut seen = SegmenterStats::default();
         loop {

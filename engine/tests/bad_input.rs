@@ -118,7 +118,7 @@ async fn garbage_publishers_are_dropped_and_others_carry_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_limit_is_enforced() {
-    let gw = gateway_with(|c| c.max_streams = 1).await;
+    let gw = gateway_with(|c| c.listen.max_streams = 1).await;
     let a = RtmpPublisher::connect(&RtmpUrl::parse(&rtmp_url(&gw, "a")).unwrap()).await.unwrap();
     let b = RtmpPublisher::connect(&RtmpUrl::parse(&rtmp_url(&gw, "b")).unwrap()).await;
     assert!(b.is_err(), "second stream refused");

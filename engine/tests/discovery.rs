@@ -46,11 +46,11 @@ async fn webhook_orchestrators_preferred_region_and_blocklist() {
     let other_addr = transport::identity::EthSigner::from_hex(OTHER_KEY).unwrap().address();
     let gkey = key_file("gw", GATEWAY_KEY);
     let gw = gateway_with(|c| {
-        c.orch_webhook_url = Some(hook);
-        c.network = "arbitrum-one-mainnet".into();
-        c.eth_key_file = Some(gkey);
-        c.preferred_regions = vec!["eu".into()];
-        c.orch_blocklist = vec![format!("0x{}", hex_lower(&other_addr))];
+        c.orchestrators.orch_webhook_url = Some(hook);
+        c.payment.network = "arbitrum-one-mainnet".into();
+        c.payment.eth_key_file = Some(gkey);
+        c.selection.preferred_regions = vec!["eu".into()];
+        c.orchestrators.orch_blocklist = vec![format!("0x{}", hex_lower(&other_addr))];
     })
     .await;
     // The webhook is read at start: the three join the pool.
@@ -94,8 +94,8 @@ async fn preferred_region_wins_among_healthy_orchestrators() {
     let hook =
         webhook(format!(r#"[{{"address":"{}","region":"us"}},{{"address":"{}","region":"eu"}}]"#, a.uri, b.uri)).await;
     let gw = gateway_with(|c| {
-        c.orch_webhook_url = Some(hook);
-        c.preferred_regions = vec!["eu".into()];
+        c.orchestrators.orch_webhook_url = Some(hook);
+        c.selection.preferred_regions = vec!["eu".into()];
     })
     .await;
     for _ in 0..50 {

@@ -91,11 +91,11 @@ async fn scenario(fault: Fault) -> Report {
     let gkey = key_file("gateway", GATEWAY_KEY);
     let orch_addr = addrs.join(",");
     let gw = gateway_with(|c| {
-        c.orch_addr = orch_addr;
+        c.orchestrators.orch_addr = orch_addr;
         if fault == Fault::Price {
-            c.network = "arbitrum-one-mainnet".into();
-            c.eth_key_file = Some(gkey);
-            c.max_price_per_unit = 10;
+            c.payment.network = "arbitrum-one-mainnet".into();
+            c.payment.eth_key_file = Some(gkey);
+            c.payment.max_price_per_unit = 10;
         }
     })
     .await;

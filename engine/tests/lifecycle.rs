@@ -66,7 +66,7 @@ async fn second_publisher_takes_over_a_live_stream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ended_stream_is_removed_after_grace() {
-    let gw = gateway_with(|c| c.stream_grace = 0.5).await;
+    let gw = gateway_with(|c| c.segmenting.stream_grace = 0.5).await;
     ffmpeg_publish(&testdata("short.flv"), &rtmp_url(&gw, "brief"), false).await;
     wait_ended(&gw, "brief").await;
     let mut gone = false;

@@ -14,8 +14,8 @@ async fn hls_js_plays_the_player_page() {
     let web_dir = root.join(engine::DEFAULT_WEB_DIR);
     assert!(web_dir.join("hls.min.js").exists(), "hls.js missing: run scripts/setup.sh");
     let gw = gateway_with(|c| {
-        c.web_dir = Some(web_dir.clone());
-        c.playlist_window = 6;
+        c.listen.web_dir = Some(web_dir.clone());
+        c.segmenting.playlist_window = 6;
     })
     .await;
     let tags = read_flv(Bytes::from_static(engine::DEMO_CLIP)).unwrap();
@@ -54,9 +54,9 @@ async fn hls_js_plays_every_rendition_of_an_abr_stream() {
     let orch = OrchestratorProcess::start(&[]).await;
     let uri = orch.uri.clone();
     let gw = gateway_with(|c| {
-        c.web_dir = Some(web_dir.clone());
-        c.playlist_window = 6;
-        c.orch_addr = uri;
+        c.listen.web_dir = Some(web_dir.clone());
+        c.segmenting.playlist_window = 6;
+        c.orchestrators.orch_addr = uri;
     })
     .await;
     let tags = read_flv(Bytes::from_static(engine::DEMO_CLIP)).unwrap();

@@ -178,7 +178,7 @@ async fn a_republish_with_another_resolution_has_one_discontinuity() {
 /// through, the stream decodes cleanly.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_target_duration_never_changes() {
-    let gw = gateway_with(|c| c.playlist_window = 0).await;
+    let gw = gateway_with(|c| c.segmenting.playlist_window = 0).await;
     let src = scratch("longgop.flv");
     make(
         &src,

@@ -19,8 +19,8 @@ async fn every_source_segment_reaches_every_rendition_across_a_republish() {
     let orch = OrchestratorProcess::start(&[]).await;
     let uri = orch.uri.clone();
     let gw = gateway_with(|c| {
-        c.orch_addr = uri;
-        c.playlist_window = 0;
+        c.orchestrators.orch_addr = uri;
+        c.segmenting.playlist_window = 0;
     })
     .await;
     let url = rtmp_url(&gw, "again");

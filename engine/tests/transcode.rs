@@ -31,7 +31,7 @@ async fn abr_hls_through_a_local_orchestrator_process() {
     let orch = OrchestratorProcess::start(&[]).await;
     assert!(orch.uri.starts_with("https://"), "TLS by default: {}", orch.uri);
     let uri = orch.uri.clone();
-    let gw = gateway_with(|c| c.orch_addr = uri).await;
+    let gw = gateway_with(|c| c.orchestrators.orch_addr = uri).await;
     let url = rtmp_url(&gw, "abr");
     // 8 × 10 s of the clip in real time: enough for 60 s of playback after the start-up.
     let mut publisher = ffmpeg_publish_looped(&testdata("clip.flv"), &url, 7);
@@ -139,7 +139,7 @@ async fn failed_transcodes_are_gaps_served_from_source_and_renditions_recover() 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let a = addr.clone();
-    let gw = gateway_with(|c| c.orch_addr = a).await;
+    let gw = gateway_with(|c| c.orchestrators.orch_addr = a).await;
     let url = rtmp_url(&gw, "gap");
     let mut publisher = ffmpeg_publish_looped(&testdata("clip.flv"), &url, 2);
     let name = PROFILES[0].0;

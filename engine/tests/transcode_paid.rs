@@ -34,9 +34,9 @@ async fn paid_gateway(orch: &OrchestratorProcess) -> engine::Gateway {
     let gkey = key_file("gateway", GATEWAY_KEY);
     let uri = orch.uri.clone();
     gateway_with(move |c| {
-        c.orch_addr = uri;
-        c.network = "arbitrum-one-mainnet".into();
-        c.eth_key_file = Some(gkey);
+        c.orchestrators.orch_addr = uri;
+        c.payment.network = "arbitrum-one-mainnet".into();
+        c.payment.eth_key_file = Some(gkey);
     })
     .await
 }

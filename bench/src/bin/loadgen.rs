@@ -142,20 +142,18 @@ async fn run(
     kill: &dyn Fn(&str),
 ) -> anyhow::Result<()> {
     let any = "127.0.0.1:0".parse()?;
-    let mut config = GatewayConfig {
-        rtmp_addr: any,
-        http_addr: any,
-        cli_addr: any,
-        max_streams: a.streams + 16,
-        stream_grace: 5.0,
-        orch_addr: orch_uris.join(","),
-        ..Default::default()
-    };
+    let mut config = GatewayConfig::default();
+    config.listen.rtmp_addr = any;
+    config.listen.http_addr = any;
+    config.listen.cli_addr = any;
+    config.listen.max_streams = a.streams + 16;
+    config.segmenting.stream_grace = 5.0;
+    config.orchestrators.orch_addr = orch_uris.join(",");
     if a.paid {
         let key = std::env::temp_dir().join(format!("loadgen-{}.key", std::process::id()));
         std::fs::write(&key, GATEWAY_KEY)?;
-        config.network = "arbitrum-one-mainnet".into();
-        config.eth_key_file = Some(key);
+        config.payment.network = "arbitrum-one-mainnet".into();
+        config.payment.eth_key_file = Some(key);
     }
     let gw = Gateway::start(config).await?;
     let tags = Arc::new(read_flv(bench::demo_clip())?);

@@ -73,8 +73,8 @@ impl Transcoding {
     /// The setup `config` describes, or `None` when no orchestrator is configured. The
     /// discovery task is started separately ([`discovery::spawn`]).
     pub fn from_config(config: &GatewayConfig, metrics: Arc<Metrics>) -> anyhow::Result<Option<Arc<Self>>> {
-        let orchestrators = parse_orch_addrs(&config.orch_addr)?;
-        if orchestrators.is_empty() && config.orch_webhook_url.is_none() {
+        let orchestrators = parse_orch_addrs(&config.orchestrators.orch_addr)?;
+        if orchestrators.is_empty() && config.orchestrators.orch_webhook_url.is_none() {
             return Ok(None);
         }
         let profiles = config.profiles()?;
@@ -82,11 +82,12 @@ impl Transcoding {
             bail!("--transcoding-options names no profiles");
         }
         let payer = payer::load_payer(config)?.map(Arc::new);
-        let policy = if config.orch_cert_pins.is_empty() {
+        let policy = if config.orchestrators.orch_cert_pins.is_empty() {
             CertPolicy::AcceptAny
         } else {
             CertPolicy::Pinned(
                 config
+                    .orchestrators
                     .orch_cert_pins
                     .iter()
                     .map(|p| parse_fingerprint(p))
@@ -95,6 +96,7 @@ impl Transcoding {
             )
         };
         let blocklist = config
+            .orchestrators
             .orch_blocklist
             .iter()
             .map(|a| payer::parse_address(a).map_err(|e| anyhow::anyhow!("--orch-blocklist: {e}")))
@@ -102,27 +104,28 @@ impl Transcoding {
         info!(
             orchestrators = %orchestrators.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(","),
             profiles = %profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","),
-            network = %config.network,
+            network = %config.payment.network,
             "transcoding enabled"
         );
         let weights = Weights {
-            stake: config.select_stake_weight,
-            price: config.select_price_weight,
-            random: config.select_rand_freq,
+            stake: config.selection.select_stake_weight,
+            price: config.selection.select_price_weight,
+            random: config.selection.select_rand_freq,
             ..Weights::default()
         };
         let pool = Arc::new(OrchestratorPool::new(
             orchestrators.into_iter().map(|o| (o, None)).collect(),
             Box::new(DefaultSelector { weights }),
-            config.preferred_regions.clone(),
+            config.selection.preferred_regions.clone(),
         ));
         metrics.set_pool(pool.clone());
         let max_price = payer.as_ref().and_then(|p| p.max_price.clone()).or_else(|| {
-            (config.max_price_per_unit > 0)
-                .then(|| BigRational::new(config.max_price_per_unit.into(), config.pixels_per_unit.max(1).into()))
+            (config.payment.max_price_per_unit > 0).then(|| {
+                BigRational::new(config.payment.max_price_per_unit.into(), config.payment.pixels_per_unit.max(1).into())
+            })
         });
         let link = LinkConfig {
-            max_attempts: config.max_attempts.max(1),
+            max_attempts: config.orchestrators.max_attempts.max(1),
             paid: payer.is_some(),
             max_price,
             capabilities: job_capabilities(&profiles, false, ""),
@@ -136,7 +139,7 @@ impl Transcoding {
             metrics,
             pool,
             link: Arc::new(link),
-            webhook: config.orch_webhook_url.clone(),
+            webhook: config.orchestrators.orch_webhook_url.clone(),
             seeds: AtomicU64::new(seed),
         })))
     }

@@ -94,20 +94,20 @@ impl TicketBook {
 /// The payer `config` describes: `None` off-chain, else the key from `--eth-key-file` or
 /// the keystore.
 pub(crate) fn load_payer(config: &GatewayConfig) -> anyhow::Result<Option<Payer>> {
-    if config.network == "offchain" {
+    if config.payment.network == "offchain" {
         return Ok(None);
     }
-    let signer = if let Some(path) = &config.eth_key_file {
+    let signer = if let Some(path) = &config.payment.eth_key_file {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading --eth-key-file {}", path.display()))?;
         EthSigner::from_hex(text.trim()).map_err(|e| anyhow::anyhow!("--eth-key-file {}: {e}", path.display()))?
-    } else if let Some(path) = &config.eth_keystore_path {
-        let Some(pw_file) = &config.eth_password else {
+    } else if let Some(path) = &config.payment.eth_keystore_path {
+        let Some(pw_file) = &config.payment.eth_password else {
             bail!("--eth-keystore-path needs --eth-password FILE");
         };
         let password = std::fs::read_to_string(pw_file)
             .with_context(|| format!("reading --eth-password {}", pw_file.display()))?;
-        let want = match &config.eth_addr {
+        let want = match &config.payment.eth_addr {
             Some(a) => Some(parse_address(a)?),
             None => None,
         };
@@ -116,15 +116,15 @@ pub(crate) fn load_payer(config: &GatewayConfig) -> anyhow::Result<Option<Payer>
     } else {
         bail!(
             "--network {} pays orchestrators and needs a key: --eth-keystore-path with --eth-password, or --eth-key-file",
-            config.network
+            config.payment.network
         );
     };
-    let max_price = if config.max_price_per_unit > 0 {
-        Some(BigRational::new(config.max_price_per_unit.into(), config.pixels_per_unit.max(1).into()))
+    let max_price = if config.payment.max_price_per_unit > 0 {
+        Some(BigRational::new(config.payment.max_price_per_unit.into(), config.payment.pixels_per_unit.max(1).into()))
     } else {
         None
     };
-    info!(address = %eip55(&signer.address()), network = %config.network, "paying orchestrators with tickets");
+    info!(address = %eip55(&signer.address()), network = %config.payment.network, "paying orchestrators with tickets");
     Ok(Some(Payer::new(signer, max_price)))
 }
 

@@ -34,8 +34,11 @@ pub async fn gateway() -> Gateway {
 pub async fn gateway_with(f: impl FnOnce(&mut GatewayConfig)) -> Gateway {
     let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
     let any = "127.0.0.1:0".parse().unwrap();
-    let mut c =
-        GatewayConfig { rtmp_addr: any, http_addr: any, cli_addr: any, playlist_window: 0, ..Default::default() };
+    let mut c = GatewayConfig::default();
+    c.listen.rtmp_addr = any;
+    c.listen.http_addr = any;
+    c.listen.cli_addr = any;
+    c.segmenting.playlist_window = 0;
     f(&mut c);
     Gateway::start(c).await.expect("gateway starts")
 }

@@ -19,8 +19,6 @@ use segmenter::hls::{MediaPlaylistBuilder, PlaylistEntry, Variant, render_master
 use serde::Serialize;
 use transport::proto::VideoProfile;
 
-use crate::status::TranscodeStatus;
-
 /// The untranscoded rendition.
 pub const SOURCE: &str = "source";
 /// Segments kept after they leave the playlist window, for players that fetched the
@@ -149,8 +147,6 @@ pub struct StreamOutput {
     master_m3u8: Bytes,
     /// Counters for the control API.
     pub stats: StreamStats,
-    /// Orchestrator sessions and recent segment results, for the control API.
-    pub transcode: TranscodeStatus,
 }
 
 /// Per-stream figures shown by the control API.
@@ -188,7 +184,6 @@ impl StreamOutput {
             carried: TrackSet::default(),
             master_m3u8: Bytes::new(),
             stats: StreamStats::default(),
-            transcode: TranscodeStatus::default(),
         };
         o.render_master();
         o

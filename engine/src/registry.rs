@@ -35,6 +35,8 @@ enum Command {
 
 struct Handle {
     output: Arc<RwLock<StreamOutput>>,
+    /// The transcode task's status, published by its recorder (the only writer).
+    transcode: Option<tokio::sync::watch::Receiver<crate::status::TranscodeStatus>>,
     commands: mpsc::UnboundedSender<Command>,
     kick: Option<oneshot::Sender<&'static str>>,
     generation: u64,
@@ -129,7 +131,7 @@ impl Registry {
                         .as_ref()
                         .map(|a| format!("{} {}Hz {}ch", a.codec_string(), a.sample_rate, a.channel_config)),
                     renditions: o.rendition_stats(),
-                    transcode: o.transcode.clone(),
+                    transcode: h.transcode.as_ref().map(|r| r.borrow().clone()).unwrap_or_default(),
                 }
             })
             .collect();
@@ -185,13 +187,14 @@ impl Registry {
             let _main = self.runtime.enter();
             t.start_stream(id, output.clone())
         });
+        let transcode = transcoder.as_ref().map(StreamTranscoder::status);
         let (tx, rx) = mpsc::unbounded_channel();
         let task =
             StreamTask { id: id.to_owned(), registry: self.clone(), output: output.clone(), generation, transcoder };
         // A root span: the stream outlives the connection that created it.
         tokio::spawn(task.run(rx).instrument(info_span!(parent: None, "stream", stream_id = %id)));
         Metrics::add(&self.metrics.streams_active, 1);
-        Handle { output, commands: tx, kick: None, generation }
+        Handle { output, transcode, commands: tx, kick: None, generation }
     }
 
     /// Removes stream `id` if it is still generation `generation` and nobody is waiting to

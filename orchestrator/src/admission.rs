@@ -9,6 +9,7 @@ use transport::capabilities::compatible;
 use transport::credentials::{flatten_segment, keccak256};
 use transport::identity::{Address, recover_personal};
 use transport::proto::{Capabilities, Payment, Profile, SegData, VideoCodec, VideoProfile};
+use transport::refusal::{FailureReason, wire};
 
 use crate::auth::{AuthError, AuthTokens};
 use crate::recipient::{Recipient, TicketError};
@@ -33,7 +34,7 @@ pub enum Rejection {
     #[error("invalid profile")]
     Profile,
     /// The segment credentials do not verify against the payment's sender.
-    #[error("ErrSegSig")]
+    #[error("{}", wire::SEG_SIG)]
     SegSig,
     /// The job needs capabilities this orchestrator lacks.
     #[error("incompatible capabilities")]
@@ -45,7 +46,7 @@ pub enum Rejection {
     #[error("{0}")]
     Payment(TicketError),
     /// Not enough credit for a priced session.
-    #[error("Insufficient balance")]
+    #[error("{}", wire::INSUFFICIENT_BALANCE)]
     InsufficientBalance,
     /// keccak256(body) differs from SegData.hash.
     #[error("Forbidden")]
@@ -65,6 +66,20 @@ impl Rejection {
             | Rejection::Capabilities
             | Rejection::Auth(_)
             | Rejection::Hash => 403,
+        }
+    }
+}
+
+impl Rejection {
+    /// What a gateway makes of this refusal (its `transport::refusal::classify_http`
+    /// reads the status and body back into this reason).
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Rejection::InsufficientBalance => FailureReason::TicketParams,
+            Rejection::Payment(e) if e.cured_by_new_session() => FailureReason::TicketParams,
+            Rejection::Auth(_) => FailureReason::Auth,
+            Rejection::SegSig => FailureReason::SegmentSignature,
+            _ => FailureReason::Http4xx,
         }
     }
 }
@@ -163,6 +178,31 @@ impl SegmentGate {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_refusal_reads_back_as_its_reason() {
+        use crate::auth::AuthError;
+        let all = [
+            Rejection::PaymentEncoding("x".into()),
+            Rejection::SegEncoding,
+            Rejection::Duration,
+            Rejection::Profile,
+            Rejection::SegSig,
+            Rejection::Capabilities,
+            Rejection::Auth(AuthError::Expired),
+            Rejection::Auth(AuthError::Missing),
+            Rejection::Payment(TicketError::Expired),
+            Rejection::Payment(TicketError::RecipientRand),
+            Rejection::Payment(TicketError::Nonce),
+            Rejection::Payment(TicketError::Signature),
+            Rejection::InsufficientBalance,
+            Rejection::Hash,
+        ];
+        for r in all {
+            let read = transport::refusal::classify_http(r.status(), &r.to_string());
+            assert_eq!(read.reason, r.reason(), "{r:?} sent as {} {r}", r.status());
+        }
+    }
+
     use super::*;
     use crate::recipient::DEFAULT_TICKET_EV;
     use transport::capabilities::job_capabilities;

@@ -35,7 +35,7 @@ pub enum TicketError {
     #[error("invalid recipientRand for ticket recipientRandHash")]
     RecipientRand,
     /// Past their expiration block.
-    #[error("TicketParams expired")]
+    #[error("{}", transport::refusal::wire::TICKET_PARAMS_EXPIRED)]
     Expired,
     /// A nonce used before, or too many nonces.
     #[error("invalid ticket senderNonce: already seen or over the limit")]
@@ -46,6 +46,14 @@ pub enum TicketError {
     /// Malformed numbers or hashes.
     #[error("malformed ticket params")]
     Malformed,
+}
+
+impl TicketError {
+    /// True when a gateway cures it by opening a new session (fresh params, nonces
+    /// from 1): go-livepeer's gateway retries these on the same orchestrator.
+    pub fn cured_by_new_session(&self) -> bool {
+        matches!(self, TicketError::RecipientRand | TicketError::Expired | TicketError::Nonce)
+    }
 }
 
 /// Quotes ticket params, checks tickets and keeps sender balances.

@@ -193,7 +193,7 @@ async fn fault_layer(State(s): State<Arc<Shared>>, req: Request, next: axum::mid
             if n % 2 == 0 {
                 let r = TranscodeResult {
                     seq: 0,
-                    result: Some(transcode_result::Result::Error("OrchestratorBusy".into())),
+                    result: Some(transcode_result::Result::Error(transport::refusal::wire::BUSY.into())),
                     info: None,
                 };
                 return (StatusCode::OK, r.encode_to_vec()).into_response();
@@ -309,7 +309,7 @@ impl Orchestrator for Grpc {
         {
             let sessions = s.sessions.lock().expect("sessions lock");
             if sessions.len() >= s.max_sessions {
-                return Err(Status::resource_exhausted("OrchestratorCapped"));
+                return Err(Status::resource_exhausted(transport::refusal::wire::CAPPED));
             }
         }
         let token = s.gate.lock().expect("gate lock").auth.mint(random(), unix_now());
@@ -375,13 +375,13 @@ async fn segment(State(s): State<Arc<Shared>>, req: Request) -> Response {
         let n = sessions.len();
         let entry = sessions.entry(admitted.session_id.clone());
         if matches!(entry, std::collections::hash_map::Entry::Vacant(_)) && n >= s.max_sessions {
-            Some("OrchestratorCapped")
+            Some(transport::refusal::wire::CAPPED)
         } else {
             let sess =
                 entry.or_insert_with(|| Session { in_flight: 0, last_seen: Instant::now(), store: HashMap::new() });
             sess.last_seen = Instant::now();
             if sess.in_flight >= SESSION_QUEUE {
-                Some("OrchestratorBusy")
+                Some(transport::refusal::wire::BUSY)
             } else {
                 sess.in_flight += 1;
                 None

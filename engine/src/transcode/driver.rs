@@ -40,10 +40,16 @@ pub(super) struct Driver {
 }
 
 impl Driver {
-    pub(super) fn new(t: Arc<Transcoding>, id: &str, output: Arc<RwLock<StreamOutput>>, seed: u64) -> Self {
+    pub(super) fn new(
+        t: Arc<Transcoding>,
+        id: &str,
+        output: Arc<RwLock<StreamOutput>>,
+        status: tokio::sync::watch::Sender<crate::status::TranscodeStatus>,
+        seed: u64,
+    ) -> Self {
         let jobs = SegmentJobs::new(t.link.clone(), t.pool.clone(), seed);
         let book = t.payer.as_ref().map(|p| TicketBook::new(p.signer.clone()));
-        let recorder = Recorder::new(t.metrics.clone(), output.clone());
+        let recorder = Recorder::new(t.metrics.clone(), status);
         Driver {
             t,
             id: id.to_owned(),

@@ -168,11 +168,12 @@ impl Transcoding {
     /// Starts the transcode task of stream `id`, which writes into `output`.
     pub fn start_stream(self: &Arc<Self>, id: &str, output: Arc<RwLock<StreamOutput>>) -> StreamTranscoder {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (status_tx, status) = tokio::sync::watch::channel(crate::status::TranscodeStatus::default());
         // Spread the streams' draws: golden-ratio increments of the gateway's seed.
         let seed = self.seeds.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-        let d = driver::Driver::new(self.clone(), id, output, seed);
+        let d = driver::Driver::new(self.clone(), id, output, status_tx, seed);
         tokio::spawn(d.run(rx).instrument(info_span!(parent: None, "transcode", stream_id = %id)));
-        StreamTranscoder { tx }
+        StreamTranscoder { tx, status }
     }
 }
 
@@ -180,12 +181,19 @@ impl Transcoding {
 #[derive(Clone)]
 pub struct StreamTranscoder {
     tx: mpsc::UnboundedSender<Job>,
+    status: tokio::sync::watch::Receiver<crate::status::TranscodeStatus>,
 }
 
 impl StreamTranscoder {
     /// Queues a source segment (a handle, not a copy).
     pub fn submit(&self, seg: &Segment) {
         let _ = self.tx.send(Job::Segment(seg.clone(), Instant::now()));
+    }
+
+    /// The transcode task's status (sessions, recent results, totals), as its recorder
+    /// publishes it.
+    pub fn status(&self) -> tokio::sync::watch::Receiver<crate::status::TranscodeStatus> {
+        self.status.clone()
     }
 
     /// The publisher ended: finish the queue, end the rendition playlists and the session.

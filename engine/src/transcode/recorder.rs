@@ -1,25 +1,28 @@
 //! The one place a stream's transcode facts are recorded: metrics, log lines and the
-//! stream's status JSON, from the session manager's reports.
-use std::sync::{Arc, RwLock};
+//! stream's status JSON, from the session manager's reports. The status is published
+//! through a `watch` channel; the recorder is its only writer.
+use std::sync::Arc;
 
 use session::report::{Report, SegmentResult};
 use tracing::{debug, info, warn};
 
+use tokio::sync::watch;
+
 use crate::metrics::Metrics;
-use crate::output::StreamOutput;
+use crate::status::TranscodeStatus;
 
 pub(super) struct Recorder {
     metrics: Arc<Metrics>,
-    output: Arc<RwLock<StreamOutput>>,
+    status: watch::Sender<TranscodeStatus>,
 }
 
 impl Recorder {
-    pub(super) fn new(metrics: Arc<Metrics>, output: Arc<RwLock<StreamOutput>>) -> Self {
-        Recorder { metrics, output }
+    pub(super) fn new(metrics: Arc<Metrics>, status: watch::Sender<TranscodeStatus>) -> Self {
+        Recorder { metrics, status }
     }
 
-    fn status<R>(&self, f: impl FnOnce(&mut crate::status::TranscodeStatus) -> R) -> R {
-        f(&mut self.output.write().unwrap_or_else(|e| e.into_inner()).transcode)
+    fn status(&self, f: impl FnOnce(&mut TranscodeStatus)) {
+        self.status.send_modify(f);
     }
 
     pub(super) fn report(&mut self, r: Report) {

@@ -18,6 +18,8 @@
 pub mod admission;
 pub mod auth;
 pub mod capture;
+pub mod faults;
 pub mod recipient;
 pub mod service;
+pub mod sessions;
 pub mod transcode;

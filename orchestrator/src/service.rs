@@ -1,7 +1,7 @@
 //! The orchestrator as a network service: gRPC (`net.Orchestrator`) and HTTP (`/segment`,
 //! `/stream/...`, `/status`) on one port, over TLS with a self-signed certificate (or
 //! cleartext when asked), as go-livepeer serves them (spec §1, §4).
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,15 +35,13 @@ use transport::segment::{PAYMENT_HEADER, SEGMENT_HEADER};
 
 use crate::admission::{Admitted, Rejection, SegmentGate};
 use crate::auth::AuthTokens;
+use crate::faults::{FaultState, fault_layer, set_fault};
 use crate::recipient::{DEFAULT_TICKET_EV, Recipient};
+use crate::sessions::SessionTable;
 use crate::transcode::{Rendition, Transcoder};
 
-/// Renditions kept per rendition directory (go-livepeer's memory store keeps 12).
-pub const STORE_DEPTH: usize = 12;
-/// Segments a session may have queued or in progress before `OrchestratorBusy`.
-pub const SESSION_QUEUE: usize = 4;
-/// A session with no segment for this long is dropped (`transcodeLoopTimeout`).
-pub const SESSION_IDLE: Duration = Duration::from_secs(70);
+/// Session limits and the rendition store depth (see [`crate::sessions`]).
+pub use crate::sessions::{SESSION_IDLE, SESSION_QUEUE, STORE_DEPTH};
 /// Largest accepted segment body.
 pub const MAX_SEGMENT: usize = 300_000_000;
 
@@ -124,106 +122,18 @@ pub struct Stats {
     pub sessions_ended: u64,
 }
 
-/// Ways to misbehave on purpose (`POST /fault`, only with `allow_faults`), for testing
-/// how gateways cope.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultMode {
-    /// Behave.
-    #[default]
-    None,
-    /// Accept connections and requests, never answer any (gRPC included).
-    Hang,
-    /// Answer every `/segment` with 500.
-    Error500,
-    /// Answer every other `/segment` with `OrchestratorBusy`.
-    BusyAlternate,
-    /// Answer `/segment` with 200 and a body that is not a `TranscodeResult`.
-    Garbage,
-}
-
-#[derive(Debug, Default)]
-struct FaultState {
-    mode: FaultMode,
-    segments: u64,
-}
-
-/// Body of `POST /fault`.
-#[derive(Debug, serde::Deserialize)]
-struct FaultRequest {
-    #[serde(default)]
-    mode: Option<FaultMode>,
-    /// New price per unit (paid mode), applied to quotes from now on.
-    #[serde(default)]
-    price_per_unit: Option<i64>,
-}
-
-async fn set_fault(State(s): State<Arc<Shared>>, axum::Json(req): axum::Json<FaultRequest>) -> Response {
-    if !s.allow_faults {
-        return (StatusCode::NOT_FOUND, "fault injection is off").into_response();
-    }
-    if let Some(m) = req.mode {
-        s.fault.lock().expect("fault lock").mode = m;
-        tracing::warn!(mode = ?m, "fault injected");
-    }
-    if let Some(p) = req.price_per_unit {
-        s.price.lock().expect("price lock").price_per_unit = p;
-        tracing::warn!(price_per_unit = p, "price changed");
-    }
-    StatusCode::NO_CONTENT.into_response()
-}
-
-/// Applies the injected fault to every request but `/fault` itself.
-async fn fault_layer(State(s): State<Arc<Shared>>, req: Request, next: axum::middleware::Next) -> Response {
-    if req.uri().path() == "/fault" {
-        return next.run(req).await;
-    }
-    let mode = s.fault.lock().expect("fault lock").mode;
-    let segment = req.uri().path() == "/segment";
-    match mode {
-        FaultMode::Hang => std::future::pending().await,
-        FaultMode::Error500 if segment => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
-        FaultMode::Garbage if segment => (StatusCode::OK, vec![0x0a, 0xff, 0xff, 0x01, 0x12]).into_response(),
-        FaultMode::BusyAlternate if segment => {
-            let n = {
-                let mut f = s.fault.lock().expect("fault lock");
-                f.segments += 1;
-                f.segments
-            };
-            if n % 2 == 0 {
-                let r = TranscodeResult {
-                    seq: 0,
-                    result: Some(transcode_result::Result::Error(transport::refusal::wire::BUSY.into())),
-                    info: None,
-                };
-                return (StatusCode::OK, r.encode_to_vec()).into_response();
-            }
-            next.run(req).await
-        }
-        _ => next.run(req).await,
-    }
-}
-
-struct Session {
-    in_flight: usize,
-    last_seen: Instant,
-    /// Rendition name → last [`STORE_DEPTH`] (seq, bytes).
-    store: HashMap<String, VecDeque<(i64, Bytes)>>,
-}
-
-struct Shared {
+pub(crate) struct Shared {
     service_uri: String,
     address: Address,
     signer: Option<EthSigner>,
-    price: Mutex<PriceInfo>,
+    pub(crate) price: Mutex<PriceInfo>,
     capabilities: Capabilities,
-    fault: Mutex<FaultState>,
-    allow_faults: bool,
+    pub(crate) fault: Mutex<FaultState>,
+    pub(crate) allow_faults: bool,
     started: Instant,
     block_time: Duration,
-    max_sessions: usize,
     gate: Mutex<SegmentGate>,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<SessionTable>,
     stats: Mutex<Stats>,
     transcoder: Arc<dyn Transcoder>,
 }
@@ -306,11 +216,8 @@ impl Orchestrator for Grpc {
         if !transport::capabilities::compatible(&job, &s.capabilities) {
             return Err(Status::failed_precondition("incompatible capabilities"));
         }
-        {
-            let sessions = s.sessions.lock().expect("sessions lock");
-            if sessions.len() >= s.max_sessions {
-                return Err(Status::resource_exhausted(transport::refusal::wire::CAPPED));
-            }
+        if s.sessions.lock().expect("sessions lock").is_full() {
+            return Err(Status::resource_exhausted(transport::refusal::wire::CAPPED));
         }
         let token = s.gate.lock().expect("gate lock").auth.mint(random(), unix_now());
         s.stats.lock().expect("stats lock").get_orchestrator_calls += 1;
@@ -330,7 +237,7 @@ impl Orchestrator for Grpc {
             .verify(token.as_ref(), unix_now())
             .map_err(|e| Status::permission_denied(e.to_string()))?;
         let id = token.map(|t| t.session_id).unwrap_or_default();
-        s.sessions.lock().expect("sessions lock").remove(&id);
+        s.sessions.lock().expect("sessions lock").end(&id);
         s.stats.lock().expect("stats lock").sessions_ended += 1;
         tracing::info!(session = %id, "session ended by gateway");
         Ok(tonic::Response::new(EndTranscodingSessionResponse {}))
@@ -370,25 +277,9 @@ async fn segment(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let token = admitted.seg.auth_token.clone().unwrap_or_default();
     let info = s.info(&admitted.sender, token);
     let seq = admitted.seg.seq;
-    let busy = {
-        let mut sessions = s.sessions.lock().expect("sessions lock");
-        let n = sessions.len();
-        let entry = sessions.entry(admitted.session_id.clone());
-        if matches!(entry, std::collections::hash_map::Entry::Vacant(_)) && n >= s.max_sessions {
-            Some(transport::refusal::wire::CAPPED)
-        } else {
-            let sess =
-                entry.or_insert_with(|| Session { in_flight: 0, last_seen: Instant::now(), store: HashMap::new() });
-            sess.last_seen = Instant::now();
-            if sess.in_flight >= SESSION_QUEUE {
-                Some(transport::refusal::wire::BUSY)
-            } else {
-                sess.in_flight += 1;
-                None
-            }
-        }
-    };
-    if let Some(err) = busy {
+    let admitted_now = s.sessions.lock().expect("sessions lock").admit(&admitted.session_id, Instant::now());
+    if let Err(refused) = admitted_now {
+        let err = refused.as_wire();
         s.stats.lock().expect("stats lock").segments_busy += 1;
         let result =
             TranscodeResult { seq, result: Some(transcode_result::Result::Error(err.into())), info: Some(info) };
@@ -449,6 +340,7 @@ async fn transcode(s: Arc<Shared>, admitted: Admitted, body: Bytes, info: Orches
     let started = Instant::now();
     let outcome = s.transcoder.transcode(body, admitted.profiles.clone()).await;
     let session_id = admitted.session_id.clone();
+    let mut stored = Vec::new();
     let result = match outcome {
         Ok(renditions) => {
             let pixels: i64 = renditions.iter().map(|r| r.pixels).sum();
@@ -460,27 +352,16 @@ async fn transcode(s: Arc<Shared>, admitted: Admitted, body: Bytes, info: Orches
                 }
             }
             let sig = s.signer.as_ref().map(|signer| results_signature(signer, &renditions)).unwrap_or_default();
-            let mut segments = Vec::with_capacity(renditions.len());
-            {
-                let mut sessions = s.sessions.lock().expect("sessions lock");
-                let sess = sessions.entry(session_id.clone()).or_insert_with(|| Session {
-                    in_flight: 1,
-                    last_seen: Instant::now(),
-                    store: HashMap::new(),
-                });
-                for (r, p) in renditions.iter().zip(&admitted.profiles) {
-                    let dir = sess.store.entry(p.name.clone()).or_default();
-                    dir.push_back((seq, r.data.clone()));
-                    while dir.len() > STORE_DEPTH {
-                        dir.pop_front();
-                    }
-                    segments.push(TranscodedSegmentData {
-                        url: format!("{}/stream/{}/{}/{}.ts", s.service_uri, session_id, p.name, seq),
-                        pixels: r.pixels,
-                        ..Default::default()
-                    });
-                }
-            }
+            let segments = renditions
+                .iter()
+                .zip(&admitted.profiles)
+                .map(|(r, p)| TranscodedSegmentData {
+                    url: format!("{}/stream/{}/{}/{}.ts", s.service_uri, session_id, p.name, seq),
+                    pixels: r.pixels,
+                    ..Default::default()
+                })
+                .collect();
+            stored = renditions.iter().zip(&admitted.profiles).map(|(r, p)| (p.name.clone(), r.data.clone())).collect();
             s.stats.lock().expect("stats lock").segments_transcoded += 1;
             tracing::debug!(session = %session_id, seq, ms = started.elapsed().as_millis() as u64, "segment transcoded");
             transcode_result::Result::Data(TranscodeData { segments, sig })
@@ -491,10 +372,7 @@ async fn transcode(s: Arc<Shared>, admitted: Admitted, body: Bytes, info: Orches
             transcode_result::Result::Error(e)
         }
     };
-    if let Some(sess) = s.sessions.lock().expect("sessions lock").get_mut(&session_id) {
-        sess.in_flight = sess.in_flight.saturating_sub(1);
-        sess.last_seen = Instant::now();
-    }
+    s.sessions.lock().expect("sessions lock").finish(&session_id, seq, stored, Instant::now());
     TranscodeResult { seq, result: Some(result), info: Some(info) }.encode_to_vec()
 }
 
@@ -514,13 +392,7 @@ async fn rendition(
     let Some(seq) = file.strip_suffix(".ts").and_then(|n| n.parse::<i64>().ok()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let sessions = s.sessions.lock().expect("sessions lock");
-    let found = sessions
-        .get(&session)
-        .and_then(|sess| sess.store.get(&profile))
-        .and_then(|dir| dir.iter().find(|(q, _)| *q == seq))
-        .map(|(_, b)| b.clone());
-    drop(sessions);
+    let found = s.sessions.lock().expect("sessions lock").rendition(&session, &profile, seq);
     match found {
         Some(b) => ([(header::CONTENT_TYPE, "video/mp2t")], b).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
@@ -615,9 +487,8 @@ pub async fn start(cfg: OrchestratorConfig) -> anyhow::Result<OrchestratorHandle
         capabilities: capabilities.clone(),
         started: Instant::now(),
         block_time: cfg.block_time,
-        max_sessions: cfg.max_sessions,
+        sessions: Mutex::new(SessionTable::new(cfg.max_sessions)),
         gate: Mutex::new(SegmentGate { auth: AuthTokens::new(&secret), recipient, capabilities }),
-        sessions: Mutex::new(HashMap::new()),
         stats: Mutex::new(Stats::default()),
         transcoder: cfg.transcoder,
     });
@@ -651,11 +522,9 @@ pub async fn start(cfg: OrchestratorConfig) -> anyhow::Result<OrchestratorHandle
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = tick.tick() => {
-                    janitor.sessions.lock().expect("sessions lock").retain(|id, s| {
-                        let keep = s.in_flight > 0 || s.last_seen.elapsed() < SESSION_IDLE;
-                        if !keep { tracing::info!(session = %id, "session idle, dropped"); }
-                        keep
-                    });
+                    for id in janitor.sessions.lock().expect("sessions lock").expire(Instant::now()) {
+                        tracing::info!(session = %id, "session idle, dropped");
+                    }
                 }
                 accepted = listener.accept() => {
                     let Ok((tcp, peer)) = accepted else { continue };

@@ -82,7 +82,12 @@ impl SegmentJobs {
         self.set_phase(Phase::Submitting { op, plan, deadline: now + timeouts.total });
     }
 
-    pub(super) fn on_submitted(&mut self, now: Instant, plan: Option<PaymentPlan>, result: Result<SubmitReply, SubmitFailure>) {
+    pub(super) fn on_submitted(
+        &mut self,
+        now: Instant,
+        plan: Option<PaymentPlan>,
+        result: Result<SubmitReply, SubmitFailure>,
+    ) {
         let tickets = plan.as_ref().map_or(0, |p| p.tickets);
         let reply = match result {
             Ok(r) => r,

@@ -357,3 +357,102 @@ fn undeclared_tracks_never_leave_empty_or_skipped_segments() {
     check(&mut seg, &cuts);
     assert!(cuts[1].seg.discontinuity && cuts[1].seg.tracks.video, "video after audio-only: a new timeline");
 }
+
+/// One row of the table below.
+struct Case {
+    name: &'static str,
+    tracks: TrackInfo,
+    aus: Vec<AccessUnit>,
+    /// Expected (duration in ms, independent, discontinuity) of each segment; durations
+    /// within one frame.
+    segments: Vec<(i64, bool, bool)>,
+}
+
+fn video_only(from_ms: i64, to_ms: i64, key: impl Fn(i64) -> bool, published: impl Fn(i64) -> i64) -> Vec<AccessUnit> {
+    (0..).map(|i| from_ms + 40 * i).take_while(|&ms| ms < to_ms).map(|ms| video(published(ms), key(ms))).collect()
+}
+
+/// The cutter's rules as a table of synthetic streams (2 s target, 4 s maximum): video
+/// only, audio only, a GOP above the maximum, timestamp jumps forward and back at a
+/// keyframe and inside a GOP, and a gap between the maximum and the jump threshold.
+/// Every row also checks that nothing is lost and no segment exceeds the maximum.
+#[test]
+fn cutting_rules_table() {
+    let v = TrackInfo { video: Some(h264(SPS)), audio: None };
+    let a = TrackInfo { video: None, audio: Some(aac()) };
+    let cases = vec![
+        Case {
+            name: "video only, 2 s GOP",
+            tracks: v.clone(),
+            aus: video_only(0, 10_000, every_2s, |ms| ms),
+            segments: vec![(2000, true, false); 5],
+        },
+        Case {
+            name: "audio only",
+            tracks: a.clone(),
+            aus: stream(0, 10_000, i64::MAX, |_| false, |ms| ms),
+            segments: vec![
+                (2020, true, false),
+                (2020, true, false),
+                (2020, true, false),
+                (2020, true, false),
+                (1920, true, false),
+            ],
+        },
+        Case {
+            name: "6 s GOP: cut at the 4 s maximum, the rest not independent",
+            tracks: v.clone(),
+            aus: video_only(0, 12_000, |ms| ms % 6000 == 0, |ms| ms),
+            segments: vec![(4000, true, false), (2000, false, false), (4000, true, false), (2000, false, false)],
+        },
+        Case {
+            name: "jump 30 s forward at a keyframe",
+            tracks: v.clone(),
+            aus: video_only(0, 8000, every_2s, |ms| if ms >= 4000 { ms + 30_000 } else { ms }),
+            segments: vec![(2000, true, false), (2000, true, false), (2000, true, true), (2000, true, false)],
+        },
+        Case {
+            name: "jump 30 s back at a keyframe",
+            tracks: v.clone(),
+            aus: video_only(0, 8000, every_2s, |ms| if ms >= 4000 { ms + 30_000 } else { ms + 60_000 }),
+            segments: vec![(2000, true, false), (2000, true, false), (2000, true, true), (2000, true, false)],
+        },
+        Case {
+            name: "jump 30 s forward inside a GOP: bridged to the next keyframe",
+            tracks: v.clone(),
+            aus: video_only(0, 8000, every_2s, |ms| if ms >= 5000 { ms + 30_000 } else { ms }),
+            segments: vec![(2000, true, false), (2000, true, false), (2000, true, false), (2000, true, true)],
+        },
+        Case {
+            name: "6 s gap at a keyframe (above the maximum, below 10 s)",
+            tracks: v.clone(),
+            aus: video_only(0, 8000, every_2s, |ms| if ms >= 4000 { ms + 6000 } else { ms }),
+            segments: vec![(2000, true, false), (2000, true, false), (2000, true, true), (2000, true, false)],
+        },
+    ];
+    for case in cases {
+        let mut seg = Segmenter::new(SegmenterConfig::with_target(MediaTime::new(2 * 90_000, Timescale::MPEG)), 0);
+        seg.handle_tracks(case.tracks.clone());
+        let cuts = run(&mut seg, &case.aus);
+        let got: Vec<(i64, bool, bool)> = cuts
+            .iter()
+            .map(|c| ((c.seg.duration.as_secs_f64() * 1000.0).round() as i64, c.seg.independent, c.seg.discontinuity))
+            .collect();
+        let max = seg.config().max_duration.as_secs_f64() * 1000.0;
+        for (ms, _, _) in &got {
+            assert!(*ms as f64 <= max + 1.0, "{}: a {ms} ms segment is above the maximum", case.name);
+        }
+        assert_eq!(got.len(), case.segments.len(), "{}: {got:?}", case.name);
+        for (g, want) in got.iter().zip(&case.segments) {
+            assert!(
+                (g.0 - want.0).abs() <= 40 && g.1 == want.1 && g.2 == want.2,
+                "{}: {got:?}, want {:?}",
+                case.name,
+                case.segments
+            );
+        }
+        let aus_in = case.aus.len();
+        let aus_out = count(&cuts, TrackKind::Video) + count(&cuts, TrackKind::Audio);
+        assert_eq!(aus_out, aus_in, "{}: access units lost", case.name);
+    }
+}

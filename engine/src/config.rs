@@ -388,10 +388,11 @@ impl GatewayConfig {
 
     /// The transcoding profiles `transcoding_options` names (reading the JSON file it
     /// points to, if it is a path).
-    pub fn profiles(&self) -> anyhow::Result<Vec<transport::proto::VideoProfile>> {
+    pub fn profiles(&self) -> Result<Vec<transport::proto::VideoProfile>, crate::error::ProfilesError> {
         let opt = self.orchestrators.transcoding_options.trim();
         let text = if !opt.starts_with('[') && Path::new(opt).is_file() {
-            std::fs::read_to_string(opt).map_err(|e| anyhow::anyhow!("reading --transcoding-options {opt}: {e}"))?
+            std::fs::read_to_string(opt)
+                .map_err(|source| crate::error::ProfilesError::Read { path: opt.into(), source })?
         } else {
             opt.to_owned()
         };

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use ingest::server::{IngestThreads, PublishHandler, RtmpServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -12,8 +11,19 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::config::GatewayConfig;
+use crate::error::StartError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+
+/// What [`Gateway::shutdown`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// The gateway's own tasks: the RTMP, HTTP and control listeners, and discovery when
+    /// transcoding is on.
+    pub tasks: usize,
+    /// Those that had not stopped 5 s after the signal and were aborted.
+    pub aborted: usize,
+}
 
 /// A running gateway.
 pub struct Gateway {
@@ -33,25 +43,18 @@ pub struct Gateway {
 impl Gateway {
     /// Validates `config`, binds every listener and starts serving. Port 0 binds an
     /// ephemeral port (the bound addresses are in the returned value).
-    pub async fn start(config: GatewayConfig) -> anyhow::Result<Gateway> {
+    pub async fn start(config: GatewayConfig) -> Result<Gateway, StartError> {
         config.validate()?;
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let transcoding = crate::transcode::Transcoding::from_config(&config, metrics.clone())?;
         let (shutdown, rx) = watch::channel(false);
+        let (rtmp, rtmp_addr) = bind("RTMP", config.listen.rtmp_addr).await?;
+        let (http, http_addr) = bind("HTTP", config.listen.http_addr).await?;
+        let (cli, cli_addr) = bind("control", config.listen.cli_addr).await?;
+        // Discovery starts once the gateway can serve, and stops with it.
         let discovery = transcoding.clone().map(|t| crate::transcode::discovery::spawn(t, rx.clone()));
         let registry = Registry::new(config.clone(), metrics.clone(), transcoding);
-
-        let rtmp = TcpListener::bind(config.listen.rtmp_addr)
-            .await
-            .with_context(|| format!("binding RTMP {}", config.listen.rtmp_addr))?;
-        let http = TcpListener::bind(config.listen.http_addr)
-            .await
-            .with_context(|| format!("binding HTTP {}", config.listen.http_addr))?;
-        let cli = TcpListener::bind(config.listen.cli_addr)
-            .await
-            .with_context(|| format!("binding control {}", config.listen.cli_addr))?;
-        let (rtmp_addr, http_addr, cli_addr) = (rtmp.local_addr()?, http.local_addr()?, cli.local_addr()?);
 
         let rtmp_cfg = RtmpServerConfig {
             idle_timeout: Duration::from_secs_f64(config.listen.rtmp_idle_timeout),
@@ -61,7 +64,7 @@ impl Gateway {
         let handler: Arc<dyn PublishHandler> = Arc::new(crate::registry::PublishGate(registry.clone()));
         let ingest_threads = match config.listen.ingest_threads {
             0 => None,
-            n => Some(IngestThreads::start(n).context("starting ingest threads")?),
+            n => Some(IngestThreads::start(n).map_err(StartError::IngestThreads)?),
         };
         let serve = ingest::server::serve(rtmp, handler, rtmp_cfg, rx.clone(), ingest_threads.clone());
         let mut tasks = vec![tokio::spawn(serve)];
@@ -84,26 +87,39 @@ impl Gateway {
     }
 
     /// Stops accepting, ends every stream (flushing its last segment and ending its
-    /// playlist) and waits up to five seconds for that and for connections to finish.
-    pub async fn shutdown(self) {
+    /// playlist) and waits up to five seconds for that and for the gateway's own tasks
+    /// (listeners, discovery) to finish; any still running then are aborted.
+    pub async fn shutdown(self) -> ShutdownReport {
         self.registry.kick_all();
         let _ = self.shutdown.send(true);
         if !self.registry.wait_all_ended(Duration::from_secs(5)).await {
             tracing::warn!("some streams did not end within 5 s of shutdown");
         }
-        let all = futures_join(self.tasks);
-        let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut report = ShutdownReport { tasks: self.tasks.len(), aborted: 0 };
+        for mut t in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                t.abort();
+                report.aborted += 1;
+            }
+        }
+        if report.aborted > 0 {
+            tracing::warn!(aborted = report.aborted, "gateway tasks still running 5 s after shutdown were aborted");
+        }
         if let Some(t) = self.ingest_threads {
             // Streams have flushed; what is left there (grace periods) goes with them.
             let _ = tokio::task::spawn_blocking(move || t.stop()).await;
         }
+        report
     }
 }
 
-async fn futures_join(tasks: Vec<JoinHandle<()>>) {
-    for t in tasks {
-        let _ = t.await;
-    }
+/// Binds `addr` for `what`, returning the listener and the address it got.
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let err = |source| StartError::Bind { what, addr, source };
+    let l = TcpListener::bind(addr).await.map_err(err)?;
+    let bound = l.local_addr().map_err(err)?;
+    Ok((l, bound))
 }
 
 fn spawn_http(listener: TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>) -> JoinHandle<()> {

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod control;
+pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod ladder;

@@ -172,7 +172,7 @@ impl OrchestratorSettings {
         let transcoder: Arc<dyn Transcoder> = match t.transcoder {
             TranscoderKind::Echo => Arc::new(EchoTranscoder),
             TranscoderKind::Gstreamer => {
-                GstTranscoder::check_installed().map_err(anyhow::Error::msg)?;
+                GstTranscoder::check_installed()?;
                 let parallel =
                     t.parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
                 let dir = t.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("sluice-orchestrator"));

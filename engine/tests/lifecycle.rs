@@ -100,3 +100,25 @@ async fn shutdown_ends_live_streams() {
     assert!(pl.contains("#EXT-X-ENDLIST"), "{pl}");
     assert_eq!(pl.matches("#EXTINF").count(), 2, "the last segment was flushed:\n{pl}");
 }
+
+/// Shutdown stops every task the gateway owns, discovery included (it used to run on
+/// after the gateway was gone).
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_stops_discovery_and_every_listener() {
+    // An orchestrator address nothing answers at, and a webhook that fails: discovery and
+    // the webhook reader are busy retrying when the gateway stops.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gw = gateway_with(|c| {
+        c.orchestrators.orch_addr = format!("http://{dead}");
+        c.orchestrators.orch_webhook_url = Some(format!("http://{dead}/orchestrators"));
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let report = gw.shutdown().await;
+    assert_eq!(report.tasks, 4, "RTMP, HTTP and control listeners plus discovery");
+    assert_eq!(report.aborted, 0, "every task stopped by itself");
+    assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
+    let plain = gateway().await.shutdown().await;
+    assert_eq!(plain, engine::gateway::ShutdownReport { tasks: 3, aborted: 0 }, "no discovery without orchestrators");
+}

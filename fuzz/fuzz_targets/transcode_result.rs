@@ -98,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
                 delivered += 1;
                 continue;
             }
-            Action::EndSession { .. } | Action::Report(_) | Action::Ended => continue,
+            Action::EndSession { .. } | Action::Presign { .. } | Action::Report(_) | Action::Ended => continue,
         };
         m.handle(now, event);
     }

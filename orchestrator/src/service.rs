@@ -369,7 +369,7 @@ async fn transcode(s: Arc<Shared>, admitted: Admitted, body: Bytes, info: Orches
         Err(e) => {
             s.stats.lock().expect("stats lock").segments_failed += 1;
             tracing::warn!(session = %session_id, seq, error = %e, "transcode failed");
-            transcode_result::Result::Error(e)
+            transcode_result::Result::Error(e.to_string())
         }
     };
     s.sessions.lock().expect("sessions lock").finish(&session_id, seq, stored, Instant::now());
@@ -453,8 +453,37 @@ impl OrchestratorHandle {
     }
 }
 
+/// Why an orchestrator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The capture directory could not be created.
+    #[error("capture directory {dir}: {source}")]
+    Capture {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The self-signed certificate could not be made.
+    #[error("self-signed certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// The TLS configuration was refused.
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
 /// A self-signed certificate as go-livepeer makes one (ECDSA P-256), for `hosts`.
-fn self_signed(hosts: Vec<String>) -> anyhow::Result<(rustls::ServerConfig, [u8; 32])> {
+fn self_signed(hosts: Vec<String>) -> Result<(rustls::ServerConfig, [u8; 32]), StartError> {
     let ck = rcgen::generate_simple_self_signed(hosts)?;
     let cert_der = ck.cert.der().clone();
     let fp = transport::tls::fingerprint(&cert_der);
@@ -468,9 +497,10 @@ fn self_signed(hosts: Vec<String>) -> anyhow::Result<(rustls::ServerConfig, [u8;
 }
 
 /// Starts an orchestrator.
-pub async fn start(cfg: OrchestratorConfig) -> anyhow::Result<OrchestratorHandle> {
-    let listener = TcpListener::bind(cfg.listen).await?;
-    let addr = listener.local_addr()?;
+pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartError> {
+    let bind = |source| StartError::Bind { addr: cfg.listen, source };
+    let listener = TcpListener::bind(cfg.listen).await.map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
     let scheme = if cfg.tls { "https" } else { "http" };
     let service_uri = cfg.service_uri.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
     let secret: [u8; 32] = random();
@@ -504,7 +534,8 @@ pub async fn start(cfg: OrchestratorConfig) -> anyhow::Result<OrchestratorHandle
         app = app.layer(axum::middleware::from_fn_with_state(shared.clone(), fault_layer));
     }
     if let Some(dir) = &cfg.capture_dir {
-        let c = crate::capture::Capture::new(dir.clone())?;
+        let c = crate::capture::Capture::new(dir.clone())
+            .map_err(|source| StartError::Capture { dir: dir.clone(), source })?;
         app = app.layer(axum::middleware::from_fn_with_state(c, crate::capture::capture));
     }
     let (tls, cert_fingerprint) = if cfg.tls {

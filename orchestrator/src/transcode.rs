@@ -32,8 +32,47 @@ pub struct Rendition {
     pub pixels: i64,
 }
 
+/// Why a segment could not be transcoded. The `Display` text is what goes back to the
+/// gateway in `TranscodeResult.error` (go-livepeer's strings where it has them).
+#[derive(Debug, thiserror::Error)]
+pub enum TranscodeError {
+    /// The transcoder is shutting down.
+    #[error("transcoder shut down")]
+    ShutDown,
+    /// A scratch file or directory could not be used.
+    #[error("scratch {what}: {source}")]
+    Scratch {
+        /// Which step.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `gst-launch-1.0` could not be run.
+    #[error("cannot run gst-launch-1.0: {0}")]
+    Launch(#[source] std::io::Error),
+    /// The pipeline ran past its deadline and was killed.
+    #[error("GStreamer timed out")]
+    Timeout,
+    /// The pipeline failed on this input.
+    #[error("TranscoderInvalidVideo: {0}")]
+    InvalidVideo(String),
+    /// A worker task died.
+    #[error("transcode task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// The input or an output is not MPEG-TS the demuxer can read.
+    #[error("MediaStats Failure: {0}")]
+    Demux(#[source] segmenter::TsError),
+    /// An output had no video.
+    #[error("ZeroSegments")]
+    ZeroSegments,
+    /// GStreamer or one of its elements is not installed.
+    #[error("{0}")]
+    NotInstalled(String),
+}
+
 /// The future a transcoder returns.
-pub type TranscodeFuture = Pin<Box<dyn Future<Output = Result<Vec<Rendition>, String>> + Send>>;
+pub type TranscodeFuture = Pin<Box<dyn Future<Output = Result<Vec<Rendition>, TranscodeError>> + Send>>;
 
 /// Produces one rendition per profile, in profile order.
 pub trait Transcoder: Send + Sync + 'static {
@@ -79,18 +118,22 @@ impl GstTranscoder {
     }
 
     /// Checks that `gst-launch-1.0` and the elements the pipeline needs are installed.
-    pub fn check_installed() -> Result<(), String> {
+    pub fn check_installed() -> Result<(), TranscodeError> {
         for element in ["tsdemux", "h264parse", "avdec_h264", "videoscale", "x264enc", "mpegtsmux"] {
             let ok = std::process::Command::new("gst-inspect-1.0")
                 .arg("--exists")
                 .arg(element)
                 .status()
-                .map_err(|e| format!("gst-inspect-1.0 not runnable ({e}); install GStreamer (scripts/setup.sh)"))?
+                .map_err(|e| {
+                    TranscodeError::NotInstalled(format!(
+                        "gst-inspect-1.0 not runnable ({e}); install GStreamer (scripts/setup.sh)"
+                    ))
+                })?
                 .success();
             if !ok {
-                return Err(format!(
+                return Err(TranscodeError::NotInstalled(format!(
                     "GStreamer element {element} is missing; install GStreamer plugins (scripts/setup.sh)"
-                ));
+                )));
             }
         }
         Ok(())
@@ -137,13 +180,11 @@ impl Transcoder for GstTranscoder {
         let dir = self.work_dir.join(format!("job-{}-{job}", std::process::id()));
         let timeout = self.timeout;
         Box::pin(async move {
-            let _permit = slots.acquire_owned().await.map_err(|_| "transcoder shut down".to_owned())?;
-            tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("scratch dir: {e}"))?;
+            let _permit = slots.acquire_owned().await.map_err(|_| TranscodeError::ShutDown)?;
+            tokio::fs::create_dir_all(&dir).await.map_err(|source| TranscodeError::Scratch { what: "dir", source })?;
             // Demuxing, re-timing and muxing are CPU work on a few MB: off the async workers.
             let src = input.clone();
-            let source = tokio::task::spawn_blocking(move || demux(&src))
-                .await
-                .map_err(|e| format!("transcode task failed: {e}"))??;
+            let source = tokio::task::spawn_blocking(move || demux(&src)).await.map_err(TranscodeError::Task)??;
             let fps = frame_rate(&source);
             let result = run_gst(&dir, &input, &profiles, fps, timeout).await;
             let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -153,10 +194,10 @@ impl Transcoder for GstTranscoder {
                     .iter()
                     .zip(&profiles)
                     .map(|(out, prof)| retime(&source, out, prof))
-                    .collect::<Result<Vec<_>, String>>()
+                    .collect::<Result<Vec<_>, TranscodeError>>()
             })
             .await
-            .map_err(|e| format!("transcode task failed: {e}"))?
+            .map_err(TranscodeError::Task)?
         })
     }
 }
@@ -167,9 +208,9 @@ async fn run_gst(
     profiles: &[VideoProfile],
     source_fps: Option<f64>,
     timeout: Duration,
-) -> Result<Vec<Bytes>, String> {
+) -> Result<Vec<Bytes>, TranscodeError> {
     let in_path = dir.join("in.ts");
-    tokio::fs::write(&in_path, input).await.map_err(|e| format!("scratch write: {e}"))?;
+    tokio::fs::write(&in_path, input).await.map_err(|source| TranscodeError::Scratch { what: "write", source })?;
     let outs: Vec<String> =
         (0..profiles.len()).map(|i| dir.join(format!("out{i}.ts")).to_string_lossy().into_owned()).collect();
     let args = pipeline(&in_path.to_string_lossy(), &outs, profiles, source_fps);
@@ -181,31 +222,33 @@ async fn run_gst(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run gst-launch-1.0: {e}"))?;
+        .map_err(TranscodeError::Launch)?;
     let out = tokio::time::timeout(timeout, child.wait_with_output())
         .await
-        .map_err(|_| "GStreamer timed out".to_owned())?
-        .map_err(|e| format!("gst-launch-1.0: {e}"))?;
+        .map_err(|_| TranscodeError::Timeout)?
+        .map_err(TranscodeError::Launch)?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err.lines().find(|l| l.contains("ERROR")).unwrap_or(err.trim());
-        return Err(format!("TranscoderInvalidVideo: {}", line.trim()));
+        return Err(TranscodeError::InvalidVideo(line.trim().to_owned()));
     }
     let mut renditions = Vec::with_capacity(outs.len());
     for o in &outs {
-        renditions.push(Bytes::from(tokio::fs::read(o).await.map_err(|e| format!("rendition read: {e}"))?));
+        renditions.push(Bytes::from(
+            tokio::fs::read(o).await.map_err(|source| TranscodeError::Scratch { what: "rendition read", source })?,
+        ));
     }
     Ok(renditions)
 }
 
 /// All access units of a TS segment.
-pub fn demux(ts: &[u8]) -> Result<Vec<AccessUnit>, String> {
+pub fn demux(ts: &[u8]) -> Result<Vec<AccessUnit>, TranscodeError> {
     let mut d = TsDemuxer::new();
     d.push(ts);
     d.flush();
     let mut aus = Vec::new();
     while let Some(r) = d.poll() {
-        aus.push(r.map_err(|e| format!("MediaStats Failure: {e}"))?);
+        aus.push(r.map_err(TranscodeError::Demux)?);
     }
     Ok(aus)
 }
@@ -214,10 +257,10 @@ pub fn demux(ts: &[u8]) -> Result<Vec<AccessUnit>, String> {
 /// Frames map one to one (no frame-rate change, no B-frames in the output), so output
 /// frame `i` takes the `i`-th source presentation time; if the counts differ the whole
 /// rendition is shifted to start where the source starts.
-fn retime(source: &[AccessUnit], out: &[u8], prof: &VideoProfile) -> Result<Rendition, String> {
+fn retime(source: &[AccessUnit], out: &[u8], prof: &VideoProfile) -> Result<Rendition, TranscodeError> {
     let mut video: Vec<AccessUnit> = demux(out)?.into_iter().filter(|a| a.track == TrackKind::Video).collect();
     if video.is_empty() {
-        return Err("ZeroSegments".into());
+        return Err(TranscodeError::ZeroSegments);
     }
     let mut src_pts: Vec<_> = source.iter().filter(|a| a.track == TrackKind::Video).map(|a| a.pts).collect();
     src_pts.sort();

@@ -125,6 +125,11 @@ pub enum Report {
         /// The price and the cap.
         detail: String,
     },
+    /// A result brought no usable ticket params; the ones in force are kept.
+    StaleParams {
+        /// Orchestrator.
+        orchestrator: String,
+    },
     /// A segment waited too long behind others and was not sent.
     BacklogSkip {
         /// Segment.

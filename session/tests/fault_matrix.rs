@@ -55,6 +55,10 @@ enum Fault {
     Loss,
     /// Sessions opened before the fault get `400 TicketParams expired` (paid).
     ExpiredParams,
+    /// The price triples (still under the cap) from the fault on (paid).
+    PriceTripled,
+    /// Results stop carrying ticket params (paid): the ones in force must be kept.
+    ResultsWithoutParams,
 }
 
 struct Orch {
@@ -118,7 +122,10 @@ fn ticket_params(orch: usize, generation: u32) -> TicketParams {
 impl Sim {
     fn new(fault: Fault) -> Self {
         let t0 = Instant::now();
-        let paid = matches!(fault, Fault::PriceAboveCapThenBelow | Fault::ExpiredParams);
+        let paid = matches!(
+            fault,
+            Fault::PriceAboveCapThenBelow | Fault::ExpiredParams | Fault::PriceTripled | Fault::ResultsWithoutParams
+        );
         let orchs = (0..ORCHS).map(|i| Orch { addr: addr(i), price: 1, sessions_opened: 0, submits: 0, generation: 0 });
         let orchs: Vec<Orch> = orchs.collect();
         let pool = Arc::new(OrchestratorPool::new(
@@ -211,6 +218,9 @@ impl Sim {
                 if self.fault == Fault::ExpiredParams {
                     self.orchs[busiest].generation += 1;
                 }
+                if self.fault == Fault::PriceTripled {
+                    self.orchs[busiest].price = 3;
+                }
             }
             if self.fault == Fault::PriceAboveCapThenBelow
                 && let Some(f) = self.faulty
@@ -285,7 +295,8 @@ impl Sim {
                 }
                 self.later(after, s, Event::SessionOpened { op, result, unix_now });
             }
-            Action::Pay { op, tickets, .. } => {
+            Action::Pay { op, tickets, params, .. } => {
+                assert!(params.is_some(), "{:?}: a payment without ticket params", self.fault);
                 self.later(Duration::ZERO, s, Event::PaymentAnswered { op, result: Ok(format!("{tickets} tickets")) });
             }
             Action::Submit { op, transcoder, auth_token, profiles, timeouts, .. } => {
@@ -360,6 +371,10 @@ impl Sim {
                         }
                     }
                     Fault::Slow if orch == 0 => (Duration::from_millis(2600), ok(self.info(orch), upload)),
+                    Fault::ResultsWithoutParams if failing => {
+                        let info = OrchestratorInfo { ticket_params: None, ..self.info(orch) };
+                        (Duration::from_millis(300), ok(info, upload))
+                    }
                     Fault::Loss if lost => (fast, unreachable("connection reset by peer")),
                     _ => (Duration::from_millis(300), ok(self.info(orch), upload)),
                 };
@@ -374,7 +389,7 @@ impl Sim {
                     Delivered { seq: record.seq, outcome, attempts: record.attempts, failover_ms: record.failover_ms };
                 self.delivered[s].push(d);
             }
-            Action::EndSession { .. } | Action::Report(_) | Action::Ended => {}
+            Action::EndSession { .. } | Action::Presign { .. } | Action::Report(_) | Action::Ended => {}
         }
     }
 }
@@ -420,6 +435,8 @@ fn every_fault_is_survived_without_a_gap() {
         Fault::Slow,
         Fault::Loss,
         Fault::ExpiredParams,
+        Fault::PriceTripled,
+        Fault::ResultsWithoutParams,
     ] {
         let sim = Sim::new(fault).run();
         let (retried, worst) = check_no_gaps(&sim, fault);
@@ -439,7 +456,17 @@ fn every_fault_is_survived_without_a_gap() {
                 assert!(retried >= 1, "{fault:?}: the fault was never met");
                 assert!(state.suspensions >= 1);
             }
-            // A price over the cap moves streams without a failed attempt.
+            // A price over the cap, or more than double the session's starting price,
+            // moves streams without a failed attempt and without a suspension.
+            Fault::PriceTripled => {
+                assert_eq!(retried, 0, "{fault:?}");
+                assert_eq!(state.suspensions, 0);
+            }
+            // The params in force are kept: nothing fails.
+            Fault::ResultsWithoutParams => {
+                assert_eq!(retried, 0, "{fault:?}");
+                assert_eq!(state.suspensions, 0);
+            }
             Fault::PriceAboveCapThenBelow => {
                 assert_eq!(retried, 0, "{fault:?}");
                 assert_eq!(state.suspensions, 0);
@@ -523,7 +550,7 @@ fn a_late_answer_to_a_timed_out_operation_is_ignored() {
     let Some(Action::OpenSession { op: first, addr: a, .. }) = m.poll_action() else { panic!() };
     // No answer: the manager's own deadline fires and it moves to the other orchestrator.
     let deadline = m.poll_timeout().expect("a deadline is armed");
-    assert!(deadline - t0 <= Duration::from_secs(1), "open budget is half a segment");
+    assert_eq!(deadline - t0, Duration::from_secs(1) + session::manager::BACKSTOP_GRACE, "half a segment, plus grace");
     m.handle_timeout(deadline);
     let next = std::iter::from_fn(|| m.poll_action()).find_map(|a| match a {
         Action::OpenSession { addr, .. } => Some(addr),

@@ -44,9 +44,9 @@ pub enum NetError {
     /// No response arrived in time.
     #[error("{0} timed out")]
     Timeout(&'static str),
-    /// Connecting or sending failed.
-    #[error("transport error: {0}")]
-    Transport(String),
+    /// Connecting or sending failed (the hyper error, with its causes, is the source).
+    #[error("transport error: {}", error_chain(.0.as_ref()))]
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The gRPC call returned an error status.
     #[error("gRPC {code:?}: {message}")]
     Grpc {
@@ -54,6 +54,9 @@ pub enum NetError {
         code: tonic::Code,
         /// The orchestrator's message.
         message: String,
+        /// The status itself.
+        #[source]
+        status: Box<tonic::Status>,
     },
     /// The orchestrator answered with a non-200 status.
     #[error("HTTP {status}: {body}")]
@@ -79,7 +82,7 @@ impl NetError {
     pub fn failure(&self) -> Failure {
         match self {
             NetError::Status { status, body } => crate::refusal::classify_http(status.as_u16(), body),
-            NetError::Grpc { code, message } => crate::refusal::classify_grpc(*code as i32, message),
+            NetError::Grpc { code, message, .. } => crate::refusal::classify_grpc(*code as i32, message),
             NetError::Timeout(_) => Failure::new(FailureReason::Timeout, self.to_string()),
             NetError::Body(_) => Failure::new(FailureReason::BadReply, self.to_string()),
             NetError::Transport(_) | NetError::Url(_) => Failure::new(FailureReason::Unreachable, self.to_string()),
@@ -216,7 +219,7 @@ impl OrchestratorNet {
         let start = Instant::now();
         let resp = match tokio::time::timeout(timeouts.upload, self.http.request(req)).await {
             Err(_) => return Err(NetError::Timeout("segment upload (header timeout)")),
-            Ok(Err(e)) => return Err(NetError::Transport(error_chain(&e))),
+            Ok(Err(e)) => return Err(NetError::Transport(Box::new(e))),
             Ok(Ok(r)) => r,
         };
         let upload = start.elapsed();
@@ -244,7 +247,7 @@ impl OrchestratorNet {
             .body(Full::new(Bytes::copy_from_slice(json.as_bytes())))
             .map_err(|_| NetError::Url(url.to_owned()))?;
         let send = async {
-            let resp = self.http.request(req).await.map_err(|e| NetError::Transport(error_chain(&e)))?;
+            let resp = self.http.request(req).await.map_err(|e| NetError::Transport(Box::new(e)))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), 1 << 20)
                 .collect()
@@ -260,7 +263,7 @@ impl OrchestratorNet {
     pub async fn download(&self, url: &str, timeout: Duration) -> Result<Bytes, NetError> {
         let uri: Uri = url.parse().map_err(|_| NetError::Url(url.to_owned()))?;
         let fetch = async {
-            let resp = self.http.get(uri).await.map_err(|e| NetError::Transport(error_chain(&e)))?;
+            let resp = self.http.get(uri).await.map_err(|e| NetError::Transport(Box::new(e)))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()
@@ -278,11 +281,11 @@ impl OrchestratorNet {
 }
 
 fn grpc_error(s: tonic::Status) -> NetError {
-    NetError::Grpc { code: s.code(), message: s.message().to_owned() }
+    NetError::Grpc { code: s.code(), message: s.message().to_owned(), status: Box::new(s) }
 }
 
 /// An error and its causes on one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+fn error_chain(e: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

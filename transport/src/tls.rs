@@ -19,11 +19,22 @@ pub fn fingerprint(cert_der: &[u8]) -> Fingerprint {
     Sha256::digest(cert_der).into()
 }
 
+/// A certificate pin that is not a SHA-256 fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    /// Not hexadecimal.
+    #[error("certificate pin {0:?} is not hex")]
+    NotHex(String),
+    /// Not 32 bytes.
+    #[error("certificate pin {0:?} is not 32 bytes (SHA-256)")]
+    Length(String),
+}
+
 /// Parses a hex fingerprint, with or without `:` separators.
-pub fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+pub fn parse_fingerprint(text: &str) -> Result<Fingerprint, PinError> {
     let clean: String = text.trim().trim_start_matches("sha256:").chars().filter(|c| *c != ':').collect();
-    let bytes = hex::decode(&clean).map_err(|_| format!("certificate pin {text:?} is not hex"))?;
-    bytes.try_into().map_err(|_| format!("certificate pin {text:?} is not 32 bytes (SHA-256)"))
+    let bytes = hex::decode(&clean).map_err(|_| PinError::NotHex(text.to_owned()))?;
+    bytes.try_into().map_err(|_| PinError::Length(text.to_owned()))
 }
 
 /// Which orchestrator certificates to accept.

@@ -132,7 +132,7 @@ async fn orchestrator(a: &Args) -> anyhow::Result<orchestrator::service::Orchest
         cfg.signer = Some(transport::identity::EthSigner::from_hex(ORCH_KEY).map_err(anyhow::Error::msg)?);
         cfg.price = transport::proto::PriceInfo { price_per_unit: 1000, pixels_per_unit: 1, ..Default::default() };
     }
-    start(cfg).await
+    Ok(start(cfg).await?)
 }
 
 async fn run(

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use media::Segment;
 use session::manager::{SubmitFailure, SubmitReply};
-use session::{Action, Event, JobId, JobOutcome, OpId, SegmentJob, SegmentJobs, SessionKey};
+use session::{Action, Event, JobId, JobOutcome, SegmentJob, SegmentJobs};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use transport::proto::VideoProfile;
@@ -33,8 +33,6 @@ pub(super) struct Driver {
     jobs: SegmentJobs,
     pending: HashMap<JobId, Pending>,
     book: Option<TicketBook>,
-    /// After a submit is answered: sign the next segment's tickets ahead.
-    presign: HashMap<OpId, (SessionKey, u32)>,
     ops: JoinSet<Event>,
     recorder: Recorder,
 }
@@ -50,21 +48,11 @@ impl Driver {
         let jobs = SegmentJobs::new(t.link.clone(), t.pool.clone(), seed);
         let book = t.payer.as_ref().map(|p| TicketBook::new(p.signer.clone()));
         let recorder = Recorder::new(t.metrics.clone(), status);
-        Driver {
-            t,
-            id: id.to_owned(),
-            output,
-            jobs,
-            pending: HashMap::new(),
-            book,
-            presign: HashMap::new(),
-            ops: JoinSet::new(),
-            recorder,
-        }
+        Driver { t, id: id.to_owned(), output, jobs, pending: HashMap::new(), book, ops: JoinSet::new(), recorder }
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
-        let mut open = true;
+        let (mut open, mut ended) = (true, false);
         loop {
             self.perform();
             if !open && self.jobs.is_idle() {
@@ -73,16 +61,24 @@ impl Driver {
             let wake = self.jobs.poll_timeout();
             tokio::select! {
                 job = rx.recv(), if open => match job {
-                    Some(Job::Segment(seg, _queued)) => self.queue(seg),
-                    Some(Job::End) => self.jobs.end(Instant::now()),
+                    Some(Job::Segment(seg, queued)) => {
+                        ended = false;
+                        self.queue(seg, queued);
+                    }
+                    Some(Job::End) => {
+                        ended = true;
+                        self.jobs.end(Instant::now());
+                    }
                     None => {
                         open = false;
-                        self.jobs.end(Instant::now());
+                        if !ended {
+                            self.jobs.end(Instant::now());
+                        }
                     }
                 },
                 Some(done) = self.ops.join_next(), if !self.ops.is_empty() => {
                     if let Ok(event) = done {
-                        self.answer(event);
+                        self.jobs.handle(Instant::now(), event);
                     }
                 }
                 _ = sleep_until(wake), if wake.is_some() => self.jobs.handle_timeout(Instant::now()),
@@ -91,8 +87,9 @@ impl Driver {
         self.perform();
     }
 
-    /// Hands a closed segment to the manager with the ladder this source gets.
-    fn queue(&mut self, seg: Segment) {
+    /// Hands a closed segment, queued at `queued`, to the manager with the ladder this
+    /// source gets.
+    fn queue(&mut self, seg: Segment, queued: Instant) {
         let offered = {
             let o = self.output.read().unwrap_or_else(|e| e.into_inner());
             let source = o.tracks().video.as_ref().filter(|_| seg.tracks.video).map(|v| v.dimensions);
@@ -105,21 +102,9 @@ impl Driver {
             bytes: seg.data.len(),
             profiles: offered.iter().flatten().cloned().collect(),
         };
-        let id = self.jobs.push(Instant::now(), job);
+        // The segment's time in the channel counts toward its deadline and dispatch time.
+        let id = self.jobs.push(queued, job);
         self.pending.insert(id, Pending { seg, offered });
-    }
-
-    /// An answer from the network; a submit's answer first lets the ticket sender sign
-    /// ahead under the params it brought.
-    fn answer(&mut self, event: Event) {
-        if let Event::SubmitAnswered { op, result } = &event
-            && let Some((session, count)) = self.presign.remove(op)
-            && let (Some(book), Ok(reply)) = (self.book.as_mut(), result)
-        {
-            let params = reply.result.info.as_ref().and_then(|i| i.ticket_params.as_ref());
-            book.presign(session, params, count);
-        }
-        self.jobs.handle(Instant::now(), event);
     }
 
     /// Performs every action the manager has queued.
@@ -140,7 +125,7 @@ impl Driver {
                     };
                     self.jobs.handle(Instant::now(), Event::PaymentAnswered { op, result });
                 }
-                Action::Submit { op, job, session, transcoder, auth_token, profiles, payment, tickets, timeouts } => {
+                Action::Submit { op, job, transcoder, auth_token, profiles, payment, timeouts, .. } => {
                     let Some(p) = self.pending.get(&job) else { continue };
                     let seg = &p.seg;
                     let sd = seg_data(
@@ -159,9 +144,6 @@ impl Driver {
                     let header = segment_header(&sd);
                     let payment = payment.unwrap_or_else(|| transport::segment::payment_header(None));
                     let (net, body) = (self.t.net.clone(), seg.data.clone());
-                    if tickets > 0 {
-                        self.presign.insert(op, (session, tickets));
-                    }
                     self.ops.spawn(async move {
                         let r = net.submit(&transcoder, &header, &payment, body, timeouts).await;
                         let result = match r {
@@ -218,6 +200,11 @@ impl Driver {
                     let Some(p) = self.pending.remove(&job) else { continue };
                     self.deliver(p, outcome);
                     self.recorder.segment_done(record);
+                }
+                Action::Presign { session, params, count } => {
+                    if let Some(b) = self.book.as_mut() {
+                        b.presign(session, params.as_ref(), count);
+                    }
                 }
                 Action::Report(r) => self.recorder.report(r),
                 Action::Ended => self.output.write().unwrap_or_else(|e| e.into_inner()).end_renditions(),

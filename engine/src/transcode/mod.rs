@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::bail;
 use media::Segment;
 use num_rational::BigRational;
 use session::LinkConfig;
@@ -29,6 +28,7 @@ use transport::proto::{OrchestratorRequest, VideoProfile};
 use transport::tls::{CertPolicy, parse_fingerprint};
 
 use crate::config::GatewayConfig;
+use crate::error::TranscodingError;
 use crate::metrics::Metrics;
 use crate::output::StreamOutput;
 
@@ -72,35 +72,30 @@ pub struct Transcoding {
 impl Transcoding {
     /// The setup `config` describes, or `None` when no orchestrator is configured. The
     /// discovery task is started separately ([`discovery::spawn`]).
-    pub fn from_config(config: &GatewayConfig, metrics: Arc<Metrics>) -> anyhow::Result<Option<Arc<Self>>> {
+    pub fn from_config(config: &GatewayConfig, metrics: Arc<Metrics>) -> Result<Option<Arc<Self>>, TranscodingError> {
         let orchestrators = parse_orch_addrs(&config.orchestrators.orch_addr)?;
         if orchestrators.is_empty() && config.orchestrators.orch_webhook_url.is_none() {
             return Ok(None);
         }
         let profiles = config.profiles()?;
         if profiles.is_empty() {
-            bail!("--transcoding-options names no profiles");
+            return Err(TranscodingError::NoProfiles);
         }
         let payer = payer::load_payer(config)?.map(Arc::new);
         let policy = if config.orchestrators.orch_cert_pins.is_empty() {
             CertPolicy::AcceptAny
         } else {
             CertPolicy::Pinned(
-                config
-                    .orchestrators
-                    .orch_cert_pins
-                    .iter()
-                    .map(|p| parse_fingerprint(p))
-                    .collect::<Result<_, _>>()
-                    .map_err(anyhow::Error::msg)?,
+                config.orchestrators.orch_cert_pins.iter().map(|p| parse_fingerprint(p)).collect::<Result<_, _>>()?,
             )
         };
         let blocklist = config
             .orchestrators
             .orch_blocklist
             .iter()
-            .map(|a| payer::parse_address(a).map_err(|e| anyhow::anyhow!("--orch-blocklist: {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| payer::parse_address(a).ok_or_else(|| TranscodingError::Blocklist(a.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
         info!(
             orchestrators = %orchestrators.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(","),
             profiles = %profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","),

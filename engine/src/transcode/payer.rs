@@ -1,7 +1,6 @@
 //! The gateway's paying identity and the ticket senders of its sessions (spec §3.3, §5).
 use std::collections::HashMap;
 
-use anyhow::{Context, bail};
 use num_rational::BigRational;
 use session::SessionKey;
 use tracing::info;
@@ -12,6 +11,7 @@ use transport::refusal::{Failure, FailureReason};
 use transport::segment::payment_header;
 
 use crate::config::GatewayConfig;
+use crate::error::PayerError;
 
 /// The gateway's paying identity.
 pub struct Payer {
@@ -93,45 +93,38 @@ impl TicketBook {
 
 /// The payer `config` describes: `None` off-chain, else the key from `--eth-key-file` or
 /// the keystore.
-pub(crate) fn load_payer(config: &GatewayConfig) -> anyhow::Result<Option<Payer>> {
-    if config.payment.network == "offchain" {
+pub(crate) fn load_payer(config: &GatewayConfig) -> Result<Option<Payer>, PayerError> {
+    let p = &config.payment;
+    if p.network == crate::config::DEFAULT_NETWORK {
         return Ok(None);
     }
-    let signer = if let Some(path) = &config.payment.eth_key_file {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading --eth-key-file {}", path.display()))?;
-        EthSigner::from_hex(text.trim()).map_err(|e| anyhow::anyhow!("--eth-key-file {}: {e}", path.display()))?
-    } else if let Some(path) = &config.payment.eth_keystore_path {
-        let Some(pw_file) = &config.payment.eth_password else {
-            bail!("--eth-keystore-path needs --eth-password FILE");
-        };
-        let password = std::fs::read_to_string(pw_file)
-            .with_context(|| format!("reading --eth-password {}", pw_file.display()))?;
-        let want = match &config.payment.eth_addr {
-            Some(a) => Some(parse_address(a)?),
+    let read = |what, path: &std::path::PathBuf| {
+        std::fs::read_to_string(path).map_err(|source| PayerError::Read { what, path: path.clone(), source })
+    };
+    let signer = if let Some(path) = &p.eth_key_file {
+        let text = read("--eth-key-file", path)?;
+        EthSigner::from_hex(text.trim()).map_err(|source| PayerError::Key { path: path.clone(), source })?
+    } else if let Some(path) = &p.eth_keystore_path {
+        let pw_file = p.eth_password.as_ref().ok_or(PayerError::NoPassword)?;
+        let password = read("--eth-password", pw_file)?;
+        let want = match &p.eth_addr {
+            Some(a) => Some(parse_address(a).ok_or_else(|| PayerError::Address(a.clone()))?),
             None => None,
         };
         transport::keystore::load(path, password.trim_end_matches(['\n', '\r']), want.as_ref())
-            .map_err(|e| anyhow::anyhow!("keystore {}: {e}", path.display()))?
+            .map_err(|source| PayerError::Keystore { path: path.clone(), source })?
     } else {
-        bail!(
-            "--network {} pays orchestrators and needs a key: --eth-keystore-path with --eth-password, or --eth-key-file",
-            config.payment.network
-        );
+        return Err(PayerError::NoKey(p.network.clone()));
     };
-    let max_price = if config.payment.max_price_per_unit > 0 {
-        Some(BigRational::new(config.payment.max_price_per_unit.into(), config.payment.pixels_per_unit.max(1).into()))
-    } else {
-        None
-    };
-    info!(address = %eip55(&signer.address()), network = %config.payment.network, "paying orchestrators with tickets");
+    let max_price = (p.max_price_per_unit > 0)
+        .then(|| BigRational::new(p.max_price_per_unit.into(), p.pixels_per_unit.max(1).into()));
+    info!(address = %eip55(&signer.address()), network = %p.network, "paying orchestrators with tickets");
     Ok(Some(Payer::new(signer, max_price)))
 }
 
 /// A 20-byte address from hex (`0x` optional).
-pub(crate) fn parse_address(text: &str) -> anyhow::Result<Address> {
-    let raw = hex::decode(text.trim().trim_start_matches("0x")).map_err(|_| anyhow::anyhow!("not hex: {text:?}"))?;
-    raw.try_into().map_err(|_| anyhow::anyhow!("not 20 bytes: {text:?}"))
+pub(crate) fn parse_address(text: &str) -> Option<Address> {
+    hex::decode(text.trim().trim_start_matches("0x")).ok()?.try_into().ok()
 }
 
 #[cfg(test)]

@@ -68,6 +68,9 @@ impl Recorder {
             Report::PriceAboveCap { orchestrator, detail } => {
                 warn!(%orchestrator, error = %detail, "orchestrator price now above the cap; switching");
             }
+            Report::StaleParams { orchestrator } => {
+                warn!(%orchestrator, "orchestrator sent no usable ticket params; keeping the ones in force");
+            }
             Report::BacklogSkip { seq, waited } => {
                 warn!(seq, waited_ms = waited.as_millis() as u64, "transcode backlog: segment skipped");
             }

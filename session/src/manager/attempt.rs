@@ -10,17 +10,24 @@ use transport::proto::OrchestratorInfo;
 use transport::refusal::{Failure, FailureReason, classify_result_error};
 use transport::segment::{DOWNLOAD_TIMEOUT, SegmentTimeouts, verify_results};
 
-use super::{Action, JobOutcome, OpId, PRICE_INCREASE_LIMIT, Phase, SegmentJobs, SubmitFailure, SubmitReply};
+use super::{
+    Action, BACKSTOP_GRACE, JobOutcome, OpId, PRICE_INCREASE_LIMIT, Phase, SegmentJobs, SubmitFailure, SubmitReply,
+};
 use crate::payment::{PaymentPlan, params_ev, reported_pixels, session_price};
 use crate::report::Report;
 
 impl SegmentJobs {
     /// Pays (when paid) and then submits on the current session.
     pub(super) fn send(&mut self, now: Instant) {
+        if self.current.as_ref().is_some_and(|c| now >= c.deadline) {
+            return self.deadline_passed(now);
+        }
         if !self.config.paid {
             return self.submit(now, None, None);
         }
-        let (Some(s), Some(c)) = (self.session.as_ref(), self.current.as_ref()) else { return };
+        let (Some(s), Some(c)) = (self.session.as_ref(), self.current.as_ref()) else {
+            return self.finish_failed(now);
+        };
         let price = match session_price(&s.info) {
             Ok(p) => p,
             Err(e) => return self.attempt_failed(now, Failure::new(FailureReason::BadReply, format!("price: {e}"))),
@@ -29,8 +36,10 @@ impl SegmentJobs {
             && start.is_positive()
             && price > start * BigRational::from_integer(PRICE_INCREASE_LIMIT.into())
         {
-            return self
-                .attempt_failed(now, Failure::new(FailureReason::Price, "orchestrator price more than doubled"));
+            // Caught after the result that raised it, normally; here only if the price
+            // rose another way. Not the orchestrator's failure: a new session re-reads it.
+            self.leave_session("price more than doubled");
+            return self.open_next(now);
         }
         let ev = match s.info.ticket_params.as_ref().map(params_ev) {
             None => BigRational::from_integer(0.into()),
@@ -52,7 +61,9 @@ impl SegmentJobs {
 
     pub(super) fn submit(&mut self, now: Instant, plan: Option<PaymentPlan>, payment: Option<String>) {
         let op = OpId(self.next());
-        let (Some(s), Some(c)) = (self.session.as_ref(), self.current.as_ref()) else { return };
+        let (Some(s), Some(c)) = (self.session.as_ref(), self.current.as_ref()) else {
+            return self.finish_failed(now);
+        };
         let mut timeouts = SegmentTimeouts::for_duration(c.job.duration, 1.0);
         // An orchestrator answers with headers as soon as the upload is in (§4.2 step 8).
         // Once its upload time is known, a reply four times later than usual (at least
@@ -79,7 +90,7 @@ impl SegmentJobs {
         };
         self.report(Report::SegmentSent { bytes: c.job.bytes, dispatch });
         self.actions.push_back(action);
-        self.set_phase(Phase::Submitting { op, plan, deadline: now + timeouts.total });
+        self.set_phase(Phase::Submitting { op, plan, deadline: now + timeouts.total + BACKSTOP_GRACE });
     }
 
     pub(super) fn on_submitted(
@@ -107,12 +118,20 @@ impl SegmentJobs {
             self.report(Report::TicketsSent { count: p.tickets, ev_wei: p.ev_wei() });
         }
         self.report(Report::SessionSegment);
-        let Some(s) = self.session.as_mut() else { return };
-        // Fresh params and price with every result (§5.4); the auth token stays.
+        let Some(s) = self.session.as_mut() else { return self.finish_failed(now) };
+        // Fresh params and price with every result (§5.4); the auth token stays, and so do
+        // the params in force when the result brings none or unusable ones.
         if let Some(info) = reply.result.info.clone() {
             let token = s.info.auth_token.clone();
-            s.info = OrchestratorInfo { auth_token: token, ..info };
-            s.info_at = now;
+            let fresh = info.ticket_params.as_ref().is_some_and(|tp| params_ev(tp).is_ok());
+            let params = if fresh { info.ticket_params.clone() } else { s.info.ticket_params.clone() };
+            if !fresh && self.config.paid {
+                self.actions.push_back(Action::Report(Report::StaleParams { orchestrator: s.addr.to_string() }));
+            }
+            s.info = OrchestratorInfo { auth_token: token, ticket_params: params, ..info };
+            if fresh {
+                s.info_at = now;
+            }
         }
         let data = match &reply.result.result {
             Some(transport::proto::transcode_result::Result::Data(d)) => d,
@@ -144,7 +163,7 @@ impl SegmentJobs {
             sig: data.sig.clone(),
             upload: reply.upload,
             tickets,
-            deadline: now + DOWNLOAD_TIMEOUT,
+            deadline: now + DOWNLOAD_TIMEOUT + BACKSTOP_GRACE,
         });
     }
 
@@ -162,7 +181,7 @@ impl SegmentJobs {
         };
         let bytes = renditions.iter().map(Bytes::len).sum();
         self.report(Report::RenditionsReceived { bytes });
-        let Some(s) = self.session.as_ref() else { return };
+        let Some(s) = self.session.as_ref() else { return self.finish_failed(now) };
         if self.config.paid && !sig.is_empty() {
             let signer: Option<Address> =
                 s.info.address.as_slice().try_into().ok().or(Some(s.recipient).filter(|r| *r != [0; 20]));
@@ -174,23 +193,37 @@ impl SegmentJobs {
                 }
             }
         }
-        let orch = s.orch;
+        let (orch, key) = (s.orch, s.key);
+        let params = if tickets > 0 { s.info.ticket_params.clone() } else { None };
         let orchestrator = s.addr.to_string();
-        // A mid-stream price change: under the cap the new params simply apply; above it
-        // the session ends after this segment and the stream moves on (never dropped).
+        // A mid-stream price change: under the cap the new params simply apply; above it,
+        // or more than double the session's starting price, the session ends after this
+        // segment and the stream moves on (never dropped, nobody suspended).
         let new_price = if self.config.paid { session_price(&s.info).ok() } else { None };
-        let Some(c) = self.current.as_ref() else { return };
+        let doubled = match (&new_price, &s.start_price) {
+            (Some(p), Some(start)) => {
+                start.is_positive() && *p > start * BigRational::from_integer(PRICE_INCREASE_LIMIT.into())
+            }
+            _ => false,
+        };
+        let Some(c) = self.current.take() else { return };
         let took = now.saturating_duration_since(c.started);
         self.pool.success(orch, took, upload, c.job.duration);
         self.report(Report::AttemptSucceeded { seq: c.job.seq, orchestrator: orchestrator.clone(), took, tickets });
-        if let Some(p) = new_price
-            && let Err(f) = self.gate().check_price(orch, &p, now)
-        {
+        let record = self.record(&c, now, true, true, tickets);
+        let over_cap = new_price.as_ref().and_then(|p| self.gate().check_price(orch, p, now).err());
+        if let Some(f) = over_cap {
             self.report(Report::PriceAboveCap { orchestrator, detail: f.detail });
             self.leave_session("price above the cap");
+        } else if doubled {
+            let detail = "price more than doubled since the session began".to_owned();
+            self.report(Report::PriceAboveCap { orchestrator, detail });
+            self.leave_session("price more than doubled");
+        } else if tickets > 0 {
+            // Sign the next segment's tickets now, under the params this result brought,
+            // so the signatures are off the next segment's path to the wire.
+            self.actions.push_back(Action::Presign { session: key, params, count: tickets });
         }
-        let Some(c) = self.current.take() else { return };
-        let record = self.record(&c, now, true, true, tickets);
         self.actions.push_back(Action::Deliver { job: c.id, outcome: JobOutcome::Transcoded(renditions), record });
         self.pump(now);
     }

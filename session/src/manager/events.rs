@@ -186,6 +186,16 @@ pub enum Action {
         /// Its auth token.
         auth_token: Option<AuthToken>,
     },
+    /// Sign `count` tickets ahead for `session` under `params` (the ones the last result
+    /// brought), so the next segment's signatures are off its path to the wire.
+    Presign {
+        /// The session.
+        session: SessionKey,
+        /// Its current ticket params.
+        params: Option<TicketParams>,
+        /// Tickets to sign.
+        count: u32,
+    },
     /// Job `job` is finished.
     Deliver {
         /// The segment.

@@ -59,6 +59,9 @@ pub const PRICE_INCREASE_LIMIT: i64 = 2;
 /// A session opened while a segment waits gets at most half the segment's duration, and
 /// at least this (an orchestrator that does not answer by then is skipped).
 pub const MIN_OPEN_BUDGET: Duration = Duration::from_millis(500);
+/// The manager's own deadline for an operation runs this much past the transport's, so
+/// the transport's answer (with what it knows: whether headers came) normally wins.
+pub const BACKSTOP_GRACE: Duration = Duration::from_millis(500);
 /// A backlogged segment is skipped once it waited its upload deadline plus this many
 /// segment durations (so a backlog never grows without bound).
 pub const BACKLOG_SEGMENTS: f64 = 3.0;
@@ -353,7 +356,10 @@ impl SegmentJobs {
     }
 
     /// Asks the selector for an orchestrator not passed over yet and opens a session.
-    fn open_next(&mut self, now: Instant) {
+    pub(super) fn open_next(&mut self, now: Instant) {
+        if self.current.as_ref().is_some_and(|c| now >= c.deadline) {
+            return self.deadline_passed(now);
+        }
         let random = self.random();
         let Some(c) = self.current.as_mut() else { return };
         match self.pool.choose(&c.open_tried, now, random) {
@@ -365,7 +371,7 @@ impl SegmentJobs {
                 let budget = (c.job.duration / 2).max(MIN_OPEN_BUDGET).min(GRPC_TIMEOUT);
                 let op = OpId(self.next());
                 self.actions.push_back(Action::OpenSession { op, orch, addr: addr.clone(), budget });
-                self.set_phase(Phase::Opening { op, orch, addr, deadline: now + budget });
+                self.set_phase(Phase::Opening { op, orch, addr, deadline: now + budget + BACKSTOP_GRACE });
             }
         }
     }
@@ -417,8 +423,9 @@ impl SegmentJobs {
             Some(s) => (Some(s.orch), s.addr.to_string()),
             None => (None, String::new()),
         };
-        let suspended_for =
-            orch.and_then(|o| self.pool.failure(o, failure.reason, failure.next == Reaction::Failover, now));
+        // A price that moved is not a fault: the orchestrator is not suspended for it.
+        let suspend = failure.next == Reaction::Failover && failure.reason != FailureReason::Price;
+        let suspended_for = orch.and_then(|o| self.pool.failure(o, failure.reason, suspend, now));
         c.last_error = failure.detail.clone();
         let (seq, attempt, next) = (c.job.seq, c.attempts, failure.next);
         if next == Reaction::Failover
@@ -435,7 +442,15 @@ impl SegmentJobs {
         self.begin_attempt(now);
     }
 
-    fn finish_failed(&mut self, now: Instant) {
+    /// The segment's deadline passed between attempts: it fails without blaming anyone.
+    pub(super) fn deadline_passed(&mut self, now: Instant) {
+        if let Some(c) = self.current.as_mut() {
+            c.last_error = format!("{} (deadline passed)", c.last_error);
+        }
+        self.finish_failed(now);
+    }
+
+    pub(super) fn finish_failed(&mut self, now: Instant) {
         let Some(c) = self.current.take() else { return };
         let record = self.record(&c, now, false, true, 0);
         let outcome = JobOutcome::Failed(c.last_error.clone());
@@ -444,7 +459,7 @@ impl SegmentJobs {
     }
 
     /// Ends the current session (nobody waits for the orchestrator's answer).
-    fn leave_session(&mut self, why: &str) {
+    pub(super) fn leave_session(&mut self, why: &str) {
         if let Some(s) = self.session.take() {
             self.pool.session_delta(s.orch, -1);
             self.report(Report::SessionEnded { orchestrator: s.addr.to_string(), why: why.to_owned() });

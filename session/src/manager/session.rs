@@ -88,7 +88,8 @@ impl Gate<'_> {
             None
         };
         let left = token.expiration.saturating_sub(unix_now);
-        let token_expires = (token.expiration > 0).then(|| now + Duration::from_secs(left.max(0) as u64));
+        let token_expires =
+            (token.expiration > 0).then(|| now.checked_add(Duration::from_secs(left.max(0) as u64))).flatten();
         Ok(Session { key, orch, addr: addr.clone(), info, recipient, start_price, info_at: now, token_expires })
     }
 

@@ -5,7 +5,6 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use bytes::{Bytes, BytesMut};
 use ingest::flv::{FlvDemuxer, FlvTagDecoder};
 use media::{
@@ -35,6 +34,37 @@ const READ_BLOCK: usize = 1 << 20;
 /// Access units held while looking for the codec configuration of an MPEG-TS input.
 const MAX_PENDING: usize = 10_000;
 
+/// Why a file could not be segmented.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// Reading the input or writing the output failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the input stream failed.
+    #[error("reading the input: {0}")]
+    Read(#[from] std::io::Error),
+    /// The FLV input is malformed.
+    #[error("FLV input: {0}")]
+    Flv(#[from] ingest::FlvError),
+    /// No codec configuration in the first frames of an MPEG-TS input.
+    #[error("no H.264 SPS/PPS or AAC header in the first {0} frames")]
+    NoConfigurationYet(usize),
+    /// No codec configuration anywhere in the input.
+    #[error("no codec configuration found in the input")]
+    NoConfiguration,
+    /// Neither FLV nor MPEG-TS.
+    #[error("input is neither FLV nor MPEG-TS")]
+    UnknownFormat,
+}
+
 /// Segments a stream of FLV or MPEG-TS bytes (detected from the first bytes), handing each
 /// segment to `sink`. Reads in 1 MiB blocks, so memory stays bounded whatever the input's
 /// size. Returns the tracks found.
@@ -42,7 +72,7 @@ pub fn segment_stream(
     mut input: impl Read,
     target_secs: f64,
     mut sink: impl FnMut(&Segment),
-) -> anyhow::Result<TrackInfo> {
+) -> Result<TrackInfo, OfflineError> {
     let cfg = SegmenterConfig::with_target(MediaTime::from_secs_f64(target_secs, Timescale::MPEG));
     let mut seg = Segmenter::new(cfg, 0);
     let mut drain = |seg: &mut Segmenter| {
@@ -95,37 +125,38 @@ pub fn segment_stream(
         let mut demux = TsDemuxer::new();
         let mut pending: Vec<AccessUnit> = Vec::new();
         let mut configured = false;
-        let mut pump = |demux: &mut TsDemuxer, seg: &mut Segmenter, configured: &mut bool| -> anyhow::Result<()> {
-            while let Some(r) = demux.poll() {
-                let au = match r {
-                    Ok(au) => au,
-                    Err(e) => {
-                        tracing::warn!(%e, "skipping malformed input");
-                        continue;
-                    }
-                };
-                if *configured {
-                    seg.handle_access_unit(&au);
-                    drain(seg);
-                    continue;
-                }
-                pending.push(au);
-                let declared = demux.tracks();
-                if let Some(t) = tracks_from_access_units(&pending, declared.video, declared.audio) {
-                    seg.handle_tracks(t);
-                    *configured = true;
-                    // What arrived before the configuration was known, in decode order.
-                    pending.sort_by_key(|a| a.dts);
-                    for au in pending.drain(..) {
+        let mut pump =
+            |demux: &mut TsDemuxer, seg: &mut Segmenter, configured: &mut bool| -> Result<(), OfflineError> {
+                while let Some(r) = demux.poll() {
+                    let au = match r {
+                        Ok(au) => au,
+                        Err(e) => {
+                            tracing::warn!(%e, "skipping malformed input");
+                            continue;
+                        }
+                    };
+                    if *configured {
                         seg.handle_access_unit(&au);
                         drain(seg);
+                        continue;
                     }
-                } else if pending.len() > MAX_PENDING {
-                    bail!("no H.264 SPS/PPS or AAC header in the first {MAX_PENDING} frames");
+                    pending.push(au);
+                    let declared = demux.tracks();
+                    if let Some(t) = tracks_from_access_units(&pending, declared.video, declared.audio) {
+                        seg.handle_tracks(t);
+                        *configured = true;
+                        // What arrived before the configuration was known, in decode order.
+                        pending.sort_by_key(|a| a.dts);
+                        for au in pending.drain(..) {
+                            seg.handle_access_unit(&au);
+                            drain(seg);
+                        }
+                    } else if pending.len() > MAX_PENDING {
+                        return Err(OfflineError::NoConfigurationYet(MAX_PENDING));
+                    }
                 }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         loop {
             demux.push(&buf);
             buf.clear();
@@ -138,10 +169,10 @@ pub fn segment_stream(
         demux.flush();
         pump(&mut demux, &mut seg, &mut configured)?;
         if !configured && !pending.is_empty() {
-            bail!("no codec configuration found in the input");
+            return Err(OfflineError::NoConfiguration);
         }
     } else {
-        bail!("input is neither FLV nor MPEG-TS");
+        return Err(OfflineError::UnknownFormat);
     }
     seg.flush();
     drain(&mut seg);
@@ -195,12 +226,16 @@ fn annexb_nals(data: &Bytes) -> Vec<Bytes> {
 }
 
 /// Segments `input` into `out_dir` (`index.m3u8` and `{seq}.ts`).
-pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> anyhow::Result<SegmentReport> {
+pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> Result<SegmentReport, OfflineError> {
     #[allow(clippy::disallowed_methods)] // timing a command, not a protocol core
     let started = Instant::now();
-    let file = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
-    let input_bytes = file.metadata()?.len();
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError + use<> {
+        let path = path.to_owned();
+        move |source| OfflineError::Io { what, path, source }
+    }
+    let file = std::fs::File::open(input).map_err(io("opening", input))?;
+    let input_bytes = file.metadata().map_err(io("reading", input))?.len();
+    std::fs::create_dir_all(out_dir).map_err(io("creating", out_dir))?;
     let mut playlist = MediaPlaylistBuilder::vod(target_secs);
     let mut report =
         SegmentReport { segments: 0, duration_secs: 0.0, input_bytes, output_bytes: 0, elapsed: Duration::ZERO };
@@ -208,7 +243,7 @@ pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> anyhow::R
     segment_stream(file, target_secs, |s| {
         let path = out_dir.join(format!("{}.ts", s.seq));
         if let Err(e) = std::fs::write(&path, &s.data) {
-            write_err.get_or_insert(anyhow::anyhow!("writing {}: {e}", path.display()));
+            write_err.get_or_insert(OfflineError::Io { what: "writing", path, source: e });
         }
         report.segments += 1;
         report.duration_secs += s.duration.as_secs_f64();
@@ -224,7 +259,8 @@ pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> anyhow::R
     if let Some(e) = write_err {
         return Err(e);
     }
-    std::fs::write(out_dir.join("index.m3u8"), playlist.render(|seq| format!("{seq}.ts")))?;
+    let index = out_dir.join("index.m3u8");
+    std::fs::write(&index, playlist.render(|seq| format!("{seq}.ts"))).map_err(io("writing", &index))?;
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -163,10 +162,27 @@ pub struct OrchDebug {
     pub allow_faults: bool,
 }
 
+/// Why the orchestrator settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchSettingsError {
+    /// GStreamer is missing.
+    #[error(transparent)]
+    Transcoder(#[from] orchestrator::transcode::TranscodeError),
+    /// `block_time` out of range.
+    #[error("block_time must be between 0.001 and 3600 seconds")]
+    BlockTime,
+    /// The key cannot be loaded.
+    #[error(transparent)]
+    Key(#[from] crate::error::PayerError),
+    /// A negative price or a non-positive pixel count.
+    #[error("--price-per-unit must be >= 0 and --pixels-per-unit >= 1")]
+    Price,
+}
+
 impl OrchestratorSettings {
     /// The running orchestrator's configuration: checks ranges, loads the key and
     /// builds the transcoder.
-    pub fn service_config(&self) -> anyhow::Result<orchestrator::service::OrchestratorConfig> {
+    pub fn service_config(&self) -> Result<orchestrator::service::OrchestratorConfig, OrchSettingsError> {
         use orchestrator::transcode::{EchoTranscoder, GstTranscoder, Transcoder};
         let t = &self.transcoding;
         let transcoder: Arc<dyn Transcoder> = match t.transcoder {
@@ -188,24 +204,28 @@ impl OrchestratorSettings {
         let p = &self.payment;
         cfg.ticket_ev = p.ticket_ev;
         if !(0.001..=3600.0).contains(&p.block_time) {
-            anyhow::bail!("block_time must be between 0.001 and 3600 seconds");
+            return Err(OrchSettingsError::BlockTime);
         }
         cfg.block_time = Duration::from_secs_f64(p.block_time);
         if p.network != crate::config::DEFAULT_NETWORK {
+            use crate::error::PayerError;
+            let read = |what, path: &PathBuf| {
+                std::fs::read_to_string(path).map_err(|source| PayerError::Read { what, path: path.clone(), source })
+            };
             let signer = if let Some(path) = &p.eth_key_file {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let text = read("--eth-key-file", path)?;
                 transport::identity::EthSigner::from_hex(text.trim())
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    .map_err(|source| PayerError::Key { path: path.clone(), source })?
             } else if let Some(path) = &p.eth_keystore_path {
-                let pw = p.eth_password.as_ref().context("eth_keystore_path needs eth_password (a file)")?;
-                let pw = std::fs::read_to_string(pw).with_context(|| format!("reading {}", pw.display()))?;
+                let pw = p.eth_password.as_ref().ok_or(PayerError::NoPassword)?;
+                let pw = read("--eth-password", pw)?;
                 transport::keystore::load(path, pw.trim_end_matches(['\n', '\r']), None)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    .map_err(|source| PayerError::Keystore { path: path.clone(), source })?
             } else {
-                anyhow::bail!("--network {} needs --eth-key-file or --eth-keystore-path", p.network);
+                return Err(PayerError::NoKey(p.network.clone()).into());
             };
             if p.pixels_per_unit <= 0 || p.price_per_unit < 0 {
-                anyhow::bail!("--price-per-unit must be >= 0 and --pixels-per-unit >= 1");
+                return Err(OrchSettingsError::Price);
             }
             cfg.price = transport::proto::PriceInfo {
                 price_per_unit: p.price_per_unit,

@@ -2,11 +2,27 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use ingest::flv::{FlvFileReader, FlvTag, TAG_SCRIPT, TAG_VIDEO};
 use ingest::publisher::{RtmpPublisher, RtmpUrl};
 use tokio::time::Instant;
+
+/// Why a file could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFileError {
+    /// The file is not FLV.
+    #[error("not a usable FLV file: {0}")]
+    Flv(#[from] ingest::FlvError),
+    /// Connecting or sending failed.
+    #[error("publishing to {addr}: {source}")]
+    Rtmp {
+        /// The server.
+        addr: String,
+        /// Why.
+        #[source]
+        source: ingest::publisher::PublishError,
+    },
+}
 
 /// How to publish.
 #[derive(Debug, Clone)]
@@ -19,7 +35,7 @@ pub struct PublishOptions {
 }
 
 /// Reads the tags of an FLV file.
-pub fn read_flv(data: Bytes) -> anyhow::Result<Vec<FlvTag>> {
+pub fn read_flv(data: Bytes) -> Result<Vec<FlvTag>, PublishFileError> {
     Ok(FlvFileReader::new(data)?.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -34,8 +50,9 @@ pub fn clip_duration_ms(tags: &[FlvTag]) -> u32 {
 }
 
 /// Publishes `tags` to `url`. Returns the number of tags sent.
-pub async fn publish_tags(tags: &[FlvTag], url: &RtmpUrl, opts: &PublishOptions) -> anyhow::Result<u64> {
-    let mut publisher = RtmpPublisher::connect(url).await.with_context(|| format!("publishing to {}", url.addr))?;
+pub async fn publish_tags(tags: &[FlvTag], url: &RtmpUrl, opts: &PublishOptions) -> Result<u64, PublishFileError> {
+    let rtmp = |source| PublishFileError::Rtmp { addr: url.addr.clone(), source };
+    let mut publisher = RtmpPublisher::connect(url).await.map_err(rtmp)?;
     let clip = clip_duration_ms(tags);
     let started = Instant::now();
     let mut sent = 0u64;
@@ -50,11 +67,11 @@ pub async fn publish_tags(tags: &[FlvTag], url: &RtmpUrl, opts: &PublishOptions)
             if opts.realtime {
                 tokio::time::sleep_until(started + Duration::from_millis(ts as u64)).await;
             }
-            publisher.send_tag(tag.tag_type, ts, &tag.body).await?;
+            publisher.send_tag(tag.tag_type, ts, &tag.body).await.map_err(rtmp)?;
             sent += 1;
         }
         round += 1;
     }
-    publisher.finish().await?;
+    publisher.finish().await.map_err(rtmp)?;
     Ok(sent)
 }

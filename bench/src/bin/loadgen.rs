@@ -58,6 +58,11 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
+/// The gateway's CPU seconds: its runtime's threads and its ingest threads.
+fn gateway_cpu() -> f64 {
+    cpu_seconds("gateway") + cpu_seconds("sluice-ingest")
+}
+
 /// User + system CPU seconds of this process's threads whose name starts with `prefix`
 /// (all threads for ""). Each part runs on its own named runtime threads.
 fn cpu_seconds(prefix: &str) -> f64 {
@@ -175,7 +180,7 @@ async fn run(
             publish_tags(&tags, &url, &PublishOptions { realtime: true, loops: None }).await
         }));
     }
-    let (t0, cpu0, gw0) = (Instant::now(), cpu_seconds(""), cpu_seconds("gateway"));
+    let (t0, cpu0, gw0) = (Instant::now(), cpu_seconds(""), gateway_cpu());
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     let mut killed = false;
@@ -208,12 +213,12 @@ async fn run(
             m.segments_total.load(std::sync::atomic::Ordering::Relaxed),
             m.transcoded_total.load(std::sync::atomic::Ordering::Relaxed),
             m.transcode_failures_total.load(std::sync::atomic::Ordering::Relaxed),
-            (cpu_seconds("gateway") - gw0) / t0.elapsed().as_secs_f64() * 100.0,
+            (gateway_cpu() - gw0) / t0.elapsed().as_secs_f64() * 100.0,
         );
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds("") - cpu0;
-    let gw_cpu = cpu_seconds("gateway") - gw0;
+    let gw_cpu = gateway_cpu() - gw0;
     for p in &publishers {
         p.abort();
     }

@@ -128,19 +128,9 @@ impl Sim {
         );
         let orchs = (0..ORCHS).map(|i| Orch { addr: addr(i), price: 1, sessions_opened: 0, submits: 0, generation: 0 });
         let orchs: Vec<Orch> = orchs.collect();
-        let pool = Arc::new(OrchestratorPool::new(
-            orchs.iter().map(|o| (o.addr.clone(), None)).collect(),
-            Box::new(DefaultSelector::default()),
-            vec![],
-        ));
-        let config = Arc::new(LinkConfig {
-            max_attempts: 3,
-            paid,
-            // 10 wei per pixel at most; orchestrators quote 1 wei per pixel.
-            max_price: paid.then(|| BigRational::from_integer(10.into())),
-            capabilities: transport::capabilities::job_capabilities(&profiles(), false, ""),
-            blocklist: vec![],
-        });
+        let pool = pool_of(ORCHS);
+        // 10 wei per pixel at most; orchestrators quote 1 wei per pixel.
+        let config = link(paid, paid.then(|| BigRational::from_integer(10.into())));
         let streams = (0..STREAMS).map(|i| SegmentJobs::new(config.clone(), pool.clone(), 0x5eed + i as u64)).collect();
         Sim {
             t0,
@@ -394,6 +384,26 @@ impl Sim {
     }
 }
 
+/// A pool of orchestrators `o0.sim` … `o{n-1}.sim`.
+fn pool_of(n: usize) -> Arc<OrchestratorPool> {
+    Arc::new(OrchestratorPool::new(
+        (0..n).map(|i| (addr(i), None)).collect(),
+        Box::new(DefaultSelector::default()),
+        vec![],
+    ))
+}
+
+/// The link settings of the simulated gateway: three attempts, the given payment mode.
+fn link(paid: bool, max_price: Option<BigRational>) -> Arc<LinkConfig> {
+    Arc::new(LinkConfig {
+        max_attempts: 3,
+        paid,
+        max_price,
+        capabilities: transport::capabilities::job_capabilities(&profiles(), false, ""),
+        blocklist: vec![],
+    })
+}
+
 fn profiles() -> Vec<transport::proto::VideoProfile> {
     ["P240p30fps16x9", "P360p30fps16x9"].iter().map(|n| transport::profiles::preset(n).unwrap()).collect()
 }
@@ -494,15 +504,8 @@ fn every_fault_is_survived_without_a_gap() {
 #[test]
 fn nothing_usable_gives_gaps_and_not_sent_segments_blame_nobody() {
     let t0 = Instant::now();
-    let pool = Arc::new(OrchestratorPool::new(vec![(addr(0), None)], Box::new(DefaultSelector::default()), vec![]));
-    let config = Arc::new(LinkConfig {
-        max_attempts: 3,
-        paid: false,
-        max_price: None,
-        capabilities: transport::capabilities::job_capabilities(&profiles(), false, ""),
-        blocklist: vec![],
-    });
-    let mut m = SegmentJobs::new(config, pool.clone(), 7);
+    let pool = pool_of(1);
+    let mut m = SegmentJobs::new(link(false, None), pool.clone(), 7);
     // A segment cut between keyframes is never sent.
     let job = |seq, independent| SegmentJob { seq, duration: SEGMENT, independent, bytes: 10, profiles: profiles() };
     m.push(t0, job(0, false));
@@ -533,19 +536,7 @@ fn nothing_usable_gives_gaps_and_not_sent_segments_blame_nobody() {
 #[test]
 fn a_late_answer_to_a_timed_out_operation_is_ignored() {
     let t0 = Instant::now();
-    let pool = Arc::new(OrchestratorPool::new(
-        vec![(addr(0), None), (addr(1), None)],
-        Box::new(DefaultSelector::default()),
-        vec![],
-    ));
-    let config = Arc::new(LinkConfig {
-        max_attempts: 3,
-        paid: false,
-        max_price: None,
-        capabilities: transport::capabilities::job_capabilities(&profiles(), false, ""),
-        blocklist: vec![],
-    });
-    let mut m = SegmentJobs::new(config, pool, 9);
+    let mut m = SegmentJobs::new(link(false, None), pool_of(2), 9);
     m.push(t0, SegmentJob { seq: 0, duration: SEGMENT, independent: true, bytes: 10, profiles: profiles() });
     let Some(Action::OpenSession { op: first, addr: a, .. }) = m.poll_action() else { panic!() };
     // No answer: the manager's own deadline fires and it moves to the other orchestrator.

@@ -1,6 +1,6 @@
 //! Gateway configuration: one struct, [`GatewayConfig`], that is both the command line
-//! (`clap`) and the TOML file (`serde`), in five sections: `[listen]`, `[segmenting]`,
-//! `[orchestrators]`, `[selection]`, `[payment]`. Every setting can come from the file,
+//! (`clap`) and the TOML file (`serde`), in six sections: `[listen]`, `[segmenting]`,
+//! `[orchestrators]`, `[selection]`, `[payment]`, `[trickle]`. Every setting can come from the file,
 //! a `SLUICE_*` environment variable or a flag; flags win, then the environment, then
 //! the file, then the defaults below (each written once, as a named constant). Unknown
 //! keys are refused.
@@ -65,6 +65,20 @@ pub struct GatewayConfig {
     /// Paying orchestrators.
     #[command(flatten)]
     pub payment: PaymentConfig,
+    /// The trickle server under `/ai/trickle/`.
+    #[command(flatten)]
+    pub trickle: TrickleConfig,
+}
+
+/// `[trickle]`: the trickle server on the HTTP port (live AI's transport).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Args)]
+#[serde(deny_unknown_fields, default)]
+#[command(next_help_heading = "Trickle")]
+pub struct TrickleConfig {
+    /// Let a `POST /ai/trickle/{channel}` create channels (a standalone server for
+    /// runners); off, only the gateway creates them, so nobody can fill it with channels.
+    #[arg(long, env = "SLUICE_TRICKLE_AUTO_CREATE")]
+    pub trickle_auto_create: bool,
 }
 
 /// `[listen]`: addresses and connection limits.

@@ -14,12 +14,14 @@ use crate::config::GatewayConfig;
 use crate::error::StartError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use transport::trickle::Limits;
+use transport::trickle_http::TrickleHub;
 
 /// What [`Gateway::shutdown`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// The gateway's own tasks: the RTMP, HTTP and control listeners, and discovery when
-    /// transcoding is on.
+    /// The gateway's own tasks: the RTMP, HTTP and control listeners, the trickle idle
+    /// sweep, and discovery when transcoding is on.
     pub tasks: usize,
     /// Those that had not stopped 5 s after the signal and were aborted.
     pub aborted: usize,
@@ -38,6 +40,7 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     ingest_threads: Option<Arc<IngestThreads>>,
+    trickle: Arc<TrickleHub>,
 }
 
 impl Gateway {
@@ -69,16 +72,24 @@ impl Gateway {
         let serve = ingest::server::serve(rtmp, handler, rtmp_cfg, rx.clone(), ingest_threads.clone());
         let mut tasks = vec![tokio::spawn(serve)];
         tasks.extend(discovery);
-        let playback = crate::http::router(registry.clone(), metrics.clone(), config.listen.web_dir.clone());
+        let trickle = TrickleHub::new(Limits::default(), config.trickle.trickle_auto_create);
+        tasks.push(tokio::spawn(trickle.clone().sweep_until(stopped(rx.clone()))));
+        let playback = crate::http::router(registry.clone(), metrics.clone(), config.listen.web_dir.clone())
+            .nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));
         tasks.push(spawn_http(http, playback, rx.clone()));
         tasks.push(spawn_http(cli, crate::control::router(registry.clone(), metrics.clone()), rx));
         info!(%rtmp_addr, %http_addr, %cli_addr, "gateway listening");
-        Ok(Gateway { rtmp_addr, http_addr, cli_addr, registry, metrics, shutdown, tasks, ingest_threads })
+        Ok(Gateway { rtmp_addr, http_addr, cli_addr, registry, metrics, shutdown, tasks, ingest_threads, trickle })
     }
 
     /// The stream registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The trickle server under `/ai/trickle/` (the gateway creates its channels).
+    pub fn trickle(&self) -> &Arc<TrickleHub> {
+        &self.trickle
     }
 
     /// The counters.
@@ -111,6 +122,15 @@ impl Gateway {
             let _ = tokio::task::spawn_blocking(move || t.stop()).await;
         }
         report
+    }
+}
+
+/// Resolves once the gateway is shutting down.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -71,7 +71,9 @@ async fn cors(mut res: Response) -> Response {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Content-Length, Content-Range, Accept-Ranges"),
+        HeaderValue::from_static(
+            "Content-Length, Content-Range, Accept-Ranges, Lp-Trickle-Seq, Lp-Trickle-Latest, Lp-Trickle-Closed",
+        ),
     );
     res
 }

@@ -116,9 +116,9 @@ async fn shutdown_stops_discovery_and_every_listener() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     let report = gw.shutdown().await;
-    assert_eq!(report.tasks, 4, "RTMP, HTTP and control listeners plus discovery");
+    assert_eq!(report.tasks, 5, "RTMP, HTTP and control listeners, the trickle sweep and discovery");
     assert_eq!(report.aborted, 0, "every task stopped by itself");
     assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
     let plain = gateway().await.shutdown().await;
-    assert_eq!(plain, engine::gateway::ShutdownReport { tasks: 3, aborted: 0 }, "no discovery without orchestrators");
+    assert_eq!(plain, engine::gateway::ShutdownReport { tasks: 4, aborted: 0 }, "no discovery without orchestrators");
 }

@@ -522,12 +522,15 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
         stats: Mutex::new(Stats::default()),
         transcoder: cfg.transcoder,
     });
+    // Live AI's channels, created by the orchestrator itself (no auto-creation).
+    let trickle = transport::trickle_http::TrickleHub::new(transport::trickle::Limits::default(), false);
     let http = Router::new()
         .route("/segment", post(segment))
         .route("/stream/{session}/{profile}/{file}", get(rendition))
         .route("/status", get(status))
         .route("/fault", post(set_fault))
-        .with_state(shared.clone());
+        .with_state(shared.clone())
+        .nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));
     let mut app =
         tonic::service::Routes::new(OrchestratorServer::new(Grpc(shared.clone()))).into_axum_router().merge(http);
     if cfg.allow_faults {
@@ -547,6 +550,7 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
     };
     let (shutdown, mut stop) = watch::channel(false);
     let janitor = shared.clone();
+    let trickle_sweep = trickle.clone();
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -555,6 +559,9 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
                 _ = tick.tick() => {
                     for id in janitor.sessions.lock().expect("sessions lock").expire(Instant::now()) {
                         tracing::info!(session = %id, "session idle, dropped");
+                    }
+                    for channel in trickle_sweep.sweep(transport::trickle::IDLE_TIMEOUT) {
+                        tracing::info!(%channel, "trickle channel idle, closed");
                     }
                 }
                 accepted = listener.accept() => {

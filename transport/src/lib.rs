@@ -11,6 +11,8 @@
 //! * [`pm`]: ticket EV, tickets per segment, credit balances, payments with signed tickets (§5).
 //! * [`segment`]: the signed `SegData`, request headers, timeouts, result signatures (§4).
 //! * [`refusal`]: failure reasons and reactions, and the refusal strings on the wire (§4.3).
+//! * [`trickle`]: trickle channels, segments and their ring, without IO (trickle spec §1);
+//!   `trickle_http` (feature `net`) is the axum shell serving them.
 //! * `client`, `tls` (feature `net`, on by default): the gRPC and HTTP clients toward
 //!   orchestrators and their TLS policy.
 //!
@@ -36,3 +38,6 @@ pub mod refusal;
 pub mod segment;
 #[cfg(feature = "net")]
 pub mod tls;
+pub mod trickle;
+#[cfg(feature = "net")]
+pub mod trickle_http;

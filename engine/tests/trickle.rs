@@ -1,0 +1,246 @@
+//! Trickle server conformance (spec `trickle-and-live-ai.md` §1.3–§1.7), against the
+//! gateway's `/ai/trickle/` with plain HTTP/1.1 written by hand: every route, header and
+//! status a real client relies on, including bodies that stream while the publisher is
+//! still writing.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One whole request with an optional body (`Content-Length`), `Connection: close`.
+async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    read_response(&mut s).await
+}
+
+async fn read_response(s: &mut TcpStream) -> HttpResponse {
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await.expect("response in time").unwrap();
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> HttpResponse {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("http header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))).collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    HttpResponse { status, headers, body }
+}
+
+/// Decodes as much of a chunked body as has arrived.
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let Ok(n) = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap_or("x").trim(), 16) else { break };
+        if n == 0 || b.len() < nl + 2 + n {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
+        b = &b[(nl + 4 + n).min(b.len())..];
+    }
+    out
+}
+
+/// A POST whose chunked body is written piece by piece.
+struct Upload(TcpStream);
+
+impl Upload {
+    async fn start(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Upload {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut head =
+            format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        Upload(s)
+    }
+
+    async fn send(&mut self, data: &[u8]) {
+        self.0.write_all(format!("{:x}\r\n", data.len()).as_bytes()).await.unwrap();
+        self.0.write_all(data).await.unwrap();
+        self.0.write_all(b"\r\n").await.unwrap();
+        self.0.flush().await.unwrap();
+    }
+
+    async fn finish(mut self) -> HttpResponse {
+        self.0.write_all(b"0\r\n\r\n").await.unwrap();
+        read_response(&mut self.0).await
+    }
+}
+
+/// A GET read as it arrives.
+struct Download {
+    s: TcpStream,
+    raw: Vec<u8>,
+}
+
+impl Download {
+    async fn start(addr: SocketAddr, path: &str) -> Download {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        Download { s, raw: Vec::new() }
+    }
+
+    /// Reads until the body so far holds `want` bytes, or `wait` passes; returns what it has.
+    async fn body_at_least(&mut self, want: usize, wait: Duration) -> Option<HttpResponse> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.raw.windows(4).any(|w| w == b"\r\n\r\n") {
+                let r = parse(&self.raw);
+                if r.body.len() >= want {
+                    return Some(r);
+                }
+            }
+            let mut buf = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, self.s.read(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) => return self.raw.windows(4).any(|w| w == b"\r\n\r\n").then(|| parse(&self.raw)),
+                Ok(Ok(n)) => self.raw.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) => panic!("{e}"),
+            }
+        }
+    }
+
+    async fn finish(mut self) -> HttpResponse {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), self.s.read_to_end(&mut rest)).await.expect("in time").unwrap();
+        self.raw.extend_from_slice(&rest);
+        parse(&self.raw)
+    }
+}
+
+async fn publish(addr: SocketAddr, ch: &str, seq: i64, body: &[u8]) -> HttpResponse {
+    request(addr, "POST", &format!("/ai/trickle/{ch}/{seq}"), &[("Content-Type", "video/MP2T")], body).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_are_created_by_their_owner_only_unless_auto_create() {
+    let gw = gateway().await;
+    let a = gw.http_addr;
+    let r = request(a, "POST", "/ai/trickle/nobody", &[("Expect-Content", "video/MP2T")], b"").await;
+    assert_eq!(r.status, 404, "HTTP creation is off by default");
+    let r = publish(a, "nobody", 0, b"x").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(http_get(a, "/ai/trickle/nobody/0").await.status, 404);
+    assert_eq!(http_get(a, "/ai/trickle/nobody/next").await.status, 404);
+    assert_eq!(request(a, "DELETE", "/ai/trickle/nobody", &[], b"").await.status, 400);
+    // The gateway itself creates channels.
+    gw.trickle().create("owned", "application/json").unwrap();
+    assert_eq!(publish(a, "owned", 0, b"{}").await.status, 200);
+    let got = http_get(a, "/ai/trickle/owned/0").await;
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"{}"[..]));
+    assert_eq!(got.header("content-type"), Some("application/json"), "the channel's MIME type, fixed at creation");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segments_stream_while_written_and_preconnects_block_until_data() {
+    let gw = gateway_with(|c| c.trickle.trickle_auto_create = true).await;
+    let a = gw.http_addr;
+    let r = request(a, "POST", "/ai/trickle/cam", &[("Expect-Content", "video/MP2T")], b"").await;
+    assert_eq!(r.status, 200);
+    let next = http_get(a, "/ai/trickle/cam/next").await;
+    assert_eq!((next.status, next.text().as_str(), next.header("lp-trickle-latest")), (200, "0", Some("0")));
+    // A subscriber preconnects to the next segment: no answer until the first byte.
+    let mut sub = Download::start(a, "/ai/trickle/cam/-1").await;
+    assert!(sub.body_at_least(1, Duration::from_millis(400)).await.is_none(), "answered before any data");
+    let mut up = Upload::start(a, "/ai/trickle/cam/0", &[("Content-Type", "video/MP2T")]).await;
+    up.send(b"hello ").await;
+    let early = sub.body_at_least(6, Duration::from_secs(5)).await.expect("first bytes while the POST is open");
+    assert_eq!(early.status, 200);
+    assert_eq!(early.header("lp-trickle-seq"), Some("0"));
+    assert_eq!(early.header("content-type"), Some("video/MP2T"));
+    assert_eq!(early.body, b"hello ");
+    up.send(b"world").await;
+    let done = up.finish().await;
+    assert_eq!((done.status, done.header("lp-trickle-seq")), (200, Some("0")));
+    assert_eq!(sub.finish().await.body, b"hello world", "byte-equal, ended with the POST");
+    // -2 is the current segment; the next index moved on at the first byte.
+    assert_eq!(http_get(a, "/ai/trickle/cam/-2").await.body, b"hello world");
+    assert_eq!(http_get(a, "/ai/trickle/cam/next").await.text(), "1");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ring_of_five_repeated_posts_reset_and_delete() {
+    let gw = gateway_with(|c| c.trickle.trickle_auto_create = true).await;
+    let a = gw.http_addr;
+    for seq in 0..7 {
+        assert_eq!(publish(a, "ring", seq, format!("seg{seq}").as_bytes()).await.status, 200);
+    }
+    // Segment 1 fell off the ring of five: 470 with the latest index to jump to.
+    let old = http_get(a, "/ai/trickle/ring/1").await;
+    assert_eq!(
+        (old.status, old.header("lp-trickle-latest"), old.header("lp-trickle-seq")),
+        (470, Some("7"), Some("1"))
+    );
+    let kept = http_get(a, "/ai/trickle/ring/2").await;
+    assert_eq!((kept.status, kept.body.as_slice(), kept.header("lp-trickle-latest")), (200, &b"seg2"[..], Some("7")));
+    assert_eq!(http_get(a, "/ai/trickle/ring/bad").await.status, 400);
+    // Two POSTs to one seq: the second appends (as pytrickle relies on).
+    publish(a, "ring", 7, b"ab").await;
+    publish(a, "ring", 7, b"cd").await;
+    assert_eq!(http_get(a, "/ai/trickle/ring/7").await.body, b"abcd");
+    // A publisher abandons segment 8 mid-write and restarts at 10 with Lp-Trickle-Reset:
+    // the reader stuck on 8 gets what was written, then the end.
+    let mut stuck = Upload::start(a, "/ai/trickle/ring/8", &[]).await;
+    stuck.send(b"partial").await;
+    let mut reader = Download::start(a, "/ai/trickle/ring/8").await;
+    assert_eq!(reader.body_at_least(7, Duration::from_secs(5)).await.expect("data").body, b"partial");
+    let r = request(a, "POST", "/ai/trickle/ring/10", &[("Lp-Trickle-Reset", "1")], b"fresh").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(reader.finish().await.body, b"partial", "the reset ended the abandoned segment");
+    drop(stuck);
+    // DELETE ends a blocked reader, which learns the channel is closed.
+    let mut blocked = Download::start(a, "/ai/trickle/ring/-1").await;
+    assert!(blocked.body_at_least(1, Duration::from_millis(300)).await.is_none());
+    assert_eq!(request(a, "DELETE", "/ai/trickle/ring", &[], b"").await.status, 200);
+    let end = blocked.finish().await;
+    assert_eq!((end.status, end.header("lp-trickle-closed")), (200, Some("terminated")));
+    assert_eq!(http_get(a, "/ai/trickle/ring/0").await.status, 404, "deleted");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_segments_delete_of_one_segment_and_idle_expiry() {
+    let gw = gateway_with(|c| c.trickle.trickle_auto_create = true).await;
+    let a = gw.http_addr;
+    // An empty POST: 200, Connection: close, and the next index still moves on.
+    let r = publish(a, "quiet", 0, b"").await;
+    assert_eq!((r.status, r.header("connection"), r.header("lp-trickle-seq")), (200, Some("close"), Some("0")));
+    assert_eq!(http_get(a, "/ai/trickle/quiet/next").await.text(), "1");
+    // DELETE of one segment wakes its waiting reader with an empty body.
+    let mut waiting = Download::start(a, "/ai/trickle/quiet/1").await;
+    assert!(waiting.body_at_least(1, Duration::from_millis(300)).await.is_none());
+    assert_eq!(request(a, "DELETE", "/ai/trickle/quiet/1", &[], b"").await.status, 200);
+    let woke = waiting.finish().await;
+    assert_eq!((woke.status, woke.body.len(), woke.header("lp-trickle-seq")), (200, 0, Some("1")));
+    assert_eq!(request(a, "DELETE", "/ai/trickle/quiet/3", &[], b"").await.status, 400, "not in the ring");
+    // The idle sweep closes channels without new segments.
+    assert_eq!(gw.trickle().sweep(Duration::ZERO), vec!["quiet".to_owned()]);
+    assert_eq!(http_get(a, "/ai/trickle/quiet/next").await.status, 404);
+    assert_eq!(gw.trickle().channels(), 0);
+    gw.shutdown().await;
+}

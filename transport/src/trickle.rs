@@ -222,6 +222,11 @@ impl TrickleServer {
         self.channels.is_empty()
     }
 
+    /// Segments and bytes channel `name` holds.
+    pub fn held(&self, name: &str) -> Option<(usize, usize)> {
+        self.channels.get(name).map(|c| (c.ring.iter().flatten().count(), c.bytes))
+    }
+
     /// Bytes held by every channel.
     pub fn total_bytes(&self) -> usize {
         self.total_bytes

@@ -20,6 +20,7 @@ pub mod publish;
 pub mod registry;
 pub mod status;
 pub mod transcode;
+pub mod trickle_cli;
 
 pub use config::GatewayConfig;
 pub use gateway::Gateway;

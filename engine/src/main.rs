@@ -50,6 +50,48 @@ enum Command {
     /// Run a Livepeer-compatible orchestrator that transcodes on this machine's CPU with
     /// GStreamer (for development, the demo and tests).
     Orchestrator(OrchestratorArgs),
+    /// Trickle tools: a standalone trickle server, and a publisher and subscriber for
+    /// piping media through live-AI channels.
+    #[command(subcommand)]
+    Trickle(TrickleCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TrickleCommand {
+    /// Serve trickle channels under /ai/trickle/ (e.g. for runners).
+    Serve {
+        /// Listen address.
+        #[arg(long, env = "SLUICE_TRICKLE_ADDR", default_value = "127.0.0.1:2939")]
+        addr: SocketAddr,
+        /// Let a POST create unknown channels.
+        #[arg(long)]
+        auto_create: bool,
+    },
+    /// Cut FLV or MPEG-TS (a file, or - for stdin) into keyframe-aligned MPEG-TS segments
+    /// and publish them to a channel in real time; the channel is closed at the end.
+    Publish {
+        /// Channel URL, e.g. http://127.0.0.1:2939/ai/trickle/cam
+        url: String,
+        /// Input file; - or nothing for stdin.
+        input: Option<PathBuf>,
+        /// Segment duration in seconds (cut at the first keyframe after it).
+        #[arg(long, default_value_t = 1.0)]
+        segment_duration: f64,
+        /// Send as fast as possible instead of in real time.
+        #[arg(long)]
+        fast: bool,
+    },
+    /// Follow a channel and write every segment's bytes as they arrive.
+    Subscribe {
+        /// Channel URL.
+        url: String,
+        /// Output file; - or nothing for stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where to start: -2 the current segment, -1 the next one, or an index.
+        #[arg(long, default_value_t = -2, allow_hyphen_values = true)]
+        start: i64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -225,6 +267,7 @@ async fn run(command: Command, m: &ArgMatches) -> anyhow::Result<()> {
             o.shutdown().await;
             Ok(())
         }
+        Command::Trickle(t) => trickle(t).await,
         Command::Segment(_) => unreachable!("handled without a runtime"),
     }
 }
@@ -312,6 +355,29 @@ async fn demo(args: DemoArgs, m: &ArgMatches) -> anyhow::Result<()> {
     gw.shutdown().await;
     if let Some(o) = local_orch {
         o.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn trickle(command: TrickleCommand) -> anyhow::Result<()> {
+    use engine::trickle_cli;
+    let dash = |p: Option<PathBuf>| p.filter(|p| p.as_os_str() != "-");
+    match command {
+        TrickleCommand::Serve { addr, auto_create } => {
+            let bound = |a: SocketAddr| println!("Trickle server: http://{a}/ai/trickle/{{channel}}");
+            trickle_cli::serve(addr, auto_create, bound, wait_for_signal()).await?;
+        }
+        TrickleCommand::Publish { url, input, segment_duration, fast } => {
+            let sent = trickle_cli::publish(&url, dash(input), segment_duration, fast).await?;
+            eprintln!("published {sent} segments to {url}");
+        }
+        TrickleCommand::Subscribe { url, out, start } => {
+            let (segments, bytes) = tokio::select! {
+                r = trickle_cli::subscribe(&url, dash(out), start) => r?,
+                _ = wait_for_signal() => return Ok(()),
+            };
+            eprintln!("received {segments} segments, {bytes} bytes from {url}");
+        }
     }
     Ok(())
 }

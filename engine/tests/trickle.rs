@@ -244,3 +244,36 @@ async fn empty_segments_delete_of_one_segment_and_idle_expiry() {
     assert_eq!(gw.trickle().channels(), 0);
     gw.shutdown().await;
 }
+
+/// `ffmpeg … -f mpegts - | sluice trickle publish URL -` into the gateway, and
+/// `sluice trickle subscribe URL --out FILE` out of it: every frame arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn command_line_publish_and_subscribe_pipe_ffmpeg_through_a_channel() {
+    let gw = gateway_with(|c| c.trickle.trickle_auto_create = true).await;
+    let url = format!("http://{}/ai/trickle/pipe", gw.http_addr);
+    gw.trickle().create("pipe", "video/MP2T").unwrap();
+    let out = std::env::temp_dir().join(format!("sluice-trickle-{}.ts", std::process::id()));
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let mut sub = tokio::process::Command::new(sluice)
+        .args(["trickle", "subscribe", &url, "--start", "-1", "--out"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let clip = testdata("clip.flv");
+    let script =
+        format!("ffmpeg -v error -i {} -c copy -f mpegts - | {sluice} trickle publish {url} - --fast", clip.display());
+    let pubd = tokio::process::Command::new("sh").args(["-c", &script]).output().await.unwrap();
+    assert!(pubd.status.success(), "{}", String::from_utf8_lossy(&pubd.stderr));
+    assert!(String::from_utf8_lossy(&pubd.stderr).contains("published"), "{}", String::from_utf8_lossy(&pubd.stderr));
+    let subd =
+        tokio::time::timeout(Duration::from_secs(20), sub.wait_with_output()).await.expect("subscriber ends").unwrap();
+    assert!(subd.status.success(), "{}", String::from_utf8_lossy(&subd.stderr));
+    let got = probe_packets(&out).await;
+    let src = probe_packets(&clip).await;
+    assert_eq!(got.iter().filter(|p| p.video).count(), src.iter().filter(|p| p.video).count(), "every video frame");
+    assert_eq!(got.iter().filter(|p| !p.video).count(), src.iter().filter(|p| !p.video).count(), "every audio frame");
+    let _ = std::fs::remove_file(&out);
+    gw.shutdown().await;
+}

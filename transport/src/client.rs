@@ -33,7 +33,7 @@ pub const MAX_BODY: usize = 300_000_000;
 /// Idle pooled connections are closed after this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Connector = HttpsConnector<HttpConnector>;
+pub(crate) type Connector = HttpsConnector<HttpConnector>;
 
 /// Something went wrong talking to an orchestrator.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +128,7 @@ impl std::fmt::Debug for OrchestratorNet {
 }
 
 /// A connector offering HTTP/2 and, when `http1`, HTTP/1.1 by ALPN.
-fn connector(policy: CertPolicy, http1: bool) -> Connector {
+pub(crate) fn connector(policy: CertPolicy, http1: bool) -> Connector {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_connect_timeout(Some(DIAL_TIMEOUT));

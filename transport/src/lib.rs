@@ -40,4 +40,6 @@ pub mod segment;
 pub mod tls;
 pub mod trickle;
 #[cfg(feature = "net")]
+pub mod trickle_client;
+#[cfg(feature = "net")]
 pub mod trickle_http;

@@ -1,0 +1,143 @@
+//! `sluice trickle serve | publish | subscribe`: a standalone trickle server and command-line
+//! clients, for running and debugging live-AI pipelines (pipe ffmpeg in, ffplay out).
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use media::Segment;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use transport::tls::CertPolicy;
+use transport::trickle::Limits;
+use transport::trickle_client::{TrickleClient, TrickleClientError, TricklePublisher, TrickleSubscriber};
+use transport::trickle_http::TrickleHub;
+
+/// How long `publish` waits after its last segment before closing the channel.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Why a trickle command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrickleCliError {
+    /// The listen address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+    /// The input could not be read or cut.
+    #[error(transparent)]
+    Input(#[from] crate::offline::OfflineError),
+    /// Opening the input or output file failed.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the output failed.
+    #[error("writing the output: {0}")]
+    Output(#[source] std::io::Error),
+    /// The trickle exchange failed.
+    #[error(transparent)]
+    Trickle(#[from] TrickleClientError),
+}
+
+/// Runs a standalone trickle server on `addr` under `/ai/trickle/` until `stop` resolves.
+/// Returns the bound address through `bound` as soon as it listens.
+pub async fn serve(
+    addr: SocketAddr,
+    auto_create: bool,
+    bound: impl FnOnce(SocketAddr),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), TrickleCliError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| TrickleCliError::Bind { addr, source })?;
+    bound(listener.local_addr().map_err(|source| TrickleCliError::Bind { addr, source })?);
+    let hub = TrickleHub::new(Limits::default(), auto_create);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let sweep = tokio::spawn(hub.clone().sweep_until(async move {
+        let mut rx = rx;
+        let _ = rx.changed().await;
+    }));
+    let app = axum::Router::new().nest("/ai/trickle", transport::trickle_http::router(hub));
+    let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
+    let _ = tx.send(true);
+    let _ = sweep.await;
+    served.map_err(TrickleCliError::Serve)
+}
+
+/// Cuts `input` (FLV or MPEG-TS; `-` is stdin) into keyframe-aligned MPEG-TS segments of
+/// about `segment_secs` and publishes each as one trickle segment to `url`, paced in real
+/// time unless `fast`. Returns the segments sent. The channel is closed at the end.
+pub async fn publish(url: &str, input: Option<PathBuf>, segment_secs: f64, fast: bool) -> Result<u64, TrickleCliError> {
+    let (tx, mut rx) = mpsc::channel::<Segment>(4);
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), TrickleCliError> {
+        let sink = |s: &Segment| {
+            let _ = tx.blocking_send(s.clone());
+        };
+        match input {
+            Some(path) => {
+                let f = std::fs::File::open(&path).map_err(|source| TrickleCliError::File { path, source })?;
+                crate::offline::segment_stream(std::io::BufReader::new(f), segment_secs, sink)?;
+            }
+            None => {
+                crate::offline::segment_stream(std::io::stdin().lock(), segment_secs, sink)?;
+            }
+        }
+        Ok(())
+    });
+    let client = TrickleClient::new(CertPolicy::AcceptAny);
+    let mut publisher = TricklePublisher::start(client, url).await?;
+    let started = tokio::time::Instant::now();
+    let mut first: Option<f64> = None;
+    let mut sent = 0;
+    while let Some(seg) = rx.recv().await {
+        let at = seg.start.as_secs_f64() - *first.get_or_insert(seg.start.as_secs_f64());
+        if !fast {
+            tokio::time::sleep_until(started + Duration::from_secs_f64(at.max(0.0))).await;
+        }
+        let mut w = publisher.segment();
+        tracing::info!(seq = w.seq(), bytes = seg.data.len(), media_s = format!("{at:.2}"), "publishing segment");
+        w.write(seg.data.clone()).await?;
+        w.finish().await?;
+        sent += 1;
+    }
+    reader.await.map_err(|e| TrickleCliError::Output(std::io::Error::other(e)))??;
+    // Closing deletes the channel at once (as go-livepeer's publisher does); give
+    // subscribers a moment to read the last segment first.
+    tokio::time::sleep(CLOSE_LINGER).await;
+    publisher.close().await?;
+    Ok(sent)
+}
+
+/// Follows the channel at `url` from `start` (`-2` current, `-1` next) and writes every
+/// segment's bytes, as they arrive, to `out` (`None`: stdout) until the channel ends.
+/// Returns (segments, bytes).
+pub async fn subscribe(url: &str, out: Option<PathBuf>, start: i64) -> Result<(u64, u64), TrickleCliError> {
+    let mut sink: Box<dyn Write + Send> = match &out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|source| TrickleCliError::File { path: path.clone(), source })?,
+        )),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut sub = TrickleSubscriber::new(TrickleClient::new(CertPolicy::AcceptAny), url, start);
+    let (mut segments, mut bytes) = (0, 0);
+    while let Some(mut seg) = sub.next_segment().await? {
+        while let Some(chunk) = seg.chunk().await? {
+            bytes += chunk.len() as u64;
+            sink.write_all(&chunk).map_err(TrickleCliError::Output)?;
+        }
+        sink.flush().map_err(TrickleCliError::Output)?;
+        segments += 1;
+        tracing::debug!(seq = seg.seq, "segment received");
+    }
+    Ok((segments, bytes))
+}

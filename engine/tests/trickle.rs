@@ -254,7 +254,7 @@ async fn command_line_publish_and_subscribe_pipe_ffmpeg_through_a_channel() {
     gw.trickle().create("pipe", "video/MP2T").unwrap();
     let out = std::env::temp_dir().join(format!("sluice-trickle-{}.ts", std::process::id()));
     let sluice = env!("CARGO_BIN_EXE_sluice");
-    let mut sub = tokio::process::Command::new(sluice)
+    let sub = tokio::process::Command::new(sluice)
         .args(["trickle", "subscribe", &url, "--start", "-1", "--out"])
         .arg(&out)
         .stderr(std::process::Stdio::piped())

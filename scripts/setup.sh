@@ -23,7 +23,7 @@ runtime_pkgs=(
 test_pkgs=(
   ffmpeg
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
-  chromium
+  chromium python3 python3-venv
 )
 pkgs=("${runtime_pkgs[@]}")
 if [ "$mode" != "--runtime" ]; then pkgs+=("${test_pkgs[@]}"); fi
@@ -60,6 +60,19 @@ fi
 if [ "$mode" != "--runtime" ] && ! cargo fuzz --version >/dev/null 2>&1; then
   say "Installing cargo-fuzz (crates.io)"
   cargo install --locked cargo-fuzz
+fi
+
+# Livepeer's own Python clients, for the interop tests, in a virtualenv outside the tree.
+# livepeer-gateway declares Python >= 3.12 but runs on 3.11; it needs a binary PyAV wheel.
+pyenv=${SLUICE_PYENV:-$HOME/.cache/sluice/pyenv}
+if [ "$mode" != "--runtime" ] && ! "$pyenv/bin/python" -c "import livepeer_gateway.trickle_publisher" >/dev/null 2>&1; then
+  say "Installing livepeer-gateway into $pyenv (PyPI)"
+  command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
+  python3 -m venv "$pyenv"
+  "$pyenv/bin/pip" install -q --only-binary=av "av<19"
+  "$pyenv/bin/pip" install -q --ignore-requires-python "livepeer-gateway==1.0.0"
+else
+  say "Python clients: present"
 fi
 
 say "Fetching Rust crates"

@@ -1,0 +1,146 @@
+//! Trickle interop with Livepeer's official Python SDK (`livepeer-gateway` 1.0.0, its
+//! `TricklePublisher` and `TrickleSubscriber`, installed by `scripts/setup.sh`), in both
+//! directions through the gateway's `/ai/trickle/`, byte-equal per segment; plus a late
+//! SDK subscriber catching up after the segments it asked for left the ring.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine::Gateway;
+use sha2::{Digest, Sha256};
+use tokio::process::Command;
+use transport::tls::CertPolicy;
+use transport::trickle_client::{TrickleClient, TricklePublisher, TrickleSubscriber};
+
+/// What the SDK script writes as segment `i` (see `interop/trickle_sdk.py`).
+fn pattern(i: u64) -> Vec<u8> {
+    let n = 40_000 + 777 * i as usize;
+    (0..n).map(|k| ((i as usize * 31 + k * 7) % 251) as u8).collect()
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("SLUICE_PYENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/pyenv"))
+        .join("bin/python")
+}
+
+fn sdk(args: &[&str]) -> Command {
+    let mut c = Command::new(python());
+    c.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/trickle_sdk.py")).args(args);
+    c.kill_on_drop(true);
+    c
+}
+
+/// Segments an SDK subscriber printed: (seq, len, sha256 hex).
+fn parse_lines(out: &[u8]) -> Vec<(u64, usize, String)> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            (v["seq"].as_u64().unwrap(), v["len"].as_u64().unwrap() as usize, v["sha256"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+fn sha(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn gateway_with_channel(name: &str) -> (Gateway, String) {
+    let gw = common::gateway().await;
+    gw.trickle().create(name, "video/MP2T").unwrap();
+    let url = format!("http://{}/ai/trickle/{name}", gw.http_addr);
+    (gw, url)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_publisher_to_sluice_subscriber() {
+    let (gw, url) = gateway_with_channel("sdk-in").await;
+    let mut sub = TrickleSubscriber::new(TrickleClient::new(CertPolicy::AcceptAny), &url, -1);
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(mut seg) = sub.next_segment().await.unwrap() {
+            let mut body = Vec::new();
+            while let Some(c) = seg.chunk().await.unwrap() {
+                body.extend_from_slice(&c);
+            }
+            got.push((seg.seq, body));
+        }
+        got
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = sdk(&["publish", &url, "6"]).output().await.unwrap();
+    assert!(out.status.success(), "SDK publisher: {}", String::from_utf8_lossy(&out.stderr));
+    let got = tokio::time::timeout(Duration::from_secs(20), reader).await.expect("subscriber ends").unwrap();
+    let data: Vec<_> = got.iter().filter(|(_, b)| !b.is_empty()).collect();
+    assert_eq!(data.len(), 6, "six segments: {:?}", got.iter().map(|(s, b)| (s, b.len())).collect::<Vec<_>>());
+    for (i, (seq, body)) in data.iter().enumerate() {
+        assert_eq!(*seq, i as u64);
+        assert!(*body == pattern(i as u64), "segment {seq} differs");
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sluice_publisher_to_sdk_subscriber() {
+    let (gw, url) = gateway_with_channel("sdk-out").await;
+    let sub = sdk(&["subscribe", &url, "-1"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut publisher = TricklePublisher::start(TrickleClient::new(CertPolicy::AcceptAny), &url).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..5u64 {
+        let body = pattern(i + 10);
+        let mut w = publisher.segment();
+        // Streamed in pieces, as an encoder produces them.
+        for part in body.chunks(9000) {
+            w.write(Bytes::copy_from_slice(part)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        w.finish().await.unwrap();
+        sent.push(body);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publisher.close().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), sub.wait_with_output()).await.expect("SDK ends").unwrap();
+    let got: Vec<_> = parse_lines(&out.stdout).into_iter().filter(|(_, len, _)| *len > 0).collect();
+    assert_eq!(got.len(), 5, "{got:?}");
+    for (i, (seq, len, digest)) in got.iter().enumerate() {
+        assert_eq!((*seq, *len), (i as u64, sent[i].len()));
+        assert_eq!(digest, &sha(&sent[i]), "segment {seq} byte-equal");
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn late_sdk_subscriber_catches_up_after_470() {
+    let (gw, url) = gateway_with_channel("late").await;
+    let mut publisher = TricklePublisher::start(TrickleClient::new(CertPolicy::AcceptAny), &url).await.unwrap();
+    for i in 0..8u64 {
+        let mut w = publisher.segment();
+        w.write(Bytes::from(pattern(i))).await.unwrap();
+        w.finish().await.unwrap();
+    }
+    // Asks for segment 0, long gone from the ring of five: it must land on what exists.
+    let sub = sdk(&["subscribe", &url, "0"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 8..10u64 {
+        let mut w = publisher.segment();
+        w.write(Bytes::from(pattern(i))).await.unwrap();
+        w.finish().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publisher.close().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), sub.wait_with_output()).await.expect("SDK ends").unwrap();
+    let got: Vec<_> = parse_lines(&out.stdout).into_iter().filter(|(_, len, _)| *len > 0).collect();
+    assert!(!got.is_empty(), "the late subscriber got nothing");
+    assert!(got[0].0 >= 3, "it started inside the ring, not at 0: {got:?}");
+    for (seq, len, digest) in &got {
+        assert_eq!((*len, digest.as_str()), (pattern(*seq).len(), sha(&pattern(*seq)).as_str()), "segment {seq}");
+    }
+    assert_eq!(got.last().unwrap().0, 9, "and followed to the end: {got:?}");
+    gw.shutdown().await;
+}

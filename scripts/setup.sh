@@ -62,15 +62,18 @@ if [ "$mode" != "--runtime" ] && ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
 
-# Livepeer's own Python clients, for the interop tests, in a virtualenv outside the tree.
+# Livepeer's Python clients, for the interop tests, in a virtualenv outside the tree.
 # livepeer-gateway declares Python >= 3.12 but runs on 3.11; it needs a binary PyAV wheel.
 pyenv=${SLUICE_PYENV:-$HOME/.cache/sluice/pyenv}
-if [ "$mode" != "--runtime" ] && ! "$pyenv/bin/python" -c "import livepeer_gateway.trickle_publisher" >/dev/null 2>&1; then
-  say "Installing livepeer-gateway into $pyenv (PyPI)"
+if [ "$mode" != "--runtime" ] && ! "$pyenv/bin/python" -c "import livepeer_gateway.trickle_publisher, importlib.util as u; assert u.find_spec('pytrickle')" >/dev/null 2>&1; then
+  say "Installing livepeer-gateway and pytrickle into $pyenv (PyPI)"
   command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
   python3 -m venv "$pyenv"
   "$pyenv/bin/pip" install -q --only-binary=av "av<19"
   "$pyenv/bin/pip" install -q --ignore-requires-python "livepeer-gateway==1.0.0"
+  # Only pytrickle's client modules are used (they need aiohttp, already there); its
+  # declared dependencies (torch, OpenCV, …) are not installed.
+  "$pyenv/bin/pip" install -q --no-deps "pytrickle==0.1.6"
 else
   say "Python clients: present"
 fi

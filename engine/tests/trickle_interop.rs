@@ -1,7 +1,9 @@
-//! Trickle interop with Livepeer's official Python SDK (`livepeer-gateway` 1.0.0, its
-//! `TricklePublisher` and `TrickleSubscriber`, installed by `scripts/setup.sh`), in both
-//! directions through the gateway's `/ai/trickle/`, byte-equal per segment; plus a late
-//! SDK subscriber catching up after the segments it asked for left the ring.
+//! Trickle interop with Livepeer's Python clients, installed by `scripts/setup.sh`: the
+//! official SDK (`livepeer-gateway` 1.0.0, `TricklePublisher` and `TrickleSubscriber`) in
+//! both directions through the gateway's `/ai/trickle/`, byte-equal per segment; a late
+//! SDK subscriber catching up after the segments it asked for left the ring; and
+//! `pytrickle` 0.1.6, including the back-to-back publishing that sends several POSTs to
+//! one seq.
 
 mod common;
 
@@ -50,6 +52,20 @@ fn sha(b: &[u8]) -> String {
     Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Follows `url` with Sluice's subscriber until the channel ends: (seq, bytes) per segment.
+async fn follow(url: String) -> Vec<(u64, Vec<u8>)> {
+    let mut sub = TrickleSubscriber::new(TrickleClient::new(CertPolicy::AcceptAny), &url, -1);
+    let mut got = Vec::new();
+    while let Some(mut seg) = sub.next_segment().await.unwrap() {
+        let mut body = Vec::new();
+        while let Some(c) = seg.chunk().await.unwrap() {
+            body.extend_from_slice(&c);
+        }
+        got.push((seg.seq, body));
+    }
+    got
+}
+
 async fn gateway_with_channel(name: &str) -> (Gateway, String) {
     let gw = common::gateway().await;
     gw.trickle().create(name, "video/MP2T").unwrap();
@@ -60,18 +76,7 @@ async fn gateway_with_channel(name: &str) -> (Gateway, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sdk_publisher_to_sluice_subscriber() {
     let (gw, url) = gateway_with_channel("sdk-in").await;
-    let mut sub = TrickleSubscriber::new(TrickleClient::new(CertPolicy::AcceptAny), &url, -1);
-    let reader = tokio::spawn(async move {
-        let mut got = Vec::new();
-        while let Some(mut seg) = sub.next_segment().await.unwrap() {
-            let mut body = Vec::new();
-            while let Some(c) = seg.chunk().await.unwrap() {
-                body.extend_from_slice(&c);
-            }
-            got.push((seg.seq, body));
-        }
-        got
-    });
+    let reader = tokio::spawn(follow(url.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out = sdk(&["publish", &url, "6"]).output().await.unwrap();
     assert!(out.status.success(), "SDK publisher: {}", String::from_utf8_lossy(&out.stderr));
@@ -142,5 +147,41 @@ async fn late_sdk_subscriber_catches_up_after_470() {
         assert_eq!((*len, digest.as_str()), (pattern(*seq).len(), sha(&pattern(*seq)).as_str()), "segment {seq}");
     }
     assert_eq!(got.last().unwrap().0, 9, "and followed to the end: {got:?}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pytrickle_publisher_paced_and_back_to_back() {
+    // Paced: one POST per segment, each byte-equal.
+    let (gw, url) = gateway_with_channel("pt").await;
+    let reader = tokio::spawn(follow(url.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = sdk(&["pt-publish", &url, "4", "200"]).output().await.unwrap();
+    assert!(out.status.success(), "pytrickle: {}", String::from_utf8_lossy(&out.stderr));
+    // pytrickle never DELETEs its channel; the owner ends it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.trickle().delete("pt").unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(20), reader).await.expect("ends").unwrap();
+    let data: Vec<_> = got.iter().filter(|(_, b)| !b.is_empty()).collect();
+    assert_eq!(data.len(), 4, "{:?}", got.iter().map(|(s, b)| (s, b.len())).collect::<Vec<_>>());
+    for (i, (seq, body)) in data.iter().enumerate() {
+        assert_eq!((*seq, body.len()), (i as u64, pattern(i as u64).len()));
+        assert!(*body == pattern(i as u64), "segment {seq} differs");
+    }
+    // Back to back: segments share seqs (repeated POSTs append), and nothing is lost or
+    // reordered in the bytes the channel carries.
+    gw.trickle().create("pt2", "video/MP2T").unwrap();
+    let url2 = url.replace("/pt", "/pt2");
+    let reader = tokio::spawn(follow(url2.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = sdk(&["pt-publish", &url2, "4", "0"]).output().await.unwrap();
+    assert!(out.status.success(), "pytrickle: {}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.trickle().delete("pt2").unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(20), reader).await.expect("ends").unwrap();
+    let all: Vec<u8> = got.iter().flat_map(|(_, b)| b.clone()).collect();
+    let want: Vec<u8> = (0..4).flat_map(pattern).collect();
+    assert_eq!(all.len(), want.len(), "seqs: {:?}", got.iter().map(|(s, b)| (s, b.len())).collect::<Vec<_>>());
+    assert!(all == want, "the channel's bytes in order");
     gw.shutdown().await;
 }

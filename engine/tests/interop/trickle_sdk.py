@@ -1,15 +1,20 @@
-"""Drives Livepeer's official Python SDK (`livepeer-gateway`) trickle clients against a
-trickle server, for Sluice's interop tests.
+"""Drives Livepeer's Python trickle clients against a trickle server, for Sluice's interop
+tests: the official SDK (`livepeer-gateway`) and `pytrickle` (its client modules only,
+loaded without the package's heavy media dependencies).
 
-    python trickle_sdk.py publish URL COUNT     # COUNT segments, each written in 3 chunks
-    python trickle_sdk.py subscribe URL START   # print one JSON line per segment until EOS
+    python trickle_sdk.py publish URL COUNT        # SDK: COUNT segments, 3 chunks each
+    python trickle_sdk.py subscribe URL START      # SDK: one JSON line per segment until EOS
+    python trickle_sdk.py pt-publish URL COUNT MS  # pytrickle: MS between segments (0: none)
+    python trickle_sdk.py pt-subscribe URL START   # pytrickle subscriber
 
 Segment i holds `pattern(i)`: deterministic bytes the Rust side checks byte for byte.
 """
 import asyncio
 import hashlib
 import json
+import os
 import sys
+import types
 
 from livepeer_gateway.trickle_publisher import TricklePublisher
 from livepeer_gateway.trickle_subscriber import TrickleSubscriber
@@ -53,9 +58,63 @@ async def subscribe(url: str, start: int) -> None:
     await sub.close()
 
 
+def pytrickle_modules():
+    """pytrickle's publisher and subscriber need only aiohttp; its __init__ pulls in torch
+    and OpenCV. Load the two modules under a bare package instead."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytrickle")
+    pkg = types.ModuleType("pytrickle")
+    pkg.__path__ = [os.path.dirname(spec.origin)]
+    sys.modules["pytrickle"] = pkg
+    from pytrickle.publisher import TricklePublisher as PtPublisher
+    from pytrickle.subscriber import TrickleSubscriber as PtSubscriber
+
+    return PtPublisher, PtSubscriber
+
+
+async def pt_publish(url: str, count: int, pause_ms: int = 0) -> None:
+    publisher_cls, _ = pytrickle_modules()
+    pub = publisher_cls(url, "video/mp2t")
+    await pub.start()
+    for i in range(count):
+        seg = await pub.next()
+        data = pattern(i)
+        half = len(data) // 2
+        await seg.write(data[:half])
+        await seg.write(data[half:])
+        await seg.close()
+        # With no pause, pytrickle's next() runs before its background preconnect has
+        # moved the index on, so several segments go out as POSTs to one seq.
+        await asyncio.sleep(pause_ms / 1000)
+    await asyncio.sleep(0.5)
+    await pub.close()
+
+
+async def pt_subscribe(url: str, start: int) -> None:
+    _, subscriber_cls = pytrickle_modules()
+    sub = subscriber_cls(url, start_seq=start)
+    await sub.start()
+    while True:
+        seg = await sub.next()
+        if seg is None or seg.eos():
+            break
+        body = bytearray()
+        while True:
+            chunk = await seg.read()
+            if not chunk:
+                break
+            body.extend(chunk)
+        await seg.close()
+        line = {"seq": seg.seq(), "len": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        print(json.dumps(line), flush=True)
+    await sub.close()
+
+
 def main() -> None:
-    mode, url, arg = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    asyncio.run(publish(url, arg) if mode == "publish" else subscribe(url, arg))
+    mode, url, args = sys.argv[1], sys.argv[2], [int(a) for a in sys.argv[3:]]
+    run = {"publish": publish, "subscribe": subscribe, "pt-publish": pt_publish, "pt-subscribe": pt_subscribe}[mode]
+    asyncio.run(run(url, *args))
 
 
 if __name__ == "__main__":

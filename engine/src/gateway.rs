@@ -144,6 +144,10 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, Sock
 
 fn spawn_http(listener: TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // Trickle bodies are streamed in small writes: they must not wait on Nagle.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = rx.changed().await;
         });

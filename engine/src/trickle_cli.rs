@@ -68,6 +68,10 @@ pub async fn serve(
         let _ = rx.changed().await;
     }));
     let app = axum::Router::new().nest("/ai/trickle", transport::trickle_http::router(hub));
+    // Small streamed writes must not wait on Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
     let _ = tx.send(true);
     let _ = sweep.await;

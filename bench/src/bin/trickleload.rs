@@ -1,0 +1,214 @@
+//! Trickle fan-out load: one channel published at a steady bitrate, read by N subscribers on
+//! loopback, through Sluice's trickle server (`transport::trickle_http`) and clients.
+//!
+//!   cargo run --release -p bench --bin trickleload -- --subscribers 100 --seconds 20
+//!
+//! Every published chunk starts with the time it was handed to the publisher; each
+//! subscriber reads those stamps as the bytes arrive, so the added latency is measured from
+//! publisher write to subscriber read. Prints delivered bytes/s, latency p50/p99/max, the
+//! server's and the clients' CPU, and the memory 1,000 idle channels take. Exits non-zero
+//! if a subscriber lost bytes.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use transport::tls::CertPolicy;
+use transport::trickle::Limits;
+use transport::trickle_client::{TrickleClient, TricklePublisher, TrickleSubscriber};
+use transport::trickle_http::TrickleHub;
+
+const HELP: &str = "\
+trickleload [--subscribers N] [--seconds S] [--kbps K] [--segment-ms M] [--chunk-kb C]
+One channel at K kb/s (default 4000) in segments of M ms (default 1000) written in C KiB
+chunks (default 16), read by N subscribers (default 100) for S seconds (default 20).";
+
+struct Args {
+    subscribers: usize,
+    seconds: u64,
+    kbps: u64,
+    segment_ms: u64,
+    chunk: usize,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args { subscribers: 100, seconds: 20, kbps: 4000, segment_ms: 1000, chunk: 16 * 1024 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));
+        match flag.as_str() {
+            "--subscribers" => a.subscribers = value("--subscribers")?.parse()?,
+            "--seconds" => a.seconds = value("--seconds")?.parse()?,
+            "--kbps" => a.kbps = value("--kbps")?.parse()?,
+            "--segment-ms" => a.segment_ms = value("--segment-ms")?.parse()?,
+            "--chunk-kb" => a.chunk = value("--chunk-kb")?.parse::<usize>()? * 1024,
+            "-h" | "--help" => {
+                println!("{HELP}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other}\n{HELP}"),
+        }
+    }
+    anyhow::ensure!(a.subscribers > 0 && a.chunk >= 16, "--subscribers > 0 and --chunk-kb > 0");
+    Ok(a)
+}
+
+/// CPU seconds of this process's threads whose name starts with `prefix`.
+fn cpu_seconds(prefix: &str) -> f64 {
+    let mut total = 0.0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    for t in tasks.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        total += (ticks(11) + ticks(12)) / 100.0;
+    }
+    total
+}
+
+/// Resident memory of this process, bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    let epoch = Instant::now();
+    let server_rt = runtime("trickle-server", 1);
+    let client_rt = runtime("trickle-clients", 1);
+    let hub = TrickleHub::new(Limits::default(), false);
+    hub.create("load", "video/MP2T").map_err(anyhow::Error::msg)?;
+    let addr = server_rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        let app = axum::Router::new().nest("/ai/trickle", transport::trickle_http::router(hub.clone()));
+        let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        tokio::spawn(async move { axum::serve(l, app).await });
+        anyhow::Ok(addr)
+    })?;
+    let url = format!("http://{addr}/ai/trickle/load");
+    let chunk = a.chunk;
+    let chunks_per_segment = ((a.kbps * 1000 / 8 * a.segment_ms / 1000) as usize).div_ceil(chunk).max(1);
+    let pause = Duration::from_secs_f64(chunk as f64 * 8.0 / (a.kbps as f64 * 1000.0));
+    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let received = Arc::new(AtomicU64::new(0));
+    let lost = Arc::new(AtomicU64::new(0));
+    let (cpu_server0, cpu_clients0) = (cpu_seconds("trickle-server"), cpu_seconds("trickle-clients"));
+    let published = client_rt.block_on(async {
+        let mut subs = Vec::new();
+        for _ in 0..a.subscribers {
+            let (url, latencies, received, lost) = (url.clone(), latencies.clone(), received.clone(), lost.clone());
+            subs.push(tokio::spawn(async move {
+                let mut sub = TrickleSubscriber::new(TrickleClient::new(CertPolicy::AcceptAny), &url, -1);
+                let mut mine = Vec::new();
+                while let Ok(Some(mut seg)) = sub.next_segment().await {
+                    // Stamps sit at every `chunk` bytes of a segment.
+                    let mut buf = Vec::new();
+                    let mut next_stamp = 0usize;
+                    while let Ok(Some(c)) = seg.chunk().await {
+                        let now = epoch.elapsed().as_micros() as u64;
+                        received.fetch_add(c.len() as u64, Ordering::Relaxed);
+                        buf.extend_from_slice(&c);
+                        while buf.len() >= next_stamp + 8 {
+                            let stamp = u64::from_be_bytes(buf[next_stamp..next_stamp + 8].try_into().unwrap());
+                            mine.push(now.saturating_sub(stamp));
+                            next_stamp += chunk;
+                        }
+                    }
+                    if buf.len() != chunk * chunks_per_segment && !buf.is_empty() {
+                        lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latencies.lock().unwrap().extend(mine);
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut publisher = TricklePublisher::start(TrickleClient::new(CertPolicy::AcceptAny), &url).await?;
+        let until = Instant::now() + Duration::from_secs(a.seconds);
+        let mut segments = 0u64;
+        let mut tick = tokio::time::interval(pause);
+        while Instant::now() < until {
+            let mut w = publisher.segment();
+            for _ in 0..chunks_per_segment {
+                tick.tick().await;
+                let mut body = vec![0u8; chunk];
+                body[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_be_bytes());
+                w.write(Bytes::from(body)).await?;
+            }
+            w.finish().await?;
+            segments += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        publisher.close().await?;
+        for s in subs {
+            let _ = s.await;
+        }
+        anyhow::Ok(segments)
+    })?;
+    let wall = a.seconds as f64;
+    let (cpu_server, cpu_clients) =
+        (cpu_seconds("trickle-server") - cpu_server0, cpu_seconds("trickle-clients") - cpu_clients0);
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let bytes = received.load(Ordering::Relaxed);
+    println!("--- trickle fan-out ---");
+    println!(
+        "1 channel at {} kb/s, {} segments of {} chunks × {} KiB, {} subscribers, {:.0} s",
+        a.kbps,
+        published,
+        chunks_per_segment,
+        chunk / 1024,
+        a.subscribers,
+        wall
+    );
+    println!("delivered {:.1} MB/s in total ({} chunks measured)", bytes as f64 / wall / 1e6, l.len());
+    println!(
+        "added latency publisher write → subscriber read: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        l.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+    println!(
+        "CPU: server {:.0}% of a core, clients (publisher + subscribers) {:.0}%",
+        cpu_server / wall * 100.0,
+        cpu_clients / wall * 100.0
+    );
+    // Memory of idle channels: created and left alone.
+    let before = rss();
+    for i in 0..1000 {
+        hub.create(&format!("idle{i}"), "video/MP2T").map_err(anyhow::Error::msg)?;
+    }
+    let after = rss();
+    println!(
+        "1,000 idle channels: {:.1} KiB resident in all ({} B each)",
+        after.saturating_sub(before) as f64 / 1024.0,
+        after.saturating_sub(before) / 1000
+    );
+    let lost = lost.load(Ordering::Relaxed);
+    anyhow::ensure!(lost == 0, "{lost} segments arrived incomplete");
+    Ok(())
+}

@@ -66,6 +66,10 @@ enum TrickleCommand {
         /// Let a POST create unknown channels.
         #[arg(long)]
         auto_create: bool,
+        /// Serve over TLS with a self-signed certificate (clients accept it as
+        /// go-livepeer's do, or pin the printed fingerprint).
+        #[arg(long)]
+        tls: bool,
     },
     /// Cut FLV or MPEG-TS (a file, or - for stdin) into keyframe-aligned MPEG-TS segments
     /// and publish them to a channel in real time; the channel is closed at the end.
@@ -363,9 +367,15 @@ async fn trickle(command: TrickleCommand) -> anyhow::Result<()> {
     use engine::trickle_cli;
     let dash = |p: Option<PathBuf>| p.filter(|p| p.as_os_str() != "-");
     match command {
-        TrickleCommand::Serve { addr, auto_create } => {
-            let bound = |a: SocketAddr| println!("Trickle server: http://{a}/ai/trickle/{{channel}}");
-            trickle_cli::serve(addr, auto_create, bound, wait_for_signal()).await?;
+        TrickleCommand::Serve { addr, auto_create, tls } => {
+            let bound = |a: SocketAddr, fp: Option<[u8; 32]>| {
+                let scheme = if fp.is_some() { "https" } else { "http" };
+                println!("Trickle server: {scheme}://{a}/ai/trickle/{{channel}}");
+                if let Some(fp) = fp {
+                    println!("Certificate SHA-256: {}", hex::encode(fp));
+                }
+            };
+            trickle_cli::serve(addr, auto_create, tls, bound, wait_for_signal()).await?;
         }
         TrickleCommand::Publish { url, input, segment_duration, fast } => {
             let sent = trickle_cli::publish(&url, dash(input), segment_duration, fast).await?;

@@ -28,9 +28,9 @@ pub enum TrickleCliError {
         #[source]
         source: std::io::Error,
     },
-    /// Serving failed.
-    #[error("serving: {0}")]
-    Serve(#[source] std::io::Error),
+    /// Serving could not start (TLS setup).
+    #[error(transparent)]
+    Serve(#[from] orchestrator::service::StartError),
     /// The input could not be read or cut.
     #[error(transparent)]
     Input(#[from] crate::offline::OfflineError),
@@ -51,31 +51,32 @@ pub enum TrickleCliError {
     Trickle(#[from] TrickleClientError),
 }
 
-/// Runs a standalone trickle server on `addr` under `/ai/trickle/` until `stop` resolves.
-/// Returns the bound address through `bound` as soon as it listens.
+/// Runs a standalone trickle server on `addr` under `/ai/trickle/` until `stop` resolves;
+/// with `tls`, over TLS with a fresh self-signed certificate (as orchestrators serve).
+/// `bound` gets the bound address and, with TLS, the certificate's SHA-256.
 pub async fn serve(
     addr: SocketAddr,
     auto_create: bool,
-    bound: impl FnOnce(SocketAddr),
+    tls: bool,
+    bound: impl FnOnce(SocketAddr, Option<[u8; 32]>),
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), TrickleCliError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| TrickleCliError::Bind { addr, source })?;
-    bound(listener.local_addr().map_err(|source| TrickleCliError::Bind { addr, source })?);
+    let local = listener.local_addr().map_err(|source| TrickleCliError::Bind { addr, source })?;
     let hub = TrickleHub::new(Limits::default(), auto_create);
+    let app = axum::Router::new().nest("/ai/trickle", transport::trickle_http::router(hub.clone()));
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let sweep = tokio::spawn(hub.clone().sweep_until(async move {
+    let (served, fingerprint) = orchestrator::service::serve_app(listener, app, tls, rx.clone())?;
+    bound(local, fingerprint);
+    let sweep = tokio::spawn(hub.sweep_until(async move {
         let mut rx = rx;
         let _ = rx.changed().await;
     }));
-    let app = axum::Router::new().nest("/ai/trickle", transport::trickle_http::router(hub));
-    // Small streamed writes must not wait on Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
+    stop.await;
     let _ = tx.send(true);
     let _ = sweep.await;
-    served.map_err(TrickleCliError::Serve)
+    let _ = served.await;
+    Ok(())
 }
 
 /// Cuts `input` (FLV or MPEG-TS; `-` is stdin) into keyframe-aligned MPEG-TS segments of

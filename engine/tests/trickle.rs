@@ -277,3 +277,56 @@ async fn command_line_publish_and_subscribe_pipe_ffmpeg_through_a_channel() {
     let _ = std::fs::remove_file(&out);
     gw.shutdown().await;
 }
+
+/// `sluice trickle serve --tls`: a standalone server over TLS (self-signed, HTTP/2 by
+/// ALPN), used by Sluice's publisher and subscriber, which accept it as go-livepeer does.
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_server_over_tls() {
+    use tokio::io::AsyncBufReadExt;
+    use transport::tls::CertPolicy;
+    use transport::trickle_client::{TrickleClient, TricklePublisher, TrickleSubscriber};
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["trickle", "serve", "--addr", "127.0.0.1:0", "--auto-create", "--tls"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let base = first.split_whitespace().nth(2).expect("the URL").replace("{channel}", "tls");
+    assert!(base.starts_with("https://"), "{first}");
+    let fingerprint = lines.next_line().await.unwrap().unwrap();
+    assert!(fingerprint.starts_with("Certificate SHA-256: "), "{fingerprint}");
+    let client = TrickleClient::new(CertPolicy::AcceptAny);
+    let mut publisher = TricklePublisher::start(client.clone(), &base).await.unwrap();
+    let mut sub = TrickleSubscriber::new(client, &base, -1);
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(mut seg) = sub.next_segment().await.unwrap() {
+            let mut body = Vec::new();
+            while let Some(c) = seg.chunk().await.unwrap() {
+                body.extend_from_slice(&c);
+            }
+            if !body.is_empty() {
+                got.push(body);
+            }
+        }
+        got
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..3u8 {
+        let mut w = publisher.segment();
+        w.write(bytes::Bytes::from(vec![i; 70_000])).await.unwrap();
+        w.write(bytes::Bytes::from(vec![i + 100; 30_000])).await.unwrap();
+        w.finish().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publisher.close().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), reader).await.expect("subscriber ends").unwrap();
+    assert_eq!(got.len(), 3);
+    for (i, body) in got.iter().enumerate() {
+        let mut want = vec![i as u8; 70_000];
+        want.extend(vec![i as u8 + 100; 30_000]);
+        assert!(*body == want, "segment {i}");
+    }
+}

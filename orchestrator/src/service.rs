@@ -482,6 +482,67 @@ pub enum StartError {
     Tls(#[from] rustls::Error),
 }
 
+/// Serves one accepted connection (HTTP/1.1 or HTTP/2, over TLS when `tls` is given) on
+/// its own task.
+fn spawn_connection(tcp: tokio::net::TcpStream, peer: SocketAddr, app: Router, tls: Option<TlsAcceptor>) {
+    let _ = tcp.set_nodelay(true);
+    tokio::spawn(async move {
+        let service = TowerToHyperService::new(app);
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let served = match tls {
+            Some(acceptor) => {
+                let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                builder.serve_connection(TokioIo::new(stream), service).await
+            }
+            None => builder.serve_connection(TokioIo::new(tcp), service).await,
+        };
+        if let Err(e) = served {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    });
+}
+
+/// Serves `app` on `listener` until `stop` turns true: HTTP/1.1 and HTTP/2, over TLS with
+/// a fresh self-signed certificate (as go-livepeer's orchestrator) when `tls`. Returns the
+/// serving task and, with TLS, the certificate's SHA-256 (for pinning).
+pub fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    tls: bool,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(tokio::task::JoinHandle<()>, Option<[u8; 32]>), StartError> {
+    let (acceptor, fingerprint) = if tls {
+        let addr =
+            listener.local_addr().map_err(|source| StartError::Bind { addr: ([0, 0, 0, 0], 0).into(), source })?;
+        let (sc, fp) = self_signed(vec![addr.ip().to_string(), "localhost".into()])?;
+        (Some(TlsAcceptor::from(Arc::new(sc))), Some(fp))
+    } else {
+        (None, None)
+    };
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                accepted = listener.accept() => {
+                    let Ok((tcp, peer)) = accepted else { continue };
+                    spawn_connection(tcp, peer, app.clone(), acceptor.clone());
+                }
+            }
+        }
+    });
+    Ok((task, fingerprint))
+}
+
 /// A self-signed certificate as go-livepeer makes one (ECDSA P-256), for `hosts`.
 fn self_signed(hosts: Vec<String>) -> Result<(rustls::ServerConfig, [u8; 32]), StartError> {
     let ck = rcgen::generate_simple_self_signed(hosts)?;
@@ -566,27 +627,7 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
                 }
                 accepted = listener.accept() => {
                     let Ok((tcp, peer)) = accepted else { continue };
-                    let _ = tcp.set_nodelay(true);
-                    let app = app.clone();
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        let service = TowerToHyperService::new(app);
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let served = match tls {
-                            Some(acceptor) => {
-                                let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                                    Ok(Ok(s)) => s,
-                                    Ok(Err(e)) => { tracing::debug!(%peer, error = %e, "TLS handshake failed"); return; }
-                                    Err(_) => { tracing::debug!(%peer, "TLS handshake timed out"); return; }
-                                };
-                                builder.serve_connection(TokioIo::new(stream), service).await
-                            }
-                            None => builder.serve_connection(TokioIo::new(tcp), service).await,
-                        };
-                        if let Err(e) = served {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                    });
+                    spawn_connection(tcp, peer, app.clone(), tls.clone());
                 }
             }
         }

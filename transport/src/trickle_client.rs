@@ -242,11 +242,24 @@ impl SegmentWriter {
     }
 }
 
-/// Follows a channel segment by segment.
+type PendingGet = tokio::task::JoinHandle<Result<http::Response<hyper::body::Incoming>, TrickleClientError>>;
+
+/// Follows a channel segment by segment. As soon as segment N's headers arrive, the GET
+/// for N+1 is sent (a preconnect), so the next segment's first byte is not delayed by a
+/// request round trip.
 pub struct TrickleSubscriber {
     client: TrickleClient,
     channel: String,
     seq: i64,
+    pending: Option<(i64, PendingGet)>,
+}
+
+impl Drop for TrickleSubscriber {
+    fn drop(&mut self) {
+        if let Some((_, p)) = self.pending.take() {
+            p.abort();
+        }
+    }
 }
 
 /// One segment being received.
@@ -277,7 +290,13 @@ impl TrickleSubscriber {
     /// A subscriber to `channel` starting at `start` (`-2`: the current segment, the
     /// fastest first frame; `-1`: the next one).
     pub fn new(client: TrickleClient, channel: &str, start: i64) -> Self {
-        TrickleSubscriber { client, channel: channel.to_owned(), seq: start }
+        TrickleSubscriber { client, channel: channel.to_owned(), seq: start, pending: None }
+    }
+
+    fn get(&self, seq: i64) -> Result<PendingGet, TrickleClientError> {
+        let uri = parse(&format!("{}/{}", self.channel, seq))?;
+        let client = self.client.clone();
+        Ok(tokio::spawn(async move { client.send(Request::get(uri).body(empty()).expect("valid request")).await }))
     }
 
     /// The next segment, or `None` when the channel has ended. After a 470 it jumps to
@@ -285,8 +304,16 @@ impl TrickleSubscriber {
     pub async fn next_segment(&mut self) -> Result<Option<SegmentReader>, TrickleClientError> {
         let mut failures = 0;
         loop {
-            let uri = parse(&format!("{}/{}", self.channel, self.seq))?;
-            let resp = match self.client.send(Request::get(uri).body(empty()).expect("valid request")).await {
+            let request = match self.pending.take() {
+                Some((seq, p)) if seq == self.seq => p,
+                Some((_, stale)) => {
+                    stale.abort();
+                    self.get(self.seq)?
+                }
+                None => self.get(self.seq)?,
+            };
+            let sent = request.await.unwrap_or_else(|e| Err(TrickleClientError::Transport(Box::new(e))));
+            let resp = match sent {
                 Ok(r) => r,
                 Err(e) if failures < SUBSCRIBE_RETRIES => {
                     failures += 1;
@@ -304,6 +331,7 @@ impl TrickleSubscriber {
                         return Ok(None); // the channel ended
                     }
                     self.seq = seq as i64 + 1;
+                    self.pending = Some((self.seq, self.get(self.seq)?));
                     return Ok(Some(SegmentReader { seq, body: resp.into_body() }));
                 }
                 404 => return Ok(None),

@@ -456,3 +456,31 @@ fn cutting_rules_table() {
         assert_eq!(aus_out, aus_in, "{}: access units lost", case.name);
     }
 }
+
+/// Announced video that never comes: once the wait runs out, the held audio is cut by the
+/// usual rules (not written as one long segment), nothing is dropped, and a later timeline
+/// (here after a timestamp jump) does not wait for the video again.
+#[test]
+fn audio_only_with_announced_video_is_cut_normally_on_every_timeline() {
+    let audio = |from, to, shift: i64| -> Vec<AccessUnit> {
+        stream(from, to, i64::MAX, every_2s, move |ms| ms + shift)
+            .into_iter()
+            .filter(|a| a.track == TrackKind::Audio)
+            .collect()
+    };
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(av_tracks());
+    let mut aus = audio(0, 14_000, 0);
+    aus.extend(audio(14_000, 24_000, 60_000)); // a 60 s jump at 14 s
+    let cuts = run(&mut seg, &aus);
+    let max = seg.config().max_duration.as_secs_f64();
+    for c in &cuts {
+        assert!(c.seg.duration.as_secs_f64() <= max + 0.001, "a {:.2} s segment", c.seg.duration.as_secs_f64());
+        assert!(!c.seg.tracks.video);
+    }
+    assert_eq!(count(&cuts, TrackKind::Audio), aus.len(), "nothing dropped");
+    assert_eq!(cuts.iter().filter(|c| c.seg.discontinuity).count(), 1, "one break, at the jump");
+    // After the jump the segments follow at once: about five 2 s segments for its 10 s.
+    let after = cuts.iter().skip_while(|c| !c.seg.discontinuity).count();
+    assert!((4..=6).contains(&after), "{after} segments after the jump");
+}

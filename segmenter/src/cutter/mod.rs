@@ -174,6 +174,10 @@ pub struct Segmenter {
     waiting_since: Option<MediaTime>,
     /// A video frame has been seen in the current timeline.
     video_seen: bool,
+    /// Announced video never came (the wait ran out): later timelines of this publisher
+    /// are cut as audio-only at once instead of waiting again; cleared by a video frame
+    /// or new track settings.
+    video_absent: bool,
     /// Latest presentation end seen in the open segment.
     end: Option<MediaTime>,
     /// An access unit that cuts the open segment, held until one more access unit arrives:
@@ -228,6 +232,7 @@ impl Segmenter {
             frame_dur: [MediaTime::new(3000, Timescale::MPEG), MediaTime::new(2090, Timescale::MPEG)],
             waiting_since: None,
             video_seen: false,
+            video_absent: false,
             end: None,
             deferred_cut: None,
             ready: VecDeque::new(),
@@ -281,6 +286,9 @@ impl Segmenter {
         if (video_changed || audio_changed) && self.open.is_some() {
             self.change_pending = true;
         }
+        if tracks != self.tracks {
+            self.video_absent = false;
+        }
         self.tracks = tracks;
     }
 
@@ -305,11 +313,10 @@ impl Segmenter {
         }
         if self.open.is_none() && !self.pending.is_empty() && !self.video_seen {
             // Announced video never came: what audio there is is the stream.
-            let held = std::mem::take(&mut self.pending);
-            let start = held[0].pts.rescale(Timescale::MPEG);
-            self.open_segment(start, true, false, true);
-            for a in &held {
-                self.write(a, 1, a.pts.rescale(Timescale::MPEG));
+            self.give_up_on_video(None);
+            if let Some((au, _)) = self.deferred_cut.take() {
+                let pts = au.pts.rescale(Timescale::MPEG);
+                self.write(&au, idx(au.track), pts);
             }
             if let Some(end) = self.end {
                 self.close(end);
@@ -374,14 +381,30 @@ impl Segmenter {
         (pts - open.start).ticks() >= limit
     }
 
-    /// Adds one access unit.
-    pub fn handle_access_unit(&mut self, au: &AccessUnit) {
+    /// Makes the cut decided on the previous access unit.
+    fn apply_deferred_cut(&mut self) {
         if let Some((cut_au, independent)) = self.deferred_cut.take() {
             if !independent {
                 self.stats.forced_cuts += 1;
             }
             self.cut(&cut_au, independent);
         }
+    }
+
+    /// Announced video is not coming: the held audio becomes the stream, cut by the usual
+    /// rules (not written as one long segment).
+    fn give_up_on_video(&mut self, then: Option<&AccessUnit>) {
+        self.video_absent = true;
+        let held = std::mem::take(&mut self.pending);
+        for a in held.iter().chain(then) {
+            self.apply_deferred_cut();
+            self.place(a);
+        }
+    }
+
+    /// Adds one access unit.
+    pub fn handle_access_unit(&mut self, au: &AccessUnit) {
+        self.apply_deferred_cut();
         let t = idx(au.track);
         let is_video = au.track == TrackKind::Video;
         let raw = au.dts.rescale(Timescale::MPEG);
@@ -467,6 +490,7 @@ impl Segmenter {
         let pts = au.pts.rescale(Timescale::MPEG);
         if is_video {
             self.video_seen = true;
+            self.video_absent = false;
         }
         let Some(open) = &self.open else {
             self.start_timeline(au, pts);
@@ -517,7 +541,7 @@ impl Segmenter {
     /// video is coming); audio before the first keyframe is held.
     fn start_timeline(&mut self, au: &AccessUnit, pts: MediaTime) {
         let is_video = au.track == TrackKind::Video;
-        let expect_video = self.tracks.video.is_some();
+        let expect_video = self.tracks.video.is_some() && !self.video_absent;
         if is_video {
             if !au.keyframe {
                 self.stats.dropped_before_keyframe += 1;
@@ -558,12 +582,12 @@ impl Segmenter {
                 return;
             }
         }
-        // Audio-only (so far): held audio goes first.
-        let held = std::mem::take(&mut self.pending);
-        let start = held.first().map_or(pts, |a| a.pts.rescale(Timescale::MPEG));
-        self.open_segment(start, true, false, true);
-        for a in held.iter().chain(std::iter::once(au)) {
-            self.write(a, 1, a.pts.rescale(Timescale::MPEG));
+        if expect_video {
+            // The wait ran out: the held audio is the stream.
+            return self.give_up_on_video(Some(au));
         }
+        // Audio-only: a segment starts with this frame.
+        self.open_segment(pts, true, false, true);
+        self.write(au, 1, pts);
     }
 }

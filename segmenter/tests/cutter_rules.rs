@@ -484,3 +484,34 @@ fn audio_only_with_announced_video_is_cut_normally_on_every_timeline() {
     let after = cuts.iter().skip_while(|c| !c.seg.discontinuity).count();
     assert!((4..=6).contains(&after), "{after} segments after the jump");
 }
+
+/// An encoder that sends its AAC header and some audio before the AVC header: the
+/// timeline still opens at the first video keyframe with aligned audio, in one segment
+/// sequence with no audio-only stub and no discontinuity.
+#[test]
+fn audio_before_the_video_configuration_does_not_make_a_stub() {
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(TrackInfo { video: None, audio: Some(aac()) });
+    let aus = stream(0, 8320, 320, |ms| (ms - 320) % 2000 == 0, |ms| ms);
+    let mut announced = false;
+    for au in &aus {
+        if au.track == TrackKind::Video && !announced {
+            seg.handle_tracks(av_tracks());
+            announced = true;
+        }
+        seg.handle_access_unit(au);
+    }
+    seg.flush();
+    let cuts = drain(&mut seg);
+    assert!(!cuts.is_empty(), "{:?}", seg.stats());
+    assert_eq!(cuts[0].seg.seq, 0, "numbering starts at 0");
+    assert!(cuts.iter().all(|c| c.seg.tracks.video && c.seg.tracks.audio), "no audio-only segment");
+    assert!(cuts.iter().all(|c| !c.seg.discontinuity), "no discontinuity");
+    assert_keyframe_starts(&cuts);
+    assert_eq!(count(&cuts, TrackKind::Video), aus.iter().filter(|a| a.track == TrackKind::Video).count());
+    // Audio from the keyframe's time on (less the lead tolerance) is kept; the rest counted.
+    let kept = count(&cuts, TrackKind::Audio) as u64;
+    let audio_in = aus.iter().filter(|a| a.track == TrackKind::Audio).count() as u64;
+    assert_eq!(kept + seg.stats().audio_dropped_before_keyframe, audio_in);
+    assert!(seg.stats().audio_dropped_before_keyframe <= 10, "only the audio before the first picture");
+}

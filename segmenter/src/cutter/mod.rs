@@ -289,7 +289,11 @@ impl Segmenter {
         if tracks != self.tracks {
             self.video_absent = false;
         }
+        let video_added = self.tracks.video.is_none() && tracks.video.is_some();
         self.tracks = tracks;
+        if video_added && self.open.as_ref().is_some_and(|o| o.probing && !o.video_led) {
+            self.restart_for_video();
+        }
     }
 
     /// The timeline breaks here (new publisher): closes the open segment; the next one is
@@ -379,6 +383,22 @@ impl Segmenter {
         let pts = au.pts.rescale(Timescale::MPEG) + self.offset[t].unwrap_or(MediaTime::new(0, Timescale::MPEG));
         let limit = self.config.playlist_target_secs() as i64 * 90_000 + 45_000;
         (pts - open.start).ticks() >= limit
+    }
+
+    /// The timeline began with audio before the video configuration arrived (encoders
+    /// send the AAC header first): its first segment, not yet published, is started over
+    /// so the timeline opens at the first video keyframe with its audio aligned, instead of
+    /// a short audio-only segment and a discontinuity.
+    fn restart_for_video(&mut self) {
+        let Some(o) = self.open.take() else { return };
+        if let Some((au, _)) = self.deferred_cut.take() {
+            self.pending.push(au);
+        }
+        self.next_seq = o.seq;
+        self.discontinuity_pending = o.discontinuity;
+        self.end = None;
+        self.stats.access_units -= self.pending.len() as u64;
+        self.waiting_since = self.pending.first().map(|a| a.pts.rescale(Timescale::MPEG));
     }
 
     /// Makes the cut decided on the previous access unit.

@@ -86,6 +86,11 @@ impl Upload {
         self.0.write_all(b"0\r\n\r\n").await.unwrap();
         read_response(&mut self.0).await
     }
+
+    /// The server's answer while the body is still open.
+    async fn answer_before_end(mut self) -> HttpResponse {
+        read_response(&mut self.0).await
+    }
 }
 
 /// A GET read as it arrives.
@@ -329,4 +334,33 @@ async fn standalone_server_over_tls() {
         want.extend(vec![i as u8 + 100; 30_000]);
         assert!(*body == want, "segment {i}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_posts_learn_of_delete_and_overwritten_preconnects_catch_up() {
+    let gw = gateway().await;
+    let a = gw.http_addr;
+    gw.trickle().create("w", "video/MP2T").unwrap();
+    // Creating a channel that exists is 200 even where HTTP creation is off.
+    assert_eq!(request(a, "POST", "/ai/trickle/w", &[("Expect-Content", "video/MP2T")], b"").await.status, 200);
+    // A preconnected POST, no byte sent yet: a DELETE answers it at once.
+    let waiting = Upload::start(a, "/ai/trickle/w/-1", &[]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(request(a, "DELETE", "/ai/trickle/w", &[], b"").await.status, 200);
+    let r = tokio::time::timeout(Duration::from_secs(5), waiting.answer_before_end()).await.expect("answered at once");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("lp-trickle-closed"), Some("terminated"));
+    assert_eq!(r.header("connection"), Some("close"));
+    // A reader preconnected on 0 whose slot a publisher takes for 5: an empty answer with
+    // the latest index, and the channel still open (no Closed).
+    gw.trickle().create("o", "video/MP2T").unwrap();
+    let mut reader = Download::start(a, "/ai/trickle/o/-1").await;
+    assert!(reader.body_at_least(1, Duration::from_millis(200)).await.is_none());
+    assert_eq!(publish(a, "o", 5, b"five").await.status, 200);
+    let r = reader.finish().await;
+    assert_eq!((r.status, r.body.len(), r.header("lp-trickle-latest")), (200, 0, Some("6")));
+    assert_eq!(r.header("lp-trickle-closed"), None, "the channel goes on");
+    // Indexes past 2^53 are refused.
+    assert_eq!(publish(a, "o", 1 << 53, b"x").await.status, 400);
+    gw.shutdown().await;
 }

@@ -441,6 +441,8 @@ pub struct OrchestratorHandle {
     pub service_uri: String,
     /// SHA-256 of the TLS certificate (for pinning), if serving TLS.
     pub cert_fingerprint: Option<[u8; 32]>,
+    /// The trickle channels under `/ai/trickle/` (created by the orchestrator's own jobs).
+    pub trickle: Arc<transport::trickle_http::TrickleHub>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -633,5 +635,5 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
         }
     });
     tracing::info!(%service_uri, paid = shared.paid(), "orchestrator listening");
-    Ok(OrchestratorHandle { addr, service_uri, cert_fingerprint, shutdown, task })
+    Ok(OrchestratorHandle { addr, service_uri, cert_fingerprint, trickle, shutdown, task })
 }

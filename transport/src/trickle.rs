@@ -38,6 +38,10 @@ pub const EXPECT_CONTENT_HEADER: &str = "Expect-Content";
 /// Status for a segment that is not (or no longer) in the ring of an open channel.
 pub const STATUS_NOT_PRESENT: u16 = 470;
 
+/// Highest index accepted (2^53): clients keep indexes in signed 64-bit integers and
+/// floats, and `seq + 1` must not overflow anywhere.
+pub const MAX_SEQ: u64 = 1 << 53;
+
 /// Memory and count bounds of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -93,6 +97,9 @@ impl TrickleError {
 struct Segment {
     seq: u64,
     chunks: Vec<Bytes>,
+    /// Where each chunk ends (cumulative), so a read from an offset finds its chunk by
+    /// binary search rather than walking the segment.
+    ends: Vec<usize>,
     len: usize,
     closed: bool,
 }
@@ -121,7 +128,7 @@ impl Channel {
         let slot = Self::slot(seq);
         let freed = self.ring[slot].take().map_or(0, |s| s.len);
         self.bytes -= freed;
-        self.ring[slot] = Some(Segment { seq, chunks: Vec::new(), len: 0, closed: false });
+        self.ring[slot] = Some(Segment { seq, chunks: Vec::new(), ends: Vec::new(), len: 0, closed: false });
         freed
     }
 
@@ -273,6 +280,18 @@ impl TrickleServer {
         }
     }
 
+    /// The state of segment `seq` of `name`: `None` when the channel is gone; else whether
+    /// the slot still holds it, and if so whether it is closed and how long it is.
+    pub fn segment_state(&self, name: &str, seq: u64) -> Option<Option<(bool, usize)>> {
+        let ch = self.channels.get(name)?;
+        Some(ch.ring[Channel::slot(seq)].as_ref().filter(|s| s.seq == seq).map(|s| (s.closed, s.len)))
+    }
+
+    /// True when channel `name` exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.channels.contains_key(name)
+    }
+
     /// `GET {ch}/next`: the next write index and whether the channel is closed.
     pub fn next(&self, name: &str) -> Result<(u64, bool), TrickleError> {
         let ch = self.channels.get(name).ok_or(TrickleError::NoChannel)?;
@@ -297,7 +316,7 @@ impl TrickleServer {
             self.create(name, mime, now)?;
         }
         let ch = self.channels.get_mut(name).ok_or(TrickleError::NoChannel)?;
-        let seq = ch.resolve(seq).filter(|_| seq >= -1).ok_or(TrickleError::BadSegment)?;
+        let seq = ch.resolve(seq).filter(|&s| seq >= -1 && s < MAX_SEQ).ok_or(TrickleError::BadSegment)?;
         if reset {
             for s in ch.ring.iter_mut().flatten() {
                 if s.seq < seq {
@@ -342,6 +361,7 @@ impl TrickleServer {
         s.len += chunk.len();
         ch.bytes += chunk.len();
         self.total_bytes += chunk.len();
+        s.ends.push(s.len);
         s.chunks.push(chunk);
         Ok(true)
     }
@@ -365,7 +385,7 @@ impl TrickleServer {
     /// when `seq` is the next write (a preconnect).
     pub fn open_read(&mut self, name: &str, seq: i64) -> Result<ReadStart, TrickleError> {
         let ch = self.channels.get_mut(name).ok_or(TrickleError::NoChannel)?;
-        let requested = ch.resolve(seq).ok_or(TrickleError::BadSegment)?;
+        let requested = ch.resolve(seq).filter(|&s| s < MAX_SEQ).ok_or(TrickleError::BadSegment)?;
         let latest = ch.next_write;
         if !ch.holds(requested) {
             let preconnect = requested == latest || (latest == 0 && requested == 1);
@@ -385,15 +405,11 @@ impl TrickleServer {
         let Some(ch) = self.channels.get(name) else { return ReadStep::Gone };
         let Some(s) = ch.ring[Channel::slot(seq)].as_ref().filter(|s| s.seq == seq) else { return ReadStep::Gone };
         if offset < s.len {
-            let mut out = Vec::new();
-            let mut at = 0;
-            for c in &s.chunks {
-                let end = at + c.len();
-                if end > offset {
-                    out.push(if at >= offset { c.clone() } else { c.slice(offset - at..) });
-                }
-                at = end;
-            }
+            let first = s.ends.partition_point(|&end| end <= offset);
+            let mut out = Vec::with_capacity(s.chunks.len() - first);
+            let start = s.ends[first] - s.chunks[first].len();
+            out.push(s.chunks[first].slice(offset - start..));
+            out.extend(s.chunks[first + 1..].iter().cloned());
             return ReadStep::Data(out);
         }
         if s.closed || ch.closed {

@@ -27,6 +27,9 @@ type Body = BoxBody<Bytes, Infallible>;
 /// Retries of a subscribe that failed without an answer (ai-runner and the Python clients
 /// retry 5 times).
 pub const SUBSCRIBE_RETRIES: u32 = 5;
+/// 470s answered "you are ahead of the edge" before the subscriber jumps back to the
+/// latest index (5 s at 250 ms).
+pub const AHEAD_RETRIES: u32 = 20;
 /// Pause between those retries.
 pub const SUBSCRIBE_RETRY_PAUSE: Duration = Duration::from_millis(300);
 
@@ -206,9 +209,13 @@ impl TricklePublisher {
         SegmentWriter { post }
     }
 
-    /// Ends the publisher: the preconnected POST is ended empty and the channel closed.
+    /// Ends the publisher: the preconnected POST is ended empty (and its answer awaited, so
+    /// it cannot recreate the channel afterwards) and the channel closed.
     pub async fn close(mut self) -> Result<(), TrickleClientError> {
-        drop(self.pending.take());
+        if let Some(p) = self.pending.take() {
+            drop(p.tx);
+            let _ = tokio::time::timeout(Duration::from_secs(5), p.answer).await;
+        }
         self.client.close(&self.channel).await
     }
 }
@@ -303,6 +310,7 @@ impl TrickleSubscriber {
     /// the server's latest index; a request that fails without an answer is retried.
     pub async fn next_segment(&mut self) -> Result<Option<SegmentReader>, TrickleClientError> {
         let mut failures = 0;
+        let mut ahead = 0;
         loop {
             let request = match self.pending.take() {
                 Some((seq, p)) if seq == self.seq => p,
@@ -330,15 +338,27 @@ impl TrickleSubscriber {
                     if h.contains_key(CLOSED_HEADER) {
                         return Ok(None); // the channel ended
                     }
-                    self.seq = seq as i64 + 1;
+                    let next = i64::try_from(seq).ok().and_then(|s| s.checked_add(1));
+                    self.seq = next.ok_or_else(|| TrickleClientError::Status {
+                        status: StatusCode::OK,
+                        body: format!("{SEQ_HEADER} {seq} is out of range"),
+                    })?;
                     self.pending = Some((self.seq, self.get(self.seq)?));
                     return Ok(Some(SegmentReader { seq, body: resp.into_body() }));
                 }
                 404 => return Ok(None),
                 STATUS_NOT_PRESENT => {
-                    let latest = header_u64(h, LATEST_HEADER).map(|l| l as i64).unwrap_or(-1);
-                    if latest < self.seq {
-                        // Ahead of the edge: wait a moment and ask again (as the Python gateway does).
+                    let Some(latest) = header_u64(h, LATEST_HEADER).and_then(|l| i64::try_from(l).ok()) else {
+                        let status = resp.status();
+                        return Err(TrickleClientError::Status {
+                            status,
+                            body: format!("470 without {LATEST_HEADER}"),
+                        });
+                    };
+                    if latest < self.seq && ahead < AHEAD_RETRIES {
+                        // Ahead of the edge: wait a moment and ask again (as the Python gateway
+                        // does), but not forever: a restarted publisher starts over lower.
+                        ahead += 1;
                         tokio::time::sleep(Duration::from_millis(250)).await;
                     } else {
                         tracing::debug!(from = self.seq, to = latest, "trickle subscriber fell behind; catching up");

@@ -141,7 +141,13 @@ fn num(v: u64) -> HeaderValue {
 
 async fn create(State(hub): State<Arc<TrickleHub>>, Path(channel): Path<String>, headers: HeaderMap) -> Response {
     let mime = headers.get(EXPECT_CONTENT_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
-    let allowed = hub.lock().auto_create();
+    let (exists, allowed) = {
+        let core = hub.lock();
+        (core.exists(&channel), core.auto_create())
+    };
+    if exists {
+        return StatusCode::OK.into_response();
+    }
     if !allowed {
         return (StatusCode::NOT_FOUND, "Stream not found").into_response();
     }
@@ -184,8 +190,24 @@ async fn publish(
         Err(e) => return refusal(e),
     };
     hub.wake(&channel);
+    let waker = hub.waker(&channel);
     let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
+    loop {
+        // A waiting POST (a preconnect) must learn when its channel is deleted or its
+        // segment closed or overwritten, not only when its body moves.
+        let notified = waker.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match hub.lock().segment_state(&channel, seq) {
+            None => return ended_post(seq, true),
+            Some(None) | Some(Some((true, _))) => break,
+            Some(Some((false, _))) => {}
+        }
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            _ = notified => continue,
+        };
+        let Some(frame) = frame else { break };
         let chunk = match frame {
             Ok(f) => match f.into_data() {
                 Ok(d) => d,
@@ -201,16 +223,21 @@ async fn publish(
         hub.wake(&channel);
         match written {
             Ok(true) => {}
-            // Overwritten by a newer segment meanwhile: the rest of the body is dropped.
+            // Overwritten or closed meanwhile: the rest of the body is dropped.
             Ok(false) => break,
-            Err(e) => return refusal(e),
+            Err(e) => {
+                // The segment ends where it is, so its readers do not wait for more.
+                let _ = hub.lock().finish_write(&channel, seq);
+                hub.wake(&channel);
+                return refusal(e);
+            }
         }
     }
     let end = hub.lock().finish_write(&channel, seq);
     hub.wake(&channel);
     let end = match end {
         Ok(e) => e,
-        Err(e) => return refusal(e),
+        Err(_) => return ended_post(seq, true),
     };
     let mut r = StatusCode::OK.into_response();
     let h = r.headers_mut();
@@ -220,6 +247,19 @@ async fn publish(
         if end.closed {
             h.insert(CLOSED_HEADER, HeaderValue::from_static(CLOSED_VALUE));
         }
+    }
+    r
+}
+
+/// The answer to a POST whose segment ended empty: `Connection: close`, and
+/// `Lp-Trickle-Closed` when the channel is gone.
+fn ended_post(seq: u64, closed: bool) -> Response {
+    let mut r = StatusCode::OK.into_response();
+    let h = r.headers_mut();
+    h.insert(SEQ_HEADER, num(seq));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if closed {
+        h.insert(CLOSED_HEADER, HeaderValue::from_static(CLOSED_VALUE));
     }
     r
 }
@@ -242,6 +282,8 @@ async fn subscribe(State(hub): State<Arc<TrickleHub>>, Path((channel, seq)): Pat
     }
     let Ok(requested) = seq.parse::<i64>() else { return (StatusCode::BAD_REQUEST, "Invalid idx").into_response() };
     let start = hub.lock().open_read(&channel, requested);
+    // A preconnect may have taken the slot of an older segment: its readers must see that.
+    hub.wake(&channel);
     let (seq, mime, latest) = match start {
         Err(e) => return refusal(e),
         Ok(ReadStart::Missing { seq, latest, closed }) => {
@@ -291,9 +333,22 @@ async fn subscribe(State(hub): State<Arc<TrickleHub>>, Path((channel, seq)): Pat
             return r;
         }
         ReadStep::Gone | ReadStep::Pending => {
+            // Deleted: the channel has ended. Overwritten (a publisher moved on): an empty
+            // segment with the latest index, so the reader catches up.
+            let next = hub.lock().next(&channel);
             let mut r = StatusCode::OK.into_response();
             r.headers_mut().insert(SEQ_HEADER, num(seq));
-            r.headers_mut().insert(CLOSED_HEADER, HeaderValue::from_static(CLOSED_VALUE));
+            match next {
+                Ok((latest, closed)) => {
+                    r.headers_mut().insert(LATEST_HEADER, num(latest));
+                    if closed {
+                        r.headers_mut().insert(CLOSED_HEADER, HeaderValue::from_static(CLOSED_VALUE));
+                    }
+                }
+                Err(_) => {
+                    r.headers_mut().insert(CLOSED_HEADER, HeaderValue::from_static(CLOSED_VALUE));
+                }
+            }
             return r;
         }
     }

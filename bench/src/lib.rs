@@ -46,6 +46,36 @@ pub fn allocated() -> u64 {
     ALLOCATED.load(Ordering::Relaxed)
 }
 
+/// User + system CPU seconds of this process's threads whose name starts with `prefix`
+/// (from `/proc/self/task/*/stat`).
+pub fn thread_cpu_seconds(prefix: &str) -> f64 {
+    let mut total = 0.0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    for t in tasks.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15, at 11 and 12 after the command name.
+        total += (ticks(11) + ticks(12)) / 100.0;
+    }
+    total
+}
+
+/// A multi-threaded runtime on `workers` threads named `name`, so their CPU can be told
+/// apart with [`thread_cpu_seconds`].
+pub fn named_runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// The benchmarks' input: `testdata/clip.flv` (10 s of 640x360 H.264 with B-frames and
 /// AAC), kept fixed so figures stay comparable across changes to the demo clip.
 pub fn demo_clip() -> Bytes {

@@ -28,35 +28,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
 async fn read_response(s: &mut TcpStream) -> HttpResponse {
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await.expect("response in time").unwrap();
-    parse(&raw)
-}
-
-fn parse(raw: &[u8]) -> HttpResponse {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("http header end");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))).collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
-        body = dechunk(&body);
-    }
-    HttpResponse { status, headers, body }
-}
-
-/// Decodes as much of a chunked body as has arrived.
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = vec![];
-    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let Ok(n) = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap_or("x").trim(), 16) else { break };
-        if n == 0 || b.len() < nl + 2 + n {
-            break;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
-        b = &b[(nl + 4 + n).min(b.len())..];
-    }
-    out
+    parse_http(&raw)
 }
 
 /// A POST whose chunked body is written piece by piece.
@@ -113,14 +85,16 @@ impl Download {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if self.raw.windows(4).any(|w| w == b"\r\n\r\n") {
-                let r = parse(&self.raw);
+                let r = parse_http(&self.raw);
                 if r.body.len() >= want {
                     return Some(r);
                 }
             }
             let mut buf = [0u8; 4096];
             match tokio::time::timeout_at(deadline, self.s.read(&mut buf)).await {
-                Ok(Ok(0)) | Err(_) => return self.raw.windows(4).any(|w| w == b"\r\n\r\n").then(|| parse(&self.raw)),
+                Ok(Ok(0)) | Err(_) => {
+                    return self.raw.windows(4).any(|w| w == b"\r\n\r\n").then(|| parse_http(&self.raw));
+                }
                 Ok(Ok(n)) => self.raw.extend_from_slice(&buf[..n]),
                 Ok(Err(e)) => panic!("{e}"),
             }
@@ -131,7 +105,7 @@ impl Download {
         let mut rest = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), self.s.read_to_end(&mut rest)).await.expect("in time").unwrap();
         self.raw.extend_from_slice(&rest);
-        parse(&self.raw)
+        parse_http(&self.raw)
     }
 }
 

@@ -60,36 +60,7 @@ fn args() -> anyhow::Result<Args> {
 
 /// The gateway's CPU seconds: its runtime's threads and its ingest threads.
 fn gateway_cpu() -> f64 {
-    cpu_seconds("gateway") + cpu_seconds("sluice-ingest")
-}
-
-/// User + system CPU seconds of this process's threads whose name starts with `prefix`
-/// (all threads for ""). Each part runs on its own named runtime threads.
-fn cpu_seconds(prefix: &str) -> f64 {
-    let mut total = 0.0;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
-    for t in tasks.flatten() {
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        if !stat[open + 1..close].starts_with(prefix) {
-            continue;
-        }
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // utime and stime are fields 14 and 15, at 11 and 12 after the command name.
-        total += (ticks(11) + ticks(12)) / 100.0;
-    }
-    total
-}
-
-/// A runtime on its own named threads.
-fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("runtime")
+    bench::thread_cpu_seconds("gateway") + bench::thread_cpu_seconds("sluice-ingest")
 }
 
 const GATEWAY_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
@@ -105,14 +76,14 @@ fn main() -> anyhow::Result<()> {
     let mut orch_rts = Vec::new();
     let mut uris = Vec::new();
     for _ in 0..a.orchestrators {
-        let rt = runtime("orch", 1);
+        let rt = bench::named_runtime("orch", 1);
         let o = rt.block_on(orchestrator(&a))?;
         uris.push(o.service_uri.clone());
         orch_rts.push(Some((rt, o)));
     }
     let orch_rts = std::sync::Mutex::new(orch_rts);
-    let pub_rt = runtime("pub", 1);
-    let gw_rt = runtime("gateway", 2);
+    let pub_rt = bench::named_runtime("pub", 1);
+    let gw_rt = bench::named_runtime("gateway", 2);
     let kill = |uri: &str| {
         let mut rts = orch_rts.lock().unwrap();
         for slot in rts.iter_mut() {
@@ -180,7 +151,7 @@ async fn run(
             publish_tags(&tags, &url, &PublishOptions { realtime: true, loops: None }).await
         }));
     }
-    let (t0, cpu0, gw0) = (Instant::now(), cpu_seconds(""), gateway_cpu());
+    let (t0, cpu0, gw0) = (Instant::now(), bench::thread_cpu_seconds(""), gateway_cpu());
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     let mut killed = false;
@@ -217,7 +188,7 @@ async fn run(
         );
     }
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds("") - cpu0;
+    let cpu = bench::thread_cpu_seconds("") - cpu0;
     let gw_cpu = gateway_cpu() - gw0;
     for p in &publishers {
         p.abort();

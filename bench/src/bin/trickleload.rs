@@ -54,36 +54,10 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-/// CPU seconds of this process's threads whose name starts with `prefix`.
-fn cpu_seconds(prefix: &str) -> f64 {
-    let mut total = 0.0;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
-    for t in tasks.flatten() {
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        if !stat[open + 1..close].starts_with(prefix) {
-            continue;
-        }
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        total += (ticks(11) + ticks(12)) / 100.0;
-    }
-    total
-}
-
 /// Resident memory of this process, bytes.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
-}
-
-fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -96,8 +70,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn main() -> anyhow::Result<()> {
     let a = args()?;
     let epoch = Instant::now();
-    let server_rt = runtime("trickle-server", 1);
-    let client_rt = runtime("trickle-clients", 1);
+    let server_rt = bench::named_runtime("trickle-server", 1);
+    let client_rt = bench::named_runtime("trickle-clients", 1);
     let hub = TrickleHub::new(Limits::default(), false);
     hub.create("load", "video/MP2T").map_err(anyhow::Error::msg)?;
     let addr = server_rt.block_on(async {
@@ -117,7 +91,8 @@ fn main() -> anyhow::Result<()> {
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
     let received = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));
-    let (cpu_server0, cpu_clients0) = (cpu_seconds("trickle-server"), cpu_seconds("trickle-clients"));
+    let (cpu_server0, cpu_clients0) =
+        (bench::thread_cpu_seconds("trickle-server"), bench::thread_cpu_seconds("trickle-clients"));
     let published = client_rt.block_on(async {
         let mut subs = Vec::new();
         for _ in 0..a.subscribers {
@@ -170,8 +145,10 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(segments)
     })?;
     let wall = a.seconds as f64;
-    let (cpu_server, cpu_clients) =
-        (cpu_seconds("trickle-server") - cpu_server0, cpu_seconds("trickle-clients") - cpu_clients0);
+    let (cpu_server, cpu_clients) = (
+        bench::thread_cpu_seconds("trickle-server") - cpu_server0,
+        bench::thread_cpu_seconds("trickle-clients") - cpu_clients0,
+    );
     let mut l = latencies.lock().unwrap().clone();
     l.sort_unstable();
     let bytes = received.load(Ordering::Relaxed);

@@ -115,6 +115,11 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
+    parse_http(&raw)
+}
+
+/// Parses an HTTP/1.1 response (a chunked body as far as it has arrived).
+pub fn parse_http(raw: &[u8]) -> HttpResponse {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("http header end");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
@@ -128,17 +133,18 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
     HttpResponse { status, headers, body }
 }
 
+/// Decodes as much of a chunked body as has arrived.
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = vec![];
-    loop {
-        let nl = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let Ok(n) = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap_or("x").trim(), 16) else { break };
+        if n == 0 || b.len() < nl + 2 + n {
+            break;
         }
         out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
-        b = &b[nl + 2 + n + 2..];
+        b = &b[(nl + 4 + n).min(b.len())..];
     }
+    out
 }
 
 /// Polls until stream `id`'s playlist is ended (publisher gone), or panics after 20 s.

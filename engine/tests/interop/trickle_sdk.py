@@ -39,22 +39,30 @@ async def publish(url: str, count: int) -> None:
     await pub.close()
 
 
+def emit(seq: int, body: bytes) -> None:
+    """One line per received segment: its index, size and SHA-256."""
+    print(json.dumps({"seq": seq, "len": len(body), "sha256": hashlib.sha256(body).hexdigest()}), flush=True)
+
+
+async def drain(read) -> bytes:
+    """Reads a segment to its end with `read()` (None or b"" at the end)."""
+    body = bytearray()
+    while True:
+        chunk = await read()
+        if not chunk:
+            return bytes(body)
+        body.extend(chunk)
+
+
 async def subscribe(url: str, start: int) -> None:
     sub = TrickleSubscriber(url, start_seq=start)
     while True:
         seg = await sub.next()
         if seg is None:
             break
-        reader = seg.make_reader()
-        body = bytearray()
-        while True:
-            chunk = await reader.read()
-            if not chunk:
-                break
-            body.extend(chunk)
+        body = await drain(seg.make_reader().read)
         await seg.close()
-        line = {"seq": seg.seq(), "len": len(body), "sha256": hashlib.sha256(body).hexdigest()}
-        print(json.dumps(line), flush=True)
+        emit(seg.seq(), body)
     await sub.close()
 
 
@@ -99,15 +107,9 @@ async def pt_subscribe(url: str, start: int) -> None:
         seg = await sub.next()
         if seg is None or seg.eos():
             break
-        body = bytearray()
-        while True:
-            chunk = await seg.read()
-            if not chunk:
-                break
-            body.extend(chunk)
+        body = await drain(seg.read)
         await seg.close()
-        line = {"seq": seg.seq(), "len": len(body), "sha256": hashlib.sha256(body).hexdigest()}
-        print(json.dumps(line), flush=True)
+        emit(seg.seq(), body)
     await sub.close()
 
 

@@ -84,6 +84,10 @@ enum TrickleCommand {
         /// Send as fast as possible instead of in real time.
         #[arg(long)]
         fast: bool,
+        /// SHA-256 (hex) of the only server certificate to accept; repeat for several.
+        /// Without any, every certificate is accepted (as go-livepeer does).
+        #[arg(long = "cert-pin", value_name = "HEX")]
+        cert_pins: Vec<String>,
     },
     /// Follow a channel and write every segment's bytes as they arrive.
     Subscribe {
@@ -95,6 +99,9 @@ enum TrickleCommand {
         /// Where to start: -2 the current segment, -1 the next one, or an index.
         #[arg(long, default_value_t = -2, allow_hyphen_values = true)]
         start: i64,
+        /// SHA-256 (hex) of the only server certificate to accept; repeat for several.
+        #[arg(long = "cert-pin", value_name = "HEX")]
+        cert_pins: Vec<String>,
     },
 }
 
@@ -377,13 +384,15 @@ async fn trickle(command: TrickleCommand) -> anyhow::Result<()> {
             };
             trickle_cli::serve(addr, auto_create, tls, bound, wait_for_signal()).await?;
         }
-        TrickleCommand::Publish { url, input, segment_duration, fast } => {
-            let sent = trickle_cli::publish(&url, dash(input), segment_duration, fast).await?;
+        TrickleCommand::Publish { url, input, segment_duration, fast, cert_pins } => {
+            let certs = trickle_cli::cert_policy(&cert_pins)?;
+            let sent = trickle_cli::publish(&url, dash(input), segment_duration, fast, certs).await?;
             eprintln!("published {sent} segments to {url}");
         }
-        TrickleCommand::Subscribe { url, out, start } => {
+        TrickleCommand::Subscribe { url, out, start, cert_pins } => {
+            let certs = trickle_cli::cert_policy(&cert_pins)?;
             let (segments, bytes) = tokio::select! {
-                r = trickle_cli::subscribe(&url, dash(out), start) => r?,
+                r = trickle_cli::subscribe(&url, dash(out), start, certs) => r?,
                 _ = wait_for_signal() => return Ok(()),
             };
             eprintln!("received {segments} segments, {bytes} bytes from {url}");

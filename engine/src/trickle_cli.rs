@@ -79,10 +79,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// The certificate policy for `pins` (SHA-256 hex): any certificate without pins, as
+/// go-livepeer accepts orchestrators' self-signed ones.
+pub fn cert_policy(pins: &[String]) -> Result<CertPolicy, transport::tls::PinError> {
+    if pins.is_empty() {
+        return Ok(CertPolicy::AcceptAny);
+    }
+    Ok(CertPolicy::Pinned(pins.iter().map(|p| transport::tls::parse_fingerprint(p)).collect::<Result<_, _>>()?))
+}
+
 /// Cuts `input` (FLV or MPEG-TS; `-` is stdin) into keyframe-aligned MPEG-TS segments of
 /// about `segment_secs` and publishes each as one trickle segment to `url`, paced in real
 /// time unless `fast`. Returns the segments sent. The channel is closed at the end.
-pub async fn publish(url: &str, input: Option<PathBuf>, segment_secs: f64, fast: bool) -> Result<u64, TrickleCliError> {
+pub async fn publish(
+    url: &str,
+    input: Option<PathBuf>,
+    segment_secs: f64,
+    fast: bool,
+    certs: CertPolicy,
+) -> Result<u64, TrickleCliError> {
     let (tx, mut rx) = mpsc::channel::<Segment>(4);
     let reader = tokio::task::spawn_blocking(move || -> Result<(), TrickleCliError> {
         let sink = |s: &Segment| {
@@ -99,7 +114,7 @@ pub async fn publish(url: &str, input: Option<PathBuf>, segment_secs: f64, fast:
         }
         Ok(())
     });
-    let client = TrickleClient::new(CertPolicy::AcceptAny);
+    let client = TrickleClient::new(certs);
     let mut publisher = TricklePublisher::start(client, url).await?;
     let started = tokio::time::Instant::now();
     let mut first: Option<f64> = None;
@@ -126,14 +141,19 @@ pub async fn publish(url: &str, input: Option<PathBuf>, segment_secs: f64, fast:
 /// Follows the channel at `url` from `start` (`-2` current, `-1` next) and writes every
 /// segment's bytes, as they arrive, to `out` (`None`: stdout) until the channel ends.
 /// Returns (segments, bytes).
-pub async fn subscribe(url: &str, out: Option<PathBuf>, start: i64) -> Result<(u64, u64), TrickleCliError> {
+pub async fn subscribe(
+    url: &str,
+    out: Option<PathBuf>,
+    start: i64,
+    certs: CertPolicy,
+) -> Result<(u64, u64), TrickleCliError> {
     let mut sink: Box<dyn Write + Send> = match &out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).map_err(|source| TrickleCliError::File { path: path.clone(), source })?,
         )),
         None => Box::new(std::io::stdout()),
     };
-    let mut sub = TrickleSubscriber::new(TrickleClient::new(CertPolicy::AcceptAny), url, start);
+    let mut sub = TrickleSubscriber::new(TrickleClient::new(certs), url, start);
     let (mut segments, mut bytes) = (0, 0);
     while let Some(mut seg) = sub.next_segment().await? {
         while let Some(chunk) = seg.chunk().await? {

@@ -275,8 +275,18 @@ async fn standalone_server_over_tls() {
     let base = first.split_whitespace().nth(2).expect("the URL").replace("{channel}", "tls");
     assert!(base.starts_with("https://"), "{first}");
     let fingerprint = lines.next_line().await.unwrap().unwrap();
-    assert!(fingerprint.starts_with("Certificate SHA-256: "), "{fingerprint}");
-    let client = TrickleClient::new(CertPolicy::AcceptAny);
+    let pin = fingerprint.strip_prefix("Certificate SHA-256: ").expect("the fingerprint line").to_owned();
+    // The command-line subscriber refuses a server whose certificate is not the pinned one.
+    let wrong = "00".repeat(32);
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["trickle", "subscribe", &base, "--cert-pin", &wrong, "--out", "/dev/null"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success(), "a wrong pin must fail");
+    // The library client pins the printed fingerprint.
+    let pinned = CertPolicy::Pinned(vec![transport::tls::parse_fingerprint(&pin).unwrap()]);
+    let client = TrickleClient::new(pinned);
     let mut publisher = TricklePublisher::start(client.clone(), &base).await.unwrap();
     let mut sub = TrickleSubscriber::new(client, &base, -1);
     let reader = tokio::spawn(async move {

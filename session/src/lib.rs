@@ -9,6 +9,7 @@
 //!   [`manager::Action`]s and a wake-up time; a tokio driver performs the actions.
 //! * [`payment`]: the [`payment::PaymentPlan`] for one attempt and the credit ledger
 //!   (spec §5.6).
+//! * [`selector`]: what a selector sees of a candidate and go-livepeer's default rule.
 //! * [`discovery`]: how one `GetOrchestrator` answer of a discovery round is judged.
 //! * [`report`]: what the manager reports for metrics, pool statistics and the status JSON.
 //!
@@ -23,6 +24,7 @@ pub mod manager;
 pub mod payment;
 pub mod pool;
 pub mod report;
+pub mod selector;
 
 pub use manager::{Action, Event, JobId, JobOutcome, LinkConfig, OpId, SegmentJob, SegmentJobs, SessionKey};
 pub use pool::{OrchId, OrchestratorPool};

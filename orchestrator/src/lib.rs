@@ -19,6 +19,7 @@ pub mod admission;
 pub mod auth;
 pub mod capture;
 pub mod faults;
+mod grpc;
 pub mod recipient;
 pub mod service;
 pub mod sessions;

@@ -21,14 +21,12 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tonic::{Status, async_trait};
 use transport::capabilities::{Capability, CapabilitySet};
 use transport::credentials::keccak256;
-use transport::identity::{Address, EthSigner, eip55, recover_personal};
-use transport::proto::orchestrator_server::{Orchestrator, OrchestratorServer};
+use transport::identity::{Address, EthSigner};
+use transport::proto::orchestrator_server::OrchestratorServer;
 use transport::proto::{
-    AuthToken, Capabilities, EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorInfo,
-    OrchestratorRequest, PingPong, PriceInfo, TicketExpirationParams, TranscodeData, TranscodeResult,
+    AuthToken, Capabilities, OrchestratorInfo, PriceInfo, TicketExpirationParams, TranscodeData, TranscodeResult,
     TranscodedSegmentData, transcode_result,
 };
 use transport::segment::{PAYMENT_HEADER, SEGMENT_HEADER};
@@ -125,31 +123,31 @@ pub struct Stats {
 pub(crate) struct Shared {
     service_uri: String,
     address: Address,
-    signer: Option<EthSigner>,
+    pub(crate) signer: Option<EthSigner>,
     pub(crate) price: Mutex<PriceInfo>,
-    capabilities: Capabilities,
+    pub(crate) capabilities: Capabilities,
     pub(crate) fault: Mutex<FaultState>,
     pub(crate) allow_faults: bool,
     started: Instant,
     block_time: Duration,
-    gate: Mutex<SegmentGate>,
-    sessions: Mutex<SessionTable>,
-    stats: Mutex<Stats>,
+    pub(crate) gate: Mutex<SegmentGate>,
+    pub(crate) sessions: Mutex<SessionTable>,
+    pub(crate) stats: Mutex<Stats>,
     transcoder: Arc<dyn Transcoder>,
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-fn random<const N: usize>() -> [u8; N] {
+pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::getrandom(&mut b).expect("the OS random source works");
     b
 }
 
 impl Shared {
-    fn paid(&self) -> bool {
+    pub(crate) fn paid(&self) -> bool {
         self.signer.is_some()
     }
 
@@ -167,7 +165,7 @@ impl Shared {
     }
 
     /// A fresh `OrchestratorInfo` for `sender` carrying `token`.
-    fn info(&self, sender: &Address, token: AuthToken) -> OrchestratorInfo {
+    pub(crate) fn info(&self, sender: &Address, token: AuthToken) -> OrchestratorInfo {
         let mut info = OrchestratorInfo {
             transcoder: self.service_uri.clone(),
             capabilities: Some(self.capabilities.clone()),
@@ -191,65 +189,6 @@ impl Shared {
         *self.stats.lock().expect("stats lock").rejected.entry(status).or_default() += 1;
         tracing::info!(status, reason = %r, "segment refused");
         (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), r.to_string()).into_response()
-    }
-}
-
-struct Grpc(Arc<Shared>);
-
-#[async_trait]
-impl Orchestrator for Grpc {
-    async fn get_orchestrator(
-        &self,
-        request: tonic::Request<OrchestratorRequest>,
-    ) -> Result<tonic::Response<OrchestratorInfo>, Status> {
-        let s = &self.0;
-        let req = request.into_inner();
-        let sender: Address = req.address.as_slice().try_into().unwrap_or([0; 20]);
-        if s.paid() {
-            // §3.3: personal_sign(keccak256(EIP-55 address string)).
-            let digest = keccak256(eip55(&sender).as_bytes());
-            if sender == [0; 20] || recover_personal(&digest, &req.sig) != Ok(sender) {
-                return Err(Status::permission_denied("invalid orchestrator request signature"));
-            }
-        }
-        let job = req.capabilities.unwrap_or_default();
-        if !transport::capabilities::compatible(&job, &s.capabilities) {
-            return Err(Status::failed_precondition("incompatible capabilities"));
-        }
-        if s.sessions.lock().expect("sessions lock").is_full() {
-            return Err(Status::resource_exhausted(transport::refusal::wire::CAPPED));
-        }
-        let token = s.gate.lock().expect("gate lock").auth.mint(random(), unix_now());
-        s.stats.lock().expect("stats lock").get_orchestrator_calls += 1;
-        Ok(tonic::Response::new(s.info(&sender, token)))
-    }
-
-    async fn end_transcoding_session(
-        &self,
-        request: tonic::Request<EndTranscodingSessionRequest>,
-    ) -> Result<tonic::Response<EndTranscodingSessionResponse>, Status> {
-        let s = &self.0;
-        let token = request.into_inner().auth_token;
-        s.gate
-            .lock()
-            .expect("gate lock")
-            .auth
-            .verify(token.as_ref(), unix_now())
-            .map_err(|e| Status::permission_denied(e.to_string()))?;
-        let id = token.map(|t| t.session_id).unwrap_or_default();
-        s.sessions.lock().expect("sessions lock").end(&id);
-        s.stats.lock().expect("stats lock").sessions_ended += 1;
-        tracing::info!(session = %id, "session ended by gateway");
-        Ok(tonic::Response::new(EndTranscodingSessionResponse {}))
-    }
-
-    async fn ping(&self, request: tonic::Request<PingPong>) -> Result<tonic::Response<PingPong>, Status> {
-        let value = request.into_inner().value;
-        let value = match &self.0.signer {
-            Some(signer) => signer.sign_message(&value).to_vec(),
-            None => value,
-        };
-        Ok(tonic::Response::new(PingPong { value }))
     }
 }
 
@@ -594,8 +533,9 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
         .route("/fault", post(set_fault))
         .with_state(shared.clone())
         .nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));
-    let mut app =
-        tonic::service::Routes::new(OrchestratorServer::new(Grpc(shared.clone()))).into_axum_router().merge(http);
+    let mut app = tonic::service::Routes::new(OrchestratorServer::new(crate::grpc::Grpc(shared.clone())))
+        .into_axum_router()
+        .merge(http);
     if cfg.allow_faults {
         app = app.layer(axum::middleware::from_fn_with_state(shared.clone(), fault_layer));
     }

@@ -21,11 +21,9 @@ fn segment(s: &mut TrickleServer, seq: &mut u64, subscribers: usize, data: &Byte
     for i in 0..CHUNKS {
         s.write("ch", w, data.slice(i * CHUNK..(i + 1) * CHUNK), now).unwrap();
         for off in offsets.iter_mut() {
-            if let ReadStep::Data(chunks) = s.read("ch", w, *off) {
-                for c in chunks {
-                    *off += c.len();
-                    delivered += c.len();
-                }
+            while let ReadStep::Data(c) = s.read("ch", w, *off) {
+                *off += c.len();
+                delivered += c.len();
             }
         }
     }

@@ -155,6 +155,9 @@ pub enum ReadStart {
         mime: String,
         /// The next write index, when `seq` is behind it.
         latest: Option<u64>,
+        /// This GET made the segment (a preconnect), taking the ring slot of an older one
+        /// whose readers must learn that it is gone.
+        fresh: bool,
     },
     /// Not in the ring (too old or too far ahead): 470, or 200 + closed when the channel
     /// is closed.
@@ -171,8 +174,9 @@ pub enum ReadStart {
 /// One step of reading a segment from an offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadStep {
-    /// Bytes from the offset (handles, in order).
-    Data(Vec<Bytes>),
+    /// The bytes from the offset to the end of the chunk that holds it (a handle, no
+    /// copy); read again from `offset + len` for the rest.
+    Data(Bytes),
     /// Nothing new yet: wait for the channel to change.
     Pending,
     /// The segment is complete and everything was read; `closed` when the channel is.
@@ -387,7 +391,8 @@ impl TrickleServer {
         let ch = self.channels.get_mut(name).ok_or(TrickleError::NoChannel)?;
         let requested = ch.resolve(seq).filter(|&s| s < MAX_SEQ).ok_or(TrickleError::BadSegment)?;
         let latest = ch.next_write;
-        if !ch.holds(requested) {
+        let fresh = !ch.holds(requested);
+        if fresh {
             let preconnect = requested == latest || (latest == 0 && requested == 1);
             if preconnect && !ch.closed {
                 let freed = ch.fresh(requested);
@@ -397,7 +402,7 @@ impl TrickleServer {
             }
         }
         let latest = (requested != latest).then_some(latest);
-        Ok(ReadStart::Segment { seq: requested, mime: ch.mime.clone(), latest })
+        Ok(ReadStart::Segment { seq: requested, mime: ch.mime.clone(), latest, fresh })
     }
 
     /// Reads segment `seq` of `name` from byte `offset`.
@@ -405,12 +410,13 @@ impl TrickleServer {
         let Some(ch) = self.channels.get(name) else { return ReadStep::Gone };
         let Some(s) = ch.ring[Channel::slot(seq)].as_ref().filter(|s| s.seq == seq) else { return ReadStep::Gone };
         if offset < s.len {
-            let first = s.ends.partition_point(|&end| end <= offset);
-            let mut out = Vec::with_capacity(s.chunks.len() - first);
-            let start = s.ends[first] - s.chunks[first].len();
-            out.push(s.chunks[first].slice(offset - start..));
-            out.extend(s.chunks[first + 1..].iter().cloned());
-            return ReadStep::Data(out);
+            let i = s.ends.partition_point(|&end| end <= offset);
+            let start = s.ends[i] - s.chunks[i].len();
+            return ReadStep::Data(if offset == start {
+                s.chunks[i].clone()
+            } else {
+                s.chunks[i].slice(offset - start..)
+            });
         }
         if s.closed || ch.closed {
             ReadStep::End { closed: ch.closed, latest: ch.next_write }
@@ -474,10 +480,11 @@ mod tests {
         assert_eq!(s.read("ch", 0, 0), ReadStep::Pending);
         let w = s.open_write("ch", 0, false, "", t0).unwrap();
         s.write("ch", w, Bytes::from_static(b"abc"), t0).unwrap();
-        assert_eq!(s.read("ch", 0, 0), ReadStep::Data(vec![Bytes::from_static(b"abc")]));
+        assert_eq!(s.read("ch", 0, 0), ReadStep::Data(Bytes::from_static(b"abc")));
         assert_eq!(s.read("ch", 0, 3), ReadStep::Pending, "still being written");
         s.write("ch", w, Bytes::from_static(b"de"), t0).unwrap();
-        assert_eq!(s.read("ch", 0, 1), ReadStep::Data(vec![Bytes::from_static(b"bc"), Bytes::from_static(b"de")]));
+        assert_eq!(s.read("ch", 0, 1), ReadStep::Data(Bytes::from_static(b"bc")), "to the end of the chunk");
+        assert_eq!(s.read("ch", 0, 3), ReadStep::Data(Bytes::from_static(b"de")));
         assert_eq!(s.next("ch").unwrap(), (1, false), "first byte moved the next write");
         s.finish_write("ch", w).unwrap();
         assert_eq!(s.read("ch", 0, 5), ReadStep::End { closed: false, latest: 1 });
@@ -507,8 +514,8 @@ mod tests {
         // The Go server appends to the segment the slot still holds.
         assert!(s.write("ch", b, Bytes::from_static(b"cd"), t0).unwrap());
         s.finish_write("ch", b).unwrap();
-        let ReadStep::Data(d) = s.read("ch", 0, 0) else { panic!() };
-        assert_eq!(d.concat(), b"abcd".to_vec(), "the second POST appended");
+        let (ReadStep::Data(a), ReadStep::Data(b)) = (s.read("ch", 0, 0), s.read("ch", 0, 2)) else { panic!() };
+        assert_eq!([a, b].concat(), b"abcd".to_vec(), "the second POST appended");
         assert_eq!(s.read("ch", 0, 4), ReadStep::End { closed: false, latest: 1 });
     }
 

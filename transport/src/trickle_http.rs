@@ -4,14 +4,17 @@
 //!
 //! * A GET gets each segment's bytes as the publisher writes them (a streamed body), and
 //!   its response headers only once the first byte exists (or the segment ends).
-//! * Each GET is served by its own task through a small bounded queue: a slow subscriber
-//!   never slows the publisher or other subscribers; it falls behind, its segment leaves
-//!   the ring, and its body ends (it then gets 470 for the old index).
+//! * A GET's body reads the ring itself, as its connection polls it: a write wakes the
+//!   waiting bodies, each takes a handle to the new chunk. A slow subscriber never slows
+//!   the publisher or other subscribers; it falls behind, its segment leaves the ring, and
+//!   its body ends (it then gets 470 for the old index).
 //! * An idle sweep closes channels with no new segment for [`IDLE_TIMEOUT`].
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -22,22 +25,43 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::trickle::{
     CLOSED_HEADER, CLOSED_VALUE, EXPECT_CONTENT_HEADER, IDLE_TIMEOUT, LATEST_HEADER, Limits, RESET_HEADER, ReadStart,
     ReadStep, SEQ_HEADER, STATUS_NOT_PRESENT, TrickleError, TrickleServer,
 };
 
-/// Chunks queued per subscriber before its reader task waits (the subscriber is slow).
-const SUBSCRIBER_QUEUE: usize = 16;
-
 /// A trickle server shared by the HTTP handlers and its owner (who may create channels
 /// and publish into them directly).
 pub struct TrickleHub {
-    core: Mutex<TrickleServer>,
-    /// Readers of a channel wait here for its next change.
+    core: Mutex<Inner>,
+    /// Handlers waiting for a channel's next change (a POST's preconnect, a GET's first
+    /// byte) wait here.
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Ids for streamed response bodies.
+    next_body: AtomicU64,
+}
+
+/// The channel state and, under the same lock, the response bodies waiting for more of a
+/// segment: a body reads and registers atomically, so a write never slips between them.
+struct Inner {
+    server: TrickleServer,
+    /// Per channel: reader id → the segment it waits on and its task's waker.
+    readers: HashMap<String, HashMap<u64, (u64, Waker)>>,
+}
+
+impl Deref for Inner {
+    type Target = TrickleServer;
+    fn deref(&self) -> &TrickleServer {
+        &self.server
+    }
+}
+
+impl DerefMut for Inner {
+    fn deref_mut(&mut self) -> &mut TrickleServer {
+        &mut self.server
+    }
 }
 
 impl std::fmt::Debug for TrickleHub {
@@ -49,10 +73,14 @@ impl std::fmt::Debug for TrickleHub {
 impl TrickleHub {
     /// A hub with `limits`; `auto_create` lets a POST create unknown channels.
     pub fn new(limits: Limits, auto_create: bool) -> Arc<Self> {
-        Arc::new(TrickleHub { core: Mutex::new(TrickleServer::new(limits, auto_create)), wakers: Mutex::default() })
+        Arc::new(TrickleHub {
+            core: Mutex::new(Inner { server: TrickleServer::new(limits, auto_create), readers: HashMap::new() }),
+            wakers: Mutex::default(),
+            next_body: AtomicU64::new(0),
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, TrickleServer> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -60,10 +88,57 @@ impl TrickleHub {
         self.wakers.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_owned()).or_default().clone()
     }
 
+    /// Wakes everything waiting on channel `name` (its state changed: a segment opened,
+    /// ended or was closed). Tokio's wake only schedules a task, so readers are woken under
+    /// the lock (their map keeps its capacity).
     fn wake(&self, name: &str) {
+        if let Some(readers) = self.lock().readers.get_mut(name) {
+            for (_, (_, w)) in readers.drain() {
+                w.wake();
+            }
+        }
         if let Some(n) = self.wakers.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
             n.notify_waiters();
         }
+    }
+
+    /// Wakes the readers waiting for more of segment `seq` of `name` (bytes were written
+    /// to it); readers of other segments, such as the preconnected next one, sleep on.
+    fn wake_readers(&self, name: &str, seq: u64) {
+        if let Some(readers) = self.lock().readers.get_mut(name) {
+            readers.retain(|_, (s, w)| {
+                if *s != seq {
+                    return true;
+                }
+                w.wake_by_ref();
+                false
+            });
+        }
+    }
+
+    /// Reads segment `seq` of `name` from `offset` for reader `id`; when there is nothing
+    /// new, registers the task to be woken, under the lock the read held, so a write
+    /// never slips between the two.
+    fn poll_read(&self, name: &str, seq: u64, offset: usize, id: u64, cx: &mut Context<'_>) -> Poll<ReadStep> {
+        let mut inner = self.lock();
+        match inner.server.read(name, seq, offset) {
+            ReadStep::Pending => {
+                let entry = (seq, cx.waker().clone());
+                match inner.readers.get_mut(name) {
+                    Some(readers) => drop(readers.insert(id, entry)),
+                    None => drop(inner.readers.entry(name.to_owned()).or_default().insert(id, entry)),
+                }
+                Poll::Pending
+            }
+            step => Poll::Ready(step),
+        }
+    }
+
+    /// Forgets channel `name`'s waiters after waking them (it is gone).
+    fn forget(&self, name: &str) {
+        self.wake(name);
+        self.lock().readers.remove(name);
+        self.wakers.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
 
     /// Creates channel `name` (its owner's call; HTTP creation needs auto-create).
@@ -75,8 +150,7 @@ impl TrickleHub {
     /// Closes and removes channel `name`, ending every reader.
     pub fn delete(&self, name: &str) -> Result<(), TrickleError> {
         let r = self.lock().delete(name);
-        self.wake(name);
-        self.wakers.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.forget(name);
         r
     }
 
@@ -95,8 +169,7 @@ impl TrickleHub {
     pub fn sweep(&self, timeout: Duration) -> Vec<String> {
         let gone = self.lock().expire_idle(Instant::now(), timeout);
         for name in &gone {
-            self.wake(name);
-            self.wakers.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+            self.forget(name);
         }
         gone
     }
@@ -220,7 +293,7 @@ async fn publish(
             }
         };
         let written = hub.lock().write(&channel, seq, chunk, Instant::now());
-        hub.wake(&channel);
+        hub.wake_readers(&channel, seq);
         match written {
             Ok(true) => {}
             // Overwritten or closed meanwhile: the rest of the body is dropped.
@@ -282,8 +355,6 @@ async fn subscribe(State(hub): State<Arc<TrickleHub>>, Path((channel, seq)): Pat
     }
     let Ok(requested) = seq.parse::<i64>() else { return (StatusCode::BAD_REQUEST, "Invalid idx").into_response() };
     let start = hub.lock().open_read(&channel, requested);
-    // A preconnect may have taken the slot of an older segment: its readers must see that.
-    hub.wake(&channel);
     let (seq, mime, latest) = match start {
         Err(e) => return refusal(e),
         Ok(ReadStart::Missing { seq, latest, closed }) => {
@@ -296,33 +367,19 @@ async fn subscribe(State(hub): State<Arc<TrickleHub>>, Path((channel, seq)): Pat
             }
             return r;
         }
-        Ok(ReadStart::Segment { seq, mime, latest }) => (seq, mime, latest),
+        Ok(ReadStart::Segment { seq, mime, latest, fresh }) => {
+            if fresh {
+                // The preconnect took the slot of an older segment: its readers must see that.
+                hub.wake(&channel);
+            }
+            (seq, mime, latest)
+        }
     };
     // Wait for the first byte (or the end) before answering, as the Go server does.
-    let waker = hub.waker(&channel);
-    let first = loop {
-        let notified = waker.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        match hub.lock().read(&channel, seq, 0) {
-            ReadStep::Pending => {}
-            step => break step,
-        }
-        notified.await;
-    };
-    let (tx, rx) = mpsc::channel::<Bytes>(SUBSCRIBER_QUEUE);
-    let mut offset = 0;
-    match first {
-        ReadStep::Data(chunks) => {
-            for c in chunks {
-                offset += c.len();
-                // The queue is empty: these fit or the reader task below sends the rest.
-                if tx.try_send(c.clone()).is_err() {
-                    offset -= c.len();
-                    break;
-                }
-            }
-        }
+    let reader = Registration { hub: hub.clone(), channel, id: hub.next_body.fetch_add(1, Ordering::Relaxed) };
+    let first = std::future::poll_fn(|cx| hub.poll_read(&reader.channel, seq, 0, reader.id, cx)).await;
+    let first = match first {
+        ReadStep::Data(first) => first,
         ReadStep::End { closed, latest } => {
             let mut r = StatusCode::OK.into_response();
             r.headers_mut().insert(SEQ_HEADER, num(seq));
@@ -335,7 +392,7 @@ async fn subscribe(State(hub): State<Arc<TrickleHub>>, Path((channel, seq)): Pat
         ReadStep::Gone | ReadStep::Pending => {
             // Deleted: the channel has ended. Overwritten (a publisher moved on): an empty
             // segment with the latest index, so the reader catches up.
-            let next = hub.lock().next(&channel);
+            let next = hub.lock().next(&reader.channel);
             let mut r = StatusCode::OK.into_response();
             r.headers_mut().insert(SEQ_HEADER, num(seq));
             match next {
@@ -351,9 +408,10 @@ async fn subscribe(State(hub): State<Arc<TrickleHub>>, Path((channel, seq)): Pat
             }
             return r;
         }
-    }
-    tokio::spawn(follow(hub.clone(), waker, channel, seq, offset, tx));
-    let mut r = Response::new(Body::new(http_body_util::StreamBody::new(Chunks(rx))));
+    };
+    let offset = first.len();
+    let body = SegmentBody { reader, seq, offset, first: Some(first) };
+    let mut r = Response::new(Body::new(body));
     let h = r.headers_mut();
     h.insert(SEQ_HEADER, num(seq));
     if let Some(l) = latest {
@@ -365,47 +423,112 @@ async fn subscribe(State(hub): State<Arc<TrickleHub>>, Path((channel, seq)): Pat
     r
 }
 
-/// Feeds one subscriber: reads its segment from `offset` as the publisher writes, until
-/// the segment ends, leaves the ring, or the subscriber goes away.
-async fn follow(
-    hub: Arc<TrickleHub>,
-    waker: Arc<Notify>,
-    channel: String,
+/// A subscriber's response body: reads its segment straight from the channel's ring as
+/// the publisher writes it (one handle per frame, no copy, no task of its own) until the
+/// segment ends, leaves the ring, or the subscriber goes away. A slow subscriber only
+/// falls behind; when its segment is overwritten its body ends.
+struct SegmentBody {
+    reader: Registration,
     seq: u64,
-    mut offset: usize,
-    tx: mpsc::Sender<Bytes>,
-) {
-    loop {
-        let notified = waker.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let step = hub.lock().read(&channel, seq, offset);
-        match step {
-            ReadStep::Data(chunks) => {
-                for c in chunks {
-                    offset += c.len();
-                    if tx.send(c).await.is_err() {
-                        return; // the subscriber went away
-                    }
-                }
+    /// Bytes of the segment handed out so far.
+    offset: usize,
+    /// The first bytes, read before the headers were sent.
+    first: Option<Bytes>,
+}
+
+impl http_body::Body for SegmentBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(first))));
+        }
+        let r = &this.reader;
+        match r.hub.poll_read(&r.channel, this.seq, this.offset, r.id, cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(ReadStep::Data(b)) => {
+                this.offset += b.len();
+                Poll::Ready(Some(Ok(http_body::Frame::data(b))))
             }
-            ReadStep::Pending => {
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tx.closed() => return,
-                }
-            }
-            ReadStep::End { .. } | ReadStep::Gone => return,
+            Poll::Ready(_) => Poll::Ready(None),
         }
     }
 }
 
-/// A streamed body fed by a subscriber's reader task.
-struct Chunks(mpsc::Receiver<Bytes>);
+/// A GET's place among its channel's waiting readers, removed when the GET ends (or its
+/// client goes away while it waits).
+struct Registration {
+    hub: Arc<TrickleHub>,
+    channel: String,
+    id: u64,
+}
 
-impl futures_core::Stream for Chunks {
-    type Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(http_body::Frame::data(b))))
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(readers) = self.hub.lock().readers.get_mut(&self.channel) {
+            readers.remove(&self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one real instant as their epoch
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn waiting(hub: &TrickleHub, ch: &str) -> usize {
+        hub.lock().readers.get(ch).map_or(0, HashMap::len)
+    }
+
+    #[test]
+    fn writes_wake_only_the_readers_of_their_segment_and_gone_readers_leave() {
+        let hub = TrickleHub::new(Limits::default(), false);
+        hub.create("ch", "video/MP2T").unwrap();
+        let t0 = Instant::now();
+        let w0 = hub.lock().open_write("ch", 0, false, "", t0).unwrap();
+        // Reader A waits for more of segment 0, reader B on the preconnected segment 1.
+        assert!(matches!(hub.lock().open_read("ch", 1), Ok(ReadStart::Segment { fresh: true, .. })));
+        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let ra = Registration { hub: hub.clone(), channel: "ch".into(), id: 1 };
+        let rb = Registration { hub: hub.clone(), channel: "ch".into(), id: 2 };
+        assert!(hub.poll_read("ch", 0, 0, ra.id, &mut Context::from_waker(&wa)).is_pending());
+        assert!(hub.poll_read("ch", 1, 0, rb.id, &mut Context::from_waker(&wb)).is_pending());
+        assert_eq!(waiting(&hub, "ch"), 2);
+        for _ in 0..3 {
+            hub.lock().write("ch", w0, Bytes::from_static(b"ts"), t0).unwrap();
+            hub.wake_readers("ch", w0);
+            let _ = hub.poll_read("ch", 0, 0, ra.id, &mut Context::from_waker(&wa));
+        }
+        assert_eq!(a.0.load(Ordering::Relaxed), 1, "woken by the first write; the data was then there to read");
+        assert_eq!(b.0.load(Ordering::Relaxed), 0, "the preconnected reader sleeps through writes to segment 0");
+        // The segment ends: a state change wakes everyone.
+        hub.lock().finish_write("ch", w0).unwrap();
+        hub.wake("ch");
+        assert_eq!(b.0.load(Ordering::Relaxed), 1);
+        // A GET whose client went away leaves no registration behind.
+        assert!(hub.poll_read("ch", 1, 0, rb.id, &mut Context::from_waker(&wb)).is_pending());
+        drop((ra, rb));
+        assert_eq!(waiting(&hub, "ch"), 0);
+        hub.delete("ch").unwrap();
+        assert!(hub.lock().readers.is_empty());
     }
 }

@@ -73,7 +73,7 @@ proptest! {
                         continue;
                     }
                     match s.read("ch", sub.seq, sub.offset) {
-                        ReadStep::Data(chunks) => for c in chunks { sub.offset += c.len(); sub.got.extend_from_slice(&c); },
+                        ReadStep::Data(c) => { sub.offset += c.len(); sub.got.extend_from_slice(&c); }
                         ReadStep::Pending => {}
                         ReadStep::End { .. } => {
                             prop_assert_eq!(&sub.got, &written[sub.seq as usize], "segment {} in full", sub.seq);

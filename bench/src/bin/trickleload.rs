@@ -21,8 +21,11 @@ use transport::trickle_http::TrickleHub;
 
 const HELP: &str = "\
 trickleload [--subscribers N] [--seconds S] [--kbps K] [--segment-ms M] [--chunk-kb C]
+            [--server-threads T] [--raw]
 One channel at K kb/s (default 4000) in segments of M ms (default 1000) written in C KiB
-chunks (default 16), read by N subscribers (default 100) for S seconds (default 20).";
+chunks (default 16), read by N subscribers (default 100) for S seconds (default 20); the
+server runs on T runtime threads (default 1), the clients on one. --raw measures the floor
+instead: the same chunks relayed through plain TCP (one socket in, N out, no HTTP).";
 
 struct Args {
     subscribers: usize,
@@ -30,10 +33,20 @@ struct Args {
     kbps: u64,
     segment_ms: u64,
     chunk: usize,
+    server_threads: usize,
+    raw: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args { subscribers: 100, seconds: 20, kbps: 4000, segment_ms: 1000, chunk: 16 * 1024 };
+    let mut a = Args {
+        subscribers: 100,
+        seconds: 20,
+        kbps: 4000,
+        segment_ms: 1000,
+        chunk: 16 * 1024,
+        server_threads: 1,
+        raw: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));
@@ -42,6 +55,8 @@ fn args() -> anyhow::Result<Args> {
             "--seconds" => a.seconds = value("--seconds")?.parse()?,
             "--kbps" => a.kbps = value("--kbps")?.parse()?,
             "--segment-ms" => a.segment_ms = value("--segment-ms")?.parse()?,
+            "--raw" => a.raw = true,
+            "--server-threads" => a.server_threads = value("--server-threads")?.parse()?,
             "--chunk-kb" => a.chunk = value("--chunk-kb")?.parse::<usize>()? * 1024,
             "-h" | "--help" => {
                 println!("{HELP}");
@@ -50,7 +65,10 @@ fn args() -> anyhow::Result<Args> {
             other => anyhow::bail!("unknown argument {other}\n{HELP}"),
         }
     }
-    anyhow::ensure!(a.subscribers > 0 && a.chunk >= 16, "--subscribers > 0 and --chunk-kb > 0");
+    anyhow::ensure!(
+        a.subscribers > 0 && a.chunk >= 16 && a.server_threads > 0,
+        "--subscribers, --chunk-kb and --server-threads > 0"
+    );
     Ok(a)
 }
 
@@ -58,6 +76,132 @@ fn args() -> anyhow::Result<Args> {
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+/// The floor under the trickle figures on this machine: the same chunks, at the same
+/// pace, from one publisher socket through a relay that writes each to N subscriber
+/// sockets in turn (what any fan-out server must do at least), with no HTTP and no ring.
+fn raw_floor(
+    a: &Args,
+    server_rt: &tokio::runtime::Runtime,
+    client_rt: &tokio::runtime::Runtime,
+    epoch: Instant,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (chunk, n) = (a.chunk, a.subscribers);
+    let addr = server_rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        tokio::spawn(async move {
+            let (mut input, _) = l.accept().await?;
+            let mut outs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (s, _) = l.accept().await?;
+                s.set_nodelay(true)?;
+                outs.push(s);
+            }
+            let mut buf = vec![0u8; chunk];
+            while input.read_exact(&mut buf).await.is_ok() {
+                for o in &mut outs {
+                    o.write_all(&buf).await?;
+                }
+            }
+            anyhow::Ok(())
+        });
+        anyhow::Ok(addr)
+    })?;
+    let pause = Duration::from_secs_f64(chunk as f64 * 8.0 / (a.kbps as f64 * 1000.0));
+    let cpu0 = (bench::thread_cpu_seconds("trickle-server"), bench::thread_cpu_seconds("trickle-clients"));
+    let latencies = client_rt.block_on(async {
+        let mut publisher = tokio::net::TcpStream::connect(addr).await?;
+        publisher.set_nodelay(true)?;
+        let mut subs = Vec::new();
+        for _ in 0..n {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            subs.push(tokio::spawn(async move {
+                let (mut stamps, mut mine, mut buf) = (Stamps::new(chunk), Vec::new(), vec![0u8; 64 * 1024]);
+                while let Ok(got @ 1..) = s.read(&mut buf).await {
+                    stamps.feed(&buf[..got], epoch.elapsed().as_micros() as u64, &mut mine);
+                }
+                mine
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let until = Instant::now() + Duration::from_secs(a.seconds);
+        let mut tick = tokio::time::interval(pause);
+        while Instant::now() < until {
+            tick.tick().await;
+            let mut body = vec![0u8; chunk];
+            body[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_be_bytes());
+            publisher.write_all(&body).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(publisher);
+        let mut all = Vec::new();
+        for s in subs {
+            all.extend(s.await?);
+        }
+        anyhow::Ok(all)
+    })?;
+    let wall = a.seconds as f64;
+    let cpu =
+        (bench::thread_cpu_seconds("trickle-server") - cpu0.0, bench::thread_cpu_seconds("trickle-clients") - cpu0.1);
+    let mut l = latencies;
+    l.sort_unstable();
+    println!("--- raw TCP relay (the floor) ---");
+    println!(
+        "{} kb/s in {} KiB chunks, {} subscribers, {:.0} s, {} chunks measured",
+        a.kbps,
+        chunk / 1024,
+        n,
+        wall,
+        l.len()
+    );
+    println!(
+        "added latency publisher write → subscriber read: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        l.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+    println!("CPU: relay {:.0}% of a core, clients {:.0}%", cpu.0 / wall * 100.0, cpu.1 / wall * 100.0);
+    Ok(())
+}
+
+/// Reads the publish-time stamps that sit at every `chunk` bytes of a stream, and only
+/// them (copying whole chunks would measure this loop, not the transport).
+struct Stamps {
+    chunk: usize,
+    /// Bytes seen.
+    pos: usize,
+    next: usize,
+    stamp: [u8; 8],
+    have: usize,
+}
+
+impl Stamps {
+    fn new(chunk: usize) -> Self {
+        Stamps { chunk, pos: 0, next: 0, stamp: [0; 8], have: 0 }
+    }
+
+    /// Feeds bytes read at `now` (µs); pushes the latency of each stamp completed.
+    fn feed(&mut self, c: &[u8], now: u64, out: &mut Vec<u64>) {
+        let mut i = 0;
+        while i < c.len() {
+            let at = self.pos + i;
+            if at < self.next {
+                i += self.next - at;
+                continue;
+            }
+            let take = (8 - self.have).min(c.len() - i);
+            self.stamp[self.have..self.have + take].copy_from_slice(&c[i..i + take]);
+            (self.have, i) = (self.have + take, i + take);
+            if self.have == 8 {
+                out.push(now.saturating_sub(u64::from_be_bytes(self.stamp)));
+                (self.have, self.next) = (0, self.next + self.chunk);
+            }
+        }
+        self.pos += c.len();
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -70,8 +214,11 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn main() -> anyhow::Result<()> {
     let a = args()?;
     let epoch = Instant::now();
-    let server_rt = bench::named_runtime("trickle-server", 1);
+    let server_rt = bench::named_runtime("trickle-server", a.server_threads);
     let client_rt = bench::named_runtime("trickle-clients", 1);
+    if a.raw {
+        return raw_floor(&a, &server_rt, &client_rt, epoch);
+    }
     let hub = TrickleHub::new(Limits::default(), false);
     hub.create("load", "video/MP2T").map_err(anyhow::Error::msg)?;
     let addr = server_rt.block_on(async {
@@ -101,20 +248,14 @@ fn main() -> anyhow::Result<()> {
                 let mut sub = TrickleSubscriber::new(TrickleClient::new(CertPolicy::AcceptAny), &url, -1);
                 let mut mine = Vec::new();
                 while let Ok(Some(mut seg)) = sub.next_segment().await {
-                    // Stamps sit at every `chunk` bytes of a segment.
-                    let mut buf = Vec::new();
-                    let mut next_stamp = 0usize;
+                    let mut stamps = Stamps::new(chunk);
                     while let Ok(Some(c)) = seg.chunk().await {
                         let now = epoch.elapsed().as_micros() as u64;
                         received.fetch_add(c.len() as u64, Ordering::Relaxed);
-                        buf.extend_from_slice(&c);
-                        while buf.len() >= next_stamp + 8 {
-                            let stamp = u64::from_be_bytes(buf[next_stamp..next_stamp + 8].try_into().unwrap());
-                            mine.push(now.saturating_sub(stamp));
-                            next_stamp += chunk;
-                        }
+                        stamps.feed(&c, now, &mut mine);
                     }
-                    if buf.len() != chunk * chunks_per_segment && !buf.is_empty() {
+                    let pos = stamps.pos;
+                    if pos != chunk * chunks_per_segment && pos != 0 {
                         lost.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -5,11 +5,9 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use ingest::flv::{FlvDemuxer, FlvTagDecoder};
-use media::{
-    AacConfig, AccessUnit, H264Config, MediaTime, Payload, Segment, StreamEvent, Timescale, TrackInfo, TrackKind,
-};
+use media::{AccessUnit, MediaTime, Payload, Segment, StreamEvent, Timescale, TrackInfo};
 use segmenter::hls::{MediaPlaylistBuilder, PlaylistEntry};
 use segmenter::ts::demux::TsDemuxer;
 use segmenter::{Segmenter, SegmenterConfig};
@@ -142,7 +140,7 @@ pub fn segment_stream(
                     }
                     pending.push(au);
                     let declared = demux.tracks();
-                    if let Some(t) = tracks_from_access_units(&pending, declared.video, declared.audio) {
+                    if let Some(t) = segmenter::ts::track_info(&pending, declared.video, declared.audio) {
                         seg.handle_tracks(t);
                         *configured = true;
                         // What arrived before the configuration was known, in decode order.
@@ -177,52 +175,6 @@ pub fn segment_stream(
     seg.flush();
     drain(&mut seg);
     Ok(seg.tracks().clone())
-}
-
-/// Reads codec configurations out of Annex B / ADTS access units (MPEG-TS input): `None`
-/// until every declared track's configuration has been seen.
-fn tracks_from_access_units(aus: &[AccessUnit], want_video: bool, want_audio: bool) -> Option<TrackInfo> {
-    let mut t = TrackInfo::default();
-    if let Some(a) = aus.iter().find(|a| a.track == TrackKind::Audio) {
-        t.audio = AacConfig::from_adts_header(&a.data.to_contiguous()).ok().map(|(c, _)| c);
-    }
-    for v in aus.iter().filter(|a| a.track == TrackKind::Video && a.keyframe) {
-        let data = v.data.to_contiguous();
-        let (mut sps, mut pps) = (vec![], vec![]);
-        for nal in annexb_nals(&data) {
-            match nal.first().map(|h| h & 0x1f) {
-                Some(7) => sps.push(nal),
-                Some(8) => pps.push(nal),
-                _ => {}
-            }
-        }
-        if !sps.is_empty() && !pps.is_empty() {
-            t.video = H264Config::from_parameter_sets(sps, pps, 4).ok();
-            break;
-        }
-    }
-    let complete = (!want_video || t.video.is_some()) && (!want_audio || t.audio.is_some());
-    complete.then_some(t)
-}
-
-/// Splits an Annex B byte stream into NAL units (without start codes).
-fn annexb_nals(data: &Bytes) -> Vec<Bytes> {
-    let mut starts = vec![];
-    let mut zeros = 0;
-    for (i, &b) in data.iter().enumerate() {
-        if b == 1 && zeros >= 2 {
-            starts.push((i + 1, i - zeros));
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-    }
-    let mut out = vec![];
-    for (k, &(begin, _)) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).map_or(data.len(), |&(_, sc)| sc);
-        if begin < end {
-            out.push(data.slice(begin..end));
-        }
-    }
-    out
 }
 
 /// Segments `input` into `out_dir` (`index.m3u8` and `{seq}.ts`).
@@ -263,19 +215,4 @@ pub fn segment_file(input: &Path, out_dir: &Path, target_secs: f64) -> Result<Se
     std::fs::write(&index, playlist.render(|seq| format!("{seq}.ts"))).map_err(io("writing", &index))?;
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_annexb() {
-        let d = Bytes::from_static(&[0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4]);
-        let n = annexb_nals(&d);
-        assert_eq!(n.len(), 3);
-        assert_eq!(n[0].as_ref(), &[0x67, 1, 2]);
-        assert_eq!(n[1].as_ref(), &[0x68, 3]);
-        assert_eq!(n[2].as_ref(), &[0x65, 4]);
-    }
 }

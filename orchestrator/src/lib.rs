@@ -11,7 +11,9 @@
 //! * [`service`]: the network service, gRPC and HTTP on one TLS port (self-signed
 //!   certificate) or cleartext, with a rendition store and a `/status` endpoint;
 //! * [`transcode`]: CPU transcoding with GStreamer child processes, or echo for load tests;
-//! * [`capture`]: optional wire capture of the gateway's requests.
+//! * [`capture`]: optional wire capture of the gateway's requests;
+//! * [`live`]: live video-to-video jobs (`POST /live-video-to-video`, `POST /payment`) run
+//!   by a local GStreamer effect runner over the orchestrator's trickle channels.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod capture;
 pub mod faults;
 mod grpc;
+pub mod live;
 pub mod recipient;
 pub mod service;
 pub mod sessions;

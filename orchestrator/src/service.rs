@@ -70,6 +70,8 @@ pub struct OrchestratorConfig {
     pub capture_dir: Option<std::path::PathBuf>,
     /// Accept `POST /fault` to misbehave on purpose (fault-injection tests only).
     pub allow_faults: bool,
+    /// Live video-to-video jobs at once (0: the capability is not offered).
+    pub live_capacity: usize,
 }
 
 impl OrchestratorConfig {
@@ -87,6 +89,7 @@ impl OrchestratorConfig {
             transcoder,
             capture_dir: None,
             allow_faults: false,
+            live_capacity: 4,
         }
     }
 }
@@ -118,6 +121,10 @@ pub struct Stats {
     pub get_orchestrator_calls: u64,
     /// `EndTranscodingSession` calls answered.
     pub sessions_ended: u64,
+    /// Live video-to-video jobs running.
+    pub live_jobs: usize,
+    /// Live payments (`POST /payment`) accepted.
+    pub live_payments: u64,
 }
 
 pub(crate) struct Shared {
@@ -134,6 +141,7 @@ pub(crate) struct Shared {
     pub(crate) sessions: Mutex<SessionTable>,
     pub(crate) stats: Mutex<Stats>,
     transcoder: Arc<dyn Transcoder>,
+    pub(crate) live: crate::live::LiveJobs,
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -151,8 +159,13 @@ impl Shared {
         self.signer.is_some()
     }
 
+    /// The announced service URI.
+    pub(crate) fn service_uri(&self) -> &str {
+        &self.service_uri
+    }
+
     /// The local block clock: a block every `block_time` since start.
-    fn latest_block(&self) -> u64 {
+    pub(crate) fn latest_block(&self) -> u64 {
         1_000 + (self.started.elapsed().as_millis() / self.block_time.as_millis().max(1)) as u64
     }
 
@@ -341,6 +354,7 @@ async fn rendition(
 async fn status(State(s): State<Arc<Shared>>) -> Response {
     let mut st = s.stats.lock().expect("stats lock").clone();
     st.sessions = s.sessions.lock().expect("sessions lock").len();
+    st.live_jobs = s.live.running();
     if let Some(r) = s.gate.lock().expect("gate lock").recipient.as_ref() {
         st.tickets_received = r.tickets_received;
         st.winning_tickets = r.winning_tickets;
@@ -352,8 +366,9 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
 }
 
 /// What this orchestrator can do: H.264 in and out, MPEG-TS, the H.264 profiles, GOP,
-/// fractional frame rates, auth tokens and segment slicing.
-fn own_capabilities() -> Capabilities {
+/// fractional frame rates, auth tokens and segment slicing; and, with `live_capacity`,
+/// live video-to-video with the effect models, each warm with that capacity.
+fn own_capabilities(live_capacity: usize) -> Capabilities {
     let mut set = CapabilitySet::default();
     for c in [
         Capability::H264,
@@ -369,7 +384,29 @@ fn own_capabilities() -> Capabilities {
     ] {
         set.insert(c as u32);
     }
-    Capabilities { bitstring: set.words().to_vec(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }
+    let mut caps = Capabilities {
+        bitstring: set.words().to_vec(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    };
+    if live_capacity > 0 {
+        use transport::proto::capabilities::{
+            CapabilityConstraints, Constraints, capability_constraints::ModelConstraint,
+        };
+        set.insert(crate::live::CAPABILITY);
+        caps.bitstring = set.words().to_vec();
+        let capacity = live_capacity as u32;
+        caps.capacities.insert(crate::live::CAPABILITY, capacity);
+        let models = crate::live::effects::MODELS
+            .iter()
+            .map(|m| (m.to_string(), ModelConstraint { warm: true, capacity, ..Default::default() }))
+            .collect();
+        caps.constraints = Some(Constraints {
+            per_capability: [(crate::live::CAPABILITY, CapabilityConstraints { models })].into(),
+            ..Default::default()
+        });
+    }
+    caps
 }
 
 /// A running orchestrator.
@@ -508,7 +545,9 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
     let secret: [u8; 32] = random();
     let address = cfg.signer.as_ref().map(|s| s.address()).unwrap_or([0; 20]);
     let recipient = cfg.signer.as_ref().map(|_| Recipient::new(address, &secret, cfg.ticket_ev));
-    let capabilities = own_capabilities();
+    let capabilities = own_capabilities(cfg.live_capacity);
+    // Live AI's channels, created by the orchestrator itself (no auto-creation).
+    let trickle = transport::trickle_http::TrickleHub::new(transport::trickle::Limits::default(), false);
     let shared = Arc::new(Shared {
         service_uri: service_uri.clone(),
         address,
@@ -523,11 +562,12 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
         gate: Mutex::new(SegmentGate { auth: AuthTokens::new(&secret), recipient, capabilities }),
         stats: Mutex::new(Stats::default()),
         transcoder: cfg.transcoder,
+        live: crate::live::LiveJobs::new(cfg.live_capacity, trickle.clone()),
     });
-    // Live AI's channels, created by the orchestrator itself (no auto-creation).
-    let trickle = transport::trickle_http::TrickleHub::new(transport::trickle::Limits::default(), false);
     let http = Router::new()
         .route("/segment", post(segment))
+        .route("/live-video-to-video", post(crate::live::start))
+        .route("/payment", post(crate::live::payment))
         .route("/stream/{session}/{profile}/{file}", get(rendition))
         .route("/status", get(status))
         .route("/fault", post(set_fault))
@@ -553,12 +593,16 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
     };
     let (shutdown, mut stop) = watch::channel(false);
     let janitor = shared.clone();
+    let live = shared.clone();
     let trickle_sweep = trickle.clone();
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
-                _ = stop.changed() => break,
+                _ = stop.changed() => {
+                    live.live.stop_all();
+                    break;
+                }
                 _ = tick.tick() => {
                     for id in janitor.sessions.lock().expect("sessions lock").expire(Instant::now()) {
                         tracing::info!(session = %id, "session idle, dropped");

@@ -18,5 +18,5 @@ pub mod error;
 pub mod hls;
 pub mod ts;
 
-pub use cutter::{SegmentDigest, Segmenter, SegmenterConfig};
+pub use cutter::{Piece, SegmentDigest, Segmenter, SegmenterConfig};
 pub use error::TsError;

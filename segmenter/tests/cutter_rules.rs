@@ -515,3 +515,73 @@ fn audio_before_the_video_configuration_does_not_make_a_stub() {
     assert_eq!(kept + seg.stats().audio_dropped_before_keyframe, audio_in);
     assert!(seg.stats().audio_dropped_before_keyframe <= 10, "only the audio before the first picture");
 }
+
+/// Streaming mode hands out the same bytes as whole-segment mode, in order, segment by
+/// segment: the first segment of a timeline when it closes, later ones access unit by
+/// access unit as they are written (before the segment closes), each ended by its
+/// metadata. A second publisher's timeline streams the same way.
+#[test]
+fn streaming_mode_hands_out_the_same_bytes_as_they_are_written() {
+    use segmenter::Piece;
+    let first = stream(0, 6000, 0, every_2s, |ms| ms);
+    let second = stream(0, 4000, 0, every_2s, |ms| ms);
+    let feed = |seg: &mut Segmenter, out: &mut Vec<(usize, Piece)>| {
+        seg.handle_tracks(av_tracks());
+        for (i, au) in first.iter().enumerate() {
+            seg.handle_access_unit(au);
+            out.extend(std::iter::from_fn(|| seg.poll_piece()).map(|p| (i, p)));
+        }
+        seg.mark_discontinuity();
+        for (i, au) in second.iter().enumerate() {
+            seg.handle_access_unit(au);
+            out.extend(std::iter::from_fn(|| seg.poll_piece()).map(|p| (first.len() + i, p)));
+        }
+        seg.flush();
+        out.extend(std::iter::from_fn(|| seg.poll_piece()).map(|p| (usize::MAX, p)));
+    };
+    let mut whole = Segmenter::new(SegmenterConfig::default(), 0);
+    whole.handle_tracks(av_tracks());
+    let mut expected = run(&mut whole, &first);
+    whole.mark_discontinuity();
+    expected.extend(run(&mut whole, &second));
+    let mut streaming = Segmenter::new(SegmenterConfig::default(), 0).streaming();
+    let mut pieces = Vec::new();
+    feed(&mut streaming, &mut pieces);
+    assert!(streaming.poll_segment().is_none(), "streaming mode hands out pieces only");
+
+    let mut ends = Vec::new();
+    let mut bytes: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
+    let mut pieces_of: std::collections::BTreeMap<u64, usize> = Default::default();
+    let mut first_byte_at: std::collections::BTreeMap<u64, usize> = Default::default();
+    for (at, p) in &pieces {
+        match p {
+            Piece::Bytes { seq, data } => {
+                assert!(!ends.iter().any(|e: &Segment| e.seq == *seq), "no bytes of segment {seq} after its end");
+                bytes.entry(*seq).or_default().extend_from_slice(data);
+                *pieces_of.entry(*seq).or_default() += 1;
+                first_byte_at.entry(*seq).or_insert(*at);
+            }
+            Piece::End(s) => {
+                assert!(s.data.is_empty());
+                ends.push(s.clone());
+            }
+        }
+    }
+    assert_eq!(ends.len(), expected.len());
+    for (e, x) in ends.iter().zip(&expected) {
+        assert_eq!(
+            (e.seq, e.start, e.duration, e.discontinuity),
+            (x.seg.seq, x.seg.start, x.seg.duration, x.seg.discontinuity)
+        );
+        assert_eq!(bytes[&e.seq], x.seg.data.to_vec(), "segment {} byte for byte", e.seq);
+    }
+    // Segments 1 and 2 of the first timeline stream: many pieces, the first long before
+    // the segment's last access unit went in. The timeline's first segment (0) and the
+    // second timeline's first (3) come out whole when they close.
+    for seq in [1u64, 2, 4] {
+        assert!(pieces_of[&seq] > 50, "segment {seq} streamed in {} pieces", pieces_of[&seq]);
+    }
+    assert_eq!(pieces_of[&0], 1);
+    assert_eq!(pieces_of[&3], 1);
+    assert!(first_byte_at[&2] < first_byte_at[&3] - 40, "segment 2 began streaming as soon as it opened");
+}

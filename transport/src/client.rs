@@ -246,6 +246,71 @@ impl OrchestratorNet {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::copy_from_slice(json.as_bytes())))
             .map_err(|_| NetError::Url(url.to_owned()))?;
+        self.exchange(req, timeout, "POST").await
+    }
+
+    /// `POST {transcoder}/live-video-to-video` (live spec §2.2): starts a live job with the
+    /// payment and credentials headers and `Authorization: Livepeer-AI-Worker-1.0`.
+    /// Returns the reply on 200; any other status is [`NetError::Status`] with the body.
+    pub async fn start_live(
+        &self,
+        transcoder: &str,
+        segment_header: &str,
+        payment_header: &str,
+        request: &crate::live::StartRequest,
+        timeout: Duration,
+    ) -> Result<crate::live::StartReply, NetError> {
+        let url = format!("{}/live-video-to-video", transcoder.trim_end_matches('/'));
+        let json = serde_json::to_vec(request).map_err(|e| NetError::Body(e.to_string()))?;
+        let req = Request::post(&url)
+            .header(SEGMENT_HEADER, segment_header)
+            .header(PAYMENT_HEADER, payment_header)
+            .header(http::header::AUTHORIZATION, crate::live::AUTHORIZATION)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(json)))
+            .map_err(|_| NetError::Url(url.clone()))?;
+        let (status, body) = self.exchange(req, timeout, "live job start").await?;
+        if status != StatusCode::OK {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_owned();
+            return Err(NetError::Status { status, body: text });
+        }
+        let reply: crate::live::StartReply =
+            serde_json::from_slice(&body).map_err(|e| NetError::Body(format!("live job reply: {e}")))?;
+        Ok(reply.absolute(transcoder))
+    }
+
+    /// `POST {transcoder}/payment` with an empty body (live spec §2.4); returns the
+    /// orchestrator's fresh `OrchestratorInfo` from its `PaymentResult`.
+    pub async fn live_payment(
+        &self,
+        transcoder: &str,
+        segment_header: &str,
+        payment_header: &str,
+        timeout: Duration,
+    ) -> Result<Option<OrchestratorInfo>, NetError> {
+        let url = format!("{}/payment", transcoder.trim_end_matches('/'));
+        let req = Request::post(&url)
+            .header(SEGMENT_HEADER, segment_header)
+            .header(PAYMENT_HEADER, payment_header)
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| NetError::Url(url.clone()))?;
+        let (status, body) = self.exchange(req, timeout, "live payment").await?;
+        if status != StatusCode::OK {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_owned();
+            return Err(NetError::Status { status, body: text });
+        }
+        let result = <crate::proto::PaymentResult as prost::Message>::decode(body.as_ref())
+            .map_err(|e| NetError::Body(format!("PaymentResult: {e}")))?;
+        Ok(result.info)
+    }
+
+    /// Sends `req` and reads at most 1 MiB of the answer, all within `timeout`.
+    async fn exchange(
+        &self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+        what: &'static str,
+    ) -> Result<(StatusCode, Bytes), NetError> {
         let send = async {
             let resp = self.http.request(req).await.map_err(|e| NetError::Transport(Box::new(e)))?;
             let status = resp.status();
@@ -256,7 +321,7 @@ impl OrchestratorNet {
                 .to_bytes();
             Ok((status, body))
         };
-        tokio::time::timeout(timeout, send).await.unwrap_or(Err(NetError::Timeout("POST")))
+        tokio::time::timeout(timeout, send).await.unwrap_or(Err(NetError::Timeout(what)))
     }
 
     /// `GET url` for one rendition (§4.4): 200 only, at most [`MAX_BODY`] bytes.

@@ -30,6 +30,7 @@ pub mod client;
 pub mod credentials;
 pub mod identity;
 pub mod keystore;
+pub mod live;
 pub mod orch_addr;
 pub mod pm;
 pub mod profiles;

@@ -195,6 +195,29 @@ pub struct Segmenter {
     digest: Option<Box<dyn SegmentDigest>>,
     /// Bytes of `buf` already fed to `digest`.
     digested: usize,
+    /// Streaming mode ([`Segmenter::streaming`]): bytes leave as they are written.
+    streaming: bool,
+    /// What streaming mode hands out, in order.
+    pieces: VecDeque<Piece>,
+    /// Bytes of the open segment handed out so far (streaming mode).
+    streamed: usize,
+}
+
+/// What a streaming cutter ([`Segmenter::streaming`]) hands out, in order: each segment's
+/// bytes as they are written, then its end.
+#[derive(Debug, Clone)]
+pub enum Piece {
+    /// The next bytes of segment `seq`: PAT and PMT first, then one access unit's packets
+    /// at a time (a handle on the cutter's buffer: the one copy, no other).
+    Bytes {
+        /// The segment's sequence number.
+        seq: u64,
+        /// MPEG-TS packets.
+        data: bytes::Bytes,
+    },
+    /// Segment `seq` is complete: its duration, flags and digest, with `data` empty (the
+    /// bytes went out as [`Piece::Bytes`]).
+    End(Segment),
 }
 
 /// Room reserved for a stream's first segment: a 2 s segment at about 4 Mbit/s. Later
@@ -242,7 +265,37 @@ impl Segmenter {
             spare: None,
             digest: None,
             digested: 0,
+            streaming: false,
+            pieces: VecDeque::new(),
+            streamed: 0,
         }
+    }
+
+    /// Streaming mode: each segment's bytes are handed out by [`Segmenter::poll_piece`] as
+    /// they are written (for a trickle POST that must carry a segment while it is being
+    /// cut) instead of whole by [`Segmenter::poll_segment`]. A timeline's first segment
+    /// still waits until it closes (its tracks are declared from what it carries); later
+    /// ones stream from their first access unit.
+    pub fn streaming(mut self) -> Self {
+        self.streaming = true;
+        self
+    }
+
+    /// The next piece in streaming mode (always `None` otherwise).
+    pub fn poll_piece(&mut self) -> Option<Piece> {
+        self.pieces.pop_front()
+    }
+
+    /// Streaming mode: hands out what segment `seq` has written since the last piece.
+    pub(super) fn stream_out(&mut self, seq: u64) {
+        if !self.streaming || self.buf.is_empty() {
+            return;
+        }
+        self.feed_digest();
+        self.digested = 0;
+        self.streamed += self.buf.len();
+        let data = self.buf.split().freeze();
+        self.pieces.push_back(Piece::Bytes { seq, data });
     }
 
     /// Digests every segment while it is written; each [`Segment`] then carries it.

@@ -48,6 +48,9 @@ impl Segmenter {
                 return;
             }
             self.feed_digest();
+            if let Some(seq) = self.open.as_ref().map(|o| o.seq) {
+                self.stream_out(seq);
+            }
         }
         self.stats.access_units += 1;
         self.last_out[t] = Some(au.dts.rescale(Timescale::MPEG));
@@ -74,6 +77,7 @@ impl Segmenter {
         self.end = None;
         if !probing {
             self.begin_bytes(None);
+            self.stream_out(self.next_seq - 1);
         }
     }
 
@@ -124,15 +128,17 @@ impl Segmenter {
         if duration.ticks() <= 0 {
             duration = self.frame_dur[0];
         }
+        self.stream_out(open.seq);
         self.feed_digest();
         let digest = self.digest.as_mut().map(|d| d.finish_reset());
         self.digested = 0;
         let data = self.buf.split().freeze();
+        let len = data.len() + std::mem::take(&mut self.streamed);
         // A quarter more than this one: segments of a stream vary by a few per cent, and
         // the occasional larger one costs one reallocation.
-        self.capacity_hint = (data.len() + data.len() / 4).max(16 * 1024);
+        self.capacity_hint = (len + len / 4).max(16 * 1024);
         let tracks = self.muxer.as_ref().map(|m| m.tracks()).unwrap_or_default();
-        self.ready.push_back(Segment {
+        let segment = Segment {
             seq: open.seq,
             start: open.start,
             duration,
@@ -141,7 +147,12 @@ impl Segmenter {
             tracks,
             data,
             digest,
-        });
+        };
+        if self.streaming {
+            self.pieces.push_back(Piece::End(segment));
+        } else {
+            self.ready.push_back(segment);
+        }
         self.end = None;
     }
 }

@@ -1,0 +1,181 @@
+//! Live video-to-video on the local orchestrator (spec `trickle-and-live-ai.md` §2.2, §2.4,
+//! §3): `POST /live-video-to-video` admits a job as go-livepeer's orchestrator does, makes
+//! its four trickle channels and starts a [`runner`] on them; `POST /payment` credits a
+//! running job. The models are CPU [`effects`] run through GStreamer.
+pub mod effects;
+pub mod pipeline;
+pub mod runner;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use prost::Message;
+use tokio::sync::watch;
+use transport::live::{StartReply, StartRequest};
+use transport::proto::PaymentResult;
+use transport::segment::{PAYMENT_HEADER, SEGMENT_HEADER};
+use transport::tls::CertPolicy;
+use transport::trickle_client::TrickleClient;
+use transport::trickle_http::TrickleHub;
+
+use crate::service::{Shared, unix_now};
+use effects::Effect;
+
+/// The capability number of live video-to-video (spec §2.8).
+pub use transport::live::CAPABILITY;
+/// Largest start request body.
+const MAX_START_BODY: usize = 1 << 20;
+
+/// Running live jobs and their limits.
+pub struct LiveJobs {
+    /// Jobs at once before `503 insufficient capacity`.
+    pub capacity: usize,
+    jobs: Mutex<HashMap<String, watch::Sender<bool>>>,
+    hub: Arc<TrickleHub>,
+    client: TrickleClient,
+}
+
+impl LiveJobs {
+    /// A table for up to `capacity` jobs whose channels live on `hub`.
+    pub fn new(capacity: usize, hub: Arc<TrickleHub>) -> Self {
+        LiveJobs {
+            capacity,
+            jobs: Mutex::default(),
+            hub,
+            // The runner reaches the channels through the orchestrator's own URL, with
+            // its self-signed certificate, as ai-runner reaches go-livepeer's.
+            client: TrickleClient::new(CertPolicy::AcceptAny),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Jobs running.
+    pub fn running(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Stops every job.
+    pub fn stop_all(&self) {
+        for stop in self.lock().values() {
+            let _ = stop.send(true);
+        }
+    }
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": { "message": message.to_string() } }))).into_response()
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// `POST /live-video-to-video`: admits the job (payment 402, credentials 403, payment
+/// processing and balance 400, as §2.2), checks capacity (503 `insufficient capacity`)
+/// and the model, makes `{mid}`, `{mid}-out`, `{mid}-control` and `{mid}-events`, starts
+/// the runner and answers with their URLs.
+pub(crate) async fn start(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let admitted = {
+        let block = s.latest_block();
+        let mut gate = s.gate.lock().expect("gate lock");
+        gate.admit(header(&headers, SEGMENT_HEADER), header(&headers, PAYMENT_HEADER), unix_now(), block)
+    };
+    if let Err(r) = admitted {
+        tracing::info!(status = r.status(), reason = %r, "live job refused");
+        return error(StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST), r);
+    }
+    if body.len() > MAX_START_BODY {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    let req: StartRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")),
+    };
+    let model = if req.model_id.is_empty() { "noop" } else { req.model_id.as_str() };
+    let Some(effect) = Effect::for_model(model, &req.params) else {
+        return error(StatusCode::BAD_REQUEST, format!("model {model:?} is not served here"));
+    };
+    let live = &s.live;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mid = hex(&crate::service::random::<8>());
+    {
+        let mut jobs = live.lock();
+        if jobs.len() >= live.capacity {
+            tracing::info!(capacity = live.capacity, "live job refused: insufficient capacity");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "insufficient capacity");
+        }
+        jobs.insert(mid.clone(), stop_tx);
+    }
+    for (suffix, mime) in
+        [("", "video/MP2T"), ("-out", "video/MP2T"), ("-control", "application/json"), ("-events", "application/json")]
+    {
+        if let Err(e) = live.hub.create(&format!("{mid}{suffix}"), mime) {
+            live.lock().remove(&mid);
+            return error(StatusCode::SERVICE_UNAVAILABLE, format!("trickle channels: {e}"));
+        }
+    }
+    let base = format!("{}/ai/trickle/{mid}", s.service_uri());
+    let reply = StartReply {
+        publish_url: base.clone(),
+        subscribe_url: format!("{base}-out"),
+        control_url: format!("{base}-control"),
+        events_url: format!("{base}-events"),
+        manifest_id: mid.clone(),
+        request_id: None,
+    };
+    let spec = runner::JobSpec {
+        mid: mid.clone(),
+        stream_id: req.stream_id.clone(),
+        model_id: model.to_owned(),
+        params: req.params.clone(),
+        subscribe_url: reply.publish_url.clone(),
+        publish_url: reply.subscribe_url.clone(),
+        control_url: reply.control_url.clone(),
+        events_url: reply.events_url.clone(),
+    };
+    tracing::info!(%mid, model, stream_id = %req.stream_id, request_id = %req.gateway_request_id, "live job started");
+    let shared = s.clone();
+    tokio::spawn(async move {
+        runner::run(spec, effect, shared.live.client.clone(), stop_rx).await;
+        shared.live.lock().remove(&mid);
+        // The job is over: all four channels close (§2.4).
+        for suffix in ["", "-out", "-control", "-events"] {
+            let _ = shared.live.hub.delete(&format!("{mid}{suffix}"));
+        }
+        tracing::info!(%mid, "live job ended");
+    });
+    axum::Json(reply).into_response()
+}
+
+/// `POST /payment` (§2.4): admits the payment headers like a start and answers with a
+/// `PaymentResult` carrying fresh `OrchestratorInfo` (new ticket params).
+pub(crate) async fn payment(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let admitted = {
+        let block = s.latest_block();
+        let mut gate = s.gate.lock().expect("gate lock");
+        gate.admit(header(&headers, SEGMENT_HEADER), header(&headers, PAYMENT_HEADER), unix_now(), block)
+    };
+    match admitted {
+        Ok(a) => {
+            let token = a.seg.auth_token.clone().unwrap_or_default();
+            let info = s.info(&a.sender, token);
+            s.stats.lock().expect("stats lock").live_payments += 1;
+            (StatusCode::OK, PaymentResult { info: Some(info) }.encode_to_vec()).into_response()
+        }
+        Err(r) => {
+            tracing::info!(status = r.status(), reason = %r, "live payment refused");
+            error(StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST), r)
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -226,7 +226,7 @@ mod tests {
         let (y0, _, _) = frame(w, h, w + 16);
         assert!((y[20 * (w + 16) + 30] as i32 - y0[20 * (w + 16) + 30] as i32).abs() <= 1, "a ramp blurs to itself");
         let (_, u, v) = run(Effect::Hue(180.0), w, h);
-        assert_eq!((u[0], v[0]), (155, 95), "half a turn flips the chroma about grey");
+        assert_eq!((u[0], v[0]), (156, 96), "half a turn flips the chroma about grey (256 - x)");
         let (_, u, v) = run(Effect::Noop, w, h);
         assert_eq!((u[0], v[0]), (100, 160));
     }

@@ -12,6 +12,8 @@
 //! * [`selector`]: what a selector sees of a candidate and go-livepeer's default rule.
 //! * [`discovery`]: how one `GetOrchestrator` answer of a discovery round is judged.
 //! * [`report`]: what the manager reports for metrics, pool statistics and the status JSON.
+//! * [`live`]: [`live::LiveJob`], one live video-to-video stream's starts, watchdogs,
+//!   swaps and payment schedule (live spec §2.2–§2.5).
 //!
 //! Nothing here reads the clock (`clippy.toml` bans it) or touches a socket; the
 //! simulated fault matrix in `tests/fault_matrix.rs` drives a manager with virtual time.
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod discovery;
+pub mod live;
 pub mod manager;
 pub mod payment;
 pub mod pool;

@@ -44,6 +44,9 @@ pub fn judge(
         }
     };
     pool.discovered(id, took);
+    if let Some(caps) = &info.capabilities {
+        pool.set_live_models(id, live_models(caps));
+    }
     let incompatible = info.capabilities.as_ref().is_some_and(|c| !compatible(&config.capabilities, c));
     let reason = if blocked(&config.blocklist, &info.address) {
         Some(FailureReason::Blocklisted)
@@ -66,4 +69,23 @@ pub fn judge(
         pool.price(id, p.to_f64().unwrap_or(f64::MAX), over_cap, now);
     }
     Verdict::Usable { over_cap }
+}
+
+/// The live video-to-video models an orchestrator's capabilities offer, with whether each
+/// is warm. An orchestrator with the capability bit but no model list offers the default
+/// model (go-livepeer: `noop`).
+pub fn live_models(caps: &transport::proto::Capabilities) -> Vec<(String, bool)> {
+    use transport::live::{CAPABILITY, DEFAULT_MODEL};
+    let bit = caps.bitstring.get((CAPABILITY / 64) as usize).is_some_and(|w| w & (1 << (CAPABILITY % 64)) != 0);
+    if !bit {
+        return Vec::new();
+    }
+    match caps.constraints.as_ref().and_then(|c| c.per_capability.get(&CAPABILITY)) {
+        Some(c) if !c.models.is_empty() => {
+            let mut m: Vec<(String, bool)> = c.models.iter().map(|(k, v)| (k.clone(), v.warm)).collect();
+            m.sort();
+            m
+        }
+        _ => vec![(DEFAULT_MODEL.to_owned(), false)],
+    }
 }

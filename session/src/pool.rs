@@ -64,6 +64,9 @@ pub struct OrchestratorState {
     pub sessions: u64,
     /// `GetOrchestrator` round trip in the last discovery round, ms.
     pub discovery_ms: Option<f64>,
+    /// Live video-to-video models it offers, with whether each is warm (from its last
+    /// discovery answer).
+    pub live_models: Vec<(String, bool)>,
     #[serde(skip)]
     suspended_until: Option<Instant>,
     #[serde(skip)]
@@ -88,6 +91,7 @@ impl OrchestratorState {
             excluded: None,
             sessions: 0,
             discovery_ms: None,
+            live_models: Vec::new(),
             suspended_until: None,
             over_price: None,
         }
@@ -320,6 +324,31 @@ impl OrchestratorPool {
         self.with(id, |o| o.discovery_ms = Some(rpc.as_secs_f64() * 1000.0));
     }
 
+    /// What `id`'s last discovery answer says it offers for live video-to-video.
+    pub fn set_live_models(&self, id: OrchId, models: Vec<(String, bool)>) {
+        self.with(id, |o| o.live_models = models);
+    }
+
+    /// The orchestrators offering live video-to-video with `model` and usable now: warm
+    /// ones first, each group in the selector's order (spec live §2.2).
+    pub fn live_candidates(&self, model: &str, now: Instant) -> Vec<OrchId> {
+        let mut out: Vec<(bool, usize, OrchId)> = Vec::new();
+        let e = self.lock();
+        let compact = self.compact.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, o) in e.iter().enumerate() {
+            if compact.0.get(i).is_some_and(|c| c.excluded_until.is_some_and(|t| t > now)) {
+                continue;
+            }
+            if let Some((_, warm)) = o.live_models.iter().find(|(m, _)| m == model) {
+                // Lower latency score first; unmeasured ones after the measured.
+                let rank = o.latency_score.map_or(usize::MAX / 2, |s| (s * 1e6) as usize);
+                out.push((!warm, rank, OrchId(i)));
+            }
+        }
+        out.sort();
+        out.into_iter().map(|(_, _, id)| id).collect()
+    }
+
     /// A stream opened (+1) or closed (−1) a session with `uri`.
     pub fn session_delta(&self, id: OrchId, delta: i64) {
         self.with(id, |o| o.sessions = o.sessions.saturating_add_signed(delta));
@@ -385,6 +414,37 @@ mod tests {
             Box::new(DefaultSelector::default()),
             vec![],
         )
+    }
+
+    #[test]
+    fn live_candidates_offer_the_model_warm_first_and_skip_suspended() {
+        use transport::live::job_capabilities;
+        let p = pool(4);
+        let t0 = Instant::now();
+        // o0: cold negate; o1: warm negate; o2: transcoding only; o3: warm negate, suspended.
+        let mut warm = job_capabilities("negate");
+        let cold = warm.clone();
+        warm.constraints
+            .as_mut()
+            .unwrap()
+            .per_capability
+            .get_mut(&transport::live::CAPABILITY)
+            .unwrap()
+            .models
+            .get_mut("negate")
+            .unwrap()
+            .warm = true;
+        p.set_live_models(OrchId(0), crate::discovery::live_models(&cold));
+        p.set_live_models(OrchId(1), crate::discovery::live_models(&warm));
+        p.set_live_models(OrchId(2), crate::discovery::live_models(&Default::default()));
+        p.set_live_models(OrchId(3), crate::discovery::live_models(&warm));
+        p.failure(OrchId(3), FailureReason::Timeout, true, t0);
+        assert_eq!(p.live_candidates("negate", t0), vec![OrchId(1), OrchId(0)]);
+        assert!(p.live_candidates("edges", t0).is_empty());
+        // The bit without a model list offers the default model.
+        let mut bare = warm.clone();
+        bare.constraints = None;
+        assert_eq!(crate::discovery::live_models(&bare), vec![("noop".to_owned(), false)]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Gateway configuration: one struct, [`GatewayConfig`], that is both the command line
-//! (`clap`) and the TOML file (`serde`), in six sections: `[listen]`, `[segmenting]`,
-//! `[orchestrators]`, `[selection]`, `[payment]`, `[trickle]`. Every setting can come from the file,
+//! (`clap`) and the TOML file (`serde`), in seven sections: `[listen]`, `[segmenting]`,
+//! `[orchestrators]`, `[selection]`, `[payment]`, `[trickle]`, `[live]`. Every setting can come from the file,
 //! a `SLUICE_*` environment variable or a flag; flags win, then the environment, then
 //! the file, then the defaults below (each written once, as a named constant). Unknown
 //! keys are refused.
@@ -68,6 +68,47 @@ pub struct GatewayConfig {
     /// The trickle server under `/ai/trickle/`.
     #[command(flatten)]
     pub trickle: TrickleConfig,
+    /// Live video-to-video streams.
+    #[command(flatten)]
+    pub live: LiveConfig,
+}
+
+/// Shortest input segment of a live AI stream, seconds: cut at the first IDR after this
+/// (go-livepeer's `LIVE_AI_MIN_SEG_DUR`).
+pub const DEFAULT_LIVE_MIN_SEGMENT: f64 = 1.0;
+/// Target duration of a live AI stream's output HLS segments, seconds: short, so the
+/// processed stream plays close to live.
+pub const DEFAULT_LIVE_OUTPUT_SEGMENT: f64 = 1.0;
+/// Seconds without output, while input is recent, before the orchestrator is swapped
+/// (go-livepeer's watchdog: 30 s).
+pub const DEFAULT_LIVE_OUTPUT_TIMEOUT: f64 = 30.0;
+
+/// `[live]`: live video-to-video (RTMP publishes with `?pipeline=`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Args)]
+#[serde(deny_unknown_fields, default)]
+#[command(next_help_heading = "Live AI")]
+pub struct LiveConfig {
+    /// Shortest input segment sent to a live AI orchestrator, seconds (0.2–10): each is
+    /// cut at the first IDR after this.
+    #[arg(long, env = "SLUICE_LIVE_MIN_SEGMENT", value_name = "S", default_value_t = DEFAULT_LIVE_MIN_SEGMENT)]
+    pub live_min_segment: f64,
+    /// Target duration of the processed output's HLS segments, seconds (0.2–10).
+    #[arg(long, env = "SLUICE_LIVE_OUTPUT_SEGMENT", value_name = "S", default_value_t = DEFAULT_LIVE_OUTPUT_SEGMENT)]
+    pub live_output_segment: f64,
+    /// Seconds without processed output, while input flows, before the orchestrator is
+    /// given up and another one takes the stream (1–300).
+    #[arg(long, env = "SLUICE_LIVE_OUTPUT_TIMEOUT", value_name = "S", default_value_t = DEFAULT_LIVE_OUTPUT_TIMEOUT)]
+    pub live_output_timeout: f64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            live_min_segment: DEFAULT_LIVE_MIN_SEGMENT,
+            live_output_segment: DEFAULT_LIVE_OUTPUT_SEGMENT,
+            live_output_timeout: DEFAULT_LIVE_OUTPUT_TIMEOUT,
+        }
+    }
 }
 
 /// `[trickle]`: the trickle server on the HTTP port (live AI's transport).
@@ -358,6 +399,15 @@ impl GatewayConfig {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field, reason| Err(ConfigError::Invalid { field, reason });
+        if !(0.2..=10.0).contains(&self.live.live_min_segment) {
+            return bad("live_min_segment", "must be between 0.2 and 10 seconds");
+        }
+        if !(0.2..=10.0).contains(&self.live.live_output_segment) {
+            return bad("live_output_segment", "must be between 0.2 and 10 seconds");
+        }
+        if !(1.0..=300.0).contains(&self.live.live_output_timeout) {
+            return bad("live_output_timeout", "must be between 1 and 300 seconds");
+        }
         if !(0.1..=60.0).contains(&self.segmenting.segment_duration) {
             return bad("segment_duration", "must be between 0.1 and 60 seconds");
         }

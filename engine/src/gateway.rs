@@ -57,7 +57,12 @@ impl Gateway {
         let (cli, cli_addr) = bind("control", config.listen.cli_addr).await?;
         // Discovery starts once the gateway can serve, and stops with it.
         let discovery = transcoding.clone().map(|t| crate::transcode::discovery::spawn(t, rx.clone()));
-        let registry = Registry::new(config.clone(), metrics.clone(), transcoding);
+        let trickle = TrickleHub::new(Limits::default(), config.trickle.trickle_auto_create);
+        // Live AI runs on the same orchestrators, republishing on the gateway's channels.
+        let live = transcoding
+            .clone()
+            .map(|t| crate::live::Live::new(t, trickle.clone(), config.live.clone(), format!("http://{http_addr}")));
+        let registry = Registry::new(config.clone(), metrics.clone(), transcoding, live);
 
         let rtmp_cfg = RtmpServerConfig {
             idle_timeout: Duration::from_secs_f64(config.listen.rtmp_idle_timeout),
@@ -72,7 +77,6 @@ impl Gateway {
         let serve = ingest::server::serve(rtmp, handler, rtmp_cfg, rx.clone(), ingest_threads.clone());
         let mut tasks = vec![tokio::spawn(serve)];
         tasks.extend(discovery);
-        let trickle = TrickleHub::new(Limits::default(), config.trickle.trickle_auto_create);
         tasks.push(tokio::spawn(trickle.clone().sweep_until(stopped(rx.clone()))));
         let playback = crate::http::router(registry.clone(), metrics.clone(), config.listen.web_dir.clone())
             .nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));

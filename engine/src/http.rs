@@ -8,6 +8,8 @@
 //! | `GET /stream/{id}/{rendition}/{seq}.ts` | segment |
 //! | `GET /` | page listing live streams |
 //! | `GET /player/{id}` | hls.js player page |
+//! | `POST /live/video-to-video/{stream}/update` | new params for a live AI stream (a JSON object, ≤ 64 KiB): one control message; kept and sent on when no orchestrator is attached yet |
+//! | `GET /live/video-to-video/{stream}/status` | the runner's last status event with `gateway_status` beside it |
 //!
 //! Browsers and CDNs:
 //! * every response carries `Access-Control-Allow-Origin: *` (and exposes the length and
@@ -61,6 +63,8 @@ pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>, web_dir: Option<Pa
         .route("/stream/{file}", get(master))
         .route("/stream/{id}/{file}", get(media_playlist))
         .route("/stream/{id}/{rendition}/{file}", get(segment))
+        .route("/live/video-to-video/{stream}/update", axum::routing::post(live_update))
+        .route("/live/video-to-video/{stream}/status", get(live_status))
         .layer(axum::middleware::map_response(cors))
         .layer(axum::middleware::from_fn(preflight))
         .with_state(AppState { registry, metrics, web_dir })
@@ -314,6 +318,37 @@ async fn hls_js(State(st): State<AppState>) -> Response {
 
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": { "message": message.to_string() } }))).into_response()
+}
+
+/// `POST /live/video-to-video/{stream}/update`: 404 for a stream that is not live AI, 413
+/// over 64 KiB, 400 unless a JSON object; else queued as one control message.
+async fn live_update(State(s): State<AppState>, Path(stream): Path<String>, body: Bytes) -> Response {
+    let Some(live) = s.registry.live(&stream) else {
+        return json_error(StatusCode::NOT_FOUND, format!("no live AI stream {stream:?}"));
+    };
+    if body.len() > crate::live::MAX_UPDATE {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("params over {} bytes", crate::live::MAX_UPDATE));
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(_)) => {
+            live.update(body);
+            StatusCode::OK.into_response()
+        }
+        Ok(_) => json_error(StatusCode::BAD_REQUEST, "params must be a JSON object"),
+        Err(e) => json_error(StatusCode::BAD_REQUEST, format!("params are not JSON: {e}")),
+    }
+}
+
+/// `GET /live/video-to-video/{stream}/status`.
+async fn live_status(State(s): State<AppState>, Path(stream): Path<String>) -> Response {
+    match s.registry.live(&stream) {
+        Some(live) => axum::Json(live.status().to_json()).into_response(),
+        None => json_error(StatusCode::NOT_FOUND, format!("no live AI stream {stream:?}")),
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod ladder;
+pub mod live;
 pub mod metrics;
 pub mod offline;
 pub mod orch_config;

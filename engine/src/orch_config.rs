@@ -87,7 +87,14 @@ pub struct OrchTranscoding {
     /// Sessions served at once before answering OrchestratorCapped.
     #[arg(long, env = "SLUICE_ORCH_MAX_SESSIONS", value_name = "N", default_value_t = DEFAULT_MAX_SESSIONS)]
     pub max_sessions: usize,
+    /// Live video-to-video jobs at once (effect models noop, negate, edges, hue, blur, on
+    /// CPU); 0 does not offer the capability.
+    #[arg(long, env = "SLUICE_ORCH_LIVE_CAPACITY", value_name = "N", default_value_t = DEFAULT_LIVE_CAPACITY)]
+    pub live_capacity: usize,
 }
+
+/// Live jobs at once: a 512x512 effect job takes about a third of a core.
+pub const DEFAULT_LIVE_CAPACITY: usize = 4;
 
 impl Default for OrchTranscoding {
     fn default() -> Self {
@@ -96,6 +103,7 @@ impl Default for OrchTranscoding {
             parallel: None,
             work_dir: None,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            live_capacity: DEFAULT_LIVE_CAPACITY,
         }
     }
 }
@@ -199,6 +207,7 @@ impl OrchestratorSettings {
         cfg.service_uri.clone_from(&self.listen.service_uri);
         cfg.tls = !self.listen.no_tls;
         cfg.max_sessions = t.max_sessions;
+        cfg.live_capacity = t.live_capacity;
         cfg.capture_dir.clone_from(&self.debug.capture_dir);
         cfg.allow_faults = self.debug.allow_faults;
         let p = &self.payment;

@@ -35,6 +35,10 @@ enum Command {
 
 struct Handle {
     output: Arc<RwLock<StreamOutput>>,
+    /// A live AI stream's driver (its processed output is the stream `{id}-out`).
+    live: Option<crate::live::LiveStream>,
+    /// A stream that lives and goes with this one (a live AI stream's `{id}-out`).
+    companion: Option<String>,
     /// The transcode task's status, published by its recorder (the only writer).
     transcode: Option<tokio::sync::watch::Receiver<crate::status::TranscodeStatus>>,
     commands: mpsc::UnboundedSender<Command>,
@@ -48,6 +52,8 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     streams: Mutex<HashMap<String, Handle>>,
     transcoding: Option<Arc<Transcoding>>,
+    /// Live AI, when orchestrators are configured.
+    live: Option<Arc<crate::live::Live>>,
     generation: std::sync::atomic::AtomicU64,
     /// Woken whenever a stream's publisher goes (see [`Registry::wait_all_ended`]).
     stream_ended: tokio::sync::Notify,
@@ -77,12 +83,18 @@ pub struct StreamSummary {
 impl Registry {
     /// An empty registry.
     /// (Called inside the main tokio runtime: transcode tasks are spawned there.)
-    pub fn new(config: Arc<GatewayConfig>, metrics: Arc<Metrics>, transcoding: Option<Arc<Transcoding>>) -> Arc<Self> {
+    pub fn new(
+        config: Arc<GatewayConfig>,
+        metrics: Arc<Metrics>,
+        transcoding: Option<Arc<Transcoding>>,
+        live: Option<Arc<crate::live::Live>>,
+    ) -> Arc<Self> {
         Arc::new(Registry {
             config,
             metrics,
             streams: Mutex::new(HashMap::new()),
             transcoding,
+            live,
             generation: Default::default(),
             stream_ended: tokio::sync::Notify::new(),
             runtime: tokio::runtime::Handle::current(),
@@ -109,6 +121,11 @@ impl Registry {
     /// The output of stream `id`.
     pub fn output(&self, id: &str) -> Option<Arc<RwLock<StreamOutput>>> {
         self.lock().get(id).map(|h| h.output.clone())
+    }
+
+    /// The live AI side of stream `id`, if it is a live AI stream.
+    pub fn live(&self, id: &str) -> Option<crate::live::LiveStream> {
+        self.lock().get(id).and_then(|h| h.live.clone())
     }
 
     /// All streams, sorted by id.
@@ -174,7 +191,36 @@ impl Registry {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn spawn_stream(self: &Arc<Self>, id: &str) -> Handle {
+    /// The stream `{id}-out` a live AI stream's processed output plays as: an ordinary
+    /// stream in the output store, with no publisher of its own.
+    fn output_stream(&self, id: &str) -> (Handle, Arc<RwLock<StreamOutput>>) {
+        let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let target = self.config.live.live_output_segment;
+        let output = Arc::new(RwLock::new(StreamOutput::new(
+            id,
+            // As many segments as the source window's span (0 keeps them all).
+            match self.config.segmenting.playlist_window {
+                0 => 0,
+                w => w.max((w as f64 * self.config.segmenting.segment_duration / target).ceil() as usize),
+            },
+            (2.0 * target).ceil().max(1.0),
+            &[],
+        )));
+        output.write().unwrap_or_else(|e| e.into_inner()).set_live(true);
+        let (commands, _) = mpsc::unbounded_channel();
+        let h = Handle {
+            output: output.clone(),
+            live: None,
+            companion: None,
+            transcode: None,
+            commands,
+            kick: None,
+            generation,
+        };
+        (h, output)
+    }
+
+    fn spawn_stream(self: &Arc<Self>, id: &str, live: Option<crate::live::LiveStream>) -> Handle {
         let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let profiles = self.transcoding.as_ref().map(|t| t.profiles()).unwrap_or_default();
         let output = Arc::new(RwLock::new(StreamOutput::new(
@@ -183,18 +229,26 @@ impl Registry {
             self.config.segmenter_config().playlist_target_secs() as f64,
             profiles,
         )));
-        let transcoder = self.transcoding.as_ref().map(|t| {
+        // A live AI stream goes to its orchestrator instead of being transcoded.
+        let transcoder = self.transcoding.as_ref().filter(|_| live.is_none()).map(|t| {
             let _main = self.runtime.enter();
             t.start_stream(id, output.clone())
         });
         let transcode = transcoder.as_ref().map(StreamTranscoder::status);
         let (tx, rx) = mpsc::unbounded_channel();
-        let task =
-            StreamTask { id: id.to_owned(), registry: self.clone(), output: output.clone(), generation, transcoder };
+        let task = StreamTask {
+            id: id.to_owned(),
+            registry: self.clone(),
+            output: output.clone(),
+            generation,
+            transcoder,
+            live: live.clone(),
+        };
         // A root span: the stream outlives the connection that created it.
         tokio::spawn(task.run(rx).instrument(info_span!(parent: None, "stream", stream_id = %id)));
         Metrics::add(&self.metrics.streams_active, 1);
-        Handle { output, transcode, commands: tx, kick: None, generation }
+        let companion = live.as_ref().map(|_| format!("{id}-out"));
+        Handle { output, live, companion, transcode, commands: tx, kick: None, generation }
     }
 
     /// Removes stream `id` if it is still generation `generation` and nobody is waiting to
@@ -206,7 +260,9 @@ impl Registry {
             return false;
         }
         if streams.get(id).is_some_and(|h| h.generation == generation) {
-            streams.remove(id);
+            if let Some(c) = streams.remove(id).and_then(|h| h.companion) {
+                streams.remove(&c);
+            }
             self.metrics.streams_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         true
@@ -255,6 +311,16 @@ impl Registry {
             Ok(id) => id,
             Err(e) => return reject("NetStream.Publish.BadName", e.to_owned()),
         };
+        let live = match crate::live::parse_query(&req.app, &req.name) {
+            Ok(l) => l,
+            Err(e) => return reject("NetStream.Publish.BadName", e.to_string()),
+        };
+        if live.is_some() && self.live.is_none() {
+            return reject(
+                "NetStream.Publish.Rejected",
+                "live AI (?pipeline=) needs orchestrators: start the gateway with --orch-addr".into(),
+            );
+        }
         let mut streams = self.lock();
         if !streams.contains_key(&id) && streams.len() >= self.config.listen.max_streams {
             return reject(
@@ -262,7 +328,20 @@ impl Registry {
                 format!("stream limit of {} reached", self.config.listen.max_streams),
             );
         }
-        let handle = streams.entry(id.clone()).or_insert_with(|| self.spawn_stream(&id));
+        if !streams.contains_key(&id)
+            && let (Some(request), Some(l)) = (live, self.live.as_ref())
+        {
+            // A new live AI stream: its processed output plays as `{id}-out`.
+            let out_id = format!("{id}-out");
+            let (out_handle, out) = self.output_stream(&out_id);
+            streams.insert(out_id, out_handle);
+            let stream = {
+                let _main = self.runtime.enter();
+                l.start_stream(&id, request, out)
+            };
+            streams.insert(id.clone(), self.spawn_stream(&id, Some(stream)));
+        }
+        let handle = streams.entry(id.clone()).or_insert_with(|| self.spawn_stream(&id, None));
         if let Some(old) = handle.kick.take() {
             let _ = old.send("replaced by a new publisher");
         }
@@ -283,13 +362,23 @@ struct StreamTask {
     output: Arc<RwLock<StreamOutput>>,
     generation: u64,
     transcoder: Option<StreamTranscoder>,
+    live: Option<crate::live::LiveStream>,
 }
 
 impl StreamTask {
     async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let cfg = &self.registry.config;
         let metrics = self.registry.metrics.clone();
-        let mut seg = Segmenter::new(cfg.segmenter_config(), 0);
+        let mut seg = match &self.live {
+            // Live AI: an IDR once the minimum has passed, each segment's bytes handed out
+            // as they are cut.
+            Some(_) => {
+                let min = media::MediaTime::from_secs_f64(cfg.live.live_min_segment, media::Timescale::MPEG);
+                let max = media::MediaTime::from_secs_f64(cfg.live.live_min_segment.max(10.0), media::Timescale::MPEG);
+                Segmenter::new(segmenter::SegmenterConfig::with_limits(min, max), 0).streaming()
+            }
+            None => Segmenter::new(cfg.segmenter_config(), 0),
+        };
         if self.transcoder.is_some() {
             seg = seg.with_digest(Box::new(crate::transcode::SegmentKeccak::default()));
         }
@@ -362,6 +451,9 @@ impl StreamTask {
                         if let Some(t) = &self.transcoder {
                             t.end();
                         }
+                        if let Some(l) = &self.live {
+                            l.send(crate::live::Input::End);
+                        }
                         self.registry.stream_ended.notify_waiters();
                     }
                     Some(ev) => self.on_media(&mut seg, &metrics, ev, &mut seen),
@@ -379,6 +471,9 @@ impl StreamTask {
         self.publish(&mut seg, &metrics, |o| o.set_live(false));
         if let Some(t) = &self.transcoder {
             t.end();
+        }
+        if let Some(l) = &self.live {
+            l.send(crate::live::Input::End);
         }
         self.registry.stream_ended.notify_waiters();
     }
@@ -412,7 +507,7 @@ impl StreamTask {
                     }
                     *seen = now;
                 }
-                if seg.has_segment() {
+                if seg.has_segment() || self.live.is_some() {
                     self.publish(seg, metrics, |_| {});
                 }
             }
@@ -423,6 +518,15 @@ impl StreamTask {
     /// Moves finished segments into the output, then applies `f`, under one write lock.
     /// The memory of segments that left the output goes back to the cutter.
     fn publish(&self, seg: &mut Segmenter, metrics: &Metrics, f: impl FnOnce(&mut StreamOutput)) {
+        if let Some(l) = &self.live {
+            while let Some(p) = seg.poll_piece() {
+                if let segmenter::Piece::End(s) = &p {
+                    debug!(seq = s.seq, duration = %s.duration, "live input segment");
+                    Metrics::add(&metrics.segments_total, 1);
+                }
+                l.send(crate::live::Input::Piece(p));
+            }
+        }
         let mut dropped = Vec::new();
         let mut o = self.output.write().unwrap_or_else(|e| e.into_inner());
         while let Some(s) = seg.poll_segment() {

@@ -26,10 +26,18 @@ fn have(tool: &str, flag: &str) -> bool {
     Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success())
 }
 
-/// `secs` of 512x512 30 fps H.264 (1 s GOP, no B-frames) and AAC in MPEG-TS.
+/// `secs` of 512x512 30 fps H.264 (1 s GOP, no B-frames) and AAC in MPEG-TS. The picture
+/// is darkened (mean luma about 60) so that its negative (about 195) cannot pass for it.
 fn input_ts(secs: u32) -> Bytes {
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i", &format!("testsrc2=size=512x512:rate=30:duration={secs}")])
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size=512x512:rate=30:duration={secs},lutyuv=y=val*0.45"),
+        ])
         .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={secs}")])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "30", "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "64k", "-f", "mpegts", "-"])
@@ -202,6 +210,7 @@ async fn negate_job_processes_frames_switches_effect_and_closes() {
     let (mut negated, mut plain) = (0, 0);
     for (pts, y) in &luma_out {
         let y_in = *luma_in.get(pts).unwrap_or_else(|| panic!("output pts {pts} is an input pts"));
+        assert!(y_in < 100.0, "the input is dark: {y_in}");
         if (y + y_in - 255.0).abs() < 4.0 {
             negated += 1;
             assert!(*pts < switch + 90_000, "negated frame at {pts} a second after the switch at {switch}");

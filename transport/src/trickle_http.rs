@@ -147,6 +147,31 @@ impl TrickleHub {
         self.lock().create(name, mime, Instant::now())
     }
 
+    /// Starts the next segment of channel `name` (its owner publishing directly, without
+    /// HTTP); returns its index.
+    #[allow(clippy::disallowed_methods)] // IO shell: write times for the idle sweep
+    pub fn open_segment(&self, name: &str) -> Result<u64, TrickleError> {
+        let seq = self.lock().open_write(name, -1, false, "", Instant::now())?;
+        self.wake(name);
+        Ok(seq)
+    }
+
+    /// Appends `data` (a handle, no copy) to segment `seq` of `name`; its readers get it
+    /// at once. False if the segment was closed or overwritten meanwhile.
+    #[allow(clippy::disallowed_methods)] // IO shell: write times for the idle sweep
+    pub fn write_segment(&self, name: &str, seq: u64, data: Bytes) -> Result<bool, TrickleError> {
+        let r = self.lock().write(name, seq, data, Instant::now());
+        self.wake_readers(name, seq);
+        r
+    }
+
+    /// Ends segment `seq` of `name`.
+    pub fn finish_segment(&self, name: &str, seq: u64) -> Result<(), TrickleError> {
+        let r = self.lock().finish_write(name, seq).map(|_| ());
+        self.wake(name);
+        r
+    }
+
     /// Closes and removes channel `name`, ending every reader.
     pub fn delete(&self, name: &str) -> Result<(), TrickleError> {
         let r = self.lock().delete(name);

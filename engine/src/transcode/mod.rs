@@ -149,6 +149,22 @@ impl Transcoding {
         &self.profiles
     }
 
+    /// The network clients (gRPC and HTTP, with the gateway's TLS policy).
+    pub fn net(&self) -> &OrchestratorNet {
+        &self.net
+    }
+
+    /// The `OrchestratorRequest` for a live video-to-video job with `model`: this
+    /// gateway's identity, live capabilities, capacity check skipped as the Python gateway
+    /// does (the start call checks capacity).
+    pub fn live_request(&self, model: &str) -> OrchestratorRequest {
+        OrchestratorRequest {
+            capabilities: Some(transport::live::job_capabilities(model)),
+            ignore_capacity_check: true,
+            ..self.orchestrator_request()
+        }
+    }
+
     /// The `OrchestratorRequest` this gateway sends (§2.1, §3.3).
     fn orchestrator_request(&self) -> OrchestratorRequest {
         let payer = self.payer.as_deref();

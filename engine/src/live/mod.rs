@@ -1,0 +1,248 @@
+//! Live video-to-video streams (spec `trickle-and-live-ai.md` §2): the IO around the
+//! sans-IO [`session::live::LiveJob`].
+//!
+//! An RTMP publish to `rtmp://HOST/live/{stream}?pipeline={model}&params={json}` makes a
+//! live AI stream. Its cutter runs in streaming mode (an IDR after at least
+//! `--live-min-segment`), and each segment's bytes go into the orchestrator's input
+//! channel as they are cut. The processed output is republished twice: on the gateway's
+//! own trickle channel `{stream}-out` (segment for segment, as the runner wrote it) and as
+//! HLS at `/stream/{stream}-out.m3u8` (re-cut into short segments). `/update` messages go
+//! out on the job's control channel; the runner's status events feed `/status`.
+//!
+//! * [`driver`]: one stream's task: performs the job's actions (start, attach, detach,
+//!   pay, suspend) and feeds back what happens, with the time.
+//! * [`output`]: reading the processed output into the gateway's channel and playlist.
+//!
+//! Decisions (which orchestrator, retries, watchdogs, swaps, payment times) are the
+//! job's; `docs/LIVE_AI.md` describes them.
+use std::sync::Arc;
+
+use bytes::Bytes;
+use segmenter::Piece;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use transport::trickle_http::TrickleHub;
+
+use crate::config::LiveConfig;
+use crate::transcode::Transcoding;
+
+pub mod driver;
+pub mod output;
+
+/// Largest `/update` body, bytes.
+pub const MAX_UPDATE: usize = 64 * 1024;
+
+/// What a publish asked for in its URL's query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRequest {
+    /// The model (`pipeline=`).
+    pub pipeline: String,
+    /// Its params (`params=`, a JSON object; `{}` when absent).
+    pub params: serde_json::Value,
+}
+
+/// Why a live request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveRequestError {
+    /// `params` is not a JSON object.
+    #[error("params is not a JSON object: {0}")]
+    Params(String),
+    /// `pipeline` names no model.
+    #[error("pipeline must be 1-128 characters of A-Z a-z 0-9 _ - . /")]
+    Pipeline,
+}
+
+/// The live request in an RTMP app and stream name (`live/abc?pipeline=x&params=...`),
+/// if they carry `pipeline`. The query may sit on either.
+pub fn parse_query(app: &str, name: &str) -> Result<Option<LiveRequest>, LiveRequestError> {
+    let query = [name, app].iter().find_map(|s| s.split_once('?').map(|(_, q)| q.to_owned())).unwrap_or_default();
+    let mut pipeline = None;
+    let mut params = None;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "pipeline" => pipeline = Some(v.into_owned()),
+            "params" => params = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let Some(pipeline) = pipeline else { return Ok(None) };
+    let ok = !pipeline.is_empty()
+        && pipeline.len() <= 128
+        && pipeline.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'));
+    if !ok {
+        return Err(LiveRequestError::Pipeline);
+    }
+    let params = match params.filter(|p| !p.trim().is_empty()) {
+        None => serde_json::json!({}),
+        Some(p) => match serde_json::from_str::<serde_json::Value>(&p) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(_) => return Err(LiveRequestError::Params("not an object".into())),
+            Err(e) => return Err(LiveRequestError::Params(e.to_string())),
+        },
+    };
+    Ok(Some(LiveRequest { pipeline, params }))
+}
+
+/// The gateway's side of a stream's job, for `/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GatewayStatus {
+    /// `starting`, `running`, `swapping` or `ended`.
+    pub state: &'static str,
+    /// The model.
+    pub pipeline: String,
+    /// The orchestrator running the job.
+    pub orchestrator: Option<String>,
+    /// The job's id there.
+    pub manifest_id: Option<String>,
+    /// Orchestrators given up so far.
+    pub swaps: u64,
+    /// Why the last orchestrator was given up, or why the stream ended.
+    pub error: Option<String>,
+    /// Input segments sent, output segments received.
+    pub input_segments: u64,
+    /// Output segments received.
+    pub output_segments: u64,
+    /// Seconds from the job start to its first output segment.
+    pub first_segment_delay_secs: Option<f64>,
+    /// The HLS playlist of the processed stream.
+    pub hls_url: String,
+    /// The gateway's trickle channel of the processed stream.
+    pub trickle_url: String,
+}
+
+/// What `/status` shows: the runner's last status event and the gateway's state.
+#[derive(Debug, Clone, Default)]
+pub struct LiveStatus {
+    /// The last `status` event from the runner (its `event` object).
+    pub runner: Option<serde_json::Value>,
+    /// The gateway's side.
+    pub gateway: GatewayStatus,
+}
+
+impl LiveStatus {
+    /// go-livepeer's shape: the runner's status fields with `gateway_status` beside them.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = match &self.runner {
+            Some(serde_json::Value::Object(m)) => serde_json::Value::Object(m.clone()),
+            _ => serde_json::json!({}),
+        };
+        v["gateway_status"] = serde_json::to_value(&self.gateway).unwrap_or_default();
+        v
+    }
+}
+
+/// What the stream task sends the live driver.
+#[derive(Debug)]
+pub enum Input {
+    /// Bytes of the input, as the cutter hands them out.
+    Piece(Piece),
+    /// The publisher left.
+    End,
+}
+
+/// A live stream's handles, kept by the registry.
+#[derive(Clone)]
+pub struct LiveStream {
+    input: mpsc::UnboundedSender<Input>,
+    control: mpsc::UnboundedSender<Bytes>,
+    status: watch::Receiver<LiveStatus>,
+}
+
+impl LiveStream {
+    /// Hands the driver cut input.
+    pub fn send(&self, input: Input) {
+        let _ = self.input.send(input);
+    }
+
+    /// Queues a control message (new params) for the runner.
+    pub fn update(&self, params: Bytes) {
+        let _ = self.control.send(params);
+    }
+
+    /// The current status.
+    pub fn status(&self) -> LiveStatus {
+        self.status.borrow().clone()
+    }
+}
+
+/// Gateway-wide live AI setup.
+pub struct Live {
+    transcoding: Arc<Transcoding>,
+    hub: Arc<TrickleHub>,
+    config: LiveConfig,
+    /// The gateway's public HTTP base (for the URLs in `/status`).
+    http_base: String,
+}
+
+impl Live {
+    /// Live AI over `transcoding`'s orchestrators, republishing on `hub`.
+    pub fn new(
+        transcoding: Arc<Transcoding>,
+        hub: Arc<TrickleHub>,
+        config: LiveConfig,
+        http_base: String,
+    ) -> Arc<Self> {
+        Arc::new(Live { transcoding, hub, config, http_base })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LiveConfig {
+        &self.config
+    }
+
+    /// Starts stream `id`'s live driver; its processed HLS goes into `output`.
+    pub fn start_stream(
+        self: &Arc<Self>,
+        id: &str,
+        request: LiveRequest,
+        output: Arc<std::sync::RwLock<crate::output::StreamOutput>>,
+    ) -> LiveStream {
+        let (input, input_rx) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let gateway = GatewayStatus {
+            state: "starting",
+            pipeline: request.pipeline.clone(),
+            hls_url: format!("{}/stream/{id}-out.m3u8", self.http_base),
+            trickle_url: format!("{}/ai/trickle/{id}-out", self.http_base),
+            ..Default::default()
+        };
+        let (status_tx, status) = watch::channel(LiveStatus { runner: None, gateway });
+        let d = driver::Driver::new(self.clone(), id, request, output, status_tx);
+        tokio::spawn(tracing::Instrument::instrument(
+            d.run(input_rx, control_rx),
+            tracing::info_span!(parent: None, "live", stream_id = %id),
+        ));
+        LiveStream { input, control, status }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_name_the_pipeline_and_params() {
+        assert_eq!(parse_query("live", "abc").unwrap(), None);
+        assert_eq!(parse_query("live", "abc?token=1").unwrap(), None);
+        let r = parse_query("live", "abc?pipeline=negate&params=%7B%22effect%22%3A%22hue%22%7D").unwrap().unwrap();
+        assert_eq!(r.pipeline, "negate");
+        assert_eq!(r.params["effect"], "hue");
+        let r = parse_query("live?pipeline=edges", "abc").unwrap().unwrap();
+        assert_eq!((r.pipeline.as_str(), r.params.clone()), ("edges", serde_json::json!({})));
+        assert!(matches!(parse_query("live", "abc?pipeline=x&params={bad"), Err(LiveRequestError::Params(_))));
+        assert!(matches!(parse_query("live", "abc?pipeline=x&params=[1]"), Err(LiveRequestError::Params(_))));
+        assert_eq!(parse_query("live", "abc?pipeline="), Err(LiveRequestError::Pipeline));
+        assert_eq!(parse_query("live", "abc?pipeline=a%20b"), Err(LiveRequestError::Pipeline));
+    }
+
+    #[test]
+    fn status_has_the_runner_fields_and_the_gateway_beside_them() {
+        let s = LiveStatus {
+            runner: Some(serde_json::json!({"type": "status", "state": "ONLINE"})),
+            gateway: GatewayStatus { state: "running", ..Default::default() },
+        };
+        let j = s.to_json();
+        assert_eq!(j["state"], "ONLINE");
+        assert_eq!(j["gateway_status"]["state"], "running");
+    }
+}

@@ -1,0 +1,174 @@
+//! A live stream's processed output: each segment read from the orchestrator's `{mid}-out`
+//! is written, as its bytes arrive, into the gateway's own trickle channel
+//! `{stream}-out`, and demuxed and re-cut into short HLS segments of the ordinary stream
+//! `{stream}-out`. The sink outlives orchestrators: after a swap the next one's output
+//! continues the same channel and playlist (with a discontinuity).
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use media::{AccessUnit, MediaTime, Timescale};
+use segmenter::ts::demux::TsDemuxer;
+use segmenter::{Segmenter, SegmenterConfig};
+use transport::trickle_client::{TrickleClient, TrickleSubscriber};
+use transport::trickle_http::TrickleHub;
+
+use crate::output::StreamOutput;
+
+/// Units held while the output's codec configurations are not known yet.
+const MAX_HELD: usize = 2000;
+
+/// Where processed output goes, across orchestrators.
+pub struct OutputSink {
+    hub: Arc<TrickleHub>,
+    channel: String,
+    output: Arc<RwLock<StreamOutput>>,
+    cutter: Segmenter,
+    demux: TsDemuxer,
+    configured: bool,
+    held: Vec<AccessUnit>,
+    /// The gateway channel's segment being written.
+    open: Option<u64>,
+}
+
+impl OutputSink {
+    /// A sink writing channel `channel` of `hub` and the HLS stream `output`, cut at
+    /// `segment_secs`.
+    pub fn new(hub: Arc<TrickleHub>, channel: String, output: Arc<RwLock<StreamOutput>>, segment_secs: f64) -> Self {
+        let target = MediaTime::from_secs_f64(segment_secs, Timescale::MPEG);
+        let _ = hub.create(&channel, "video/MP2T");
+        OutputSink {
+            hub,
+            channel,
+            output,
+            cutter: Segmenter::new(SegmenterConfig::with_target(target), 0),
+            demux: TsDemuxer::new(),
+            configured: false,
+            held: Vec::new(),
+            open: None,
+        }
+    }
+
+    /// A new orchestrator's output starts: a new timeline.
+    pub fn restart(&mut self) {
+        self.finish_segment();
+        self.demux = TsDemuxer::new();
+        self.cutter.mark_discontinuity();
+        self.drain();
+    }
+
+    /// An output segment begins.
+    pub fn begin_segment(&mut self) {
+        self.finish_segment();
+        self.open = self.hub.open_segment(&self.channel).ok();
+    }
+
+    /// Its next bytes.
+    pub fn chunk(&mut self, data: Bytes) {
+        if let Some(seq) = self.open {
+            let _ = self.hub.write_segment(&self.channel, seq, data.clone());
+        }
+        self.demux.push(&data);
+        while let Some(r) = self.demux.poll() {
+            match r {
+                Ok(au) => self.feed(au),
+                Err(e) => tracing::debug!(error = %e, "processed output: malformed packet skipped"),
+            }
+        }
+        self.drain();
+    }
+
+    /// The segment ended.
+    pub fn finish_segment(&mut self) {
+        if let Some(seq) = self.open.take() {
+            let _ = self.hub.finish_segment(&self.channel, seq);
+        }
+    }
+
+    fn feed(&mut self, au: AccessUnit) {
+        if self.configured {
+            self.cutter.handle_access_unit(&au);
+            return;
+        }
+        self.held.push(au);
+        let declared = self.demux.tracks();
+        if let Some(t) = segmenter::ts::track_info(&self.held, declared.video, declared.audio) {
+            self.cutter.handle_tracks(t.clone());
+            self.output.write().unwrap_or_else(|e| e.into_inner()).set_tracks(t);
+            self.configured = true;
+            self.held.sort_by_key(|a| a.dts);
+            for a in std::mem::take(&mut self.held) {
+                self.cutter.handle_access_unit(&a);
+            }
+        } else if self.held.len() > MAX_HELD {
+            self.held.remove(0);
+        }
+    }
+
+    fn drain(&mut self) {
+        let mut o = self.output.write().unwrap_or_else(|e| e.into_inner());
+        while let Some(s) = self.cutter.poll_segment() {
+            o.add_segment(s);
+        }
+    }
+
+    /// The stream ended: the last segment goes out, the playlist and channel end.
+    pub fn end(&mut self) {
+        self.finish_segment();
+        self.demux.flush();
+        while let Some(Ok(au)) = self.demux.poll() {
+            self.feed(au);
+        }
+        self.cutter.flush();
+        self.drain();
+        self.output.write().unwrap_or_else(|e| e.into_inner()).set_live(false);
+        let _ = self.hub.delete(&self.channel);
+    }
+}
+
+/// What the output reader reports.
+#[derive(Debug)]
+pub enum OutputEvent {
+    /// A segment began arriving, at this instant.
+    Segment(Instant),
+    /// The orchestrator's output channel ended or failed.
+    Gone(String),
+}
+
+/// Reads `url` (from the current segment, for the fastest first frame) into `sink` until
+/// the channel ends; reports each segment and the end on `events`.
+pub async fn read(
+    client: TrickleClient,
+    url: String,
+    sink: Arc<Mutex<OutputSink>>,
+    events: tokio::sync::mpsc::UnboundedSender<OutputEvent>,
+) {
+    let mut sub = TrickleSubscriber::new(client, &url, -2);
+    sink.lock().unwrap_or_else(|e| e.into_inner()).restart();
+    loop {
+        let mut seg = match sub.next_segment().await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                let _ = events.send(OutputEvent::Gone("output channel closed".into()));
+                return;
+            }
+            Err(e) => {
+                let _ = events.send(OutputEvent::Gone(format!("output channel: {e}")));
+                return;
+            }
+        };
+        let _ = events.send(OutputEvent::Segment(Instant::now()));
+        sink.lock().unwrap_or_else(|e| e.into_inner()).begin_segment();
+        loop {
+            match seg.chunk().await {
+                Ok(Some(c)) => sink.lock().unwrap_or_else(|e| e.into_inner()).chunk(c),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "output segment cut short");
+                    break;
+                }
+            }
+        }
+        sink.lock().unwrap_or_else(|e| e.into_inner()).finish_segment();
+    }
+}

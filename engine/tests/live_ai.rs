@@ -1,0 +1,172 @@
+//! Live video-to-video through the gateway, end to end: ffmpeg publishes 512x512 30 fps
+//! RTMP with `?pipeline=negate` to a gateway whose orchestrator is a real `sluice
+//! orchestrator` process (its GStreamer effect runner). The processed stream plays as HLS
+//! at `/stream/{id}-out.m3u8` and as the gateway's trickle channel `{id}-out`; its frames
+//! are the input's negative (mean luma, by ffmpeg's decoder) until `/update` switches the
+//! effect; `/status` shows the runner's status and the gateway's. Bad requests get clear
+//! refusals and leave the stream alone.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::AsyncWriteExt;
+use transport::tls::CertPolicy;
+use transport::trickle_client::{TrickleClient, TrickleSubscriber};
+
+fn have(tool: &str, flag: &str) -> bool {
+    std::process::Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success())
+}
+
+/// A dark 512x512 30 fps test picture (mean luma about 60: its negative is about 195),
+/// 1 s GOPs without B-frames, AAC, published in real time.
+fn publish(url: &str, secs: u32) -> tokio::process::Child {
+    tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=512x512:rate=30:duration={secs},lutyuv=y=val*0.45"))
+        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={secs}")])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-bf", "0", "-g", "30"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg starts")
+}
+
+/// Mean luma of each video frame of a TS file, in order, by ffmpeg's decoder.
+fn frame_luma(ts: &[u8]) -> Vec<f64> {
+    let path = std::env::temp_dir().join(format!("sluice-live-ai-{}-{}.ts", std::process::id(), ts.len()));
+    std::fs::write(&path, ts).unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("movie={},signalstats", path.display()))
+        .args(["-show_entries", "frame_tags=lavfi.signalstats.YAVG", "-of", "csv=p=0"])
+        .output()
+        .expect("ffprobe runs");
+    let _ = std::fs::remove_file(&path);
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> HttpResponse {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut raw).await.unwrap();
+    parse_http(&raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmp_with_pipeline_plays_processed_hls_and_trickle_and_updates_live() {
+    if !have("ffmpeg", "-version") || !have("gst-inspect-1.0", "--version") {
+        eprintln!("skipped: ffmpeg or GStreamer missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let orch = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let gw = gateway_with(|c| c.orchestrators.orch_addr = orch.uri.clone()).await;
+    // Discovery has to have seen the orchestrator's live models.
+    poll_until(20, || async {
+        let s = http_get(gw.cli_addr, "/orchestrators").await.text();
+        s.contains("negate")
+    })
+    .await;
+
+    // Bad requests first: they must not disturb anything.
+    let bad = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10:duration=1", "-c:v", "libx264"])
+        .args(["-f", "flv", &format!("{}?pipeline=negate&params=%7Bbad", rtmp_url(&gw, "bad"))])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success(), "a publish with malformed params is refused");
+    assert_eq!(post(gw.http_addr, "/live/video-to-video/nope/update", b"{}").await.status, 404);
+
+    let started = Instant::now();
+    let mut ff = publish(&format!("{}?pipeline=negate", rtmp_url(&gw, "cam")), 14);
+    // The gateway's own trickle channel of the processed stream, read from the start.
+    let sub_url = format!("http://{}/ai/trickle/cam-out", gw.http_addr);
+    let trickle = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut segs = Vec::new();
+        while Instant::now() < deadline {
+            let mut sub = TrickleSubscriber::new(TrickleClient::new(CertPolicy::AcceptAny), &sub_url, -2);
+            while let Ok(Some(mut s)) = sub.next_segment().await {
+                let mut body = Vec::new();
+                while let Ok(Some(c)) = s.chunk().await {
+                    body.extend_from_slice(&c);
+                }
+                segs.push((s.seq, body));
+                if segs.len() >= 3 {
+                    return segs;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        segs
+    });
+    // The first processed segment in the HLS playlist.
+    let first = poll_http(&gw, "/stream/cam-out/source.m3u8", 20, |t| t.contains(".ts")).await;
+    let first_at = started.elapsed();
+    assert!(first.contains("#EXTINF"), "{first}");
+    let segs = trickle.await.unwrap();
+    assert!(segs.len() >= 3, "the gateway's {}-out trickle channel carried {} segments", "cam", segs.len());
+    assert!(segs.iter().all(|(_, b)| b.first() == Some(&0x47)), "MPEG-TS segments");
+
+    // Let it run negated, then switch the effect off live.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(post(gw.http_addr, "/live/video-to-video/cam/update", b"not json").await.status, 400);
+    assert_eq!(post(gw.http_addr, "/live/video-to-video/cam/update", &vec![b' '; 70_000]).await.status, 413);
+    let switch = post(gw.http_addr, "/live/video-to-video/cam/update", br#"{"effect":"noop"}"#).await;
+    assert_eq!(switch.status, 200, "{}", switch.text());
+    let switched_at = Instant::now();
+    let status = poll_http(&gw, "/live/video-to-video/cam/status", 10, |t| t.contains("\"state\":\"ONLINE\"")).await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["gateway_status"]["state"], "running");
+    assert_eq!(status["pipeline"], "negate");
+    assert!(status["gateway_status"]["first_segment_delay_secs"].as_f64().is_some());
+    let _ = ff.wait().await;
+    let pl = wait_ended(&gw, "cam-out").await;
+
+    // Every segment decodes; frames before the switch are negatives of a dark picture,
+    // the last ones (well after it) are the dark picture itself.
+    let mut luma = Vec::new();
+    for seg in &pl.segments {
+        let r = http_get(gw.http_addr, &format!("/stream/cam-out/{}", seg.uri)).await;
+        assert_eq!(r.status, 200);
+        let l = frame_luma(&r.body);
+        assert!(!l.is_empty(), "segment {} decodes", seg.uri);
+        luma.push(l);
+    }
+    let all: Vec<f64> = luma.iter().flatten().copied().collect();
+    assert!(all.len() >= 300, "{} processed frames of 420", all.len());
+    let negated = all.iter().filter(|&&y| y > 150.0).count();
+    let plain = all.iter().filter(|&&y| y < 100.0).count();
+    assert_eq!(negated + plain, all.len(), "every frame is one or the other");
+    assert!(negated >= 150 && plain >= 60, "{negated} negated, {plain} plain");
+    // Frames are in order: all negated ones first, then the plain ones.
+    let first_plain = all.iter().position(|&y| y < 100.0).unwrap();
+    assert!(all[first_plain..].iter().all(|&y| y < 100.0), "the switch is one-way");
+    eprintln!(
+        "first processed segment in the playlist {:.2} s after publish; switched within the stream; {} frames",
+        first_at.as_secs_f64(),
+        all.len()
+    );
+    let _ = switched_at;
+    drop(orch);
+}
+
+async fn poll_until<F, Fut>(secs: u64, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < deadline, "condition not met within {secs} s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

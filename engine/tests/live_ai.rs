@@ -170,3 +170,58 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_orchestrator_is_swapped_and_output_resumes_within_3_s() {
+    if !have("ffmpeg", "-version") || !have("gst-inspect-1.0", "--version") {
+        eprintln!("skipped: ffmpeg or GStreamer missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let mut a = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let mut b = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let addrs = format!("{},{}", a.uri, b.uri);
+    let gw = gateway_with(|c| c.orchestrators.orch_addr = addrs).await;
+    poll_until(20, || async {
+        let s = http_get(gw.cli_addr, "/orchestrators").await.text();
+        s.matches("negate").count() >= 2
+    })
+    .await;
+    let mut ff = publish(&format!("{}?pipeline=negate", rtmp_url(&gw, "cam")), 16);
+    let status = |gw_addr| async move {
+        let r = http_get(gw_addr, "/live/video-to-video/cam/status").await;
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default()
+    };
+    // Running, with output flowing.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let s = status(gw.http_addr).await;
+        if s["gateway_status"]["output_segments"].as_u64().unwrap_or(0) >= 3 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no output: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let running_on = first["gateway_status"]["orchestrator"].as_str().unwrap().to_owned();
+    let victim = if running_on == a.uri { &mut a } else { &mut b };
+    victim.child.kill().await.unwrap();
+    let killed = Instant::now();
+    let before = status(gw.http_addr).await["gateway_status"]["output_segments"].as_u64().unwrap();
+    // Output resumes on the other orchestrator.
+    let resumed = loop {
+        let s = status(gw.http_addr).await;
+        let g = &s["gateway_status"];
+        if g["orchestrator"].as_str() != Some(running_on.as_str())
+            && g["state"] == "running"
+            && g["output_segments"].as_u64().unwrap_or(0) > before
+        {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(15), "output did not resume: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let s = status(gw.http_addr).await;
+    assert_eq!(s["gateway_status"]["swaps"], 1, "{s}");
+    eprintln!("orchestrator killed → processed output from the other one after {:.2} s", resumed.as_secs_f64());
+    assert!(resumed < Duration::from_secs(3), "output resumed after {resumed:?}");
+    let _ = ff.kill().await;
+}

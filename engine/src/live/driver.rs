@@ -422,8 +422,11 @@ async fn input_task(
                 if let Some((_, w)) = writer.as_mut()
                     && w.write(data).await.is_err()
                 {
-                    warn!("input segment refused by the orchestrator");
-                    writer = None;
+                    // The POST ended early: the orchestrator is gone or refused the
+                    // segment; either way its job cannot go on.
+                    warn!("input segment cut off by the orchestrator");
+                    let _ = notes.send(Note::EventsGone);
+                    return;
                 }
             }
             Piece::End(_) => {

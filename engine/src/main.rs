@@ -135,7 +135,7 @@ fn given(m: &ArgMatches, id: &str) -> bool {
 #[derive(Args, Debug)]
 struct GatewayArgs {
     /// TOML config file (sections [listen], [segmenting], [orchestrators], [selection],
-    /// [payment], [trickle]; keys as the flags with underscores; see README).
+    /// [payment], [trickle], [live]; keys as the flags with underscores; see README).
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]

@@ -59,9 +59,15 @@ impl Gateway {
         let discovery = transcoding.clone().map(|t| crate::transcode::discovery::spawn(t, rx.clone()));
         let trickle = TrickleHub::new(Limits::default(), config.trickle.trickle_auto_create);
         // Live AI runs on the same orchestrators, republishing on the gateway's channels.
-        let live = transcoding
-            .clone()
-            .map(|t| crate::live::Live::new(t, trickle.clone(), config.live.clone(), format!("http://{http_addr}")));
+        let live = transcoding.clone().map(|t| {
+            crate::live::Live::new(
+                t,
+                trickle.clone(),
+                config.live.clone(),
+                metrics.clone(),
+                format!("http://{http_addr}"),
+            )
+        });
         let registry = Registry::new(config.clone(), metrics.clone(), transcoding, live);
 
         let rtmp_cfg = RtmpServerConfig {

@@ -16,6 +16,11 @@ pub const DISPATCH_BUCKETS: &[f64] = &[
     25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
 ];
 
+/// Upper bounds (seconds) of the live AI per-frame round trip: an input access unit
+/// received to the same frame, processed, back at the gateway.
+pub const ROUND_TRIP_BUCKETS: &[f64] =
+    &[0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0];
+
 /// A Prometheus histogram (cumulative buckets) plus a failure count.
 #[derive(Debug, Clone)]
 struct Histogram {
@@ -53,6 +58,53 @@ impl Histogram {
         let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
         let _ = writeln!(out, "{name}_count{braces} {}", self.count);
     }
+}
+
+/// What a live AI histogram measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveTiming {
+    /// An input access unit received to the same frame back from the orchestrator.
+    RoundTrip = 0,
+    /// An input access unit cut to its bytes handed to the orchestrator's POST.
+    InputHandoff = 1,
+    /// Output bytes received to written into the gateway's channel and HLS cutter.
+    OutputHandoff = 2,
+    /// Job start to its first output segment (go-livepeer's "first segment delay").
+    FirstSegment = 3,
+}
+
+impl LiveTiming {
+    const ALL: [LiveTiming; 4] =
+        [LiveTiming::RoundTrip, LiveTiming::InputHandoff, LiveTiming::OutputHandoff, LiveTiming::FirstSegment];
+
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            LiveTiming::RoundTrip => (
+                "sluice_live_frame_round_trip_seconds",
+                "Live AI: input access unit received to the processed frame back at the gateway.",
+            ),
+            LiveTiming::InputHandoff => (
+                "sluice_live_input_handoff_seconds",
+                "Live AI: input access unit cut to its bytes handed to the orchestrator's POST.",
+            ),
+            LiveTiming::OutputHandoff => (
+                "sluice_live_output_handoff_seconds",
+                "Live AI: output bytes received to available to trickle readers and the HLS cutter.",
+            ),
+            LiveTiming::FirstSegment => {
+                ("sluice_live_first_segment_delay_seconds", "Live AI: job start to its first output segment.")
+            }
+        }
+    }
+}
+
+fn live_histograms() -> [Histogram; 4] {
+    [
+        Histogram::new(ROUND_TRIP_BUCKETS),
+        Histogram::new(DISPATCH_BUCKETS),
+        Histogram::new(DISPATCH_BUCKETS),
+        Histogram::new(LATENCY_BUCKETS),
+    ]
 }
 
 /// Process-wide counters. Cheap to bump from any task.
@@ -95,6 +147,18 @@ pub struct Metrics {
     /// Transcode latency per orchestrator.
     latency: Mutex<BTreeMap<String, Histogram>>,
     dispatch: Mutex<Option<Histogram>>,
+    /// Live AI streams started.
+    pub live_streams_total: AtomicU64,
+    /// Live AI orchestrators given up (swaps).
+    pub live_swaps_total: AtomicU64,
+    /// Live AI job starts refused.
+    pub live_start_failures_total: AtomicU64,
+    /// Live AI payments sent, and refused.
+    pub live_payments_total: AtomicU64,
+    /// Live AI payments refused or failed.
+    pub live_payment_failures_total: AtomicU64,
+    /// Live AI histograms: round trip, input and output hand-off, first segment delay.
+    live: Mutex<Option<[Histogram; 4]>>,
     /// The orchestrator pool, for per-orchestrator error, suspension and session series.
     pool: std::sync::OnceLock<std::sync::Arc<session::pool::OrchestratorPool>>,
 }
@@ -138,6 +202,13 @@ impl Metrics {
     /// Exports the pool's per-orchestrator figures too.
     pub fn set_pool(&self, pool: std::sync::Arc<session::pool::OrchestratorPool>) {
         let _ = self.pool.set(pool);
+    }
+
+    /// Records a live AI measurement.
+    pub fn observe_live(&self, what: LiveTiming, took: Duration) {
+        let mut l = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let h = l.get_or_insert_with(live_histograms);
+        h[what as usize].observe(took);
     }
 
     /// Records how long a closed segment took to be handed to the HTTP client.
@@ -237,6 +308,25 @@ impl Metrics {
             "sluice_segment_dispatch_seconds",
             "",
         );
+        for (name, n, help) in [
+            ("sluice_live_streams_total", &self.live_streams_total, "Live AI streams started."),
+            ("sluice_live_swaps_total", &self.live_swaps_total, "Live AI orchestrators given up and replaced."),
+            ("sluice_live_start_failures_total", &self.live_start_failures_total, "Live AI job starts refused."),
+            ("sluice_live_payments_total", &self.live_payments_total, "Live AI payments sent."),
+            (
+                "sluice_live_payment_failures_total",
+                &self.live_payment_failures_total,
+                "Live AI payments refused or failed.",
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", n.load(Ordering::Relaxed));
+        }
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_else(live_histograms);
+        for (t, h) in LiveTiming::ALL.iter().zip(live.iter()) {
+            let (name, help) = t.describe();
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+            h.write(&mut s, name, "");
+        }
         let lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(
             s,

@@ -489,6 +489,11 @@ impl StreamTask {
             }
             StreamEvent::Media(au) => {
                 Metrics::add(&metrics.ingest_bytes_total, au.data.len() as u64);
+                if let Some(l) = &self.live
+                    && au.track == media::TrackKind::Video
+                {
+                    l.frame_in(au.pts.rescale(media::Timescale::MPEG).ticks());
+                }
                 seg.handle_access_unit(&au);
                 let now = seg.stats();
                 if now != *seen {
@@ -519,12 +524,14 @@ impl StreamTask {
     /// The memory of segments that left the output goes back to the cutter.
     fn publish(&self, seg: &mut Segmenter, metrics: &Metrics, f: impl FnOnce(&mut StreamOutput)) {
         if let Some(l) = &self.live {
+            #[allow(clippy::disallowed_methods)] // IO shell: when the bytes were cut
+            let now = std::time::Instant::now();
             while let Some(p) = seg.poll_piece() {
                 if let segmenter::Piece::End(s) = &p {
                     debug!(seq = s.seq, duration = %s.duration, "live input segment");
                     Metrics::add(&metrics.segments_total, 1);
                 }
-                l.send(crate::live::Input::Piece(p));
+                l.send(crate::live::Input::Piece(p, now));
             }
         }
         let mut dropped = Vec::new();

@@ -128,6 +128,17 @@ async fn rtmp_with_pipeline_plays_processed_hls_and_trickle_and_updates_live() {
     assert_eq!(status["gateway_status"]["state"], "running");
     assert_eq!(status["pipeline"], "negate");
     assert!(status["gateway_status"]["first_segment_delay_secs"].as_f64().is_some());
+    let lat = &status["gateway_status"]["frame_latency"];
+    assert!(lat["frames"].as_u64().unwrap_or(0) > 100, "round trips measured: {lat}");
+    eprintln!("per-frame round trip: {lat}");
+    let metrics = http_get(gw.cli_addr, "/metrics").await.text();
+    for name in [
+        "sluice_live_frame_round_trip_seconds_count",
+        "sluice_live_input_handoff_seconds_count",
+        "sluice_live_streams_total 1",
+    ] {
+        assert!(metrics.contains(name), "{name} in /metrics");
+    }
     let _ = ff.wait().await;
     let pl = wait_ended(&gw, "cam-out").await;
 

@@ -517,9 +517,9 @@ fn audio_before_the_video_configuration_does_not_make_a_stub() {
 }
 
 /// Streaming mode hands out the same bytes as whole-segment mode, in order, segment by
-/// segment: the first segment of a timeline when it closes, later ones access unit by
-/// access unit as they are written (before the segment closes), each ended by its
-/// metadata. A second publisher's timeline streams the same way.
+/// segment, access unit by access unit as they are written (before the segment closes),
+/// each ended by its metadata; a timeline's first segment too (its tracks are declared
+/// as announced). A second publisher's timeline streams the same way.
 #[test]
 fn streaming_mode_hands_out_the_same_bytes_as_they_are_written() {
     use segmenter::Piece;
@@ -575,13 +575,34 @@ fn streaming_mode_hands_out_the_same_bytes_as_they_are_written() {
         );
         assert_eq!(bytes[&e.seq], x.seg.data.to_vec(), "segment {} byte for byte", e.seq);
     }
-    // Segments 1 and 2 of the first timeline stream: many pieces, the first long before
-    // the segment's last access unit went in. The timeline's first segment (0) and the
-    // second timeline's first (3) come out whole when they close.
-    for seq in [1u64, 2, 4] {
+    // Every segment streams: many pieces, the first as soon as it opens (the first
+    // timeline's at the first access unit, the second's at the new publisher's first).
+    for seq in 0u64..5 {
         assert!(pieces_of[&seq] > 50, "segment {seq} streamed in {} pieces", pieces_of[&seq]);
     }
-    assert_eq!(pieces_of[&0], 1);
-    assert_eq!(pieces_of[&3], 1);
+    assert_eq!(first_byte_at[&0], 0);
+    assert!(first_byte_at[&3] <= first.len() + 1, "the second timeline streams from its start");
     assert!(first_byte_at[&2] < first_byte_at[&3] - 40, "segment 2 began streaming as soon as it opened");
+}
+
+/// Streaming, with audio announced but never sent: the first segment still streams at
+/// once, declaring the announced audio track (empty); whole-segment mode declares video
+/// only.
+#[test]
+fn streaming_declares_the_announced_tracks_up_front() {
+    use segmenter::Piece;
+    let video_only: Vec<AccessUnit> =
+        stream(0, 4000, 0, every_2s, |ms| ms).into_iter().filter(|a| a.track == TrackKind::Video).collect();
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0).streaming();
+    seg.handle_tracks(av_tracks());
+    seg.handle_access_unit(&video_only[0]);
+    let Some(Piece::Bytes { seq: 0, data }) = seg.poll_piece() else { panic!("the first segment streams at once") };
+    let mut d = TsDemuxer::new();
+    d.push(&data);
+    let t = d.tracks();
+    assert!(t.video && t.audio, "announced audio declared");
+    let mut whole = Segmenter::new(SegmenterConfig::default(), 0);
+    whole.handle_tracks(av_tracks());
+    let cuts = run(&mut whole, &video_only);
+    assert_eq!(cuts[0].seg.tracks, TrackSet { video: true, audio: false });
 }

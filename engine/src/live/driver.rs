@@ -27,6 +27,7 @@ use transport::trickle_client::{SegmentWriter, TrickleClient, TricklePublisher, 
 
 use super::output::{OutputEvent, OutputSink};
 use super::{Input, Live, LiveRequest, LiveStatus};
+use crate::metrics::{LiveTiming, Metrics};
 
 /// The control keepalive (go-livepeer: 10 s).
 const KEEPALIVE: Duration = Duration::from_secs(10);
@@ -51,7 +52,7 @@ struct Attachment {
     orch: OrchId,
     info: OrchestratorInfo,
     reply: StartReply,
-    input: mpsc::UnboundedSender<Piece>,
+    input: mpsc::UnboundedSender<(Piece, Option<Instant>)>,
     control: mpsc::UnboundedSender<Bytes>,
     tasks: Vec<JoinHandle<()>>,
     started: Instant,
@@ -83,12 +84,20 @@ impl Driver {
         request: LiveRequest,
         output: Arc<RwLock<crate::output::StreamOutput>>,
         status: watch::Sender<LiveStatus>,
+        frames: Arc<super::FrameClock>,
     ) -> Self {
         let cfg = JobConfig {
             output_timeout: Duration::from_secs_f64(live.config.live_output_timeout),
             ..JobConfig::default()
         };
-        let sink = OutputSink::new(live.hub.clone(), format!("{id}-out"), output, live.config.live_output_segment);
+        let sink = OutputSink::new(
+            live.hub.clone(),
+            format!("{id}-out"),
+            output,
+            live.config.live_output_segment,
+            frames,
+            live.metrics.clone(),
+        );
         let (notes_tx, notes) = mpsc::unbounded_channel();
         Driver {
             id: id.to_owned(),
@@ -131,7 +140,7 @@ impl Driver {
             let deadline = self.job.poll_timeout();
             tokio::select! {
                 i = input.recv() => match i {
-                    Some(Input::Piece(p)) => self.on_piece(p),
+                    Some(Input::Piece(p, at)) => self.on_piece(p, at),
                     Some(Input::End) | None => self.job.handle(Instant::now(), Event::InputEnded),
                 },
                 Some(c) = control.recv() => {
@@ -152,7 +161,7 @@ impl Driver {
         self.status.send_modify(|s| f(&mut s.gateway));
     }
 
-    fn on_piece(&mut self, p: Piece) {
+    fn on_piece(&mut self, p: Piece, at: Instant) {
         match &p {
             Piece::Bytes { seq, .. } => {
                 if self.current.first().is_some_and(|f| !matches!(f, Piece::Bytes { seq: s, .. } if s == seq)) {
@@ -163,7 +172,7 @@ impl Driver {
             Piece::End(_) => self.current.clear(),
         }
         if let Some(a) = &self.attached {
-            let _ = a.input.send(p);
+            let _ = a.input.send((p, Some(at)));
         }
     }
 
@@ -172,6 +181,9 @@ impl Driver {
         let now = Instant::now();
         match n {
             Note::Started { attempt, result } => {
+                if result.is_err() {
+                    Metrics::add(&self.live.metrics.live_start_failures_total, 1);
+                }
                 let result = result.map(|started| {
                     self.starting.insert(attempt.0, *started);
                 });
@@ -182,7 +194,9 @@ impl Driver {
                 if let Some(a) = &mut self.attached
                     && std::mem::take(&mut a.first_output)
                 {
-                    let delay = at.saturating_duration_since(a.started).as_secs_f64();
+                    let took = at.saturating_duration_since(a.started);
+                    self.live.metrics.observe_live(LiveTiming::FirstSegment, took);
+                    let delay = took.as_secs_f64();
                     info!(delay_secs = delay, "first processed segment");
                     self.set_status(|g| g.first_segment_delay_secs = Some(delay));
                 }
@@ -206,7 +220,13 @@ impl Driver {
                 self.set_status(|g| g.input_segments += 1);
             }
             Note::InputTaken => self.job.handle(now, Event::InputSegmentTaken),
-            Note::Paid(ok) => self.job.handle(now, Event::PaymentAnswered { ok }),
+            Note::Paid(ok) => {
+                Metrics::add(&self.live.metrics.live_payments_total, 1);
+                if !ok {
+                    Metrics::add(&self.live.metrics.live_payment_failures_total, 1);
+                }
+                self.job.handle(now, Event::PaymentAnswered { ok });
+            }
         }
     }
 
@@ -290,10 +310,11 @@ impl Driver {
             reply.publish_url.clone(),
             input_rx,
             self.notes_tx.clone(),
+            self.live.metrics.clone(),
         )));
         // The segment in progress goes to the new orchestrator from its start.
         for p in &self.current {
-            let _ = input_tx.send(p.clone());
+            let _ = input_tx.send((p.clone(), None));
         }
         let (out_tx, mut out_rx) = mpsc::unbounded_channel();
         tasks.push(tokio::spawn(super::output::read(
@@ -335,6 +356,7 @@ impl Driver {
     fn detach(&mut self, orch: OrchId, reason: DetachReason) {
         let Some(a) = self.attached.take().filter(|a| a.orch == orch) else { return };
         if reason != DetachReason::InputEnded {
+            Metrics::add(&self.live.metrics.live_swaps_total, 1);
             warn!(reason = reason.label(), manifest_id = %a.reply.manifest_id, "orchestrator given up");
             self.set_status(|g| {
                 g.swaps += 1;
@@ -385,11 +407,13 @@ fn refusal(e: NetError) -> StartRefusal {
 }
 
 /// Publishes the input: each segment into its own POST as its pieces come.
+#[allow(clippy::disallowed_methods)] // IO shell: hand-off times
 async fn input_task(
     client: TrickleClient,
     url: String,
-    mut pieces: mpsc::UnboundedReceiver<Piece>,
+    mut pieces: mpsc::UnboundedReceiver<(Piece, Option<Instant>)>,
     notes: mpsc::UnboundedSender<Note>,
+    metrics: Arc<Metrics>,
 ) {
     let mut publisher = match TricklePublisher::start(client, &url).await {
         Ok(p) => p,
@@ -407,7 +431,7 @@ async fn input_task(
             }
         });
     };
-    while let Some(p) = pieces.recv().await {
+    while let Some((p, cut_at)) = pieces.recv().await {
         match p {
             Piece::Bytes { seq, data } => {
                 if writer.as_ref().is_some_and(|(s, _)| *s != seq)
@@ -427,6 +451,9 @@ async fn input_task(
                     warn!("input segment cut off by the orchestrator");
                     let _ = notes.send(Note::EventsGone);
                     return;
+                }
+                if let Some(t) = cut_at {
+                    metrics.observe_live(LiveTiming::InputHandoff, t.elapsed());
                 }
             }
             Piece::End(_) => {

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use transport::trickle_http::TrickleHub;
 
 use crate::config::LiveConfig;
+use crate::metrics::Metrics;
 use crate::transcode::Transcoding;
 
 pub mod driver;
@@ -104,10 +105,87 @@ pub struct GatewayStatus {
     pub output_segments: u64,
     /// Seconds from the job start to its first output segment.
     pub first_segment_delay_secs: Option<f64>,
+    /// Per-frame round trip (input access unit received to the processed frame back),
+    /// over the last frames.
+    pub frame_latency: Option<FrameLatency>,
     /// The HLS playlist of the processed stream.
     pub hls_url: String,
     /// The gateway's trickle channel of the processed stream.
     pub trickle_url: String,
+}
+
+/// Round-trip quantiles over recent frames, milliseconds.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FrameLatency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// Frames measured.
+    pub frames: usize,
+}
+
+/// Frames measured for [`FrameLatency`].
+const LATENCY_WINDOW: usize = 600;
+/// Input frames remembered while waiting for their processed copy.
+const FRAMES_IN_FLIGHT: usize = 600;
+
+/// When each input video frame arrived, by PTS, until its processed copy comes back (the
+/// runner keeps the input's PTS), and the round trips of the last frames.
+#[derive(Default)]
+pub struct FrameClock {
+    inner: std::sync::Mutex<FrameClockInner>,
+}
+
+#[derive(Default)]
+struct FrameClockInner {
+    received: std::collections::VecDeque<(i64, std::time::Instant)>,
+    recent: std::collections::VecDeque<f64>,
+}
+
+impl FrameClock {
+    /// An input video frame with PTS `pts` (90 kHz ticks) arrived at `at`.
+    pub fn input(&self, pts: i64, at: std::time::Instant) {
+        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if i.received.len() >= FRAMES_IN_FLIGHT {
+            i.received.pop_front();
+        }
+        i.received.push_back((pts, at));
+    }
+
+    /// The processed frame with PTS `pts` came back at `at`: its round trip, if its input
+    /// is remembered. Older inputs are forgotten (dropped by the runner).
+    pub fn output(&self, pts: i64, at: std::time::Instant) -> Option<std::time::Duration> {
+        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        while i.received.front().is_some_and(|(p, _)| *p < pts) {
+            i.received.pop_front();
+        }
+        let (p, t) = *i.received.front()?;
+        if p != pts {
+            return None;
+        }
+        i.received.pop_front();
+        let took = at.saturating_duration_since(t);
+        if i.recent.len() >= LATENCY_WINDOW {
+            i.recent.pop_front();
+        }
+        i.recent.push_back(took.as_secs_f64() * 1000.0);
+        Some(took)
+    }
+
+    /// Quantiles of the recent round trips.
+    pub fn latency(&self) -> Option<FrameLatency> {
+        let i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<f64> = i.recent.iter().copied().collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        Some(FrameLatency { p50_ms: q(0.5), p99_ms: q(0.99), max_ms: v[v.len() - 1], frames: v.len() })
+    }
 }
 
 /// What `/status` shows: the runner's last status event and the gateway's state.
@@ -134,8 +212,8 @@ impl LiveStatus {
 /// What the stream task sends the live driver.
 #[derive(Debug)]
 pub enum Input {
-    /// Bytes of the input, as the cutter hands them out.
-    Piece(Piece),
+    /// Bytes of the input, as the cutter hands them out, and when.
+    Piece(Piece, std::time::Instant),
     /// The publisher left.
     End,
 }
@@ -146,12 +224,19 @@ pub struct LiveStream {
     input: mpsc::UnboundedSender<Input>,
     control: mpsc::UnboundedSender<Bytes>,
     status: watch::Receiver<LiveStatus>,
+    frames: Arc<FrameClock>,
 }
 
 impl LiveStream {
     /// Hands the driver cut input.
     pub fn send(&self, input: Input) {
         let _ = self.input.send(input);
+    }
+
+    /// An input video frame with PTS `pts` (90 kHz ticks) arrived now.
+    #[allow(clippy::disallowed_methods)] // IO shell: arrival time
+    pub fn frame_in(&self, pts: i64) {
+        self.frames.input(pts, std::time::Instant::now());
     }
 
     /// Queues a control message (new params) for the runner.
@@ -161,7 +246,9 @@ impl LiveStream {
 
     /// The current status.
     pub fn status(&self) -> LiveStatus {
-        self.status.borrow().clone()
+        let mut s = self.status.borrow().clone();
+        s.gateway.frame_latency = self.frames.latency();
+        s
     }
 }
 
@@ -170,6 +257,7 @@ pub struct Live {
     transcoding: Arc<Transcoding>,
     hub: Arc<TrickleHub>,
     config: LiveConfig,
+    metrics: Arc<Metrics>,
     /// The gateway's public HTTP base (for the URLs in `/status`).
     http_base: String,
 }
@@ -180,9 +268,10 @@ impl Live {
         transcoding: Arc<Transcoding>,
         hub: Arc<TrickleHub>,
         config: LiveConfig,
+        metrics: Arc<Metrics>,
         http_base: String,
     ) -> Arc<Self> {
-        Arc::new(Live { transcoding, hub, config, http_base })
+        Arc::new(Live { transcoding, hub, config, metrics, http_base })
     }
 
     /// The settings.
@@ -207,12 +296,14 @@ impl Live {
             ..Default::default()
         };
         let (status_tx, status) = watch::channel(LiveStatus { runner: None, gateway });
-        let d = driver::Driver::new(self.clone(), id, request, output, status_tx);
+        let frames = Arc::new(FrameClock::default());
+        Metrics::add(&self.metrics.live_streams_total, 1);
+        let d = driver::Driver::new(self.clone(), id, request, output, status_tx, frames.clone());
         tokio::spawn(tracing::Instrument::instrument(
             d.run(input_rx, control_rx),
             tracing::info_span!(parent: None, "live", stream_id = %id),
         ));
-        LiveStream { input, control, status }
+        LiveStream { input, control, status, frames }
     }
 }
 
@@ -233,6 +324,26 @@ mod tests {
         assert!(matches!(parse_query("live", "abc?pipeline=x&params=[1]"), Err(LiveRequestError::Params(_))));
         assert_eq!(parse_query("live", "abc?pipeline="), Err(LiveRequestError::Pipeline));
         assert_eq!(parse_query("live", "abc?pipeline=a%20b"), Err(LiveRequestError::Pipeline));
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one real instant as the epoch
+    fn frame_clock_matches_outputs_to_inputs_by_pts() {
+        use std::time::{Duration, Instant};
+        let c = FrameClock::default();
+        let t0 = Instant::now();
+        for n in 0..10i64 {
+            c.input(n * 3000, t0 + Duration::from_millis(n as u64 * 33));
+        }
+        // Frame 2 was dropped by the runner; 0, 1 and 3 come back 100 ms after they went in.
+        for n in [0i64, 1, 3] {
+            let back = t0 + Duration::from_millis(n as u64 * 33 + 100);
+            assert_eq!(c.output(n * 3000, back), Some(Duration::from_millis(100)));
+        }
+        assert_eq!(c.output(2 * 3000, t0), None, "forgotten once a later frame came back");
+        assert_eq!(c.output(12_345, t0), None, "not an input PTS");
+        let l = c.latency().unwrap();
+        assert_eq!((l.p50_ms, l.p99_ms, l.frames), (100.0, 100.0, 3));
     }
 
     #[test]

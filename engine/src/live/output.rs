@@ -29,12 +29,22 @@ pub struct OutputSink {
     held: Vec<AccessUnit>,
     /// The gateway channel's segment being written.
     open: Option<u64>,
+    /// Input frames' arrival times, for the round trip.
+    frames: Arc<super::FrameClock>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl OutputSink {
     /// A sink writing channel `channel` of `hub` and the HLS stream `output`, cut at
     /// `segment_secs`.
-    pub fn new(hub: Arc<TrickleHub>, channel: String, output: Arc<RwLock<StreamOutput>>, segment_secs: f64) -> Self {
+    pub fn new(
+        hub: Arc<TrickleHub>,
+        channel: String,
+        output: Arc<RwLock<StreamOutput>>,
+        segment_secs: f64,
+        frames: Arc<super::FrameClock>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let target = MediaTime::from_secs_f64(segment_secs, Timescale::MPEG);
         let _ = hub.create(&channel, "video/MP2T");
         OutputSink {
@@ -46,6 +56,8 @@ impl OutputSink {
             configured: false,
             held: Vec::new(),
             open: None,
+            frames,
+            metrics,
         }
     }
 
@@ -85,7 +97,13 @@ impl OutputSink {
         }
     }
 
+    #[allow(clippy::disallowed_methods)] // IO shell: when the frame came back
     fn feed(&mut self, au: AccessUnit) {
+        if au.track == media::TrackKind::Video
+            && let Some(took) = self.frames.output(au.pts.rescale(Timescale::MPEG).ticks(), Instant::now())
+        {
+            self.metrics.observe_live(crate::metrics::LiveTiming::RoundTrip, took);
+        }
         if self.configured {
             self.cutter.handle_access_unit(&au);
             return;
@@ -137,6 +155,7 @@ pub enum OutputEvent {
 
 /// Reads `url` (from the current segment, for the fastest first frame) into `sink` until
 /// the channel ends; reports each segment and the end on `events`.
+#[allow(clippy::disallowed_methods)] // IO shell: arrival times
 pub async fn read(
     client: TrickleClient,
     url: String,
@@ -161,7 +180,12 @@ pub async fn read(
         sink.lock().unwrap_or_else(|e| e.into_inner()).begin_segment();
         loop {
             match seg.chunk().await {
-                Ok(Some(c)) => sink.lock().unwrap_or_else(|e| e.into_inner()).chunk(c),
+                Ok(Some(c)) => {
+                    let at = Instant::now();
+                    let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    s.chunk(c);
+                    s.metrics.observe_live(crate::metrics::LiveTiming::OutputHandoff, at.elapsed());
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "output segment cut short");

@@ -201,6 +201,8 @@ pub struct Segmenter {
     pieces: VecDeque<Piece>,
     /// Bytes of the open segment handed out so far (streaming mode).
     streamed: usize,
+    /// Tracks the next segment declares up front (streaming mode, timeline start).
+    declare_next: Option<TsTracks>,
 }
 
 /// What a streaming cutter ([`Segmenter::streaming`]) hands out, in order: each segment's
@@ -268,14 +270,17 @@ impl Segmenter {
             streaming: false,
             pieces: VecDeque::new(),
             streamed: 0,
+            declare_next: None,
         }
     }
 
     /// Streaming mode: each segment's bytes are handed out by [`Segmenter::poll_piece`] as
     /// they are written (for a trickle POST that must carry a segment while it is being
-    /// cut) instead of whole by [`Segmenter::poll_segment`]. A timeline's first segment
-    /// still waits until it closes (its tracks are declared from what it carries); later
-    /// ones stream from their first access unit.
+    /// cut) instead of whole by [`Segmenter::poll_segment`]. Every segment streams from its
+    /// first access unit: a timeline's first one declares the tracks the publisher
+    /// announced ([`Segmenter::handle_tracks`]) instead of waiting to see which carry
+    /// media, so a track announced but never sent is declared empty. Without announced
+    /// video, the first segment waits until it closes, as in whole-segment mode.
     pub fn streaming(mut self) -> Self {
         self.streaming = true;
         self

@@ -3,6 +3,7 @@
 use media::{AccessUnit, MediaTime, Timescale, TrackKind};
 
 use super::{AUDIO_HOLD, AUDIO_LEAD_TOLERANCE, Segmenter};
+use crate::ts::mux::TsTracks;
 
 impl Segmenter {
     /// The timeline began with audio before the video configuration arrived (encoders
@@ -50,7 +51,13 @@ impl Segmenter {
             self.stats.audio_dropped_before_keyframe += before as u64;
             held.retain(|a| a.pts.rescale(Timescale::MPEG) >= from);
             let start = held.first().map_or(pts, |a| a.pts.rescale(Timescale::MPEG).min(pts));
-            self.open_segment(start, true, true, true);
+            // Streaming: the tracks the publisher announced are declared at once, so the
+            // timeline's first segment streams too instead of waiting to close.
+            let declare = self.streaming && self.tracks.video.is_some();
+            if declare {
+                self.declare_next = Some(TsTracks { video: true, audio: self.tracks.audio.is_some() });
+            }
+            self.open_segment(start, true, true, !declare);
             self.write(au, 0, pts);
             for a in &held {
                 self.write(a, 1, a.pts.rescale(Timescale::MPEG));

@@ -63,7 +63,8 @@ impl Segmenter {
     /// PMT.
     pub(super) fn open_segment(&mut self, start: MediaTime, independent: bool, video_led: bool, probing: bool) {
         debug_assert!(self.open.is_none(), "a segment is still open");
-        let probing = probing || self.muxer.is_none();
+        let declare = self.declare_next.take();
+        let probing = probing || (self.muxer.is_none() && declare.is_none());
         self.open = Some(Open {
             seq: self.next_seq,
             start,
@@ -76,7 +77,7 @@ impl Segmenter {
         self.discontinuity_pending = false;
         self.end = None;
         if !probing {
-            self.begin_bytes(None);
+            self.begin_bytes(declare);
             self.stream_out(self.next_seq - 1);
         }
     }

@@ -3,9 +3,11 @@
 //! both directions through the gateway's `/ai/trickle/`, byte-equal per segment; a late
 //! SDK subscriber catching up after the segments it asked for left the ring; and
 //! `pytrickle` 0.1.6, including the back-to-back publishing that sends several POSTs to
-//! one seq.
+//! one seq; and the SDK's live video-to-video client running a job on `sluice
+//! orchestrator` (`interop/lv2v_sdk.py`).
 
 mod common;
+use common::OrchestratorProcess;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -184,4 +186,36 @@ async fn pytrickle_publisher_paced_and_back_to_back() {
     assert_eq!(all.len(), want.len(), "seqs: {:?}", got.iter().map(|(s, b)| (s, b.len())).collect::<Vec<_>>());
     assert!(all == want, "the channel's bytes in order");
     gw.shutdown().await;
+}
+
+/// The official Python SDK's live video-to-video client against `sluice orchestrator`:
+/// `start_lv2v` (gRPC over TLS, off-chain credentials, `POST /live-video-to-video`), its
+/// `MediaPublish` encoder into the input channel, `MediaOutput` decoding the processed
+/// frames, `Control` switching the effect, `Events` and its payment sender
+/// (`POST /payment`). Every frame comes back; negated, then plain after the switch.
+#[tokio::test]
+async fn sdk_live_video_to_video_job_against_sluice_orchestrator() {
+    if !python().exists() {
+        eprintln!("skipped: {} missing (scripts/setup.sh installs it)", python().display());
+        return;
+    }
+    let orch = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let out = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lv2v_sdk.py"))
+        .args([orch.uri.as_str(), "negate"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("SDK client finishes").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|_| panic!("a JSON line; stderr:\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{v}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    assert!(v["frames_in"].as_u64().unwrap() >= 150 && v["frames_out"] == v["frames_in"], "{v}");
+    assert!(v["luma_out_first"][0].as_f64().unwrap() > 180.0, "negated first: {v}");
+    assert!(v["luma_out_last"][0].as_f64().unwrap() < 75.0, "plain after the switch: {v}");
+    assert_eq!(v["status_event"]["event"]["inference_status"]["last_params"]["effect"], "noop");
+    assert!(v["payments"].as_u64().unwrap() >= 1);
+    assert!(orch.status().await["live_payments"].as_u64().unwrap() >= 1, "the orchestrator counted the payment");
 }

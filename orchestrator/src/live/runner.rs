@@ -112,13 +112,29 @@ async fn input_loop(
     let mut sub = TrickleSubscriber::new(client, url, -2);
     let mut demux = TsDemuxer::new();
     let mut first = true;
+    let route = |demux: &mut TsDemuxer| {
+        while let Some(r) = demux.poll() {
+            let Ok(au) = r else { continue };
+            match au.track {
+                TrackKind::Video => {
+                    progress.lock().unwrap_or_else(|p| p.into_inner()).frames_in += 1;
+                    if let Err(e) = pipeline.push(&au) {
+                        tracing::warn!(error = %e, "frame refused by the pipeline");
+                    }
+                }
+                TrackKind::Audio => {
+                    let _ = audio.send(au);
+                }
+            }
+        }
+    };
     loop {
         let mut seg = match sub.next_segment().await {
             Ok(Some(s)) => s,
-            Ok(None) => return,
+            Ok(None) => break,
             Err(e) => {
                 tracing::info!(error = %e, "input subscription ended");
-                return;
+                break;
             }
         };
         if first {
@@ -127,22 +143,12 @@ async fn input_loop(
         }
         while let Ok(Some(chunk)) = seg.chunk().await {
             demux.push(&chunk);
-            while let Some(r) = demux.poll() {
-                let Ok(au) = r else { continue };
-                match au.track {
-                    TrackKind::Video => {
-                        progress.lock().unwrap_or_else(|p| p.into_inner()).frames_in += 1;
-                        if let Err(e) = pipeline.push(&au) {
-                            tracing::warn!(error = %e, "frame refused by the pipeline");
-                        }
-                    }
-                    TrackKind::Audio => {
-                        let _ = audio.send(au);
-                    }
-                }
-            }
+            route(&mut demux);
         }
     }
+    // The input ended: its last frame is still in the demuxer, waiting for a next PES.
+    demux.flush();
+    route(&mut demux);
 }
 
 /// Cuts the processed video (and the input's audio, interleaved by time) into MPEG-TS

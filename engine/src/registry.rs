@@ -156,6 +156,14 @@ impl Registry {
         out
     }
 
+    /// Disconnects stream `id`'s publisher, logging `reason`.
+    pub fn kick(&self, id: &str, reason: String) {
+        if let Some(k) = self.lock().get_mut(id).and_then(|h| h.kick.take()) {
+            warn!(stream_id = %id, %reason, "publisher disconnected");
+            let _ = k.send("live AI ended");
+        }
+    }
+
     /// Ends every stream's publisher (shutdown). Streams flush and mark their playlists
     /// ended as their publishers go.
     pub fn kick_all(&self) {
@@ -335,9 +343,16 @@ impl Registry {
             let out_id = format!("{id}-out");
             let (out_handle, out) = self.output_stream(&out_id);
             streams.insert(out_id, out_handle);
+            let weak = Arc::downgrade(self);
+            let kick_id = id.clone();
+            let on_failure: Box<dyn Fn(String) + Send> = Box::new(move |reason: String| {
+                if let Some(r) = weak.upgrade() {
+                    r.kick(&kick_id, reason);
+                }
+            });
             let stream = {
                 let _main = self.runtime.enter();
-                l.start_stream(&id, request, out)
+                l.start_stream(&id, request, out, on_failure)
             };
             streams.insert(id.clone(), self.spawn_stream(&id, Some(stream)));
         }

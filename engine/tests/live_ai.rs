@@ -236,3 +236,49 @@ async fn a_killed_orchestrator_is_swapped_and_output_resumes_within_3_s() {
     assert!(resumed < Duration::from_secs(3), "output resumed after {resumed:?}");
     let _ = ff.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_pipelines_end_with_a_reason_and_a_returning_publisher_restarts_the_job() {
+    if !have("ffmpeg", "-version") || !have("gst-inspect-1.0", "--version") {
+        eprintln!("skipped: ffmpeg or GStreamer missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let orch = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let gw = gateway_with(|c| c.orchestrators.orch_addr = orch.uri.clone()).await;
+    poll_until(20, || async { http_get(gw.cli_addr, "/orchestrators").await.text().contains("negate") }).await;
+    let status = |id: &'static str| {
+        let addr = gw.http_addr;
+        async move {
+            let r = http_get(addr, &format!("/live/video-to-video/{id}/status")).await;
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default()
+        }
+    };
+
+    // No orchestrator serves this model: the stream's AI side ends with the reason and
+    // the publisher is disconnected, long before its input would have ended.
+    let started = Instant::now();
+    let mut ff = publish(&format!("{}?pipeline=sd-turbo", rtmp_url(&gw, "nope")), 20);
+    let exit = tokio::time::timeout(Duration::from_secs(10), ff.wait()).await.expect("publisher disconnected");
+    assert!(!exit.unwrap().success(), "ffmpeg sees its connection closed");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let s = status("nope").await;
+    assert_eq!(s["gateway_status"]["state"], "ended", "{s}");
+    assert!(s["gateway_status"]["error"].as_str().unwrap().contains("no orchestrator"), "{s}");
+
+    // A publisher that leaves and comes back within the grace period gets a new job.
+    let mut first = publish(&format!("{}?pipeline=negate", rtmp_url(&gw, "cam")), 3);
+    let _ = first.wait().await;
+    poll_until(10, || async { status("cam").await["gateway_status"]["state"] == "ended" }).await;
+    let before = status("cam").await["gateway_status"]["output_segments"].as_u64().unwrap();
+    assert!(before >= 1, "the first session produced output");
+    let mut second = publish(&format!("{}?pipeline=negate", rtmp_url(&gw, "cam")), 3);
+    poll_until(10, || async {
+        let s = status("cam").await;
+        s["gateway_status"]["state"] == "running" && s["gateway_status"]["output_segments"].as_u64() > Some(before)
+    })
+    .await;
+    let _ = second.wait().await;
+    let pl = wait_ended(&gw, "cam-out").await;
+    assert!(pl.segments.iter().any(|s| s.discontinuity), "the second session continues the playlist after a break");
+    drop(orch);
+}

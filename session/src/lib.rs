@@ -14,6 +14,8 @@
 //! * [`report`]: what the manager reports for metrics, pool statistics and the status JSON.
 //! * [`live`]: [`live::LiveJob`], one live video-to-video stream's starts, watchdogs,
 //!   swaps and payment schedule (live spec §2.2–§2.5).
+//! * [`signer`]: the remote signer's answers (`/sign-orchestrator-info`,
+//!   `/generate-live-payment`, spec §6), served by `sluice signer`.
 //!
 //! Nothing here reads the clock (`clippy.toml` bans it) or touches a socket; the
 //! simulated fault matrix in `tests/fault_matrix.rs` drives a manager with virtual time.
@@ -28,6 +30,7 @@ pub mod payment;
 pub mod pool;
 pub mod report;
 pub mod selector;
+pub mod signer;
 
 pub use manager::{Action, Event, JobId, JobOutcome, LinkConfig, OpId, SegmentJob, SegmentJobs, SessionKey};
 pub use pool::{OrchId, OrchestratorPool};

@@ -13,9 +13,12 @@
 //!   next orchestrator without suspending one for capacity; all within a deadline.
 //! * Watchdogs while attached: no output segment for `output_timeout` *while input is
 //!   recent* (an orchestrator is never blamed for a publisher that stopped); no event for
-//!   `events_timeout`; `max_in_flight` input segments sent and not yet taken (a slow
-//!   orchestrator); the output or control channel gone. Each detaches the orchestrator
-//!   (suspending it, except when its channel simply ended) and starts on another.
+//!   `events_timeout`; a segment starting while `max_in_flight` are still not taken (a
+//!   slow orchestrator, go-livepeer's `SlowOrchChecker`); a channel of the job gone. Each
+//!   detaches the orchestrator, suspends it, and starts on another.
+//! * Payments refused: go-livepeer only logs them (and the orchestrator ends the job when
+//!   its balance runs out). Here `max_payment_refusals` in a row detach the orchestrator
+//!   with a clear reason, without suspending it (the fault may be the payer's).
 //! * Swaps chain: a swap within `swap_window` of the previous one extends the chain, a
 //!   later one starts a new chain; a chain longer than `max_swaps` ends the stream
 //!   ("too many swaps"). This is go-livepeer's `checkSwap`, not a sliding window.
@@ -46,6 +49,8 @@ pub struct LiveConfig {
     pub max_swaps: usize,
     /// At most one payment per this (go: `-livePaymentInterval`, 5 s).
     pub payment_interval: Duration,
+    /// Payments refused in a row before the orchestrator is given up.
+    pub max_payment_refusals: u32,
 }
 
 impl Default for LiveConfig {
@@ -53,13 +58,14 @@ impl Default for LiveConfig {
         LiveConfig {
             start_tries: 20,
             tries_per_orchestrator: 3,
-            start_deadline: Duration::from_secs(10),
+            start_deadline: Duration::from_secs(30),
             output_timeout: Duration::from_secs(30),
             events_timeout: Duration::from_secs(30),
             max_in_flight: 3,
             swap_window: Duration::from_secs(180),
             max_swaps: 2,
             payment_interval: Duration::from_secs(5),
+            max_payment_refusals: 3,
         }
     }
 }
@@ -89,9 +95,9 @@ pub enum DetachReason {
     NoEvents,
     /// Too many input segments in flight.
     Slow,
-    /// Its output or control channel ended (trickle 404 or closed).
+    /// A channel of its job ended or failed (trickle 404, closed, connection lost).
     ChannelGone,
-    /// A payment was refused.
+    /// Payments were refused, several in a row.
     PaymentRefused,
     /// The input ended; the stream is over.
     InputEnded,
@@ -100,7 +106,7 @@ pub enum DetachReason {
 impl DetachReason {
     /// The orchestrator is to blame (it is suspended).
     pub fn penalize(self) -> bool {
-        matches!(self, DetachReason::NoOutput | DetachReason::NoEvents | DetachReason::Slow)
+        matches!(self, DetachReason::NoOutput | DetachReason::NoEvents | DetachReason::Slow | DetachReason::ChannelGone)
     }
 
     /// A short label for logs and metrics.
@@ -225,6 +231,7 @@ enum State {
         in_flight: usize,
         next_payment: Instant,
         input_since_payment: bool,
+        refusals: u32,
     },
     Ended,
 }
@@ -347,10 +354,11 @@ impl LiveJob {
             Event::InputSegmentSent => {
                 self.last_input = Some(now);
                 if let State::Attached { in_flight, input_since_payment, .. } = &mut self.state {
-                    *in_flight += 1;
                     *input_since_payment = true;
                     if *in_flight >= self.config.max_in_flight {
                         self.detach(now, DetachReason::Slow);
+                    } else {
+                        *in_flight += 1;
                     }
                 }
             }
@@ -375,8 +383,11 @@ impl LiveJob {
                 }
             }
             Event::PaymentAnswered { ok } => {
-                if !ok && matches!(self.state, State::Attached { .. }) {
-                    self.detach(now, DetachReason::PaymentRefused);
+                if let State::Attached { refusals, .. } = &mut self.state {
+                    *refusals = if ok { 0 } else { *refusals + 1 };
+                    if *refusals >= self.config.max_payment_refusals {
+                        self.detach(now, DetachReason::PaymentRefused);
+                    }
                 }
             }
             Event::StartAnswered { attempt: a, result } => self.start_answered(now, a, result),
@@ -403,6 +414,7 @@ impl LiveJob {
                     in_flight: 0,
                     next_payment: now + self.config.payment_interval,
                     input_since_payment: false,
+                    refusals: 0,
                 };
                 self.actions.push_back(Action::Attached { orch, swap });
             }
@@ -567,7 +579,7 @@ mod tests {
         j.start(t0, vec![A]);
         started(&mut j);
         assert_eq!(j.poll_timeout(), Some(t0 + LiveConfig::default().start_deadline));
-        j.handle_timeout(t0 + Duration::from_secs(11));
+        j.handle_timeout(t0 + Duration::from_secs(31));
         assert!(matches!(drain(&mut j).as_slice(), [Action::Ended(EndReason::NoOrchestrator(_))]));
     }
 
@@ -610,9 +622,15 @@ mod tests {
         let t0 = Instant::now();
         let mut j = LiveJob::new(LiveConfig::default());
         attach(&mut j, t0, vec![A]);
+        // Three segments in flight are allowed; a fourth starting while they are is not.
         for _ in 0..3 {
             j.handle(t0, Event::InputSegmentSent);
         }
+        assert!(drain(&mut j).is_empty());
+        j.handle(t0, Event::InputSegmentTaken);
+        j.handle(t0, Event::InputSegmentSent);
+        assert!(drain(&mut j).is_empty(), "one was taken: three in flight again");
+        j.handle(t0, Event::InputSegmentSent);
         assert_eq!(
             drain(&mut j),
             vec![Action::Detach { orch: A, reason: DetachReason::Slow }, Action::Suspend { orch: A }]
@@ -620,11 +638,15 @@ mod tests {
         attach(&mut j, t0, vec![B]);
         j.handle_timeout(t0 + Duration::from_secs(30));
         assert!(drain(&mut j).contains(&Action::Detach { orch: B, reason: DetachReason::NoEvents }));
-        // A channel that ends is not the orchestrator's fault: no suspension.
+        // A channel of the job gone (a crashed orchestrator): detached and suspended, so
+        // the next start tries another one first.
         let mut j = LiveJob::new(LiveConfig::default());
         attach(&mut j, t0, vec![C]);
         j.handle(t0, Event::ChannelGone);
-        assert_eq!(drain(&mut j), vec![Action::Detach { orch: C, reason: DetachReason::ChannelGone }]);
+        assert_eq!(
+            drain(&mut j),
+            vec![Action::Detach { orch: C, reason: DetachReason::ChannelGone }, Action::Suspend { orch: C }]
+        );
     }
 
     #[test]
@@ -635,7 +657,8 @@ mod tests {
             let t = t0 + Duration::from_secs(secs);
             attach(j, t, vec![A]);
             j.handle(t, Event::ChannelGone);
-            drain(j)
+            let acts = drain(j);
+            acts.into_iter().filter(|a| !matches!(a, Action::Suspend { .. })).collect::<Vec<_>>()
         };
         // Swaps at 0, 170 and 340 s: each within 3 min of the previous, so one chain of
         // three, although no 3-minute window holds more than two. The third ends it.
@@ -669,6 +692,11 @@ mod tests {
             pays += drain(&mut j).iter().filter(|a| matches!(a, Action::Pay { .. })).count();
         }
         assert_eq!(pays, 3, "at 5, 10 and 15 s (input until 12 s), none after");
+        // Refusals are tolerated (go-livepeer only logs them) until three in a row.
+        for ok in [false, false, true, false, false] {
+            j.handle(t0, Event::PaymentAnswered { ok });
+        }
+        assert!(drain(&mut j).is_empty(), "an accepted payment resets the count");
         j.handle(t0, Event::PaymentAnswered { ok: false });
         assert_eq!(drain(&mut j), vec![Action::Detach { orch: A, reason: DetachReason::PaymentRefused }]);
     }

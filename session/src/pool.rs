@@ -329,6 +329,12 @@ impl OrchestratorPool {
         self.with(id, |o| o.live_models = models);
     }
 
+    /// True once every orchestrator has answered (or failed) a discovery round: what
+    /// they offer is known.
+    pub fn all_discovered(&self) -> bool {
+        self.lock().iter().all(|o| o.discovery_ms.is_some() || o.failures_in_row > 0)
+    }
+
     /// The orchestrators offering live video-to-video with `model` and usable now: warm
     /// ones first, each group in the selector's order (spec live §2.2).
     pub fn live_candidates(&self, model: &str, now: Instant) -> Vec<OrchId> {

@@ -201,6 +201,22 @@ impl TicketSender {
         Ok(())
     }
 
+    /// The nonce of the last ticket signed under the current params (0 before any).
+    pub fn nonce(&self) -> u32 {
+        self.active.as_ref().map_or(0, |a| a.nonce)
+    }
+
+    /// Continues the current params' nonces after `nonce` (a sender restored from state
+    /// kept elsewhere, as a remote signer's caller keeps it). Never goes back.
+    pub fn resume_nonce(&mut self, nonce: u32) {
+        if let Some(a) = self.active.as_mut()
+            && nonce > a.nonce
+        {
+            a.nonce = nonce;
+            self.presigned.clear();
+        }
+    }
+
     /// Expected value of one ticket under the current params (zero without params).
     pub fn ticket_ev(&self) -> BigRational {
         match &self.active {

@@ -15,7 +15,7 @@ use segmenter::Piece;
 use session::live::{Action, Attempt, DetachReason, Event, LiveConfig as JobConfig, LiveJob, StartRefusal};
 use session::pool::OrchId;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 use transport::client::NetError;
 use transport::live::{StartReply, StartRequest, offchain_seg_data};
@@ -38,23 +38,41 @@ const MAX_EVENT: usize = 1 << 20;
 
 /// What the driver's helper tasks report.
 enum Note {
-    Started { attempt: Attempt, result: Result<Box<(OrchestratorInfo, StartReply)>, StartRefusal> },
+    Started {
+        attempt: Attempt,
+        result: Result<Box<(OrchestratorInfo, StartReply)>, StartRefusal>,
+    },
     Output(OutputEvent),
     RunnerEvent(serde_json::Value),
-    EventsGone,
-    InputSent,
+    /// A channel of the job ended or failed.
+    ChannelGone(&'static str),
     InputTaken,
-    Paid(bool),
+    /// A payment's outcome, with fresh info when the auth token was renewed for it.
+    Paid(bool, Option<Box<OrchestratorInfo>>),
 }
+
+/// A note from the helper tasks of attachment `.0` (notes of an attachment given up
+/// are dropped: a late answer from the old orchestrator must not count against the new).
+type Tagged = (u64, Note);
+
+/// How long before its expiry an auth token is renewed (tokens last 30 min).
+const TOKEN_RENEWAL: Duration = Duration::from_secs(120);
+/// A publish that comes before discovery has seen an orchestrator with the model waits
+/// this long for one.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(15);
 
 /// The running job's IO.
 struct Attachment {
+    /// Tags this attachment's notes.
+    generation: u64,
     orch: OrchId,
     info: OrchestratorInfo,
     reply: StartReply,
     input: mpsc::UnboundedSender<(Piece, Option<Instant>)>,
-    control: mpsc::UnboundedSender<Bytes>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The latest `/update`, for the control task.
+    control: watch::Sender<Option<Bytes>>,
+    /// Its helper tasks: dropped (aborted) with it.
+    tasks: JoinSet<()>,
     started: Instant,
     first_output: bool,
 }
@@ -67,14 +85,22 @@ pub(crate) struct Driver {
     client: TrickleClient,
     sink: Arc<Mutex<OutputSink>>,
     status: watch::Sender<LiveStatus>,
-    notes_tx: mpsc::UnboundedSender<Note>,
-    notes: mpsc::UnboundedReceiver<Note>,
+    notes_tx: mpsc::UnboundedSender<Tagged>,
+    notes: mpsc::UnboundedReceiver<Tagged>,
+    generation: u64,
+    /// Called when the AI side ends in failure: the publisher is disconnected (spec §2.5).
+    on_failure: Box<dyn Fn(String) + Send>,
+    /// When the stream asked for candidates first (discovery may not have run yet).
+    waiting_since: Option<Instant>,
+    /// The segment in progress at the orchestrator, for in-flight counting.
+    sending: Option<u64>,
     starting: HashMap<u64, (OrchestratorInfo, StartReply)>,
     attached: Option<Attachment>,
     /// The input segment in progress, for a replay after a swap.
     current: Vec<Piece>,
     /// The latest `/update` (sent to each orchestrator on attach).
     last_update: Option<Bytes>,
+    cfg: JobConfig,
 }
 
 impl Driver {
@@ -85,11 +111,13 @@ impl Driver {
         output: Arc<RwLock<crate::output::StreamOutput>>,
         status: watch::Sender<LiveStatus>,
         frames: Arc<super::FrameClock>,
+        on_failure: Box<dyn Fn(String) + Send>,
     ) -> Self {
         let cfg = JobConfig {
             output_timeout: Duration::from_secs_f64(live.config.live_output_timeout),
             ..JobConfig::default()
         };
+        let job = LiveJob::new(cfg.clone());
         let sink = OutputSink::new(
             live.hub.clone(),
             format!("{id}-out"),
@@ -102,17 +130,29 @@ impl Driver {
         Driver {
             id: id.to_owned(),
             request,
-            job: LiveJob::new(cfg),
+            job,
             client: TrickleClient::new(CertPolicy::AcceptAny),
             sink: Arc::new(Mutex::new(sink)),
             status,
             notes_tx,
             notes,
+            generation: 0,
+            on_failure,
+            waiting_since: None,
+            sending: None,
             starting: HashMap::new(),
             attached: None,
             current: Vec::new(),
             last_update: None,
+            cfg,
             live,
+        }
+    }
+
+    fn tagger(&self, generation: u64) -> impl Fn(Note) + Send + Clone + 'static {
+        let tx = self.notes_tx.clone();
+        move |n| {
+            let _ = tx.send((generation, n));
         }
     }
 
@@ -120,48 +160,98 @@ impl Driver {
     pub(crate) async fn run(
         mut self,
         mut input: mpsc::UnboundedReceiver<Input>,
-        mut control: mpsc::UnboundedReceiver<Bytes>,
+        mut control: watch::Receiver<Option<Bytes>>,
     ) {
         info!(pipeline = %self.request.pipeline, "live AI stream");
+        let mut retry_at: Option<Instant> = None;
         loop {
             while let Some(a) = self.job.poll_action() {
                 self.perform(a);
             }
-            if self.job.ended() {
-                break;
-            }
-            if self.job.needs_candidates() {
+            if self.job.needs_candidates() && retry_at.is_none() {
                 let now = Instant::now();
                 let candidates = self.live.transcoding.pool().live_candidates(&self.request.pipeline, now);
-                self.set_status(|g| g.state = if g.swaps > 0 { "swapping" } else { "starting" });
-                self.job.start(now, candidates);
-                continue;
+                let since = *self.waiting_since.get_or_insert(now);
+                let pool = self.live.transcoding.pool();
+                if candidates.is_empty()
+                    && !pool.all_discovered()
+                    && now.saturating_duration_since(since) < DISCOVERY_WAIT
+                {
+                    // Discovery may not have seen an orchestrator with the model yet.
+                    retry_at = Some(now + Duration::from_millis(500));
+                } else {
+                    self.set_status(|g| g.state = if g.swaps > 0 { "swapping" } else { "starting" });
+                    self.job.start(now, candidates);
+                    continue;
+                }
             }
-            let deadline = self.job.poll_timeout();
+            let deadline = match (self.job.poll_timeout(), retry_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 i = input.recv() => match i {
-                    Some(Input::Piece(p, at)) => self.on_piece(p, at),
-                    Some(Input::End) | None => self.job.handle(Instant::now(), Event::InputEnded),
+                    Some(Input::Piece(p, at)) => {
+                        if self.job.ended() {
+                            // A publisher came back after the stream's AI side ended: a
+                            // fresh job (its swap chain starts over).
+                            info!("input again: live AI restarts");
+                            self.job = LiveJob::new(self.cfg.clone());
+                            self.waiting_since = None;
+                            self.sink.lock().unwrap_or_else(|e| e.into_inner()).reopen();
+                        }
+                        self.on_piece(p, at);
+                    }
+                    Some(Input::End) => self.job.handle(Instant::now(), Event::InputEnded),
+                    // The stream is gone for good.
+                    None => {
+                        self.job.handle(Instant::now(), Event::InputEnded);
+                        while let Some(a) = self.job.poll_action() {
+                            self.perform(a);
+                        }
+                        break;
+                    }
                 },
-                Some(c) = control.recv() => {
-                    self.last_update = Some(c.clone());
-                    if let Some(a) = &self.attached {
-                        let _ = a.control.send(c);
+                Ok(()) = control.changed() => {
+                    if let Some(c) = control.borrow_and_update().clone() {
+                        self.last_update = Some(c.clone());
+                        if let Some(a) = &self.attached {
+                            let _ = a.control.send_replace(Some(c));
+                        }
                     }
                 }
-                Some(n) = self.notes.recv() => self.on_note(n),
-                _ = sleep_until(deadline) => self.job.handle_timeout(Instant::now()),
+                Some((generation, n)) = self.notes.recv() => {
+                    if matches!(n, Note::Started { .. }) || self.attached.as_ref().is_some_and(|a| a.generation == generation) {
+                        self.on_note(n);
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    let now = Instant::now();
+                    if retry_at.is_some_and(|t| t <= now) {
+                        retry_at = None;
+                    }
+                    self.job.handle_timeout(now);
+                }
             }
         }
-        self.sink.lock().unwrap_or_else(|e| e.into_inner()).end();
-        info!("live AI stream ended");
+        info!("live AI stream removed");
     }
 
     fn set_status(&self, f: impl FnOnce(&mut super::GatewayStatus)) {
         self.status.send_modify(|s| f(&mut s.gateway));
     }
 
+    #[allow(clippy::disallowed_methods)] // IO shell: the job's clock
     fn on_piece(&mut self, p: Piece, at: Instant) {
+        if let Piece::Bytes { seq, .. } = &p
+            && self.attached.is_some()
+            && self.sending != Some(*seq)
+        {
+            // A segment begins at the orchestrator.
+            self.sending = Some(*seq);
+            self.job.handle(Instant::now(), Event::InputSegmentSent);
+            self.set_status(|g| g.input_segments += 1);
+        }
         match &p {
             Piece::Bytes { seq, .. } => {
                 if self.current.first().is_some_and(|f| !matches!(f, Piece::Bytes { seq: s, .. } if s == seq)) {
@@ -202,12 +292,14 @@ impl Driver {
                 }
                 self.set_status(|g| g.output_segments += 1);
             }
-            Note::Output(OutputEvent::Gone(why)) if self.attached.is_some() => {
+            Note::Output(OutputEvent::Gone(why)) => {
                 info!(%why, "orchestrator output ended");
                 self.job.handle(now, Event::ChannelGone);
             }
-            Note::EventsGone if self.attached.is_some() => self.job.handle(now, Event::ChannelGone),
-            Note::Output(OutputEvent::Gone(_)) | Note::EventsGone => {}
+            Note::ChannelGone(which) => {
+                info!(channel = which, "a channel of the job ended");
+                self.job.handle(now, Event::ChannelGone);
+            }
             Note::RunnerEvent(ev) => {
                 self.job.handle(now, Event::RunnerEvent);
                 let inner = ev.get("event").cloned().unwrap_or(ev);
@@ -215,15 +307,14 @@ impl Driver {
                     self.status.send_modify(|s| s.runner = Some(inner));
                 }
             }
-            Note::InputSent => {
-                self.job.handle(now, Event::InputSegmentSent);
-                self.set_status(|g| g.input_segments += 1);
-            }
             Note::InputTaken => self.job.handle(now, Event::InputSegmentTaken),
-            Note::Paid(ok) => {
+            Note::Paid(ok, info) => {
                 Metrics::add(&self.live.metrics.live_payments_total, 1);
                 if !ok {
                     Metrics::add(&self.live.metrics.live_payment_failures_total, 1);
+                }
+                if let (Some(info), Some(a)) = (info, self.attached.as_mut()) {
+                    a.info = *info;
                 }
                 self.job.handle(now, Event::PaymentAnswered { ok });
             }
@@ -239,26 +330,49 @@ impl Driver {
             Action::Suspend { orch } => {
                 self.live.transcoding.pool().failure(orch, FailureReason::Timeout, true, Instant::now());
             }
-            Action::Pay { orch: _ } => {
-                if let Some(a) = &self.attached {
-                    let net = self.live.transcoding.net().clone();
-                    let (transcoder, seg) = (a.info.transcoder.clone(), credentials(&a.info));
-                    let notes = self.notes_tx.clone();
-                    tokio::spawn(async move {
-                        let ok = net.live_payment(&transcoder, &seg, "", Duration::from_secs(5)).await;
-                        if let Err(e) = &ok {
-                            warn!(error = %e, "live payment failed");
-                        }
-                        let _ = notes.send(Note::Paid(ok.is_ok()));
-                    });
+            Action::Pay { orch } => {
+                let Some(a) = &self.attached else { return };
+                // go-livepeer pays nothing to an orchestrator that charges nothing.
+                if a.info.price_info.as_ref().is_none_or(|p| p.price_per_unit == 0) {
+                    return;
                 }
+                let net = self.live.transcoding.net().clone();
+                let info = a.info.clone();
+                let uri = self.live.transcoding.pool().address(orch).map(|u| u.to_string());
+                let req = self.live.transcoding.live_request(&self.request.pipeline);
+                let note = self.tagger(a.generation);
+                let Some(a) = self.attached.as_mut() else { return };
+                a.tasks.spawn(async move {
+                    // The auth token in the credentials lasts 30 min: renew it first.
+                    let expires = info.auth_token.as_ref().map_or(i64::MAX, |t| t.expiration);
+                    let renew = expires.saturating_sub(crate::live::unix_now()) < TOKEN_RENEWAL.as_secs() as i64;
+                    let fresh = match (renew, uri) {
+                        (true, Some(uri)) => net.get_orchestrator_within(&uri, req, START_TIMEOUT).await.ok(),
+                        _ => None,
+                    };
+                    let creds = credentials(fresh.as_ref().unwrap_or(&info));
+                    let ok = net.live_payment(&info.transcoder, &creds, "", START_TIMEOUT).await;
+                    if let Err(e) = &ok {
+                        warn!(error = %e, "live payment refused");
+                    }
+                    note(Note::Paid(ok.is_ok(), fresh.map(Box::new)));
+                });
             }
             Action::Ended(reason) => {
                 info!(%reason, "live AI job over");
+                // The processed playlist ends (and picks up again if the publisher returns).
+                self.sink.lock().unwrap_or_else(|e| e.into_inner()).end();
+                let failed = !matches!(reason, session::live::EndReason::InputEnded);
                 self.set_status(|g| {
                     g.state = "ended";
-                    g.error = Some(reason.to_string());
+                    if failed || g.error.is_none() {
+                        g.error = Some(reason.to_string());
+                    }
                 });
+                if failed {
+                    // The stream cannot be processed: its publisher is told so (§2.5).
+                    (self.on_failure)(format!("live AI ended: {reason}"));
+                }
             }
         }
     }
@@ -266,7 +380,8 @@ impl Driver {
     /// `GetOrchestrator` for a fresh auth token, then the job start (§2.2).
     fn start(&mut self, attempt: Attempt, orch: OrchId) {
         let Some(uri) = self.live.transcoding.pool().address(orch) else {
-            let _ = self.notes_tx.send(Note::Started { attempt, result: Err(StartRefusal::Other("unknown".into())) });
+            let _ =
+                self.notes_tx.send((0, Note::Started { attempt, result: Err(StartRefusal::Other("unknown".into())) }));
             return;
         };
         let net = self.live.transcoding.net().clone();
@@ -295,7 +410,14 @@ impl Driver {
             if let Err(e) = &result {
                 warn!(orchestrator = %uri, refusal = ?e, "live job start refused");
             }
-            let _ = notes.send(Note::Started { attempt, result });
+            if let Err(mpsc::error::SendError((_, Note::Started { result: Ok(started), .. }))) =
+                notes.send((0, Note::Started { attempt, result }))
+            {
+                // The stream ended meanwhile: end the job it no longer wants.
+                let client = TrickleClient::new(CertPolicy::AcceptAny);
+                let _ = client.close(&started.1.publish_url).await;
+                let _ = client.close(&started.1.control_url).await;
+            }
         });
     }
 
@@ -303,38 +425,39 @@ impl Driver {
     fn attach(&mut self, orch: OrchId, swap: bool) {
         let Some((info, reply)) = self.starting.drain().max_by_key(|(k, _)| *k).map(|(_, v)| v) else { return };
         info!(manifest_id = %reply.manifest_id, transcoder = %info.transcoder, swap, "live job running");
-        let mut tasks = Vec::new();
+        self.generation += 1;
+        let note = self.tagger(self.generation);
+        let mut tasks = JoinSet::new();
         let (input_tx, input_rx) = mpsc::unbounded_channel();
-        tasks.push(tokio::spawn(input_task(
+        tasks.spawn(input_task(
             self.client.clone(),
             reply.publish_url.clone(),
             input_rx,
-            self.notes_tx.clone(),
+            note.clone(),
             self.live.metrics.clone(),
-        )));
+        ));
         // The segment in progress goes to the new orchestrator from its start.
+        self.sending = None;
         for p in &self.current {
+            if let Piece::Bytes { seq, .. } = p
+                && self.sending != Some(*seq)
+            {
+                self.sending = Some(*seq);
+                self.job.handle(Instant::now(), Event::InputSegmentSent);
+            }
             let _ = input_tx.send((p.clone(), None));
         }
         let (out_tx, mut out_rx) = mpsc::unbounded_channel();
-        tasks.push(tokio::spawn(super::output::read(
-            self.client.clone(),
-            reply.subscribe_url.clone(),
-            self.sink.clone(),
-            out_tx,
-        )));
-        let notes = self.notes_tx.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(super::output::read(self.client.clone(), reply.subscribe_url.clone(), self.sink.clone(), out_tx));
+        let n = note.clone();
+        tasks.spawn(async move {
             while let Some(e) = out_rx.recv().await {
-                let _ = notes.send(Note::Output(e));
+                n(Note::Output(e));
             }
-        }));
-        tasks.push(tokio::spawn(events_task(self.client.clone(), reply.events_url.clone(), self.notes_tx.clone())));
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        if let Some(u) = &self.last_update {
-            let _ = control_tx.send(u.clone());
-        }
-        tasks.push(tokio::spawn(control_task(self.client.clone(), reply.control_url.clone(), control_rx)));
+        });
+        tasks.spawn(events_task(self.client.clone(), reply.events_url.clone(), note.clone()));
+        let (control_tx, control_rx) = watch::channel(self.last_update.clone());
+        tasks.spawn(control_task(self.client.clone(), reply.control_url.clone(), control_rx, note));
         let uri = self.live.transcoding.pool().address(orch).map(|u| u.to_string());
         self.set_status(|g| {
             g.state = "running";
@@ -342,6 +465,7 @@ impl Driver {
             g.manifest_id = Some(reply.manifest_id.clone());
         });
         self.attached = Some(Attachment {
+            generation: self.generation,
             orch,
             info,
             reply,
@@ -355,6 +479,7 @@ impl Driver {
 
     fn detach(&mut self, orch: OrchId, reason: DetachReason) {
         let Some(a) = self.attached.take().filter(|a| a.orch == orch) else { return };
+        self.sending = None;
         if reason != DetachReason::InputEnded {
             Metrics::add(&self.live.metrics.live_swaps_total, 1);
             warn!(reason = reason.label(), manifest_id = %a.reply.manifest_id, "orchestrator given up");
@@ -363,13 +488,12 @@ impl Driver {
                 g.error = Some(format!("orchestrator given up: {}", reason.label()));
             });
         }
-        for t in &a.tasks {
-            t.abort();
-        }
+        // Dropping the attachment aborts its tasks (their notes would be stale anyway).
         // Closing the input channel ends the orchestrator's job (it closes the rest).
         let client = self.client.clone();
         let url = a.reply.publish_url.clone();
         let control = a.reply.control_url.clone();
+        drop(a);
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), client.close(&url)).await;
             let _ = tokio::time::timeout(Duration::from_secs(5), client.close(&control)).await;
@@ -406,67 +530,76 @@ fn refusal(e: NetError) -> StartRefusal {
     }
 }
 
-/// Publishes the input: each segment into its own POST as its pieces come.
+/// How long the orchestrator may take to answer a finished input segment's POST.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Publishes the input: each segment into its own POST as its pieces come. Every segment
+/// begun is reported taken when its POST ends, however it ends.
 #[allow(clippy::disallowed_methods)] // IO shell: hand-off times
 async fn input_task(
     client: TrickleClient,
     url: String,
     mut pieces: mpsc::UnboundedReceiver<(Piece, Option<Instant>)>,
-    notes: mpsc::UnboundedSender<Note>,
+    note: impl Fn(Note) + Send + Clone + 'static,
     metrics: Arc<Metrics>,
 ) {
     let mut publisher = match TricklePublisher::start(client, &url).await {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "input channel refused");
-            let _ = notes.send(Note::EventsGone);
+            note(Note::ChannelGone("input"));
             return;
         }
     };
+    // Finishing POSTs; aborted with this task.
+    let mut finishing = JoinSet::new();
     let mut writer: Option<(u64, SegmentWriter)> = None;
-    let finish = |w: SegmentWriter, notes: mpsc::UnboundedSender<Note>| {
-        tokio::spawn(async move {
-            if w.finish().await.is_ok() {
-                let _ = notes.send(Note::InputTaken);
-            }
-        });
-    };
     while let Some((p, cut_at)) = pieces.recv().await {
-        match p {
+        while finishing.try_join_next().is_some() {}
+        let ended = match p {
             Piece::Bytes { seq, data } => {
-                if writer.as_ref().is_some_and(|(s, _)| *s != seq)
-                    && let Some((_, w)) = writer.take()
-                {
-                    finish(w, notes.clone());
+                let done = match writer.take() {
+                    Some((s, w)) if s != seq => Some(w),
+                    other => {
+                        writer = other;
+                        None
+                    }
+                };
+                if let Some(w) = done {
+                    let n = note.clone();
+                    finishing.spawn(async move {
+                        let _ = tokio::time::timeout(FINISH_TIMEOUT, w.finish()).await;
+                        n(Note::InputTaken);
+                    });
                 }
-                if writer.is_none() {
-                    writer = Some((seq, publisher.segment()));
-                    let _ = notes.send(Note::InputSent);
-                }
-                if let Some((_, w)) = writer.as_mut()
-                    && w.write(data).await.is_err()
-                {
+                let (_, w) = writer.get_or_insert_with(|| (seq, publisher.segment()));
+                if w.write(data).await.is_err() {
                     // The POST ended early: the orchestrator is gone or refused the
                     // segment; either way its job cannot go on.
                     warn!("input segment cut off by the orchestrator");
-                    let _ = notes.send(Note::EventsGone);
+                    note(Note::InputTaken);
+                    note(Note::ChannelGone("input"));
                     return;
                 }
                 if let Some(t) = cut_at {
                     metrics.observe_live(LiveTiming::InputHandoff, t.elapsed());
                 }
+                None
             }
-            Piece::End(_) => {
-                if let Some((_, w)) = writer.take() {
-                    finish(w, notes.clone());
-                }
-            }
+            Piece::End(_) => writer.take().map(|(_, w)| w),
+        };
+        if let Some(w) = ended {
+            let n = note.clone();
+            finishing.spawn(async move {
+                let _ = tokio::time::timeout(FINISH_TIMEOUT, w.finish()).await;
+                n(Note::InputTaken);
+            });
         }
     }
 }
 
 /// Reads runner events (one JSON per segment).
-async fn events_task(client: TrickleClient, url: String, notes: mpsc::UnboundedSender<Note>) {
+async fn events_task(client: TrickleClient, url: String, note: impl Fn(Note) + Send + 'static) {
     let mut sub = TrickleSubscriber::new(client, &url, -2);
     while let Ok(Some(mut seg)) = sub.next_segment().await {
         let mut body = Vec::new();
@@ -476,27 +609,40 @@ async fn events_task(client: TrickleClient, url: String, notes: mpsc::UnboundedS
             }
         }
         match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(v) => {
-                let _ = notes.send(Note::RunnerEvent(v));
-            }
+            Ok(v) => note(Note::RunnerEvent(v)),
             Err(e) if !body.is_empty() => tracing::debug!(error = %e, "runner event is not JSON"),
             Err(_) => {}
         }
     }
-    let _ = notes.send(Note::EventsGone);
+    note(Note::ChannelGone("events"));
 }
 
-/// Publishes control messages, with a keepalive every 10 s.
-async fn control_task(client: TrickleClient, url: String, mut messages: mpsc::UnboundedReceiver<Bytes>) {
+/// Publishes control messages: the latest `/update` (newer ones replace one not sent yet),
+/// and a keepalive every 10 s.
+async fn control_task(
+    client: TrickleClient,
+    url: String,
+    mut latest: watch::Receiver<Option<Bytes>>,
+    note: impl Fn(Note) + Send + 'static,
+) {
     let Ok(mut publisher) = TricklePublisher::start(client, &url).await else {
         warn!("control channel refused");
+        note(Note::ChannelGone("control"));
         return;
     };
+    // What was cached before this orchestrator came goes first.
+    latest.mark_changed();
     let mut tick = tokio::time::interval(KEEPALIVE);
     tick.tick().await;
     loop {
         let msg = tokio::select! {
-            m = messages.recv() => match m { Some(m) => m, None => return },
+            changed = latest.changed() => match changed {
+                Ok(()) => match latest.borrow_and_update().clone() {
+                    Some(m) => m,
+                    None => continue,
+                },
+                Err(_) => return,
+            },
             _ = tick.tick() => Bytes::from_static(br#"{"keep":"alive"}"#),
         };
         let mut w = publisher.segment();

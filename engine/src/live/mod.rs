@@ -209,6 +209,12 @@ impl LiveStatus {
     }
 }
 
+/// Unix seconds now (auth token expiries are in Unix seconds).
+#[allow(clippy::disallowed_methods)] // IO shell: wall clock
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 /// What the stream task sends the live driver.
 #[derive(Debug)]
 pub enum Input {
@@ -222,7 +228,8 @@ pub enum Input {
 #[derive(Clone)]
 pub struct LiveStream {
     input: mpsc::UnboundedSender<Input>,
-    control: mpsc::UnboundedSender<Bytes>,
+    /// The latest `/update` (a newer one replaces one not sent yet).
+    control: Arc<watch::Sender<Option<Bytes>>>,
     status: watch::Receiver<LiveStatus>,
     frames: Arc<FrameClock>,
 }
@@ -239,9 +246,10 @@ impl LiveStream {
         self.frames.input(pts, std::time::Instant::now());
     }
 
-    /// Queues a control message (new params) for the runner.
+    /// Queues a control message (new params) for the runner; one not sent yet is
+    /// replaced (the latest params are what count).
     pub fn update(&self, params: Bytes) {
-        let _ = self.control.send(params);
+        self.control.send_replace(Some(params));
     }
 
     /// The current status.
@@ -279,15 +287,19 @@ impl Live {
         &self.config
     }
 
-    /// Starts stream `id`'s live driver; its processed HLS goes into `output`.
+    /// Starts stream `id`'s live driver; its processed HLS goes into `output`;
+    /// `on_failure` is called with the reason when the AI side ends in failure (the
+    /// registry disconnects the publisher). The driver lives until the returned handle
+    /// and its clones are dropped (the stream is removed).
     pub fn start_stream(
         self: &Arc<Self>,
         id: &str,
         request: LiveRequest,
         output: Arc<std::sync::RwLock<crate::output::StreamOutput>>,
+        on_failure: Box<dyn Fn(String) + Send>,
     ) -> LiveStream {
         let (input, input_rx) = mpsc::unbounded_channel();
-        let (control, control_rx) = mpsc::unbounded_channel();
+        let (control, control_rx) = watch::channel(None);
         let gateway = GatewayStatus {
             state: "starting",
             pipeline: request.pipeline.clone(),
@@ -298,12 +310,12 @@ impl Live {
         let (status_tx, status) = watch::channel(LiveStatus { runner: None, gateway });
         let frames = Arc::new(FrameClock::default());
         Metrics::add(&self.metrics.live_streams_total, 1);
-        let d = driver::Driver::new(self.clone(), id, request, output, status_tx, frames.clone());
+        let d = driver::Driver::new(self.clone(), id, request, output, status_tx, frames.clone(), on_failure);
         tokio::spawn(tracing::Instrument::instrument(
             d.run(input_rx, control_rx),
             tracing::info_span!(parent: None, "live", stream_id = %id),
         ));
-        LiveStream { input, control, status, frames }
+        LiveStream { input, control: Arc::new(control), status, frames }
     }
 }
 

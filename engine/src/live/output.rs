@@ -61,18 +61,34 @@ impl OutputSink {
         }
     }
 
-    /// A new orchestrator's output starts: a new timeline.
+    /// A new orchestrator's output starts: a new timeline, whose codec settings may
+    /// differ.
     pub fn restart(&mut self) {
         self.finish_segment();
         self.demux = TsDemuxer::new();
+        self.configured = false;
+        self.held.clear();
         self.cutter.mark_discontinuity();
         self.drain();
     }
 
-    /// An output segment begins.
+    /// The stream's publisher came back after the sink ended: live again.
+    pub fn reopen(&mut self) {
+        let _ = self.hub.create(&self.channel, "video/MP2T");
+        self.output.write().unwrap_or_else(|e| e.into_inner()).set_live(true);
+    }
+
+    /// An output segment begins. The channel is made again if it was closed meanwhile
+    /// (idle sweep, a DELETE).
     pub fn begin_segment(&mut self) {
         self.finish_segment();
-        self.open = self.hub.open_segment(&self.channel).ok();
+        self.open = match self.hub.open_segment(&self.channel) {
+            Ok(seq) => Some(seq),
+            Err(_) => {
+                let _ = self.hub.create(&self.channel, "video/MP2T");
+                self.hub.open_segment(&self.channel).ok()
+            }
+        };
     }
 
     /// Its next bytes.
@@ -130,7 +146,8 @@ impl OutputSink {
         }
     }
 
-    /// The stream ended: the last segment goes out, the playlist and channel end.
+    /// The stream's AI side ended: the last segment goes out, the playlist and channel
+    /// end.
     pub fn end(&mut self) {
         self.finish_segment();
         self.demux.flush();

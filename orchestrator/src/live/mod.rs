@@ -113,11 +113,14 @@ pub(crate) async fn start(State(s): State<Arc<Shared>>, headers: HeaderMap, body
         }
         jobs.insert(mid.clone(), stop_tx);
     }
-    for (suffix, mime) in
-        [("", "video/MP2T"), ("-out", "video/MP2T"), ("-control", "application/json"), ("-events", "application/json")]
-    {
+    const CHANNELS: [(&str, &str); 4] =
+        [("", "video/MP2T"), ("-out", "video/MP2T"), ("-control", "application/json"), ("-events", "application/json")];
+    for (i, (suffix, mime)) in CHANNELS.iter().enumerate() {
         if let Err(e) = live.hub.create(&format!("{mid}{suffix}"), mime) {
             live.lock().remove(&mid);
+            for (made, _) in &CHANNELS[..i] {
+                let _ = live.hub.delete(&format!("{mid}{made}"));
+            }
             return error(StatusCode::SERVICE_UNAVAILABLE, format!("trickle channels: {e}"));
         }
     }

@@ -95,6 +95,12 @@ impl EffectPipeline {
         src.set_is_live(true);
         src.set_block(false);
         src.set_max_bytes(64 << 20);
+        // A runner slower than real time drops the oldest queued frames rather than
+        // falling ever further behind (GStreamer 1.20+; a queue of one second).
+        if src.find_property("leaky-type").is_some() && src.find_property("max-time").is_some() {
+            src.set_property_from_str("leaky-type", "downstream");
+            src.set_property("max-time", 1_000_000_000u64);
+        }
         let sink = by_name("sink")?.downcast::<gst_app::AppSink>().map_err(|_| PipelineError::Gst("appsink".into()))?;
         let frames = out.clone();
         sink.set_callbacks(

@@ -63,9 +63,12 @@ struct Progress {
 }
 
 /// Runs `job` with `effect` until the input ends or `stop` turns true.
-pub async fn run(job: JobSpec, effect: Effect, client: TrickleClient, mut stop: watch::Receiver<bool>) {
+pub async fn run(job: JobSpec, effect: Effect, client: TrickleClient, stop: watch::Receiver<bool>) {
     let span = tracing::info_span!("live_job", mid = %job.mid, stream_id = %job.stream_id);
-    let _enter = span.enter();
+    tracing::Instrument::instrument(run_job(job, effect, client, stop), span).await
+}
+
+async fn run_job(job: JobSpec, effect: Effect, client: TrickleClient, mut stop: watch::Receiver<bool>) {
     let progress = Arc::new(std::sync::Mutex::new(Progress { last_params: job.params.clone(), ..Default::default() }));
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let pipeline = match EffectPipeline::start(effect, out_tx) {

@@ -545,7 +545,7 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
     let secret: [u8; 32] = random();
     let address = cfg.signer.as_ref().map(|s| s.address()).unwrap_or([0; 20]);
     let recipient = cfg.signer.as_ref().map(|_| Recipient::new(address, &secret, cfg.ticket_ev));
-    let capabilities = own_capabilities(cfg.live_capacity);
+    let capabilities = own_capabilities(if cfg!(feature = "live") { cfg.live_capacity } else { 0 });
     // Live AI's channels, created by the orchestrator itself (no auto-creation).
     let trickle = transport::trickle_http::TrickleHub::new(transport::trickle::Limits::default(), false);
     let shared = Arc::new(Shared {

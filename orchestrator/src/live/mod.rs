@@ -3,7 +3,9 @@
 //! its four trickle channels and starts a [`runner`] on them; `POST /payment` credits a
 //! running job. The models are CPU [`effects`] run through GStreamer.
 pub mod effects;
+#[cfg(feature = "live")]
 pub mod pipeline;
+#[cfg(feature = "live")]
 pub mod runner;
 
 use std::collections::HashMap;
@@ -36,14 +38,16 @@ pub struct LiveJobs {
     pub capacity: usize,
     jobs: Mutex<HashMap<String, watch::Sender<bool>>>,
     hub: Arc<TrickleHub>,
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
     client: TrickleClient,
 }
 
 impl LiveJobs {
-    /// A table for up to `capacity` jobs whose channels live on `hub`.
+    /// A table for up to `capacity` jobs whose channels live on `hub` (none when built
+    /// without the `live` feature).
     pub fn new(capacity: usize, hub: Arc<TrickleHub>) -> Self {
         LiveJobs {
-            capacity,
+            capacity: if cfg!(feature = "live") { capacity } else { 0 },
             jobs: Mutex::default(),
             hub,
             // The runner reaches the channels through the orchestrator's own URL, with
@@ -133,6 +137,22 @@ pub(crate) async fn start(State(s): State<Arc<Shared>>, headers: HeaderMap, body
         manifest_id: mid.clone(),
         request_id: None,
     };
+    tracing::info!(%mid, model, stream_id = %req.stream_id, request_id = %req.gateway_request_id, "live job started");
+    spawn_runner(s.clone(), &reply, &req, model, effect, stop_rx);
+    axum::Json(reply).into_response()
+}
+
+/// Runs the job's runner; when it ends, the job's four channels close (§2.4).
+#[cfg(feature = "live")]
+fn spawn_runner(
+    shared: Arc<Shared>,
+    reply: &StartReply,
+    req: &StartRequest,
+    model: &str,
+    effect: Effect,
+    stop: watch::Receiver<bool>,
+) {
+    let mid = reply.manifest_id.clone();
     let spec = runner::JobSpec {
         mid: mid.clone(),
         stream_id: req.stream_id.clone(),
@@ -143,18 +163,27 @@ pub(crate) async fn start(State(s): State<Arc<Shared>>, headers: HeaderMap, body
         control_url: reply.control_url.clone(),
         events_url: reply.events_url.clone(),
     };
-    tracing::info!(%mid, model, stream_id = %req.stream_id, request_id = %req.gateway_request_id, "live job started");
-    let shared = s.clone();
     tokio::spawn(async move {
-        runner::run(spec, effect, shared.live.client.clone(), stop_rx).await;
+        runner::run(spec, effect, shared.live.client.clone(), stop).await;
         shared.live.lock().remove(&mid);
-        // The job is over: all four channels close (§2.4).
         for suffix in ["", "-out", "-control", "-events"] {
             let _ = shared.live.hub.delete(&format!("{mid}{suffix}"));
         }
         tracing::info!(%mid, "live job ended");
     });
-    axum::Json(reply).into_response()
+}
+
+/// Built without the runner: capacity is 0, so no job gets this far.
+#[cfg(not(feature = "live"))]
+fn spawn_runner(
+    _: Arc<Shared>,
+    _: &StartReply,
+    _: &StartRequest,
+    _: &str,
+    _: Effect,
+    _: watch::Receiver<bool>,
+) {
+    tracing::warn!("live job admitted without a runner built in");
 }
 
 /// `POST /payment` (§2.4): admits the payment headers like a start and answers with a

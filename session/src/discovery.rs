@@ -44,10 +44,12 @@ pub fn judge(
         }
     };
     pool.discovered(id, took);
-    if let Some(caps) = &info.capabilities {
-        pool.set_live_models(id, live_models(caps));
-    }
+    let live = info.capabilities.as_ref().map(live_models).unwrap_or_default();
     let incompatible = info.capabilities.as_ref().is_some_and(|c| !compatible(&config.capabilities, c));
+    // One that cannot transcode but offers live AI stays usable for that.
+    pool.set_transcodes(id, !incompatible);
+    let incompatible = incompatible && live.is_empty();
+    pool.set_live_models(id, live);
     let reason = if blocked(&config.blocklist, &info.address) {
         Some(FailureReason::Blocklisted)
     } else if incompatible {

@@ -67,6 +67,9 @@ pub struct OrchestratorState {
     /// Live video-to-video models it offers, with whether each is warm (from its last
     /// discovery answer).
     pub live_models: Vec<(String, bool)>,
+    /// It can take this gateway's transcoding jobs (false for one that only offers live
+    /// AI: it stays usable for that, but is never chosen for a segment).
+    pub transcodes: bool,
     #[serde(skip)]
     suspended_until: Option<Instant>,
     #[serde(skip)]
@@ -92,6 +95,7 @@ impl OrchestratorState {
             sessions: 0,
             discovery_ms: None,
             live_models: Vec::new(),
+            transcodes: true,
             suspended_until: None,
             over_price: None,
         }
@@ -140,6 +144,7 @@ struct Compact {
     success_rate: f64,
     price: Option<f64>,
     preferred_region: bool,
+    transcodes: bool,
 }
 
 /// Why a selection came out empty.
@@ -176,6 +181,7 @@ impl OrchestratorPool {
             success_rate: o.success_rate,
             price: o.price_per_pixel,
             preferred_region: o.region.as_ref().is_some_and(|r| self.preferred_regions.contains(r)),
+            transcodes: o.transcodes,
         }
     }
 
@@ -220,7 +226,10 @@ impl OrchestratorPool {
         let (compact, candidates) = &mut *guard;
         candidates.clear();
         for (i, c) in compact.iter().enumerate() {
-            if c.excluded_until.is_some_and(|t| t > now) || (!exclude.is_empty() && exclude.contains(&OrchId(i))) {
+            if !c.transcodes
+                || c.excluded_until.is_some_and(|t| t > now)
+                || (!exclude.is_empty() && exclude.contains(&OrchId(i)))
+            {
                 continue;
             }
             candidates.push(Candidate {
@@ -243,7 +252,9 @@ impl OrchestratorPool {
             .iter()
             .enumerate()
             .map(|(i, o)| {
-                let reason = if exclude.contains(&OrchId(i)) {
+                let reason = if !o.transcodes {
+                    "offers live AI only".to_owned()
+                } else if exclude.contains(&OrchId(i)) {
                     "already tried for this segment".to_owned()
                 } else {
                     o.exclusion(now).unwrap_or_else(|| "not chosen".into())
@@ -327,6 +338,11 @@ impl OrchestratorPool {
     /// What `id`'s last discovery answer says it offers for live video-to-video.
     pub fn set_live_models(&self, id: OrchId, models: Vec<(String, bool)>) {
         self.with(id, |o| o.live_models = models);
+    }
+
+    /// Whether `id` can take this gateway's transcoding jobs (its last discovery answer).
+    pub fn set_transcodes(&self, id: OrchId, transcodes: bool) {
+        self.with(id, |o| o.transcodes = transcodes);
     }
 
     /// True once every orchestrator has answered (or failed) a discovery round: what
@@ -447,6 +463,13 @@ mod tests {
         p.failure(OrchId(3), FailureReason::Timeout, true, t0);
         assert_eq!(p.live_candidates("negate", t0), vec![OrchId(1), OrchId(0)]);
         assert!(p.live_candidates("edges", t0).is_empty());
+        // One that offers live AI only is never chosen for a segment, but stays a live
+        // candidate.
+        p.set_transcodes(OrchId(1), false);
+        for r in [0.0, 0.3, 0.6, 0.99] {
+            assert_ne!(p.choose(&[], t0, r).unwrap().0, OrchId(1));
+        }
+        assert_eq!(p.live_candidates("negate", t0), vec![OrchId(1), OrchId(0)]);
         // The bit without a model list offers the default model.
         let mut bare = warm.clone();
         bare.constraints = None;

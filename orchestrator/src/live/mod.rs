@@ -175,14 +175,7 @@ fn spawn_runner(
 
 /// Built without the runner: capacity is 0, so no job gets this far.
 #[cfg(not(feature = "live"))]
-fn spawn_runner(
-    _: Arc<Shared>,
-    _: &StartReply,
-    _: &StartRequest,
-    _: &str,
-    _: Effect,
-    _: watch::Receiver<bool>,
-) {
+fn spawn_runner(_: Arc<Shared>, _: &StartReply, _: &StartRequest, _: &str, _: Effect, _: watch::Receiver<bool>) {
     tracing::warn!("live job admitted without a runner built in");
 }
 

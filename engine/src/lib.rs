@@ -19,6 +19,7 @@ pub mod orch_config;
 pub mod output;
 pub mod publish;
 pub mod registry;
+pub mod signer;
 pub mod status;
 pub mod transcode;
 pub mod trickle_cli;

@@ -54,6 +54,33 @@ enum Command {
     /// piping media through live-AI channels.
     #[command(subcommand)]
     Trickle(TrickleCommand),
+    /// Run a remote signer: holds an Ethereum key and signs orchestrator-info and live
+    /// payments for gateways that pay without the key (the Livepeer Python SDK,
+    /// go-livepeer's -remoteSignerUrl). Serves POST /sign-orchestrator-info and POST
+    /// /generate-live-payment.
+    Signer(SignerArgs),
+}
+
+#[derive(Args, Debug)]
+struct SignerArgs {
+    /// Listen address (loopback unless --allow-no-auth).
+    #[arg(long, env = "SLUICE_SIGNER_ADDR", value_name = "HOST:PORT", default_value = "127.0.0.1:7936")]
+    addr: SocketAddr,
+    /// Raw hex private key file.
+    #[arg(long, env = "SLUICE_SIGNER_ETH_KEY_FILE", value_name = "FILE")]
+    eth_key_file: Option<PathBuf>,
+    /// Keystore file or directory (go-livepeer / geth v3 JSON).
+    #[arg(long, env = "SLUICE_SIGNER_ETH_KEYSTORE_PATH", value_name = "PATH")]
+    eth_keystore_path: Option<PathBuf>,
+    /// File holding the keystore password.
+    #[arg(long, env = "SLUICE_SIGNER_ETH_PASSWORD", value_name = "FILE")]
+    eth_password: Option<PathBuf>,
+    /// Which account of a keystore directory.
+    #[arg(long, env = "SLUICE_SIGNER_ETH_ADDR", value_name = "ADDR")]
+    eth_addr: Option<String>,
+    /// Serve a non-loopback address although callers are not authenticated.
+    #[arg(long, env = "SLUICE_SIGNER_ALLOW_NO_AUTH")]
+    allow_no_auth: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -279,6 +306,26 @@ async fn run(command: Command, m: &ArgMatches) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Trickle(t) => trickle(t).await,
+        Command::Signer(a) => {
+            engine::signer::check_exposure(a.addr, a.allow_no_auth)?;
+            let key = engine::transcode::payer::load_key(
+                a.eth_key_file.as_deref(),
+                a.eth_keystore_path.as_deref(),
+                a.eth_password.as_deref(),
+                a.eth_addr.as_deref(),
+            )?
+            .ok_or(engine::signer::SignerStartError::NoKey)?;
+            let signer = std::sync::Arc::new(session::signer::Signer::new(key));
+            let (address, _) = signer.orchestrator_info_signature();
+            let listener =
+                tokio::net::TcpListener::bind(a.addr).await.with_context(|| format!("binding {}", a.addr))?;
+            let bound = listener.local_addr()?;
+            println!("Signer: http://{bound}  (address {address})");
+            let serve = axum::serve(listener, engine::signer::router(signer))
+                .with_graceful_shutdown(async { wait_for_signal().await });
+            serve.await?;
+            Ok(())
+        }
         Command::Segment(_) => unreachable!("handled without a runtime"),
     }
 }

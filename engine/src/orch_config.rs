@@ -218,21 +218,13 @@ impl OrchestratorSettings {
         cfg.block_time = Duration::from_secs_f64(p.block_time);
         if p.network != crate::config::DEFAULT_NETWORK {
             use crate::error::PayerError;
-            let read = |what, path: &PathBuf| {
-                std::fs::read_to_string(path).map_err(|source| PayerError::Read { what, path: path.clone(), source })
-            };
-            let signer = if let Some(path) = &p.eth_key_file {
-                let text = read("--eth-key-file", path)?;
-                transport::identity::EthSigner::from_hex(text.trim())
-                    .map_err(|source| PayerError::Key { path: path.clone(), source })?
-            } else if let Some(path) = &p.eth_keystore_path {
-                let pw = p.eth_password.as_ref().ok_or(PayerError::NoPassword)?;
-                let pw = read("--eth-password", pw)?;
-                transport::keystore::load(path, pw.trim_end_matches(['\n', '\r']), None)
-                    .map_err(|source| PayerError::Keystore { path: path.clone(), source })?
-            } else {
-                return Err(PayerError::NoKey(p.network.clone()).into());
-            };
+            let signer = crate::transcode::payer::load_key(
+                p.eth_key_file.as_deref(),
+                p.eth_keystore_path.as_deref(),
+                p.eth_password.as_deref(),
+                None,
+            )?
+            .ok_or_else(|| PayerError::NoKey(p.network.clone()))?;
             if p.pixels_per_unit <= 0 || p.price_per_unit < 0 {
                 return Err(OrchSettingsError::Price);
             }

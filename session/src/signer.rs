@@ -42,10 +42,12 @@ pub struct SignerError {
     pub status: u16,
     /// What went wrong.
     pub message: String,
+    /// With 480: the orchestrator to ask again (`Livepeer-Orchestrator-URL`).
+    pub orchestrator: Option<String>,
 }
 
 fn err(status: u16, message: impl Into<String>) -> SignerError {
-    SignerError { status, message: message.into() }
+    SignerError { status, message: message.into(), orchestrator: None }
 }
 
 /// `{"State": base64, "Sig": base64}`.
@@ -208,6 +210,20 @@ impl Signer {
             return Err(err(400, "missing orchestrator"));
         }
         let info: OrchestratorInfo = decode("orchestrator", &req.orchestrator)?;
+        self.pay(req, &info, now).map_err(|mut e| {
+            if e.status == 480 {
+                e.orchestrator = Some(info.transcoder.clone());
+            }
+            e
+        })
+    }
+
+    fn pay(
+        &self,
+        req: &PaymentRequest,
+        info: &OrchestratorInfo,
+        now: SystemTime,
+    ) -> Result<PaymentResponse, SignerError> {
         let (Some(tp), Some(price)) = (info.ticket_params.as_ref(), info.price_info.as_ref()) else {
             return Err(err(400, "the orchestrator info has no ticket params or price"));
         };

@@ -98,28 +98,47 @@ pub(crate) fn load_payer(config: &GatewayConfig) -> Result<Option<Payer>, PayerE
     if p.network == crate::config::DEFAULT_NETWORK {
         return Ok(None);
     }
-    let read = |what, path: &std::path::PathBuf| {
-        std::fs::read_to_string(path).map_err(|source| PayerError::Read { what, path: path.clone(), source })
-    };
-    let signer = if let Some(path) = &p.eth_key_file {
-        let text = read("--eth-key-file", path)?;
-        EthSigner::from_hex(text.trim()).map_err(|source| PayerError::Key { path: path.clone(), source })?
-    } else if let Some(path) = &p.eth_keystore_path {
-        let pw_file = p.eth_password.as_ref().ok_or(PayerError::NoPassword)?;
-        let password = read("--eth-password", pw_file)?;
-        let want = match &p.eth_addr {
-            Some(a) => Some(parse_address(a).ok_or_else(|| PayerError::Address(a.clone()))?),
-            None => None,
-        };
-        transport::keystore::load(path, password.trim_end_matches(['\n', '\r']), want.as_ref())
-            .map_err(|source| PayerError::Keystore { path: path.clone(), source })?
-    } else {
-        return Err(PayerError::NoKey(p.network.clone()));
-    };
+    let signer = load_key(
+        p.eth_key_file.as_deref(),
+        p.eth_keystore_path.as_deref(),
+        p.eth_password.as_deref(),
+        p.eth_addr.as_deref(),
+    )?
+    .ok_or_else(|| PayerError::NoKey(p.network.clone()))?;
     let max_price = (p.max_price_per_unit > 0)
         .then(|| BigRational::new(p.max_price_per_unit.into(), p.pixels_per_unit.max(1).into()));
     info!(address = %eip55(&signer.address()), network = %p.network, "paying orchestrators with tickets");
     Ok(Some(Payer::new(signer, max_price)))
+}
+
+/// The Ethereum key named by `--eth-key-file` (raw hex) or `--eth-keystore-path` with
+/// `--eth-password` (and `--eth-addr` to pick an account of a directory); `None` when
+/// neither is given. Shared by the gateway, the orchestrator and the remote signer.
+pub fn load_key(
+    key_file: Option<&std::path::Path>,
+    keystore: Option<&std::path::Path>,
+    password: Option<&std::path::Path>,
+    address: Option<&str>,
+) -> Result<Option<EthSigner>, PayerError> {
+    let read = |what, path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|source| PayerError::Read { what, path: path.to_owned(), source })
+    };
+    if let Some(path) = key_file {
+        let text = read("--eth-key-file", path)?;
+        return EthSigner::from_hex(text.trim())
+            .map(Some)
+            .map_err(|source| PayerError::Key { path: path.to_owned(), source });
+    }
+    let Some(path) = keystore else { return Ok(None) };
+    let pw_file = password.ok_or(PayerError::NoPassword)?;
+    let password = read("--eth-password", pw_file)?;
+    let want = match address {
+        Some(a) => Some(parse_address(a).ok_or_else(|| PayerError::Address(a.to_owned()))?),
+        None => None,
+    };
+    transport::keystore::load(path, password.trim_end_matches(['\n', '\r']), want.as_ref())
+        .map(Some)
+        .map_err(|source| PayerError::Keystore { path: path.to_owned(), source })
 }
 
 /// A 20-byte address from hex (`0x` optional).

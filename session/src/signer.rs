@@ -241,7 +241,10 @@ impl Signer {
                 if req.manifest_id.is_empty() {
                     return Err(err(400, "ManifestID is required with a state"));
                 }
-                if st.manifest_id != req.manifest_id || st.app != req.app || st.kind != req.kind {
+                // The first call comes before the job has an id (the start reply gives it):
+                // a state without one takes the caller's.
+                let other_job = !st.manifest_id.is_empty() && st.manifest_id != req.manifest_id;
+                if other_job || st.app != req.app || st.kind != req.kind {
                     return Err(err(400, "the state is for another job"));
                 }
                 if st.orchestrator_address != orch_address {
@@ -358,8 +361,9 @@ mod tests {
     fn request(info: &OrchestratorInfo, state: Option<SignedState>) -> PaymentRequest {
         PaymentRequest {
             orchestrator: STANDARD.encode(info.encode_to_vec()),
+            // The first call has no job id yet; later ones carry it.
+            manifest_id: if state.is_some() { "mid".into() } else { String::new() },
             state,
-            manifest_id: "mid".into(),
             kind: "lv2v".into(),
             ..Default::default()
         }
@@ -381,7 +385,7 @@ mod tests {
         assert_eq!(p1.sender, key(9).address().to_vec());
         // The credentials verify as an empty segment signed by the signer.
         let seg: SegData = decode("s", &r1.seg_creds).unwrap();
-        let flat = flatten_segment(b"mid", 0, &keccak256(&[]), std::iter::empty());
+        let flat = flatten_segment(b"", 0, &keccak256(&[]), std::iter::empty());
         assert_eq!(recover_personal(&keccak256(&flat), &seg.sig).unwrap(), key(9).address());
         assert_eq!(seg.auth_token.unwrap().session_id, "s");
         // Five seconds later the carried credit covers it: nothing to pay (482).

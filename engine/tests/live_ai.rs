@@ -10,6 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 use transport::tls::CertPolicy;
 use transport::trickle_client::{TrickleClient, TrickleSubscriber};
@@ -87,6 +88,14 @@ async fn rtmp_with_pipeline_plays_processed_hls_and_trickle_and_updates_live() {
 
     let started = Instant::now();
     let mut ff = publish(&format!("{}?pipeline=negate", rtmp_url(&gw, "cam")), 14);
+    // The official Python SDK's trickle subscriber follows the processed channel too.
+    let sdk = python().exists().then(|| {
+        tokio::process::Command::new(python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/trickle_sdk.py"))
+            .args(["subscribe", &format!("http://{}/ai/trickle/cam-out", gw.http_addr), "-2"])
+            .kill_on_drop(true)
+            .output()
+    });
     // The gateway's own trickle channel of the processed stream, read from the start.
     let sub_url = format!("http://{}/ai/trickle/cam-out", gw.http_addr);
     let trickle = tokio::spawn(async move {
@@ -115,6 +124,10 @@ async fn rtmp_with_pipeline_plays_processed_hls_and_trickle_and_updates_live() {
     let segs = trickle.await.unwrap();
     assert!(segs.len() >= 3, "the gateway's {}-out trickle channel carried {} segments", "cam", segs.len());
     assert!(segs.iter().all(|(_, b)| b.first() == Some(&0x47)), "MPEG-TS segments");
+    let ours: std::collections::HashMap<u64, String> = segs
+        .iter()
+        .map(|(seq, b)| (*seq, sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()))
+        .collect();
 
     // Let it run negated, then switch the effect off live.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -141,6 +154,21 @@ async fn rtmp_with_pipeline_plays_processed_hls_and_trickle_and_updates_live() {
     }
     let _ = ff.wait().await;
     let pl = wait_ended(&gw, "cam-out").await;
+    if let Some(sdk) = sdk {
+        // The SDK read the same segments, byte for byte, until the channel ended.
+        let out = tokio::time::timeout(Duration::from_secs(20), sdk).await.expect("SDK subscriber ends").unwrap();
+        let lines: Vec<serde_json::Value> =
+            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        assert!(lines.len() >= 5, "the SDK read {} segments", lines.len());
+        let mut compared = 0;
+        for l in &lines {
+            if let Some(sha) = ours.get(&l["seq"].as_u64().unwrap()) {
+                assert_eq!(l["sha256"].as_str().unwrap(), sha, "segment {} byte-equal", l["seq"]);
+                compared += 1;
+            }
+        }
+        assert!(compared >= 1, "segments read by both");
+    }
 
     // Every segment decodes; frames before the switch are negatives of a dark picture,
     // the last ones (well after it) are the dark picture itself.

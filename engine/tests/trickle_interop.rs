@@ -7,7 +7,7 @@
 //! orchestrator` (`interop/lv2v_sdk.py`).
 
 mod common;
-use common::OrchestratorProcess;
+use common::{OrchestratorProcess, python};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,13 +23,6 @@ use transport::trickle_client::{TrickleClient, TricklePublisher, TrickleSubscrib
 fn pattern(i: u64) -> Vec<u8> {
     let n = 40_000 + 777 * i as usize;
     (0..n).map(|k| ((i as usize * 31 + k * 7) % 251) as u8).collect()
-}
-
-fn python() -> PathBuf {
-    std::env::var_os("SLUICE_PYENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/pyenv"))
-        .join("bin/python")
 }
 
 fn sdk(args: &[&str]) -> Command {
@@ -218,4 +211,59 @@ async fn sdk_live_video_to_video_job_against_sluice_orchestrator() {
     assert_eq!(v["status_event"]["event"]["inference_status"]["last_params"]["effect"], "noop");
     assert!(v["payments"].as_u64().unwrap() >= 1);
     assert!(orch.status().await["live_payments"].as_u64().unwrap() >= 1, "the orchestrator counted the payment");
+}
+
+/// The same SDK client paying through `sluice signer` on a paid orchestrator: the SDK's
+/// own remote-signer path signs the orchestrator-info request, the start payment and each
+/// periodic payment (482 skips when the credit covers a cycle); the orchestrator counts
+/// the tickets.
+#[tokio::test]
+async fn sdk_live_job_paid_through_sluice_signer() {
+    if !python().exists() {
+        eprintln!("skipped: {} missing (scripts/setup.sh installs it)", python().display());
+        return;
+    }
+    use tokio::io::AsyncBufReadExt;
+    let signer_key = common::key_file("sdk-signer", &format!("{:064x}", 4343));
+    let orch_key = common::key_file("sdk-signer-orch", &format!("{:064x}", 778));
+    let mut signer = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--log", "warn", "signer", "--addr", "127.0.0.1:0", "--eth-key-file"])
+        .arg(&signer_key)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(signer.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let signer_url = first.split_whitespace().nth(1).unwrap().to_owned();
+    // A price at which the 5 s payment cycles need tickets (at 1 wei/pixel one ticket
+    // covers minutes and every cycle is a 482 skip).
+    let orch = OrchestratorProcess::start(&[
+        "--transcoder",
+        "echo",
+        "--network",
+        "arbitrum-one-mainnet",
+        "--price-per-unit",
+        "100",
+        "--eth-key-file",
+        orch_key.to_str().unwrap(),
+    ])
+    .await;
+    let out = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lv2v_sdk.py"))
+        .args([orch.uri.as_str(), "negate", signer_url.as_str()])
+        .env("LV2V_SECONDS", "12")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), out).await.expect("SDK client finishes").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("a JSON line; stderr:\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{v}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    assert_eq!(v["frames_out"], v["frames_in"], "{v}");
+    assert!(v["signer_payments"].as_u64().unwrap() >= 2, "start and periodic payments signed: {v}");
+    assert!(v["orch_status"]["tickets_received"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(v["orch_status"]["rejected"], serde_json::json!({}), "nothing refused: {v}");
+    let _ = signer.kill().await;
 }

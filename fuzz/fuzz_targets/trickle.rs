@@ -35,7 +35,7 @@ fuzz_target!(|ops: Vec<Op>| {
         let now = t0 + Duration::from_millis(i as u64);
         match op {
             Op::Create(c) => drop(s.create(&name(c), "video/MP2T", now)),
-            Op::Delete(c) => drop(s.delete(&name(c))),
+            Op::Delete(c) => drop(s.delete(&name(c), now)),
             Op::OpenWrite { ch, seq, reset } => drop(s.open_write(&name(ch), seq as i64, reset, "", now)),
             Op::Write { ch, seq, len } => drop(s.write(&name(ch), seq as u64, Bytes::from(vec![7u8; len as usize % 2048]), now)),
             Op::Finish { ch, seq } => drop(s.finish_write(&name(ch), seq as u64)),

@@ -410,10 +410,13 @@ mod tests {
         let mut forged = r1.state.clone();
         forged.sig = Signer::new(key(8)).sign_state(&State::default()).sig;
         assert_eq!(s.live_payment(&request(&info, Some(forged)), at(100)).unwrap_err().status, 400);
-        // The state of another job.
-        let mut other = request(&info, Some(r1.state.clone()));
+        // The state of another job: once a call has bound the state to job "mid" (the
+        // first call came before the job had an id), it pays for that job only.
+        let bound = s.live_payment(&request(&info, Some(r1.state.clone())), at(40_000)).unwrap();
+        let mut other = request(&info, Some(bound.state.clone()));
         other.manifest_id = "other".into();
-        assert_eq!(s.live_payment(&other, at(100)).unwrap_err().status, 400);
+        assert_eq!(s.live_payment(&other, at(80_000)).unwrap_err().status, 400);
+        assert_eq!(s.live_payment(&request(&info, Some(bound.state)), at(80_000)).map(|_| ()), Ok(()));
         // No ticket params: 400; unusable ones: 480 (refresh); expired token: 480.
         let mut no_params = info.clone();
         no_params.ticket_params = None;

@@ -206,16 +206,23 @@ pub struct WriteEnd {
 #[derive(Debug)]
 pub struct TrickleServer {
     channels: HashMap<String, Channel>,
+    /// Deleted channels, closed, kept for [`DELETED_GRACE`] so that readers in the middle
+    /// of a segment still get the rest of it (as a Go reader holding the segment does);
+    /// to everything else they are gone.
+    deleted: HashMap<String, (Channel, Instant)>,
     limits: Limits,
     auto_create: bool,
     total_bytes: usize,
 }
 
+/// How long a deleted channel's segments stay readable by the readers already on them.
+pub const DELETED_GRACE: Duration = Duration::from_secs(5);
+
 impl TrickleServer {
     /// A server with `limits`; with `auto_create` a POST to an unknown channel creates it
     /// (go-livepeer's orchestrator has it off).
     pub fn new(limits: Limits, auto_create: bool) -> Self {
-        TrickleServer { channels: HashMap::new(), limits, auto_create, total_bytes: 0 }
+        TrickleServer { channels: HashMap::new(), deleted: HashMap::new(), limits, auto_create, total_bytes: 0 }
     }
 
     /// True when a POST may create an unknown channel.
@@ -235,7 +242,10 @@ impl TrickleServer {
 
     /// Segments and bytes channel `name` holds.
     pub fn held(&self, name: &str) -> Option<(usize, usize)> {
-        self.channels.get(name).map(|c| (c.ring.iter().flatten().count(), c.bytes))
+        self.channels
+            .get(name)
+            .or_else(|| self.deleted.get(name).map(|(c, _)| c))
+            .map(|c| (c.ring.iter().flatten().count(), c.bytes))
     }
 
     /// Bytes held by every channel.
@@ -247,6 +257,10 @@ impl TrickleServer {
     pub fn create(&mut self, name: &str, mime: &str, now: Instant) -> Result<(), TrickleError> {
         if self.channels.contains_key(name) {
             return Ok(());
+        }
+        // A channel made again under a deleted one's name starts afresh.
+        if let Some((old, _)) = self.deleted.remove(name) {
+            self.total_bytes -= old.bytes;
         }
         if self.channels.len() >= self.limits.max_channels {
             return Err(TrickleError::CannotCreate("channel limit reached"));
@@ -266,9 +280,18 @@ impl TrickleServer {
     }
 
     /// Closes and removes channel `name`: readers see their segments end.
-    pub fn delete(&mut self, name: &str) -> Result<(), TrickleError> {
-        let ch = self.channels.remove(name).ok_or(TrickleError::NoChannel)?;
-        self.total_bytes -= ch.bytes;
+    /// Deletes channel `name` at `now`: it is gone for every new request (404), its
+    /// segments end (waiting readers get the end with `closed`), and a reader in the middle
+    /// of a segment may read the rest of it for [`DELETED_GRACE`].
+    pub fn delete(&mut self, name: &str, now: Instant) -> Result<(), TrickleError> {
+        let mut ch = self.channels.remove(name).ok_or(TrickleError::NoChannel)?;
+        ch.closed = true;
+        for s in ch.ring.iter_mut().flatten() {
+            s.closed = true;
+        }
+        if let Some((old, _)) = self.deleted.insert(name.to_owned(), (ch, now)) {
+            self.total_bytes -= old.bytes;
+        }
         Ok(())
     }
 
@@ -407,7 +430,9 @@ impl TrickleServer {
 
     /// Reads segment `seq` of `name` from byte `offset`.
     pub fn read(&self, name: &str, seq: u64, offset: usize) -> ReadStep {
-        let Some(ch) = self.channels.get(name) else { return ReadStep::Gone };
+        let Some(ch) = self.channels.get(name).or_else(|| self.deleted.get(name).map(|(c, _)| c)) else {
+            return ReadStep::Gone;
+        };
         let Some(s) = ch.ring[Channel::slot(seq)].as_ref().filter(|s| s.seq == seq) else { return ReadStep::Gone };
         if offset < s.len {
             let i = s.ends.partition_point(|&end| end <= offset);
@@ -435,9 +460,22 @@ impl TrickleServer {
             .map(|(name, _)| name.clone())
             .collect();
         for name in &gone {
-            let _ = self.delete(name);
+            let _ = self.delete(name, now);
         }
+        self.purge_deleted(now);
         gone
+    }
+
+    /// Frees deleted channels whose grace has passed.
+    pub fn purge_deleted(&mut self, now: Instant) {
+        let total = &mut self.total_bytes;
+        self.deleted.retain(|_, (ch, at)| {
+            let keep = now.saturating_duration_since(*at) < DELETED_GRACE;
+            if !keep {
+                *total -= ch.bytes;
+            }
+            keep
+        });
     }
 }
 
@@ -530,9 +568,31 @@ mod tests {
         assert_eq!(s.read("ch", 0, 1), ReadStep::End { closed: false, latest: 1 });
         // DELETE: a blocked reader's segment is gone.
         s.open_read("ch", -1).unwrap();
-        s.delete("ch").unwrap();
+        s.delete("ch", t0).unwrap();
+        assert!(matches!(s.read("ch", 1, 0), ReadStep::End { closed: true, .. }), "a waiting reader ends, closed");
+        assert_eq!(s.delete("ch", t0), Err(TrickleError::NoChannel));
+        assert_eq!(s.open_read("ch", 1), Err(TrickleError::NoChannel), "gone for new requests");
+        s.purge_deleted(t0 + DELETED_GRACE);
         assert_eq!(s.read("ch", 1, 0), ReadStep::Gone);
-        assert_eq!(s.delete("ch"), Err(TrickleError::NoChannel));
+        assert_eq!(s.total_bytes(), 0);
+    }
+
+    #[test]
+    fn a_reader_in_the_middle_of_a_segment_gets_the_rest_after_a_delete() {
+        let (mut s, t0) = server();
+        let w = s.open_write("ch", 0, false, "", t0).unwrap();
+        s.write("ch", w, Bytes::from_static(b"abc"), t0).unwrap();
+        s.write("ch", w, Bytes::from_static(b"de"), t0).unwrap();
+        assert_eq!(s.read("ch", 0, 0), ReadStep::Data(Bytes::from_static(b"abc")));
+        // The publisher finishes and deletes the channel before the reader is done.
+        s.finish_write("ch", w).unwrap();
+        s.delete("ch", t0).unwrap();
+        assert_eq!(s.read("ch", 0, 3), ReadStep::Data(Bytes::from_static(b"de")), "the last bytes are not lost");
+        assert_eq!(s.read("ch", 0, 5), ReadStep::End { closed: true, latest: 1 });
+        // A channel made again under the name starts afresh.
+        s.create("ch", "video/MP2T", t0).unwrap();
+        assert_eq!(s.read("ch", 0, 0), ReadStep::Gone);
+        assert_eq!(s.total_bytes(), 0);
     }
 
     #[test]

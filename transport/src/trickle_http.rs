@@ -172,9 +172,11 @@ impl TrickleHub {
         r
     }
 
-    /// Closes and removes channel `name`, ending every reader.
+    /// Closes and removes channel `name`: waiting readers end, readers in the middle of
+    /// a segment get the rest of it (for `DELETED_GRACE`).
+    #[allow(clippy::disallowed_methods)] // IO shell: when the grace starts
     pub fn delete(&self, name: &str) -> Result<(), TrickleError> {
-        let r = self.lock().delete(name);
+        let r = self.lock().delete(name, Instant::now());
         self.forget(name);
         r
     }

@@ -43,6 +43,15 @@ pub async fn gateway_with(f: impl FnOnce(&mut GatewayConfig)) -> Gateway {
     Gateway::start(c).await.expect("gateway starts")
 }
 
+/// The Python of the virtualenv `scripts/setup.sh` makes for Livepeer's Python clients
+/// (`$SLUICE_PYENV`, else `~/.cache/sluice/pyenv`).
+pub fn python() -> PathBuf {
+    std::env::var_os("SLUICE_PYENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/pyenv"))
+        .join("bin/python")
+}
+
 pub fn rtmp_url(gw: &Gateway, name: &str) -> String {
     format!("rtmp://{}/live/{name}", gw.rtmp_addr)
 }

@@ -4,10 +4,27 @@ Third-party live-video-to-video client for a `sluice orchestrator`, written only
 against the official Livepeer Python SDK (`livepeer_gateway` 1.0.0).
 
 Usage:
-    $SLUICE_PYENV/bin/python engine/tests/interop/lv2v_sdk.py ORCH_URL [MODEL_ID]
+    $SLUICE_PYENV/bin/python engine/tests/interop/lv2v_sdk.py ORCH_URL [MODEL_ID [SIGNER_URL]]
 
-    ORCH_URL  e.g. https://127.0.0.1:40123 (the orchestrator's service URI)
-    MODEL_ID  default "negate" (sluice serves noop, negate, edges, hue, blur)
+    ORCH_URL    e.g. https://127.0.0.1:40123 (the orchestrator's service URI)
+    MODEL_ID    default "negate" (sluice serves noop, negate, edges, hue, blur)
+    SIGNER_URL  optional, e.g. http://127.0.0.1:7936 (a go-livepeer-compatible remote
+                signer such as `sluice signer`). When given, the job is paid through
+                the SDK's own remote-signer support: start_lv2v(..., signer_url=...)
+                makes the SDK call POST {signer}/sign-orchestrator-info (once per
+                process, remote_signer.get_orch_info_sig) for the GetOrchestrator
+                address/sig, and POST {signer}/generate-live-payment
+                (PaymentSession.get_payment, type "lv2v", state round-tripped, 480 ->
+                re-GetOrchestrator and retry, 482 -> SkipPaymentCycle) for the start
+                payment and for every periodic POST {transcoder}/payment. Use a paid
+                orchestrator (`sluice orchestrator --network <name> --eth-key-file ...`).
+
+With SIGNER_URL the JSON also holds "signer_payments" (successful
+/generate-live-payment calls), "payment_statuses" (HTTP status of every
+/generate-live-payment reply, in order), "signer_calls" (path + status of every
+signer call), "orch_payment_statuses" (HTTP status of every POST {transcoder}/payment)
+and "orch_status" (GET {ORCH_URL}/status at the end, unverified TLS). Success then
+also needs >= 1 signer payment and orch_status.tickets_received > 0.
 
 What it does (and which SDK API each step uses):
   1. start_lv2v(orch_url, StartJobRequest(...))      -> LiveVideoToVideo job
@@ -45,7 +62,9 @@ import json
 import logging
 import os
 import sys
+import ssl
 import time
+import urllib.request
 import uuid
 from fractions import Fraction
 from typing import Any, Optional
@@ -60,6 +79,10 @@ from livepeer_gateway import (
     VideoOutputConfig,
     start_lv2v,
 )
+# SDK modules whose own functions are wrapped (never reimplemented) for observation.
+import livepeer_gateway.http as sdk_http
+import livepeer_gateway.remote_signer as sdk_remote_signer
+from livepeer_gateway.errors import SkipPaymentCycle
 
 WIDTH = HEIGHT = 512
 FPS = 30
@@ -129,8 +152,15 @@ class Result:
         self.events_seen = 0
         self.payments = 0
         self.payment_errors = 0
+        self.payment_skips = 0
         self.control_sent_at: Optional[float] = None
         self.errors: list[str] = []
+        # Remote-signer observations (SIGNER_URL mode).
+        self.signer_payments = 0                  # successful /generate-live-payment
+        self.payment_statuses: list[int] = []     # HTTP status of each /generate-live-payment
+        self.signer_calls: list[list[Any]] = []   # [path, status] for every signer call
+        self.signer_errors: list[str] = []        # SDK exceptions raised for signer calls
+        self.orch_payment_statuses: list[int] = []  # HTTP status of each POST {transcoder}/payment
 
     def err(self, msg: str) -> None:
         log.error(msg)
@@ -144,6 +174,113 @@ def is_status_event(ev: dict[str, Any]) -> bool:
         return True
     inner = ev.get("event")
     return isinstance(inner, dict) and inner.get("type") == "status"
+
+
+# ---------------------------------------------------------------------------
+# Remote-signer observation (wraps SDK-internal call sites; no reimplementation)
+# ---------------------------------------------------------------------------
+
+def _url_path(url: str) -> str:
+    from urllib.parse import urlparse
+    return urlparse(url).path
+
+
+def _http_status(exc: BaseException) -> Optional[int]:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) else None
+
+
+def install_signer_observers(res: Result, signer_url: str) -> None:
+    """Observe the SDK's signer and /payment traffic.
+
+    * livepeer_gateway.http.urlopen: the SDK's sync JSON client (request_json_sync,
+      used by get_orch_info_sig -> /sign-orchestrator-info and by
+      PaymentSession.get_payment -> /generate-live-payment) resolves `urlopen` from
+      its module globals at call time, so wrapping that name shows the real HTTP
+      status of every signer reply (200 or the HTTPError code: 400/480/481/482/...).
+    * livepeer_gateway.http.post_json_sync: the SDK function both signer calls go
+      through (imported inside the functions at call time); a normal return for
+      /generate-live-payment is a signer payment the SDK accepted.
+    * livepeer_gateway.remote_signer.urlopen: used by PaymentSession.send_payment for
+      POST {transcoder}/payment; records the orchestrator's status for each payment.
+    """
+    signer_origin = sdk_http._http_origin(signer_url)
+    orig_urlopen = sdk_http.urlopen
+
+    def observing_urlopen(req, *args, **kwargs):  # type: ignore[no-untyped-def]
+        url = req.full_url if isinstance(req, urllib.request.Request) else str(req)
+        is_signer = url.startswith(signer_origin)
+        path = _url_path(url)
+        try:
+            resp = orig_urlopen(req, *args, **kwargs)
+        except Exception as e:
+            st = _http_status(e)
+            if is_signer:
+                res.signer_calls.append([path, st])
+                if path.endswith("/generate-live-payment") and st is not None:
+                    res.payment_statuses.append(st)
+                log.info("signer %s -> %s (%s)", path, st, e)
+            raise
+        if is_signer:
+            st = getattr(resp, "status", None)
+            res.signer_calls.append([path, st])
+            if path.endswith("/generate-live-payment"):
+                res.payment_statuses.append(st)
+            log.info("signer %s -> %s", path, st)
+        return resp
+
+    sdk_http.urlopen = observing_urlopen  # type: ignore[assignment]
+
+    orig_post_json_sync = sdk_http.post_json_sync
+
+    def counting_post_json_sync(url, payload, *args, **kwargs):  # type: ignore[no-untyped-def]
+        is_pay = url.startswith(signer_origin) and _url_path(url).endswith("/generate-live-payment")
+        if is_pay:
+            log.info(
+                "generate-live-payment request keys=%s type=%s ManifestID=%s state=%s",
+                sorted(payload.keys()), payload.get("type"), payload.get("ManifestID"),
+                "yes" if "state" in payload else "no",
+            )
+        try:
+            data = orig_post_json_sync(url, payload, *args, **kwargs)
+        except SkipPaymentCycle:
+            raise  # 482: an expected "nothing to pay" answer, shown in payment_statuses
+        except Exception as e:
+            if url.startswith(signer_origin):
+                res.signer_errors.append(f"{_url_path(url)}: {e.__class__.__name__}: {e}")
+            raise
+        if is_pay:
+            res.signer_payments += 1
+            log.info("generate-live-payment reply keys=%s", sorted(data.keys()))
+        return data
+
+    sdk_http.post_json_sync = counting_post_json_sync  # type: ignore[assignment]
+
+    orig_rs_urlopen = sdk_remote_signer.urlopen
+
+    def observing_rs_urlopen(req, *args, **kwargs):  # type: ignore[no-untyped-def]
+        url = req.full_url if isinstance(req, urllib.request.Request) else str(req)
+        try:
+            resp = orig_rs_urlopen(req, *args, **kwargs)
+        except Exception as e:
+            if _url_path(url).endswith("/payment"):
+                res.orch_payment_statuses.append(_http_status(e))
+                log.info("orchestrator /payment -> %s (%s)", _http_status(e), e)
+            raise
+        if _url_path(url).endswith("/payment"):
+            res.orch_payment_statuses.append(getattr(resp, "status", None))
+            log.info("orchestrator /payment -> %s", getattr(resp, "status", None))
+        return resp
+
+    sdk_remote_signer.urlopen = observing_rs_urlopen  # type: ignore[assignment]
+
+
+def fetch_orch_status(orch_url: str) -> dict[str, Any]:
+    """GET {orch}/status over HTTPS without certificate verification."""
+    url = sdk_http._http_origin(orch_url) + "/status"
+    ctx = ssl._create_unverified_context()
+    with urllib.request.urlopen(url, timeout=5.0, context=ctx) as resp:
+        return json.loads(resp.read().decode("utf-8"))
 
 
 async def read_output(job: LiveVideoToVideo, res: Result, last_frame_at: list[float]) -> None:
@@ -235,8 +372,10 @@ async def publish(job: LiveVideoToVideo, res: Result, t0: float) -> None:
         res.err(f"media publish: {stats}")
 
 
-async def run(orch_url: str, model: str) -> Result:
+async def run(orch_url: str, model: str, signer_url: Optional[str] = None) -> Result:
     res = Result()
+    if signer_url:
+        install_signer_observers(res, signer_url)
 
     # Step 1: start the job through the SDK's start path. start_lv2v is
     # synchronous (gRPC + urllib); it is called directly from the coroutine so
@@ -248,7 +387,9 @@ async def run(orch_url: str, model: str) -> Result:
         params={},
         stream_id=f"sdk-test-{uuid.uuid4().hex[:6]}",
     )
-    job = start_lv2v(orch_url, req)  # off-chain: no signer_url
+    # With signer_url the SDK signs GetOrchestrator and pays through the signer;
+    # without it this is the off-chain path.
+    job = start_lv2v(orch_url, req, signer_url=signer_url or None)
     log.info("job started: manifest_id=%s raw=%s", job.manifest_id, job.raw)
 
     # Step 6: count payments made by the SDK's own _payment_sender task. The task
@@ -264,6 +405,10 @@ async def run(orch_url: str, model: str) -> Result:
         def counting_send_payment() -> None:
             try:
                 orig_send()
+            except SkipPaymentCycle:
+                # Signer answered 482: the SDK's sender skips this cycle by design.
+                res.payment_skips += 1
+                raise
             except Exception as e:
                 res.payment_errors += 1
                 res.errors.append(f"payment: {e.__class__.__name__}: {e}")
@@ -330,7 +475,8 @@ def main() -> int:
         print(__doc__, file=sys.stderr)
         return 2
     orch_url = sys.argv[1]
-    model = sys.argv[2] if len(sys.argv) > 2 else "negate"
+    model = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else "negate"
+    signer_url = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else None
     logging.basicConfig(
         level=os.environ.get("LV2V_LOG", "WARNING").upper(),
         stream=sys.stderr,
@@ -341,11 +487,22 @@ def main() -> int:
     res: Optional[Result] = None
     fatal: list[str] = []
     try:
-        res = asyncio.run(run(orch_url, model))
+        res = asyncio.run(run(orch_url, model, signer_url))
     except Exception as e:
         fatal.append(f"{e.__class__.__name__}: {e}")
     res = res or Result()
     errors = fatal + res.errors
+
+    orch_status: Optional[dict[str, Any]] = None
+    if signer_url:
+        try:
+            orch_status = fetch_orch_status(orch_url)
+        except Exception as e:
+            errors.append(f"orch status: {e.__class__.__name__}: {e}")
+        if res.signer_payments < 1:
+            errors.append("no successful /generate-live-payment through the signer")
+        if orch_status is not None and not (orch_status.get("tickets_received") or 0) > 0:
+            errors.append(f"orchestrator reports tickets_received={orch_status.get('tickets_received')}")
 
     # Success checks.
     expected_in = BG_LUMA + (SQ_LUMA - BG_LUMA) * SQ_SIZE * SQ_SIZE / (WIDTH * HEIGHT)
@@ -377,6 +534,15 @@ def main() -> int:
         "payments": res.payments,
         "errors": errors,
     }
+    if signer_url:
+        out["signer_payments"] = res.signer_payments
+        out["payment_statuses"] = res.payment_statuses
+        out["signer_calls"] = res.signer_calls
+        out["orch_payment_statuses"] = res.orch_payment_statuses
+        out["payment_skips"] = res.payment_skips
+        if res.signer_errors:
+            out["signer_errors"] = res.signer_errors
+        out["orch_status"] = orch_status
     log.info("run took %.1f s", time.monotonic() - started)
     print(json.dumps(out), flush=True)
     return 0 if not errors else 1

@@ -9,7 +9,6 @@
 mod common;
 use common::{OrchestratorProcess, python};
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -300,6 +300,10 @@ pub struct PaymentConfig {
     /// Pixels the --max-price-per-unit price is for.
     #[arg(long, env = "SLUICE_PIXELS_PER_UNIT", value_name = "N", default_value_t = DEFAULT_PIXELS_PER_UNIT)]
     pub pixels_per_unit: i64,
+    /// A remote signer (`sluice signer`, go-livepeer -remoteSigner) that signs the
+    /// orchestrator-info request and live AI payments instead of a local key.
+    #[arg(long, env = "SLUICE_REMOTE_SIGNER_URL", value_name = "URL")]
+    pub remote_signer_url: Option<String>,
 }
 
 impl Default for PaymentConfig {
@@ -312,6 +316,7 @@ impl Default for PaymentConfig {
             eth_key_file: None,
             max_price_per_unit: 0,
             pixels_per_unit: DEFAULT_PIXELS_PER_UNIT,
+            remote_signer_url: None,
         }
     }
 }

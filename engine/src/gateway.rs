@@ -51,6 +51,22 @@ impl Gateway {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let transcoding = crate::transcode::Transcoding::from_config(&config, metrics.clone())?;
+        // Live payments: the gateway's key, or a remote signer, whose identity discovery
+        // uses too.
+        let payer = match (&config.payment.remote_signer_url, transcoding.as_ref().and_then(|t| t.key())) {
+            (Some(url), _) => Some(crate::live::pay::LivePayer::Remote {
+                url: url.trim_end_matches('/').to_owned(),
+                net: transport::client::OrchestratorNet::new(transport::tls::CertPolicy::AcceptAny),
+            }),
+            (None, Some(key)) => Some(crate::live::pay::LivePayer::Local(Box::new(session::signer::Signer::new(key)))),
+            (None, None) => None,
+        };
+        if let (Some(p @ crate::live::pay::LivePayer::Remote { url, .. }), Some(t)) = (&payer, &transcoding) {
+            match p.identity().await {
+                Ok((address, sig)) => t.set_remote_identity(address, sig),
+                Err(e) => tracing::warn!(%url, error = %e, "remote signer unreachable; orchestrators see no identity"),
+            }
+        }
         let (shutdown, rx) = watch::channel(false);
         let (rtmp, rtmp_addr) = bind("RTMP", config.listen.rtmp_addr).await?;
         let (http, http_addr) = bind("HTTP", config.listen.http_addr).await?;
@@ -66,6 +82,7 @@ impl Gateway {
                 config.live.clone(),
                 metrics.clone(),
                 format!("http://{http_addr}"),
+                payer.map(std::sync::Arc::new),
             )
         });
         let registry = Registry::new(config.clone(), metrics.clone(), transcoding, live);

@@ -310,3 +310,55 @@ async fn unknown_pipelines_end_with_a_reason_and_a_returning_publisher_restarts_
     assert!(pl.segments.iter().any(|s| s.discontinuity), "the second session continues the playlist after a break");
     drop(orch);
 }
+
+/// A priced orchestrator is paid for a live stream: with the gateway's own key, and with
+/// a remote signer (`sluice signer`) holding the key instead. Either way the start carries
+/// the first payment, the 5 s cycles pay for the time since, and the orchestrator counts
+/// the tickets and refuses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_live_streams_with_the_gateways_key_and_with_a_remote_signer() {
+    if !have("ffmpeg", "-version") || !have("gst-inspect-1.0", "--version") {
+        eprintln!("skipped: ffmpeg or GStreamer missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let orch_key = key_file("live-paid-orch", &format!("{:064x}", 991));
+    let (signer_url, _signer) = start_signer("live-paid-signer", &format!("{:064x}", 992)).await;
+    for remote in [false, true] {
+        let orch = OrchestratorProcess::start(&[
+            "--transcoder",
+            "echo",
+            "--network",
+            "arbitrum-one-mainnet",
+            "--price-per-unit",
+            "100",
+            "--eth-key-file",
+            orch_key.to_str().unwrap(),
+        ])
+        .await;
+        let gw_key = key_file("live-paid-gw", &format!("{:064x}", 993));
+        let uri = orch.uri.clone();
+        let url = signer_url.clone();
+        let gw = gateway_with(move |c| {
+            c.orchestrators.orch_addr = uri;
+            if remote {
+                c.payment.remote_signer_url = Some(url);
+            } else {
+                c.payment.network = "arbitrum-one-mainnet".into();
+                c.payment.eth_key_file = Some(gw_key);
+            }
+        })
+        .await;
+        poll_until(20, || async { http_get(gw.cli_addr, "/orchestrators").await.text().contains("negate") }).await;
+        let mut ff = publish(&format!("{}?pipeline=negate", rtmp_url(&gw, "paid")), 12);
+        let _ = ff.wait().await;
+        let pl = wait_ended(&gw, "paid-out").await;
+        assert!(pl.segments.len() >= 8, "remote {remote}: {} processed segments", pl.segments.len());
+        let st = orch.status().await;
+        assert!(st["tickets_received"].as_u64().unwrap() >= 2, "remote {remote}: start and cycles paid: {st}");
+        assert!(st["live_payments"].as_u64().unwrap() >= 1, "remote {remote}: {st}");
+        assert_eq!(st["rejected"], serde_json::json!({}), "remote {remote}: nothing refused: {st}");
+        let m = http_get(gw.cli_addr, "/metrics").await.text();
+        assert!(m.contains("sluice_live_payment_failures_total 0"), "remote {remote}");
+        drop(orch);
+    }
+}

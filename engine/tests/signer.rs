@@ -4,14 +4,12 @@
 //! a forged state is refused.
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
 use prost::Message;
-use tokio::io::AsyncBufReadExt;
 use transport::client::OrchestratorNet;
 use transport::live::{StartRequest, job_capabilities};
 use transport::proto::OrchestratorRequest;
@@ -26,20 +24,8 @@ async fn post_json(addr: &str, path: &str, body: &serde_json::Value) -> (u16, se
 
 #[tokio::test]
 async fn a_paid_live_job_started_and_paid_through_the_signer() {
-    let dir = std::env::temp_dir();
-    let signer_key = key_file("signer", &format!("{:064x}", 4242));
+    let (signer_url, mut signer) = start_signer("signer", &format!("{:064x}", 4242)).await;
     let orch_key = key_file("signer-orch", &format!("{:064x}", 777));
-    let mut signer = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--log", "warn", "signer", "--addr", "127.0.0.1:0", "--eth-key-file"])
-        .arg(&signer_key)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(signer.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
-    let signer_url = first.split_whitespace().nth(1).unwrap().to_owned();
-    let _ = dir;
     let orch = OrchestratorProcess::start(&[
         "--transcoder",
         "echo",

@@ -222,19 +222,8 @@ async fn sdk_live_job_paid_through_sluice_signer() {
         eprintln!("skipped: {} missing (scripts/setup.sh installs it)", python().display());
         return;
     }
-    use tokio::io::AsyncBufReadExt;
-    let signer_key = common::key_file("sdk-signer", &format!("{:064x}", 4343));
+    let (signer_url, mut signer) = common::start_signer("sdk-signer", &format!("{:064x}", 4343)).await;
     let orch_key = common::key_file("sdk-signer-orch", &format!("{:064x}", 778));
-    let mut signer = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--log", "warn", "signer", "--addr", "127.0.0.1:0", "--eth-key-file"])
-        .arg(&signer_key)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(signer.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
-    let signer_url = first.split_whitespace().nth(1).unwrap().to_owned();
     // A price at which the 5 s payment cycles need tickets (at 1 wei/pixel one ticket
     // covers minutes and every cycle is a 482 skip).
     let orch = OrchestratorProcess::start(&[

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use segmenter::Piece;
 use session::live::{Action, Attempt, DetachReason, Event, LiveConfig as JobConfig, LiveJob, StartRefusal};
 use session::pool::OrchId;
+use session::signer::SignedState;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -40,15 +41,21 @@ const MAX_EVENT: usize = 1 << 20;
 enum Note {
     Started {
         attempt: Attempt,
-        result: Result<Box<(OrchestratorInfo, StartReply)>, StartRefusal>,
+        result: Result<Box<(OrchestratorInfo, StartReply, Option<SignedState>)>, StartRefusal>,
     },
     Output(OutputEvent),
     RunnerEvent(serde_json::Value),
     /// A channel of the job ended or failed.
     ChannelGone(&'static str),
     InputTaken,
-    /// A payment's outcome, with fresh info when the auth token was renewed for it.
-    Paid(bool, Option<Box<OrchestratorInfo>>),
+    /// A payment's outcome (`sent`: false when nothing was due), with fresh info when the
+    /// auth token was renewed for it and the payer's next state.
+    Paid {
+        ok: bool,
+        sent: bool,
+        info: Option<Box<OrchestratorInfo>>,
+        state: Option<SignedState>,
+    },
 }
 
 /// A note from the helper tasks of attachment `.0` (notes of an attachment given up
@@ -68,6 +75,8 @@ struct Attachment {
     orch: OrchId,
     info: OrchestratorInfo,
     reply: StartReply,
+    /// The payer's state from the last payment.
+    pay_state: Option<SignedState>,
     input: mpsc::UnboundedSender<(Piece, Option<Instant>)>,
     /// The latest `/update`, for the control task.
     control: watch::Sender<Option<Bytes>>,
@@ -94,7 +103,7 @@ pub(crate) struct Driver {
     waiting_since: Option<Instant>,
     /// The segment in progress at the orchestrator, for in-flight counting.
     sending: Option<u64>,
-    starting: HashMap<u64, (OrchestratorInfo, StartReply)>,
+    starting: HashMap<u64, (OrchestratorInfo, StartReply, Option<SignedState>)>,
     attached: Option<Attachment>,
     /// The input segment in progress, for a replay after a swap.
     current: Vec<Piece>,
@@ -308,13 +317,20 @@ impl Driver {
                 }
             }
             Note::InputTaken => self.job.handle(now, Event::InputSegmentTaken),
-            Note::Paid(ok, info) => {
-                Metrics::add(&self.live.metrics.live_payments_total, 1);
+            Note::Paid { ok, sent, info, state } => {
+                if sent {
+                    Metrics::add(&self.live.metrics.live_payments_total, 1);
+                }
                 if !ok {
                     Metrics::add(&self.live.metrics.live_payment_failures_total, 1);
                 }
-                if let (Some(info), Some(a)) = (info, self.attached.as_mut()) {
-                    a.info = *info;
+                if let Some(a) = self.attached.as_mut() {
+                    if let Some(info) = info {
+                        a.info = *info;
+                    }
+                    if state.is_some() {
+                        a.pay_state = state;
+                    }
                 }
                 self.job.handle(now, Event::PaymentAnswered { ok });
             }
@@ -332,12 +348,14 @@ impl Driver {
             }
             Action::Pay { orch } => {
                 let Some(a) = &self.attached else { return };
+                let payer = self.live.payer.clone();
                 // go-livepeer pays nothing to an orchestrator that charges nothing.
                 if a.info.price_info.as_ref().is_none_or(|p| p.price_per_unit == 0) {
                     return;
                 }
                 let net = self.live.transcoding.net().clone();
                 let info = a.info.clone();
+                let (mid, state) = (a.reply.manifest_id.clone(), a.pay_state.clone());
                 let uri = self.live.transcoding.pool().address(orch).map(|u| u.to_string());
                 let req = self.live.transcoding.live_request(&self.request.pipeline);
                 let note = self.tagger(a.generation);
@@ -350,12 +368,29 @@ impl Driver {
                         (true, Some(uri)) => net.get_orchestrator_within(&uri, req, START_TIMEOUT).await.ok(),
                         _ => None,
                     };
-                    let creds = credentials(fresh.as_ref().unwrap_or(&info));
-                    let ok = net.live_payment(&info.transcoder, &creds, "", START_TIMEOUT).await;
+                    let current = fresh.as_ref().unwrap_or(&info);
+                    // Tickets for the time since the last payment, or nothing (off-chain).
+                    let (headers, next) = match &payer {
+                        Some(p) => match p.pay(current, &mid, state).await {
+                            Ok(Some(paid)) => (Some((paid.seg_creds, paid.payment)), Some(paid.state)),
+                            Ok(None) => {
+                                note(Note::Paid { ok: true, sent: false, info: fresh.map(Box::new), state: None });
+                                return;
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "live payment not signed");
+                                note(Note::Paid { ok: false, sent: false, info: fresh.map(Box::new), state: None });
+                                return;
+                            }
+                        },
+                        None => (None, None),
+                    };
+                    let (creds, payment) = headers.unwrap_or_else(|| (credentials(current), String::new()));
+                    let ok = net.live_payment(&info.transcoder, &creds, &payment, START_TIMEOUT).await;
                     if let Err(e) = &ok {
                         warn!(error = %e, "live payment refused");
                     }
-                    note(Note::Paid(ok.is_ok(), fresh.map(Box::new)));
+                    note(Note::Paid { ok: ok.is_ok(), sent: true, info: fresh.map(Box::new), state: next });
                 });
             }
             Action::Ended(reason) => {
@@ -393,6 +428,7 @@ impl Driver {
             stream_id: self.id.clone(),
         };
         let notes = self.notes_tx.clone();
+        let payer = self.live.payer.clone();
         info!(orchestrator = %uri, attempt = attempt.0, "starting live job");
         tokio::spawn(async move {
             let result = async {
@@ -400,11 +436,22 @@ impl Driver {
                     .get_orchestrator_within(&uri.to_string(), req, START_TIMEOUT)
                     .await
                     .map_err(|e| StartRefusal::Other(format!("GetOrchestrator: {e}")))?;
-                let reply = net
-                    .start_live(&info.transcoder, &credentials(&info), "", &body, START_TIMEOUT)
-                    .await
-                    .map_err(refusal)?;
-                Ok(Box::new((info, reply)))
+                // A priced orchestrator gets the first payment with the start (60 s of
+                // 720p30, §2.2); the job has no id yet.
+                let priced = info.price_info.as_ref().is_some_and(|p| p.price_per_unit > 0);
+                let paid = match (&payer, priced) {
+                    (Some(p), true) => {
+                        p.pay(&info, "", None).await.map_err(|e| StartRefusal::Other(format!("payment: {e}")))?
+                    }
+                    _ => None,
+                };
+                let (creds, payment, state) = match paid {
+                    Some(p) => (p.seg_creds, p.payment, Some(p.state)),
+                    None => (credentials(&info), String::new(), None),
+                };
+                let reply =
+                    net.start_live(&info.transcoder, &creds, &payment, &body, START_TIMEOUT).await.map_err(refusal)?;
+                Ok(Box::new((info, reply, state)))
             }
             .await;
             if let Err(e) = &result {
@@ -423,7 +470,9 @@ impl Driver {
 
     #[allow(clippy::disallowed_methods)] // IO shell: timing the first segment
     fn attach(&mut self, orch: OrchId, swap: bool) {
-        let Some((info, reply)) = self.starting.drain().max_by_key(|(k, _)| *k).map(|(_, v)| v) else { return };
+        let Some((info, reply, pay_state)) = self.starting.drain().max_by_key(|(k, _)| *k).map(|(_, v)| v) else {
+            return;
+        };
         info!(manifest_id = %reply.manifest_id, transcoder = %info.transcoder, swap, "live job running");
         self.generation += 1;
         let note = self.tagger(self.generation);
@@ -469,6 +518,7 @@ impl Driver {
             orch,
             info,
             reply,
+            pay_state,
             input: input_tx,
             control: control_tx,
             tasks,

@@ -29,6 +29,7 @@ use crate::transcode::Transcoding;
 
 pub mod driver;
 pub mod output;
+pub mod pay;
 
 /// Largest `/update` body, bytes.
 pub const MAX_UPDATE: usize = 64 * 1024;
@@ -268,6 +269,8 @@ pub struct Live {
     metrics: Arc<Metrics>,
     /// The gateway's public HTTP base (for the URLs in `/status`).
     http_base: String,
+    /// Pays priced orchestrators (a local key or a remote signer); none off-chain.
+    payer: Option<Arc<pay::LivePayer>>,
 }
 
 impl Live {
@@ -278,8 +281,9 @@ impl Live {
         config: LiveConfig,
         metrics: Arc<Metrics>,
         http_base: String,
+        payer: Option<Arc<pay::LivePayer>>,
     ) -> Arc<Self> {
-        Arc::new(Live { transcoding, hub, config, metrics, http_base })
+        Arc::new(Live { transcoding, hub, config, metrics, http_base, payer })
     }
 
     /// The settings.

@@ -67,6 +67,9 @@ pub struct Transcoding {
     webhook: Option<String>,
     /// Seeds for the streams' selector draws.
     seeds: AtomicU64,
+    /// The address and signature `OrchestratorRequest` carries when a remote signer holds
+    /// the key (set once at start).
+    remote_identity: std::sync::OnceLock<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Transcoding {
@@ -136,6 +139,7 @@ impl Transcoding {
             link: Arc::new(link),
             webhook: config.orchestrators.orch_webhook_url.clone(),
             seeds: AtomicU64::new(seed),
+            remote_identity: std::sync::OnceLock::new(),
         })))
     }
 
@@ -147,6 +151,17 @@ impl Transcoding {
     /// The output profiles, in rendition order.
     pub fn profiles(&self) -> &[VideoProfile] {
         &self.profiles
+    }
+
+    /// The gateway's own paying key, if it has one.
+    pub fn key(&self) -> Option<transport::identity::EthSigner> {
+        self.payer.as_ref().map(|p| p.signer.clone())
+    }
+
+    /// The identity a remote signer gave (address, signature over it), used in
+    /// `OrchestratorRequest` when there is no local key.
+    pub fn set_remote_identity(&self, address: Vec<u8>, sig: Vec<u8>) {
+        let _ = self.remote_identity.set((address, sig));
     }
 
     /// The network clients (gRPC and HTTP, with the gateway's TLS policy).
@@ -168,9 +183,13 @@ impl Transcoding {
     /// The `OrchestratorRequest` this gateway sends (§2.1, §3.3).
     fn orchestrator_request(&self) -> OrchestratorRequest {
         let payer = self.payer.as_deref();
+        let remote = self.remote_identity.get();
         OrchestratorRequest {
-            address: payer.map(|p| p.signer.address().to_vec()).unwrap_or_else(|| vec![0; 20]),
-            sig: payer.map(|p| p.request_sig.clone()).unwrap_or_default(),
+            address: payer
+                .map(|p| p.signer.address().to_vec())
+                .or_else(|| remote.map(|r| r.0.clone()))
+                .unwrap_or_else(|| vec![0; 20]),
+            sig: payer.map(|p| p.request_sig.clone()).or_else(|| remote.map(|r| r.1.clone())).unwrap_or_default(),
             capabilities: Some(self.link.capabilities.clone()),
             ignore_capacity_check: false,
         }

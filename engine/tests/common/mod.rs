@@ -52,6 +52,27 @@ pub fn python() -> PathBuf {
         .join("bin/python")
 }
 
+/// `sluice signer` on an ephemeral loopback port with a key file holding `hex`: its URL
+/// and the child (killed when dropped).
+pub async fn start_signer(name: &str, hex: &str) -> (String, tokio::process::Child) {
+    use tokio::io::AsyncBufReadExt;
+    let key = key_file(name, hex);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--log", "warn", "signer", "--addr", "127.0.0.1:0", "--eth-key-file"])
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sluice signer starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the signer prints its URL")
+        .unwrap()
+        .expect("signer output");
+    (first.split_whitespace().nth(1).expect("Signer: URL").to_owned(), child)
+}
+
 pub fn rtmp_url(gw: &Gateway, name: &str) -> String {
     format!("rtmp://{}/live/{name}", gw.rtmp_addr)
 }

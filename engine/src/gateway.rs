@@ -56,9 +56,9 @@ impl Gateway {
         let payer = match (&config.payment.remote_signer_url, transcoding.as_ref().and_then(|t| t.key())) {
             (Some(url), _) => Some(crate::live::pay::LivePayer::Remote {
                 url: url.trim_end_matches('/').to_owned(),
-                net: transport::client::OrchestratorNet::new(transport::tls::CertPolicy::AcceptAny),
+                net: Box::new(transport::client::OrchestratorNet::new(transport::tls::CertPolicy::AcceptAny)),
             }),
-            (None, Some(key)) => Some(crate::live::pay::LivePayer::Local(Box::new(session::signer::Signer::new(key)))),
+            (None, Some(key)) => Some(crate::live::pay::LivePayer::Local(session::signer::Signer::new(key))),
             (None, None) => None,
         };
         if let (Some(p @ crate::live::pay::LivePayer::Remote { url, .. }), Some(t)) = (&payer, &transcoding) {

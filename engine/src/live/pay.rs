@@ -27,13 +27,13 @@ pub struct Paid {
 /// Where live payments come from.
 pub enum LivePayer {
     /// The gateway's own key, signing in process.
-    Local(Box<Signer>),
+    Local(Signer),
     /// A remote signer at this base URL.
     Remote {
         /// `http(s)://host:port`.
         url: String,
         /// The HTTP client.
-        net: OrchestratorNet,
+        net: Box<OrchestratorNet>,
     },
 }
 

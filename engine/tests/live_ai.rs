@@ -362,3 +362,44 @@ async fn paid_live_streams_with_the_gateways_key_and_with_a_remote_signer() {
         drop(orch);
     }
 }
+
+/// The processed stream plays in headless Chromium with hls.js from the gateway's own
+/// player page, while the RTMP publish runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_processed_stream_plays_in_chromium() {
+    if !have("ffmpeg", "-version") || !have("gst-inspect-1.0", "--version") || !have("node", "--version") {
+        eprintln!("skipped: ffmpeg, GStreamer or node missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let web_dir = root.join(engine::DEFAULT_WEB_DIR);
+    let orch = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let uri = orch.uri.clone();
+    let gw = gateway_with(move |c| {
+        c.orchestrators.orch_addr = uri;
+        c.listen.web_dir = Some(web_dir);
+        c.segmenting.playlist_window = 6;
+    })
+    .await;
+    poll_until(20, || async { http_get(gw.cli_addr, "/orchestrators").await.text().contains("negate") }).await;
+    let mut ff = publish(&format!("{}?pipeline=negate", rtmp_url(&gw, "cam")), 40);
+    poll_http(&gw, "/stream/cam-out/source.m3u8", 20, |t| t.matches(".ts").count() >= 2).await;
+    let shot = std::env::temp_dir().join("sluice-live-player.png");
+    let out = run(
+        tokio::process::Command::new("node")
+            .arg(root.join("web/test/player.mjs"))
+            .arg(format!("http://{}/player/cam-out", gw.http_addr))
+            .arg(&shot),
+        "headless Chromium playback of the processed stream",
+    )
+    .await;
+    let line = out.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no result from the browser:\n{out}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["hlsjs"], true, "{v}");
+    assert!(v["fragments"].as_u64().unwrap() >= 3, "{v}");
+    assert!(v["currentTime"].as_f64().unwrap() > 2.0, "{v}");
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(512), Some(512)), "{v}");
+    assert_eq!(v["errors"].as_array().map(Vec::len), Some(0), "{v}");
+    let _ = ff.kill().await;
+    drop(orch);
+}

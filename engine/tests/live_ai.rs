@@ -403,3 +403,42 @@ async fn the_processed_stream_plays_in_chromium() {
     let _ = ff.kill().await;
     drop(orch);
 }
+
+/// A runner that dies says so (a last `ERROR` status event, shown in `/status`), its job
+/// ends, and the stream carries on with another orchestrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dying_runner_reports_and_the_stream_moves_on() {
+    if !have("ffmpeg", "-version") || !have("gst-inspect-1.0", "--version") {
+        eprintln!("skipped: ffmpeg or GStreamer missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let a = OrchestratorProcess::start(&["--transcoder", "echo", "--allow-faults"]).await;
+    let b = OrchestratorProcess::start(&["--transcoder", "echo", "--allow-faults"]).await;
+    let addrs = format!("{},{}", a.uri, b.uri);
+    let gw = gateway_with(|c| c.orchestrators.orch_addr = addrs).await;
+    poll_until(20, || async { http_get(gw.cli_addr, "/orchestrators").await.text().matches("negate").count() >= 2 })
+        .await;
+    let mut ff = publish(&format!("{}?pipeline=negate", rtmp_url(&gw, "cam")), 20);
+    let status = || async {
+        let r = http_get(gw.http_addr, "/live/video-to-video/cam/status").await;
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default()
+    };
+    poll_until(20, || async { status().await["gateway_status"]["output_segments"].as_u64().unwrap_or(0) >= 2 }).await;
+    let s = status().await;
+    let running_on = s["gateway_status"]["orchestrator"].as_str().unwrap().to_owned();
+    let victim = if running_on == a.uri { &a } else { &b };
+    victim.fault(r#"{"mode":"runner_crash"}"#).await;
+    let before = s["gateway_status"]["output_segments"].as_u64().unwrap();
+    poll_until(15, || async {
+        let g = status().await["gateway_status"].clone();
+        g["orchestrator"].as_str() != Some(running_on.as_str())
+            && g["state"] == "running"
+            && g["output_segments"].as_u64().unwrap_or(0) > before + 1
+    })
+    .await;
+    let s = status().await;
+    let why = s["gateway_status"]["runner_error"].as_str().unwrap_or_default();
+    assert!(why.contains("crashed"), "the runner's last word is in /status: {s}");
+    assert_eq!(s["gateway_status"]["swaps"], 1, "{s}");
+    let _ = ff.kill().await;
+}

@@ -26,6 +26,9 @@ pub enum FaultMode {
     BusyAlternate,
     /// Answer `/segment` with 200 and a body that is not a `TranscodeResult`.
     Garbage,
+    /// Every live runner fails (running ones at once, new ones as they start), reporting
+    /// the failure in an `ERROR` status event before its job ends.
+    RunnerCrash,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +53,7 @@ pub(crate) async fn set_fault(State(s): State<Arc<Shared>>, axum::Json(req): axu
     }
     if let Some(m) = req.mode {
         s.fault.lock().expect("fault lock").mode = m;
+        s.live.set_crash((m == FaultMode::RunnerCrash).then(|| "runner crashed (injected fault)".to_owned()));
         tracing::warn!(mode = ?m, "fault injected");
     }
     if let Some(p) = req.price_per_unit {

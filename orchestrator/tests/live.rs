@@ -229,7 +229,8 @@ async fn negate_job_processes_frames_switches_effect_and_closes() {
     assert!(audio_in > 10 && audio_out + 2 >= audio_in, "input audio carried through: {audio_out} of {audio_in} PES");
     // Status events: the runner's state and what it was last told.
     let status = events.iter().rev().find(|e| e["event"]["type"] == "status").expect("a status event");
-    assert_eq!(status["event"]["state"], "ONLINE");
+    assert_eq!(status["event"]["state"], "OFFLINE", "the last word of a runner whose input ended");
+    assert!(events.iter().any(|e| e["event"]["state"] == "ONLINE"), "ONLINE while it ran");
     assert_eq!(status["event"]["pipeline"], "negate");
     assert_eq!(status["event"]["inference_status"]["last_params"]["effect"], "noop");
     // The job ended with its input: its channels are gone.

@@ -313,6 +313,11 @@ impl Driver {
                 self.job.handle(now, Event::RunnerEvent);
                 let inner = ev.get("event").cloned().unwrap_or(ev);
                 if inner.get("type").and_then(|t| t.as_str()) == Some("status") {
+                    if inner.get("state").and_then(|s| s.as_str()) == Some("ERROR") {
+                        let why = inner["inference_status"]["last_error"].as_str().unwrap_or("runner error").to_owned();
+                        warn!(error = %why, "the runner reports a failure");
+                        self.set_status(|g| g.runner_error = Some(why));
+                    }
                     self.status.send_modify(|s| s.runner = Some(inner));
                 }
             }

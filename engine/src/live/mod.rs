@@ -100,6 +100,8 @@ pub struct GatewayStatus {
     pub swaps: u64,
     /// Why the last orchestrator was given up, or why the stream ended.
     pub error: Option<String>,
+    /// The last failure a runner reported (a status event in state `ERROR`).
+    pub runner_error: Option<String>,
     /// Input segments sent, output segments received.
     pub input_segments: u64,
     /// Output segments received.

@@ -40,6 +40,9 @@ pub struct LiveJobs {
     hub: Arc<TrickleHub>,
     #[cfg_attr(not(feature = "live"), allow(dead_code))]
     client: TrickleClient,
+    /// An injected runner failure (`POST /fault` `runner_crash`): every runner stops with
+    /// this error while it is set.
+    crash: watch::Sender<Option<String>>,
 }
 
 impl LiveJobs {
@@ -53,7 +56,14 @@ impl LiveJobs {
             // The runner reaches the channels through the orchestrator's own URL, with
             // its self-signed certificate, as ai-runner reaches go-livepeer's.
             client: TrickleClient::new(CertPolicy::AcceptAny),
+            crash: watch::channel(None).0,
         }
+    }
+
+    /// Makes every runner, running or started from now on, fail with `reason` (`None`
+    /// ends the fault).
+    pub fn set_crash(&self, reason: Option<String>) {
+        self.crash.send_replace(reason);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
@@ -164,7 +174,7 @@ fn spawn_runner(
         events_url: reply.events_url.clone(),
     };
     tokio::spawn(async move {
-        runner::run(spec, effect, shared.live.client.clone(), stop).await;
+        runner::run(spec, effect, shared.live.client.clone(), stop, shared.live.crash.subscribe()).await;
         shared.live.lock().remove(&mid);
         for suffix in ["", "-out", "-control", "-events"] {
             let _ = shared.live.hub.delete(&format!("{mid}{suffix}"));

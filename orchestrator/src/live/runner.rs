@@ -62,13 +62,26 @@ struct Progress {
     last_error: Option<String>,
 }
 
-/// Runs `job` with `effect` until the input ends or `stop` turns true.
-pub async fn run(job: JobSpec, effect: Effect, client: TrickleClient, stop: watch::Receiver<bool>) {
+/// Runs `job` with `effect` until the input ends, `stop` turns true, or `crash` names a
+/// failure (the runner then reports it in a last `ERROR` status event).
+pub async fn run(
+    job: JobSpec,
+    effect: Effect,
+    client: TrickleClient,
+    stop: watch::Receiver<bool>,
+    crash: watch::Receiver<Option<String>>,
+) {
     let span = tracing::info_span!("live_job", mid = %job.mid, stream_id = %job.stream_id);
-    tracing::Instrument::instrument(run_job(job, effect, client, stop), span).await
+    tracing::Instrument::instrument(run_job(job, effect, client, stop, crash), span).await
 }
 
-async fn run_job(job: JobSpec, effect: Effect, client: TrickleClient, mut stop: watch::Receiver<bool>) {
+async fn run_job(
+    job: JobSpec,
+    effect: Effect,
+    client: TrickleClient,
+    mut stop: watch::Receiver<bool>,
+    mut crash: watch::Receiver<Option<String>>,
+) {
     let progress = Arc::new(std::sync::Mutex::new(Progress { last_params: job.params.clone(), ..Default::default() }));
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let pipeline = match EffectPipeline::start(effect, out_tx) {
@@ -83,22 +96,35 @@ async fn run_job(job: JobSpec, effect: Effect, client: TrickleClient, mut stop: 
     let (done_tx, done_rx) = watch::channel(false);
     let control =
         tokio::spawn(control_loop(client.clone(), job.control_url.clone(), pipeline.clone(), progress.clone()));
-    let events = tokio::spawn(events_loop(client.clone(), job.clone(), progress.clone(), done_rx));
+    let mut events = tokio::spawn(events_loop(client.clone(), job.clone(), progress.clone(), done_rx));
     let (audio_tx, audio_rx) = mpsc::unbounded_channel();
     let output = tokio::spawn(output_loop(client.clone(), job.publish_url.clone(), out_rx, audio_rx, progress.clone()));
     let input = input_loop(client.clone(), &job.subscribe_url, &pipeline, audio_tx, progress.clone());
     tokio::select! {
         _ = input => tracing::info!("input channel ended"),
         _ = stop.wait_for(|s| *s) => tracing::info!("job stopped"),
+        Ok(reason) = crash.wait_for(|c| c.is_some()) => {
+            let reason = reason.clone().unwrap_or_default();
+            tracing::warn!(%reason, "runner failed");
+            progress.lock().unwrap_or_else(|p| p.into_inner()).last_error = Some(reason);
+        }
     }
     pipeline.finish();
+    let failed = progress.lock().unwrap_or_else(|p| p.into_inner()).last_error.is_some();
+    if failed {
+        // A failure is told before the output closes, so the gateway hears why first.
+        let _ = done_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut events).await;
+    }
     // What is in flight comes out, then the output closes.
     if tokio::time::timeout(Duration::from_secs(3), output).await.is_err() {
         tracing::warn!("output did not drain within 3 s");
     }
     control.abort();
     let _ = done_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(2), events).await;
+    if !failed {
+        let _ = tokio::time::timeout(Duration::from_secs(2), events).await;
+    }
     if let Ok(p) = Arc::try_unwrap(pipeline) {
         let _ = tokio::task::spawn_blocking(move || p.stop()).await;
     }
@@ -338,6 +364,12 @@ async fn events_loop(
             return;
         }
     }
+    // A last word: how the runner ended.
+    let event = {
+        let p = progress.lock().unwrap_or_else(|p| p.into_inner());
+        status_event(&job, &p, if p.last_error.is_some() { "ERROR" } else { "OFFLINE" }, 0.0, 0.0, started)
+    };
+    let _ = send_event(&mut publisher, event).await;
     let _ = publisher.close().await;
 }
 

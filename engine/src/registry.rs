@@ -39,6 +39,9 @@ struct Handle {
     live: Option<crate::live::LiveStream>,
     /// A stream that lives and goes with this one (a live AI stream's `{id}-out`).
     companion: Option<String>,
+    /// An output with no publisher of its own (a companion): not counted against the
+    /// stream limit.
+    output_only: bool,
     /// The transcode task's status, published by its recorder (the only writer).
     transcode: Option<tokio::sync::watch::Receiver<crate::status::TranscodeStatus>>,
     commands: mpsc::UnboundedSender<Command>,
@@ -220,6 +223,7 @@ impl Registry {
             output: output.clone(),
             live: None,
             companion: None,
+            output_only: true,
             transcode: None,
             commands,
             kick: None,
@@ -256,7 +260,7 @@ impl Registry {
         tokio::spawn(task.run(rx).instrument(info_span!(parent: None, "stream", stream_id = %id)));
         Metrics::add(&self.metrics.streams_active, 1);
         let companion = live.as_ref().map(|_| format!("{id}-out"));
-        Handle { output, live, companion, transcode, commands: tx, kick: None, generation }
+        Handle { output, live, companion, output_only: false, transcode, commands: tx, kick: None, generation }
     }
 
     /// Removes stream `id` if it is still generation `generation` and nobody is waiting to
@@ -330,7 +334,8 @@ impl Registry {
             );
         }
         let mut streams = self.lock();
-        if !streams.contains_key(&id) && streams.len() >= self.config.listen.max_streams {
+        let published = streams.values().filter(|h| !h.output_only).count();
+        if !streams.contains_key(&id) && published >= self.config.listen.max_streams {
             return reject(
                 "NetStream.Publish.Rejected",
                 format!("stream limit of {} reached", self.config.listen.max_streams),

@@ -272,7 +272,12 @@ async fn unknown_pipelines_end_with_a_reason_and_a_returning_publisher_restarts_
         return;
     }
     let orch = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
-    let gw = gateway_with(|c| c.orchestrators.orch_addr = orch.uri.clone()).await;
+    // Two streams at most: the live streams' processed outputs do not count.
+    let gw = gateway_with(|c| {
+        c.orchestrators.orch_addr = orch.uri.clone();
+        c.listen.max_streams = 2;
+    })
+    .await;
     poll_until(20, || async { http_get(gw.cli_addr, "/orchestrators").await.text().contains("negate") }).await;
     let status = |id: &'static str| {
         let addr = gw.http_addr;

@@ -342,7 +342,9 @@ async fn waiting_posts_learn_of_delete_and_overwritten_preconnects_catch_up() {
     assert!(reader.body_at_least(1, Duration::from_millis(200)).await.is_none());
     assert_eq!(publish(a, "o", 5, b"five").await.status, 200);
     let r = reader.finish().await;
-    assert_eq!((r.status, r.body.len(), r.header("lp-trickle-latest")), (200, 0, Some("6")));
+    // 5 if the reader was answered before 5's first byte, 6 after: either way past 0.
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert!(matches!(r.header("lp-trickle-latest"), Some("5" | "6")), "{:?}", r.header("lp-trickle-latest"));
     assert_eq!(r.header("lp-trickle-closed"), None, "the channel goes on");
     // Indexes past 2^53 are refused.
     assert_eq!(publish(a, "o", 1 << 53, b"x").await.status, 400);

@@ -319,6 +319,15 @@ impl TrickleServer {
         self.channels.contains_key(name)
     }
 
+    /// Where a reader whose segment was overwritten catches up: the next write index, or
+    /// the newest segment in the ring if a publisher has opened one that has no byte yet
+    /// (it is what the reader should follow); and whether the channel is closed.
+    pub fn catch_up(&self, name: &str) -> Result<(u64, bool), TrickleError> {
+        let ch = self.channels.get(name).ok_or(TrickleError::NoChannel)?;
+        let newest = ch.ring.iter().flatten().map(|s| s.seq).max().unwrap_or(0);
+        Ok((ch.next_write.max(newest), ch.closed))
+    }
+
     /// `GET {ch}/next`: the next write index and whether the channel is closed.
     pub fn next(&self, name: &str) -> Result<(u64, bool), TrickleError> {
         let ch = self.channels.get(name).ok_or(TrickleError::NoChannel)?;
@@ -575,6 +584,18 @@ mod tests {
         s.purge_deleted(t0 + DELETED_GRACE);
         assert_eq!(s.read("ch", 1, 0), ReadStep::Gone);
         assert_eq!(s.total_bytes(), 0);
+    }
+
+    #[test]
+    fn an_overwritten_reader_catches_up_to_the_segment_that_took_its_slot() {
+        let (mut s, t0) = server();
+        assert!(matches!(s.open_read("ch", -1), Ok(ReadStart::Segment { seq: 0, .. })));
+        // A publisher opens 5 (slot 0) and has not written yet: the reader of 0 is told 5.
+        let w = s.open_write("ch", 5, false, "", t0).unwrap();
+        assert_eq!(s.read("ch", 0, 0), ReadStep::Gone);
+        assert_eq!(s.catch_up("ch").unwrap(), (5, false));
+        s.write("ch", w, Bytes::from_static(b"x"), t0).unwrap();
+        assert_eq!(s.catch_up("ch").unwrap(), (6, false), "once 5 has bytes, the next write");
     }
 
     #[test]

@@ -418,8 +418,9 @@ async fn subscribe(State(hub): State<Arc<TrickleHub>>, Path((channel, seq)): Pat
         }
         ReadStep::Gone | ReadStep::Pending => {
             // Deleted: the channel has ended. Overwritten (a publisher moved on): an empty
-            // segment with the latest index, so the reader catches up.
-            let next = hub.lock().next(&reader.channel);
+            // segment with the index to catch up at (the overwriting segment itself when it
+            // has no byte yet).
+            let next = hub.lock().catch_up(&reader.channel);
             let mut r = StatusCode::OK.into_response();
             r.headers_mut().insert(SEQ_HEADER, num(seq));
             match next {

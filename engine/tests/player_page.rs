@@ -25,17 +25,7 @@ async fn hls_js_plays_the_player_page() {
     });
     let js = http_get(gw.http_addr, "/player/hls.min.js").await;
     assert_eq!(js.status, 200, "the gateway serves hls.js itself");
-    let shot = std::env::temp_dir().join("sluice-player.png");
-    let out = run(
-        tokio::process::Command::new("node")
-            .arg(root.join("web/test/player.mjs"))
-            .arg(format!("http://{}/player/browser", gw.http_addr))
-            .arg(&shot),
-        "headless Chromium playback",
-    )
-    .await;
-    let line = out.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no result from the browser:\n{out}"));
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let v = play_in_chromium(&gw, "browser", &[]).await;
     assert_eq!(v["hlsjs"], true, "{v}");
     assert!(v["fragments"].as_u64().unwrap() >= 3, "{v}");
     assert!(v["currentTime"].as_f64().unwrap() > 2.0, "{v}");
@@ -64,18 +54,7 @@ async fn hls_js_plays_every_rendition_of_an_abr_stream() {
     let publisher = tokio::spawn(async move {
         publish_tags(&tags, &url, &PublishOptions { realtime: true, loops: Some(6) }).await.unwrap();
     });
-    let shot = std::env::temp_dir().join("sluice-player-abr.png");
-    let out = run(
-        tokio::process::Command::new("node")
-            .arg(root.join("web/test/player.mjs"))
-            .arg(format!("http://{}/player/abr", gw.http_addr))
-            .arg(&shot)
-            .arg("3"),
-        "headless Chromium ABR playback",
-    )
-    .await;
-    let line = out.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no result from the browser:\n{out}"));
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let v = play_in_chromium(&gw, "abr", &["3"]).await;
     let heights: Vec<u64> = v["levels"].as_array().unwrap().iter().map(|l| l["height"].as_u64().unwrap()).collect();
     let mut sorted = heights.clone();
     sorted.sort_unstable();

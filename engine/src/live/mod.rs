@@ -30,6 +30,7 @@ use crate::transcode::Transcoding;
 pub mod driver;
 pub mod output;
 pub mod pay;
+mod tasks;
 
 /// Largest `/update` body, bytes.
 pub const MAX_UPDATE: usize = 64 * 1024;

@@ -73,6 +73,25 @@ pub async fn start_signer(name: &str, hex: &str) -> (String, tokio::process::Chi
     (first.split_whitespace().nth(1).expect("Signer: URL").to_owned(), child)
 }
 
+/// Plays `/player/{id}` of `gw` in headless Chromium (`web/test/player.mjs`, with
+/// `extra` arguments) and returns what the page saw: hls.js loaded, fragments,
+/// currentTime, video size, errors.
+pub async fn play_in_chromium(gw: &Gateway, id: &str, extra: &[&str]) -> serde_json::Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shot = std::env::temp_dir().join(format!("sluice-player-{id}.png"));
+    let out = run(
+        Command::new("node")
+            .arg(root.join("web/test/player.mjs"))
+            .arg(format!("http://{}/player/{id}", gw.http_addr))
+            .arg(&shot)
+            .args(extra),
+        "headless Chromium playback",
+    )
+    .await;
+    let line = out.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no result from the browser:\n{out}"));
+    serde_json::from_str(line).unwrap()
+}
+
 pub fn rtmp_url(gw: &Gateway, name: &str) -> String {
     format!("rtmp://{}/live/{name}", gw.rtmp_addr)
 }

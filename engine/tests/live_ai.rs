@@ -329,17 +329,8 @@ async fn paid_live_streams_with_the_gateways_key_and_with_a_remote_signer() {
     let orch_key = key_file("live-paid-orch", &format!("{:064x}", 991));
     let (signer_url, _signer) = start_signer("live-paid-signer", &format!("{:064x}", 992)).await;
     for remote in [false, true] {
-        let orch = OrchestratorProcess::start(&[
-            "--transcoder",
-            "echo",
-            "--network",
-            "arbitrum-one-mainnet",
-            "--price-per-unit",
-            "100",
-            "--eth-key-file",
-            orch_key.to_str().unwrap(),
-        ])
-        .await;
+        let orch =
+            OrchestratorProcess::start_paid(&orch_key, &["--transcoder", "echo", "--price-per-unit", "100"]).await;
         let gw_key = key_file("live-paid-gw", &format!("{:064x}", 993));
         let uri = orch.uri.clone();
         let url = signer_url.clone();

@@ -26,15 +26,7 @@ async fn post_json(addr: &str, path: &str, body: &serde_json::Value) -> (u16, se
 async fn a_paid_live_job_started_and_paid_through_the_signer() {
     let (signer_url, mut signer) = start_signer("signer", &format!("{:064x}", 4242)).await;
     let orch_key = key_file("signer-orch", &format!("{:064x}", 777));
-    let orch = OrchestratorProcess::start(&[
-        "--transcoder",
-        "echo",
-        "--network",
-        "arbitrum-one-mainnet",
-        "--eth-key-file",
-        orch_key.to_str().unwrap(),
-    ])
-    .await;
+    let orch = OrchestratorProcess::start_paid(&orch_key, &["--transcoder", "echo"]).await;
 
     // The orchestrator-info signature opens a session on the paid orchestrator.
     let (status, sig) = post_json(&signer_url, "/sign-orchestrator-info", &serde_json::json!({})).await;

@@ -226,17 +226,7 @@ async fn sdk_live_job_paid_through_sluice_signer() {
     let orch_key = common::key_file("sdk-signer-orch", &format!("{:064x}", 778));
     // A price at which the 5 s payment cycles need tickets (at 1 wei/pixel one ticket
     // covers minutes and every cycle is a 482 skip).
-    let orch = OrchestratorProcess::start(&[
-        "--transcoder",
-        "echo",
-        "--network",
-        "arbitrum-one-mainnet",
-        "--price-per-unit",
-        "100",
-        "--eth-key-file",
-        orch_key.to_str().unwrap(),
-    ])
-    .await;
+    let orch = OrchestratorProcess::start_paid(&orch_key, &["--transcoder", "echo", "--price-per-unit", "100"]).await;
     let out = Command::new(python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lv2v_sdk.py"))
         .args([orch.uri.as_str(), "negate", signer_url.as_str()])

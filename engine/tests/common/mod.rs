@@ -395,6 +395,14 @@ impl OrchestratorProcess {
         Self::start_on("127.0.0.1:0", args).await
     }
 
+    /// A priced orchestrator on Arbitrum One signing with the key in `key_file`, plus `extra`
+    /// flags (e.g. `--transcoder echo --price-per-unit 100`).
+    pub async fn start_paid(key_file: &Path, extra: &[&str]) -> OrchestratorProcess {
+        let mut args = vec!["--network", "arbitrum-one-mainnet", "--eth-key-file", key_file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start(&args).await
+    }
+
     pub async fn start_on(listen: &str, args: &[&str]) -> OrchestratorProcess {
         use tokio::io::AsyncBufReadExt;
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -13,7 +13,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 
 /// Upper bounds (seconds) of the dispatch histogram: segment closed to request handed to
 /// the HTTP client (credentials, tickets, queueing behind the stream's previous segment).
 pub const DISPATCH_BUCKETS: &[f64] = &[
-    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
+    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2.5e-3, 3.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
 ];
 
 /// Upper bounds (seconds) of the live AI per-frame round trip: an input access unit
@@ -209,6 +209,16 @@ impl Metrics {
         let mut l = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let h = l.get_or_insert_with(live_histograms);
         h[what as usize].observe(took);
+    }
+
+    /// The upper bound of the live histogram bucket holding quantile `q` (0..1), the count
+    /// and the mean; `None` before any sample.
+    pub fn live_quantile(&self, what: LiveTiming, q: f64) -> Option<(f64, u64, f64)> {
+        let l = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let h = l.as_ref().map(|h| &h[what as usize]).filter(|h| h.count > 0)?;
+        let want = (q * h.count as f64).ceil() as u64;
+        let bound = h.bounds.iter().zip(&h.buckets).find(|(_, n)| **n >= want).map_or(f64::INFINITY, |(b, _)| *b);
+        Some((bound, h.count, h.sum / h.count as f64))
     }
 
     /// Records how long a closed segment took to be handed to the HTTP client.

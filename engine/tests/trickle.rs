@@ -305,6 +305,11 @@ async fn standalone_server_over_tls() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..3u8 {
         let mut w = publisher.segment();
+        // Empty writes must not reach the wire: h2 ends a connection after 100 empty DATA
+        // frames, and with it every stream it carries (a live AI orchestrator's jobs).
+        for _ in 0..60 {
+            w.write(bytes::Bytes::new()).await.unwrap();
+        }
         w.write(bytes::Bytes::from(vec![i; 70_000])).await.unwrap();
         w.write(bytes::Bytes::from(vec![i + 100; 30_000])).await.unwrap();
         w.finish().await.unwrap();

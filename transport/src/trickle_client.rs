@@ -232,7 +232,14 @@ impl SegmentWriter {
     }
 
     /// Sends a chunk (a handle, not a copy).
+    ///
+    /// An empty chunk is not sent: an HTTP/2 server counts empty DATA frames against a
+    /// per-connection limit (h2 closes the whole connection after 100), and every stream
+    /// sharing the pooled connection would go with it.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), TrickleClientError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
         self.post.tx.send(chunk).await.map_err(|_| TrickleClientError::Transport("the POST ended early".into()))
     }
 

@@ -4,6 +4,11 @@
 //!
 //!   cargo run --release -p bench --bin loadgen -- --streams 200 --orchestrators 2 --seconds 60
 //!
+//! With `--live`, each stream is a live AI stream instead (`?pipeline=echo`: the local
+//! orchestrators' runner returns the input segments undecoded, so what is measured is the
+//! gateway's live path): the summary gives the per-frame round trip, the gateway's input
+//! and output hand-off times, swaps and the gateway's CPU.
+//!
 //! Prints a progress line every 10 s and a summary: segments transcoded and failed, the
 //! dispatch latency (segment closed → request handed to the HTTP client) p50/p99 from
 //! the gateway's histogram, the upload latency p99 (request → orchestrator's response
@@ -25,10 +30,12 @@ struct Args {
     paid: bool,
     /// Kill the busiest orchestrator this many seconds in.
     kill_at: Option<u64>,
+    /// Live AI streams (`?pipeline=echo`) instead of transcoded ones.
+    live: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args { streams: 200, orchestrators: 2, seconds: 60, paid: false, kill_at: None };
+    let mut a = Args { streams: 200, orchestrators: 2, seconds: 60, paid: false, kill_at: None, live: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = |what: &str| -> anyhow::Result<u64> {
@@ -42,6 +49,7 @@ fn args() -> anyhow::Result<Args> {
             "--orchestrators" => a.orchestrators = num("--orchestrators")? as usize,
             "--seconds" => a.seconds = num("--seconds")?,
             "--paid" => a.paid = true,
+            "--live" => a.live = true,
             "--kill-one-at" => a.kill_at = Some(num("--kill-one-at")?),
             "-h" | "--help" => {
                 println!(
@@ -68,6 +76,10 @@ const ORCH_KEY: &str = "8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a
 
 fn main() -> anyhow::Result<()> {
     let a = args()?;
+    // Logs only when asked (SLUICE_LOG=info, say): a load run prints its own summary.
+    if let Ok(filter) = std::env::var("SLUICE_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
     // The gateway gets its own two threads; the orchestrators and the publishers (the
     // rest of the world) run on theirs, so their work does not delay the gateway's tasks
     // and the gateway's CPU can be told apart.
@@ -104,6 +116,7 @@ fn main() -> anyhow::Result<()> {
 async fn orchestrator(a: &Args) -> anyhow::Result<orchestrator::service::OrchestratorHandle> {
     let mut cfg = OrchestratorConfig::new("127.0.0.1:0".parse()?, Arc::new(EchoTranscoder));
     cfg.max_sessions = a.streams * 2;
+    cfg.live_capacity = if a.live { a.streams } else { 0 };
     if a.paid {
         cfg.signer = Some(transport::identity::EthSigner::from_hex(ORCH_KEY).map_err(anyhow::Error::msg)?);
         cfg.price = transport::proto::PriceInfo { price_per_unit: 1000, pixels_per_unit: 1, ..Default::default() };
@@ -144,14 +157,23 @@ async fn run(
     let mut publishers = Vec::new();
     for i in 0..a.streams {
         let tags = tags.clone();
-        let url = RtmpUrl { addr: gw.rtmp_addr.to_string(), app: "live".into(), name: format!("load{i}") };
+        let name = if a.live { format!("load{i}?pipeline=echo") } else { format!("load{i}") };
+        let url = RtmpUrl { addr: gw.rtmp_addr.to_string(), app: "live".into(), name };
         publishers.push(pub_rt.spawn(async move {
             // Spread the streams' keyframes over the first two seconds.
             tokio::time::sleep(Duration::from_millis((i as u64 * 2000) / 200)).await;
             publish_tags(&tags, &url, &PublishOptions { realtime: true, loops: None }).await
         }));
     }
+    if a.live {
+        // Discovery has to have seen the orchestrators' live models before streams start.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while gw.registry().orchestrators().iter().any(|o| o.live_models.is_empty()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let (t0, cpu0, gw0) = (Instant::now(), bench::thread_cpu_seconds(""), gateway_cpu());
+    let (orch0, pub0) = (bench::thread_cpu_seconds("orch"), bench::thread_cpu_seconds("pub"));
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     let mut killed = false;
@@ -190,6 +212,10 @@ async fn run(
     let wall = t0.elapsed().as_secs_f64();
     let cpu = bench::thread_cpu_seconds("") - cpu0;
     let gw_cpu = gateway_cpu() - gw0;
+    // The live AI jobs' states while their publishers still send.
+    let live_states: Vec<Option<String>> = (0..if a.live { a.streams } else { 0 })
+        .map(|i| gw.registry().live(&format!("load{i}")).map(|l| l.status().gateway.state.to_owned()))
+        .collect();
     for p in &publishers {
         p.abort();
     }
@@ -235,6 +261,42 @@ async fn run(
     );
     println!("gateway CPU {:.1} s over {:.1} s = {:.0}% of one core", gw_cpu, wall, gw_cpu / wall * 100.0);
     println!("whole process CPU (gateway + publishers + orchestrators) {:.0}% of one core", cpu / wall * 100.0);
+    println!(
+        "orchestrator threads {:.0}% of one core each (one thread per orchestrator), publisher thread {:.0}%",
+        (bench::thread_cpu_seconds("orch") - orch0) / wall * 100.0 / a.orchestrators as f64,
+        (bench::thread_cpu_seconds("pub") - pub0) / wall * 100.0
+    );
+    if a.live {
+        use engine::metrics::LiveTiming;
+        let q = |t: LiveTiming, p: f64| m.live_quantile(t, p).map_or(f64::NAN, |(b, ..)| b * 1e3);
+        let mut running = 0;
+        for (i, state) in live_states.iter().enumerate() {
+            match state.as_deref() {
+                Some("running") => running += 1,
+                other => println!("load{i}: {}", other.unwrap_or("no live AI job")),
+            }
+        }
+        let n = m.live_quantile(LiveTiming::RoundTrip, 0.5).map_or(0, |(_, n, _)| n);
+        println!("live AI streams running at the end {running} of {}", a.streams);
+        println!(
+            "per-frame round trip (echo runner, bucket bounds): n {n}  p50 ≤ {:.0} ms  p99 ≤ {:.0} ms",
+            q(LiveTiming::RoundTrip, 0.5),
+            q(LiveTiming::RoundTrip, 0.99)
+        );
+        println!(
+            "gateway-added: input hand-off p99 ≤ {:.3} ms  output hand-off p99 ≤ {:.3} ms",
+            q(LiveTiming::InputHandoff, 0.99),
+            q(LiveTiming::OutputHandoff, 0.99)
+        );
+        println!(
+            "swaps {}  start failures {}",
+            m.live_swaps_total.load(std::sync::atomic::Ordering::Relaxed),
+            m.live_start_failures_total.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        gw.shutdown().await;
+        anyhow::ensure!(running == a.streams, "{} live streams were not running", a.streams - running);
+        return Ok(());
+    }
     gw.shutdown().await;
     if failed > 0 {
         anyhow::bail!("{failed} segments failed to transcode");

@@ -18,7 +18,11 @@ pub enum Effect {
 }
 
 /// The model ids the local orchestrator serves for `live-video-to-video`.
-pub const MODELS: [&str; 5] = ["noop", "negate", "edges", "hue", "blur"];
+pub const MODELS: [&str; 6] = ["noop", "negate", "edges", "hue", "blur", ECHO];
+
+/// The model that returns the input segments as they are, without decoding them: the
+/// transport alone, for load tests.
+pub const ECHO: &str = "echo";
 
 impl Effect {
     /// The effect model `model_id` starts with, adjusted by `params` (see [`Effect::update`]).
@@ -30,7 +34,7 @@ impl Effect {
 
     fn named(name: &str) -> Option<Effect> {
         Some(match name {
-            "noop" => Effect::Noop,
+            "noop" | ECHO => Effect::Noop,
             "negate" => Effect::Negate,
             "edges" => Effect::Edges,
             "hue" => Effect::Hue(90.0),
@@ -239,8 +243,8 @@ mod tests {
         assert_eq!(Effect::for_model("hue", &json!({"degrees": 45})), Some(Effect::Hue(45.0)));
         assert_eq!(Effect::Negate.update(&json!({"effect": "blur", "radius": 100})), Effect::Blur(32));
         assert_eq!(Effect::Negate.update(&json!({"effect": "nope", "prompt": "x"})), Effect::Negate);
-        for m in MODELS {
-            assert_eq!(Effect::for_model(m, &json!({})).unwrap().name(), m);
+        for m in MODELS.iter().filter(|m| **m != ECHO) {
+            assert_eq!(Effect::for_model(m, &json!({})).unwrap().name(), *m);
         }
     }
 }

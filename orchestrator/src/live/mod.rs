@@ -38,8 +38,6 @@ pub struct LiveJobs {
     pub capacity: usize,
     jobs: Mutex<HashMap<String, watch::Sender<bool>>>,
     hub: Arc<TrickleHub>,
-    #[cfg_attr(not(feature = "live"), allow(dead_code))]
-    client: TrickleClient,
     /// An injected runner failure (`POST /fault` `runner_crash`): every runner stops with
     /// this error while it is set.
     crash: watch::Sender<Option<String>>,
@@ -53,9 +51,6 @@ impl LiveJobs {
             capacity: if cfg!(feature = "live") { capacity } else { 0 },
             jobs: Mutex::default(),
             hub,
-            // The runner reaches the channels through the orchestrator's own URL, with
-            // its self-signed certificate, as ai-runner reaches go-livepeer's.
-            client: TrickleClient::new(CertPolicy::AcceptAny),
             crash: watch::channel(None).0,
         }
     }
@@ -173,8 +168,14 @@ fn spawn_runner(
         control_url: reply.control_url.clone(),
         events_url: reply.events_url.clone(),
     };
+    // The runner reaches the channels through the orchestrator's own URL, with its
+    // self-signed certificate, as ai-runner reaches go-livepeer's. Each job has its own
+    // client, so its own connection: one HTTP/2 connection shared by every job would run
+    // into the server's concurrent-stream limit (each job holds about six long-polls), and
+    // a connection error would end every job at once.
+    let client = TrickleClient::new(CertPolicy::AcceptAny);
     tokio::spawn(async move {
-        runner::run(spec, effect, shared.live.client.clone(), stop, shared.live.crash.subscribe()).await;
+        runner::run(spec, effect, client, stop, shared.live.crash.subscribe()).await;
         shared.live.lock().remove(&mid);
         for suffix in ["", "-out", "-control", "-events"] {
             let _ = shared.live.hub.delete(&format!("{mid}{suffix}"));

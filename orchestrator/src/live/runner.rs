@@ -83,6 +83,9 @@ async fn run_job(
     mut crash: watch::Receiver<Option<String>>,
 ) {
     let progress = Arc::new(std::sync::Mutex::new(Progress { last_params: job.params.clone(), ..Default::default() }));
+    if job.model_id == super::effects::ECHO {
+        return echo_job(job, client, stop, progress).await;
+    }
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let pipeline = match EffectPipeline::start(effect, out_tx) {
         Ok(p) => Arc::new(p),
@@ -128,6 +131,62 @@ async fn run_job(
     if let Ok(p) = Arc::try_unwrap(pipeline) {
         let _ = tokio::task::spawn_blocking(move || p.stop()).await;
     }
+}
+
+/// The `echo` model: each input segment goes back out on the output channel as its bytes
+/// arrive, undecoded (what is measured is the transport), with status events.
+async fn echo_job(
+    job: JobSpec,
+    client: TrickleClient,
+    mut stop: watch::Receiver<bool>,
+    progress: Arc<std::sync::Mutex<Progress>>,
+) {
+    let (done_tx, done_rx) = watch::channel(false);
+    let events = tokio::spawn(events_loop(client.clone(), job.clone(), progress.clone(), done_rx));
+    let copy = async {
+        let Ok(mut publisher) = TricklePublisher::start(client.clone(), &job.publish_url).await else { return };
+        let mut sub = TrickleSubscriber::new(client.clone(), &job.subscribe_url, -2);
+        loop {
+            let mut seg = match sub.next_segment().await {
+                Ok(Some(seg)) => seg,
+                Ok(None) => {
+                    tracing::debug!("echo: input ended");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "echo: input failed");
+                    break;
+                }
+            };
+            let mut w = publisher.segment();
+            loop {
+                match seg.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if let Err(e) = w.write(chunk).await {
+                            tracing::warn!(error = %e, "echo: write failed");
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "echo: read failed");
+                        break;
+                    }
+                }
+            }
+            let _ = w.finish().await;
+            let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
+            p.frames_in += 1;
+            p.frames_out += 1;
+        }
+        let _ = publisher.close().await;
+    };
+    tokio::select! {
+        _ = copy => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    let _ = done_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), events).await;
 }
 
 /// Reads the input channel: video to the pipeline, audio to the output as it is.

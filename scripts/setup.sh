@@ -15,15 +15,16 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 
 # protoc compiles the protocol definition at build time; the local orchestrator
 # transcodes with GStreamer (x264enc is in -ugly, avdec_h264 in -libav) and links it for
-# its live runner (the -dev packages).
+# its live runner (the -dev packages); the gateway's /start hook pulls streams with
+# ffmpeg; the tests call that hook with curl, as MediaMTX does.
 runtime_pkgs=(
-  pkg-config protobuf-compiler nodejs npm
+  pkg-config protobuf-compiler nodejs npm ffmpeg
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
 )
 test_pkgs=(
-  ffmpeg
+  curl
   libgstreamer-plugins-bad1.0-dev
   chromium python3 python3-venv
 )

@@ -46,6 +46,12 @@ pub fn allocated() -> u64 {
     ALLOCATED.load(Ordering::Relaxed)
 }
 
+/// Resident memory of this process, bytes (from `/proc/self/statm`).
+pub fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
 /// User + system CPU seconds of this process's threads whose name starts with `prefix`
 /// (from `/proc/self/task/*/stat`).
 pub fn thread_cpu_seconds(prefix: &str) -> f64 {

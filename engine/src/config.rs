@@ -99,6 +99,16 @@ pub struct LiveConfig {
     /// given up and another one takes the stream (1–300).
     #[arg(long, env = "SLUICE_LIVE_OUTPUT_TIMEOUT", value_name = "S", default_value_t = DEFAULT_LIVE_OUTPUT_TIMEOUT)]
     pub live_output_timeout: f64,
+    /// Asked before each live AI stream starts (go-livepeer's `-liveAIAuthWebhookUrl`):
+    /// a JSON POST whose 2xx JSON answer admits the stream and may override its pipeline
+    /// and params; anything else refuses it. See docs/LIVE_AI.md.
+    #[arg(long, env = "SLUICE_LIVE_AUTH_WEBHOOK_URL", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_auth_webhook_url: Option<String>,
+    /// Sent to the auth webhook in `x-api-key` and `Authorization`.
+    #[arg(long, env = "SLUICE_LIVE_AUTH_API_KEY", value_name = "KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_auth_api_key: Option<String>,
 }
 
 impl Default for LiveConfig {
@@ -107,6 +117,8 @@ impl Default for LiveConfig {
             live_min_segment: DEFAULT_LIVE_MIN_SEGMENT,
             live_output_segment: DEFAULT_LIVE_OUTPUT_SEGMENT,
             live_output_timeout: DEFAULT_LIVE_OUTPUT_TIMEOUT,
+            live_auth_webhook_url: None,
+            live_auth_api_key: None,
         }
     }
 }
@@ -412,6 +424,11 @@ impl GatewayConfig {
         }
         if !(1.0..=300.0).contains(&self.live.live_output_timeout) {
             return bad("live_output_timeout", "must be between 1 and 300 seconds");
+        }
+        if let Some(u) = &self.live.live_auth_webhook_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return bad("live_auth_webhook_url", "must be an http:// or https:// URL");
         }
         if !(0.1..=60.0).contains(&self.segmenting.segment_duration) {
             return bad("segment_duration", "must be between 0.1 and 60 seconds");

@@ -175,7 +175,9 @@ fn spawn_http(listener: TcpListener, router: axum::Router, mut rx: watch::Receiv
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        // Handlers may read the peer's address (the `/start` hook pulls from its caller).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
             let _ = rx.changed().await;
         });
         if let Err(err) = serve.await {

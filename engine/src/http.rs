@@ -10,6 +10,7 @@
 //! | `GET /player/{id}` | hls.js player page |
 //! | `POST /live/video-to-video/{stream}/update` | new params for a live AI stream (a JSON object, ≤ 64 KiB): one control message; kept and sent on when no orchestrator is attached yet |
 //! | `GET /live/video-to-video/{stream}/status` | the runner's last status event with `gateway_status` beside it |
+//! | `POST /live/video-to-video/{stream}/start`, `…/{prefix}/{stream}/start` | media-server hook (MediaMTX `runOnReady`): pulls the stream and starts its live AI job; see [`crate::live::hook`] |
 //!
 //! Browsers and CDNs:
 //! * every response carries `Access-Control-Allow-Origin: *` (and exposes the length and
@@ -65,6 +66,8 @@ pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>, web_dir: Option<Pa
         .route("/stream/{id}/{rendition}/{file}", get(segment))
         .route("/live/video-to-video/{stream}/update", axum::routing::post(live_update))
         .route("/live/video-to-video/{stream}/status", get(live_status))
+        .route("/live/video-to-video/{stream}/start", axum::routing::post(live_start))
+        .route("/live/video-to-video/{prefix}/{stream}/start", axum::routing::post(live_start))
         .layer(axum::middleware::map_response(cors))
         .layer(axum::middleware::from_fn(preflight))
         .with_state(AppState { registry, metrics, web_dir })
@@ -341,6 +344,89 @@ async fn live_update(State(s): State<AppState>, Path(stream): Path<String>, body
         Ok(_) => json_error(StatusCode::BAD_REQUEST, "params must be a JSON object"),
         Err(e) => json_error(StatusCode::BAD_REQUEST, format!("params are not JSON: {e}")),
     }
+}
+
+/// `POST /live/video-to-video/{stream}/start` (and with a `{prefix}`): the media-server
+/// hook. The form may be multipart (as MediaMTX's `curl -F`) or URL-encoded.
+async fn live_start(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Path(path): Path<std::collections::HashMap<String, String>>,
+    req: Request,
+) -> Response {
+    use crate::live::{auth, hook, pull};
+    let (stream, prefix) = (path.get("stream").cloned().unwrap_or_default(), path.get("prefix").cloned());
+    let fields = match read_form(req).await {
+        Ok(f) => f,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let mut start = match hook::parse_hook(&stream, &fields) {
+        Ok(Some(h)) => h,
+        Ok(None) => return StatusCode::OK.into_response(),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let Some(live) = s.registry.live_ai() else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "live AI needs orchestrators: start with --orch-addr");
+    };
+    if let Err(e) = auth::admit(live, &stream, &mut start.request).await {
+        tracing::warn!(stream_id = %stream, error = %e, "live AI stream refused");
+        crate::metrics::Metrics::add(&s.metrics.live_auth_refused_total, 1);
+        return json_error(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let url = start.rtmp_url.clone().unwrap_or_else(|| hook::default_input(peer.ip(), prefix.as_deref(), &stream));
+    let app = prefix.unwrap_or_else(|| "live".to_owned());
+    match pull::start(s.registry.clone(), &app, &stream, &url, start.request, peer) {
+        Ok(id) => {
+            tracing::info!(stream_id = %id, source = start.source, source_id = %start.source_id, "media-server hook: pulling");
+            let base = format!("/live/video-to-video/{id}");
+            axum::Json(serde_json::json!({
+                "stream_id": id,
+                "status_url": format!("{base}/status"),
+                "update_url": format!("{base}/update"),
+                "hls_url": format!("/stream/{id}-out.m3u8"),
+                "trickle_url": format!("/ai/trickle/{id}-out"),
+            }))
+            .into_response()
+        }
+        Err(pull::PullError::Refused(r)) if r.code.ends_with("BadName") => {
+            json_error(StatusCode::BAD_REQUEST, r.reason)
+        }
+        Err(pull::PullError::Refused(r)) => json_error(StatusCode::SERVICE_UNAVAILABLE, r.reason),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A form's fields, multipart or URL-encoded; a field over [`crate::live::hook::MAX_FIELD`]
+/// bytes is refused.
+async fn read_form(req: Request) -> Result<std::collections::HashMap<String, String>, String> {
+    use axum::extract::FromRequest;
+    let max = crate::live::hook::MAX_FIELD;
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let mut fields = std::collections::HashMap::new();
+    if multipart {
+        let mut form = axum::extract::Multipart::from_request(req, &()).await.map_err(|e| e.body_text())?;
+        while let Some(field) = form.next_field().await.map_err(|e| e.body_text())? {
+            let name = field.name().unwrap_or_default().to_owned();
+            let value = field.text().await.map_err(|e| e.body_text())?;
+            if value.len() > max {
+                return Err(format!("form field {name:?} is over {max} bytes"));
+            }
+            fields.insert(name, value);
+        }
+    } else {
+        let body = axum::body::to_bytes(req.into_body(), 4 * max).await.map_err(|e| format!("form body: {e}"))?;
+        for (k, v) in form_urlencoded::parse(&body) {
+            if v.len() > max {
+                return Err(format!("form field {k:?} is over {max} bytes"));
+            }
+            fields.insert(k.into_owned(), v.into_owned());
+        }
+    }
+    Ok(fields)
 }
 
 /// `GET /live/video-to-video/{stream}/status`.

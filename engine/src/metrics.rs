@@ -13,7 +13,8 @@ pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 
 /// Upper bounds (seconds) of the dispatch histogram: segment closed to request handed to
 /// the HTTP client (credentials, tickets, queueing behind the stream's previous segment).
 pub const DISPATCH_BUCKETS: &[f64] = &[
-    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2.5e-3, 3.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
+    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2.5e-3, 3.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,
+    250e-3, 1.0,
 ];
 
 /// Upper bounds (seconds) of the live AI per-frame round trip: an input access unit
@@ -153,6 +154,8 @@ pub struct Metrics {
     pub live_swaps_total: AtomicU64,
     /// Live AI job starts refused.
     pub live_start_failures_total: AtomicU64,
+    /// Live AI streams the auth webhook refused.
+    pub live_auth_refused_total: AtomicU64,
     /// Live AI payments sent, and refused.
     pub live_payments_total: AtomicU64,
     /// Live AI payments refused or failed.
@@ -322,6 +325,11 @@ impl Metrics {
             ("sluice_live_streams_total", &self.live_streams_total, "Live AI streams started."),
             ("sluice_live_swaps_total", &self.live_swaps_total, "Live AI orchestrators given up and replaced."),
             ("sluice_live_start_failures_total", &self.live_start_failures_total, "Live AI job starts refused."),
+            (
+                "sluice_live_auth_refused_total",
+                &self.live_auth_refused_total,
+                "Live AI streams the auth webhook refused.",
+            ),
             ("sluice_live_payments_total", &self.live_payments_total, "Live AI payments sent."),
             (
                 "sluice_live_payment_failures_total",

@@ -126,6 +126,11 @@ impl Registry {
         self.lock().get(id).map(|h| h.output.clone())
     }
 
+    /// Live AI, when orchestrators are configured.
+    pub fn live_ai(&self) -> Option<&Arc<crate::live::Live>> {
+        self.live.as_ref()
+    }
+
     /// The live AI side of stream `id`, if it is a live AI stream.
     pub fn live(&self, id: &str) -> Option<crate::live::LiveStream> {
         self.lock().get(id).and_then(|h| h.live.clone())
@@ -315,6 +320,30 @@ impl Registry {
     /// Accepts or refuses a publish: validates the name, enforces the stream limit, takes
     /// over an existing stream of the same id.
     pub fn publish(self: &Arc<Self>, req: &PublishRequest) -> Result<PublishAccepted, PublishRejected> {
+        match crate::live::parse_query(&req.app, &req.name) {
+            Ok(live) => self.publish_with(req, live),
+            Err(e) => {
+                Metrics::add(&self.metrics.publishes_rejected_total, 1);
+                Err(PublishRejected { code: "NetStream.Publish.BadName", reason: e.to_string() })
+            }
+        }
+    }
+
+    /// [`Registry::publish`] for a live AI request built elsewhere (the `/start` hook's
+    /// pulled input); the query on `req.name`, if any, is not read.
+    pub fn publish_live(
+        self: &Arc<Self>,
+        req: &PublishRequest,
+        live: crate::live::LiveRequest,
+    ) -> Result<PublishAccepted, PublishRejected> {
+        self.publish_with(req, Some(live))
+    }
+
+    fn publish_with(
+        self: &Arc<Self>,
+        req: &PublishRequest,
+        live: Option<crate::live::LiveRequest>,
+    ) -> Result<PublishAccepted, PublishRejected> {
         let reject = |code, reason: String| {
             Metrics::add(&self.metrics.publishes_rejected_total, 1);
             Err(PublishRejected { code, reason })
@@ -322,10 +351,6 @@ impl Registry {
         let id = match stream_id_for(&req.app, &req.name) {
             Ok(id) => id,
             Err(e) => return reject("NetStream.Publish.BadName", e.to_owned()),
-        };
-        let live = match crate::live::parse_query(&req.app, &req.name) {
-            Ok(l) => l,
-            Err(e) => return reject("NetStream.Publish.BadName", e.to_string()),
         };
         if live.is_some() && self.live.is_none() {
             return reject(

@@ -131,6 +131,8 @@ pub enum EndReason {
     NoOrchestrator(String),
     /// The swap chain grew past its limit.
     TooManySwaps,
+    /// The gateway refused the stream before any start (its auth webhook said no).
+    Refused(String),
 }
 
 impl std::fmt::Display for EndReason {
@@ -139,6 +141,7 @@ impl std::fmt::Display for EndReason {
             EndReason::InputEnded => f.write_str("input ended"),
             EndReason::NoOrchestrator(why) => write!(f, "no orchestrator took the job: {why}"),
             EndReason::TooManySwaps => f.write_str("Too many swaps"),
+            EndReason::Refused(why) => write!(f, "refused: {why}"),
         }
     }
 }
@@ -251,6 +254,8 @@ pub struct LiveJob {
     attached_before: bool,
     /// Input ended while starting or attached.
     input_ended: bool,
+    /// Orchestrators given up for refusing this stream's payments: not tried again for it.
+    refused_payments: Vec<OrchId>,
 }
 
 impl LiveJob {
@@ -266,15 +271,24 @@ impl LiveJob {
             chain: 0,
             attached_before: false,
             input_ended: false,
+            refused_payments: Vec::new(),
         }
     }
 
     /// Starts (or restarts, after a detach) with `candidates`, best first. With none, the
     /// stream ends.
-    pub fn start(&mut self, now: Instant, candidates: Vec<OrchId>) {
+    /// Orchestrators that refused this stream's payments are left out.
+    pub fn start(&mut self, now: Instant, mut candidates: Vec<OrchId>) {
         if matches!(self.state, State::Ended | State::Starting { .. } | State::Attached { .. }) {
             return;
         }
+        let offered = candidates.len();
+        candidates.retain(|c| !self.refused_payments.contains(c));
+        let last_error = if offered > 0 && candidates.is_empty() {
+            "every orchestrator offering the model refused the stream's payments".into()
+        } else {
+            "no orchestrator offers the model".into()
+        };
         let deadline = now + self.config.start_deadline;
         self.state = State::Starting {
             attempt: Attempt(0),
@@ -283,7 +297,7 @@ impl LiveJob {
             per_orch: Vec::new(),
             candidates,
             deadline,
-            last_error: "no orchestrator offers the model".into(),
+            last_error,
         };
         self.try_next(now);
     }
@@ -299,6 +313,14 @@ impl LiveJob {
         match self.state {
             State::Attached { orch, .. } => Some(orch),
             _ => None,
+        }
+    }
+
+    /// The gateway refuses the stream (its auth webhook said no): the job ends, with
+    /// `why`, without trying an orchestrator. A job already over is left alone.
+    pub fn refuse(&mut self, why: String) {
+        if !self.ended() {
+            self.end(EndReason::Refused(why));
         }
     }
 
@@ -386,6 +408,8 @@ impl LiveJob {
                 if let State::Attached { refusals, .. } = &mut self.state {
                     *refusals = if ok { 0 } else { *refusals + 1 };
                     if *refusals >= self.config.max_payment_refusals {
+                        let orch = self.attached();
+                        self.refused_payments.extend(orch);
                         self.detach(now, DetachReason::PaymentRefused);
                     }
                 }

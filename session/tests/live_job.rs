@@ -191,6 +191,39 @@ fn payments_every_interval_only_while_input_flows_and_a_refusal_detaches() {
     assert!(drain(&mut j).is_empty(), "an accepted payment resets the count");
     j.handle(t0, Event::PaymentAnswered { ok: false });
     assert_eq!(drain(&mut j), vec![Action::Detach { orch: A, reason: DetachReason::PaymentRefused }]);
+    // The orchestrator that refused is not tried again for this stream; with no other
+    // one the stream ends, saying why.
+    assert!(j.needs_candidates());
+    j.start(t0, vec![A]);
+    match drain(&mut j).as_slice() {
+        [Action::Ended(EndReason::NoOrchestrator(why))] => {
+            assert!(why.contains("refused the stream's payments"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_payment_refusal_moves_the_stream_to_another_orchestrator() {
+    let t0 = Instant::now();
+    let mut j = LiveJob::new(LiveConfig::default());
+    attach(&mut j, t0, vec![A, B]);
+    for _ in 0..3 {
+        j.handle(t0, Event::PaymentAnswered { ok: false });
+    }
+    drain(&mut j);
+    j.start(t0, vec![A, B]);
+    assert!(matches!(drain(&mut j).as_slice(), [Action::Start { orch: B, .. }]));
+}
+
+#[test]
+fn a_refused_stream_ends_without_a_start_and_says_why() {
+    let mut j = LiveJob::new(LiveConfig::default());
+    j.refuse("auth webhook answered 403".into());
+    assert_eq!(drain(&mut j), vec![Action::Ended(EndReason::Refused("auth webhook answered 403".into()))]);
+    assert!(j.ended() && !j.needs_candidates());
+    j.refuse("again".into());
+    assert!(drain(&mut j).is_empty(), "an ended job is left alone");
 }
 
 #[test]

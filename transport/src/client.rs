@@ -242,10 +242,23 @@ impl OrchestratorNet {
     /// `POST url` with a JSON body (an orchestrator's operator endpoints, a webhook).
     /// Returns the status and body.
     pub async fn post_json(&self, url: &str, json: &str, timeout: Duration) -> Result<(StatusCode, Bytes), NetError> {
-        let req = Request::post(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::copy_from_slice(json.as_bytes())))
-            .map_err(|_| NetError::Url(url.to_owned()))?;
+        self.post_json_with(url, json, &[], timeout).await
+    }
+
+    /// [`OrchestratorNet::post_json`] with extra request headers (name, value).
+    pub async fn post_json_with(
+        &self,
+        url: &str,
+        json: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), NetError> {
+        let mut req = Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req =
+            req.body(Full::new(Bytes::copy_from_slice(json.as_bytes()))).map_err(|_| NetError::Url(url.to_owned()))?;
         self.exchange(req, timeout, "POST").await
     }
 

@@ -154,6 +154,7 @@ async fn run(
         if a.paid { " (paid)" } else { "" },
         a.seconds
     );
+    let rss0 = bench::rss();
     let mut publishers = Vec::new();
     for i in 0..a.streams {
         let tags = tags.clone();
@@ -212,6 +213,7 @@ async fn run(
     let wall = t0.elapsed().as_secs_f64();
     let cpu = bench::thread_cpu_seconds("") - cpu0;
     let gw_cpu = gateway_cpu() - gw0;
+    let rss1 = bench::rss();
     // The live AI jobs' states while their publishers still send.
     let live_states: Vec<Option<String>> = (0..if a.live { a.streams } else { 0 })
         .map(|i| gw.registry().live(&format!("load{i}")).map(|l| l.status().gateway.state.to_owned()))
@@ -261,6 +263,11 @@ async fn run(
     );
     println!("gateway CPU {:.1} s over {:.1} s = {:.0}% of one core", gw_cpu, wall, gw_cpu / wall * 100.0);
     println!("whole process CPU (gateway + publishers + orchestrators) {:.0}% of one core", cpu / wall * 100.0);
+    println!(
+        "process memory grew {:.0} MiB over the run: {:.0} KiB a stream (gateway, orchestrators and publishers together)",
+        rss1.saturating_sub(rss0) as f64 / (1 << 20) as f64,
+        rss1.saturating_sub(rss0) as f64 / 1024.0 / a.streams as f64
+    );
     println!(
         "orchestrator threads {:.0}% of one core each (one thread per orchestrator), publisher thread {:.0}%",
         (bench::thread_cpu_seconds("orch") - orch0) / wall * 100.0 / a.orchestrators as f64,

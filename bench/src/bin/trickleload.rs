@@ -72,12 +72,6 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-/// Resident memory of this process, bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
-}
-
 /// The floor under the trickle figures on this machine: the same chunks, at the same
 /// pace, from one publisher socket through a relay that writes each to N subscriber
 /// sockets in turn (what any fan-out server must do at least), with no HTTP and no ring.
@@ -316,11 +310,11 @@ fn main() -> anyhow::Result<()> {
         cpu_clients / wall * 100.0
     );
     // Memory of idle channels: created and left alone.
-    let before = rss();
+    let before = bench::rss();
     for i in 0..1000 {
         hub.create(&format!("idle{i}"), "video/MP2T").map_err(anyhow::Error::msg)?;
     }
-    let after = rss();
+    let after = bench::rss();
     println!(
         "1,000 idle channels: {:.1} KiB resident in all ({} B each)",
         after.saturating_sub(before) as f64 / 1024.0,

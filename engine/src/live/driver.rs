@@ -173,6 +173,8 @@ impl Driver {
         mut control: watch::Receiver<Option<Bytes>>,
     ) {
         info!(pipeline = %self.request.pipeline, "live AI stream");
+        let asked = self.request.clone();
+        self.admit().await;
         let mut retry_at: Option<Instant> = None;
         loop {
             while let Some(a) = self.job.poll_action() {
@@ -209,6 +211,9 @@ impl Driver {
                             self.job = LiveJob::new(self.cfg.clone());
                             self.waiting_since = None;
                             self.sink.lock().unwrap_or_else(|e| e.into_inner()).reopen();
+                            // The auth webhook is asked again, about the publish's own query.
+                            self.request = asked.clone();
+                            self.admit().await;
                         }
                         self.on_piece(p, at);
                     }
@@ -245,6 +250,25 @@ impl Driver {
             }
         }
         info!("live AI stream removed");
+    }
+
+    /// Asks the auth webhook (if any) about the stream; a refusal ends the job, which
+    /// disconnects the publisher.
+    async fn admit(&mut self) {
+        match super::auth::admit(&self.live, &self.id, &mut self.request).await {
+            Ok(()) => {
+                let (pipeline, pipeline_id) = (self.request.pipeline.clone(), self.request.pipeline_id.clone());
+                self.set_status(|g| {
+                    g.pipeline = pipeline;
+                    g.pipeline_id = pipeline_id;
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "live AI stream refused");
+                Metrics::add(&self.live.metrics.live_auth_refused_total, 1);
+                self.job.refuse(e.to_string());
+            }
+        }
     }
 
     fn set_status(&self, f: impl FnOnce(&mut super::GatewayStatus)) {
@@ -431,7 +455,7 @@ impl Driver {
             model_id: self.request.pipeline.clone(),
             params: self.request.params.clone(),
             gateway_request_id: format!("{}-{}", self.id, attempt.0),
-            stream_id: self.id.clone(),
+            stream_id: self.request.stream_id.clone().unwrap_or_else(|| self.id.clone()),
         };
         let notes = self.notes_tx.clone();
         let payer = self.live.payer.clone();

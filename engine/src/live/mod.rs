@@ -12,6 +12,9 @@
 //! * [`driver`]: one stream's task: performs the job's actions (start, attach, detach,
 //!   pay, suspend) and feeds back what happens, with the time.
 //! * [`output`]: reading the processed output into the gateway's channel and playlist.
+//! * [`auth`]: the auth webhook asked before a stream's job starts.
+//! * [`hook`]: the `/start` media-server hook's form.
+//! * [`pull`]: the `/start` hook's input, pulled from a media server with ffmpeg.
 //!
 //! Decisions (which orchestrator, retries, watchdogs, swaps, payment times) are the
 //! job's; `docs/LIVE_AI.md` describes them.
@@ -27,21 +30,45 @@ use crate::config::LiveConfig;
 use crate::metrics::Metrics;
 use crate::transcode::Transcoding;
 
+pub mod auth;
 pub mod driver;
+pub mod hook;
 pub mod output;
 pub mod pay;
+pub mod pull;
 mod tasks;
 
 /// Largest `/update` body, bytes.
 pub const MAX_UPDATE: usize = 64 * 1024;
 
 /// What a publish asked for in its URL's query.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LiveRequest {
     /// The model (`pipeline=`).
     pub pipeline: String,
     /// Its params (`params=`, a JSON object; `{}` when absent).
     pub params: serde_json::Value,
+    /// The stream id sent to the orchestrator (`streamId=`, or the auth webhook's); the
+    /// stream's name when absent.
+    pub stream_id: Option<String>,
+    /// An id for the pipeline from the auth webhook, shown in `/status`.
+    pub pipeline_id: Option<String>,
+    /// The ingest URL's raw query (for the auth webhook).
+    pub query: String,
+    /// How the stream arrives, as the auth webhook names it: `rtmp` or `whip`.
+    pub source: &'static str,
+    /// Already admitted by the auth webhook (the `/start` hook asks it itself).
+    pub authorized: bool,
+}
+
+/// Checks a model name: 1–128 characters of A–Z a–z 0–9 `_ - . /`.
+///
+/// Errors: [`LiveRequestError::Pipeline`] otherwise.
+pub fn check_pipeline(pipeline: &str) -> Result<(), LiveRequestError> {
+    let ok = !pipeline.is_empty()
+        && pipeline.len() <= 128
+        && pipeline.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'));
+    if ok { Ok(()) } else { Err(LiveRequestError::Pipeline) }
 }
 
 /// Why a live request was refused.
@@ -61,20 +88,17 @@ pub fn parse_query(app: &str, name: &str) -> Result<Option<LiveRequest>, LiveReq
     let query = [name, app].iter().find_map(|s| s.split_once('?').map(|(_, q)| q.to_owned())).unwrap_or_default();
     let mut pipeline = None;
     let mut params = None;
+    let mut stream_id = None;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "pipeline" => pipeline = Some(v.into_owned()),
             "params" => params = Some(v.into_owned()),
+            "streamId" => stream_id = Some(v.into_owned()).filter(|s| !s.is_empty()),
             _ => {}
         }
     }
     let Some(pipeline) = pipeline else { return Ok(None) };
-    let ok = !pipeline.is_empty()
-        && pipeline.len() <= 128
-        && pipeline.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'));
-    if !ok {
-        return Err(LiveRequestError::Pipeline);
-    }
+    check_pipeline(&pipeline)?;
     let params = match params.filter(|p| !p.trim().is_empty()) {
         None => serde_json::json!({}),
         Some(p) => match serde_json::from_str::<serde_json::Value>(&p) {
@@ -83,7 +107,7 @@ pub fn parse_query(app: &str, name: &str) -> Result<Option<LiveRequest>, LiveReq
             Err(e) => return Err(LiveRequestError::Params(e.to_string())),
         },
     };
-    Ok(Some(LiveRequest { pipeline, params }))
+    Ok(Some(LiveRequest { pipeline, params, stream_id, query, source: "rtmp", ..Default::default() }))
 }
 
 /// The gateway's side of a stream's job, for `/status`.
@@ -93,6 +117,9 @@ pub struct GatewayStatus {
     pub state: &'static str,
     /// The model.
     pub pipeline: String,
+    /// The pipeline id the auth webhook gave, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline_id: Option<String>,
     /// The orchestrator running the job.
     pub orchestrator: Option<String>,
     /// The job's id there.
@@ -287,6 +314,21 @@ impl Live {
         payer: Option<Arc<pay::LivePayer>>,
     ) -> Arc<Self> {
         Arc::new(Live { transcoding, hub, config, metrics, http_base, payer })
+    }
+
+    /// What the auth webhook is asked about stream `id` (the URLs are this gateway's).
+    pub fn auth_request(&self, id: &str, req: &LiveRequest) -> auth::AuthRequest {
+        let base = &self.http_base;
+        auth::AuthRequest {
+            stream: id.to_owned(),
+            stream_key: id.to_owned(),
+            kind: req.source.to_owned(),
+            query_params: req.query.clone(),
+            gateway_host: base.split_once("://").map_or(base.as_str(), |(_, h)| h).to_owned(),
+            whep_url: String::new(),
+            status_url: format!("{base}/live/video-to-video/{id}/status"),
+            update_url: format!("{base}/live/video-to-video/{id}/update"),
+        }
     }
 
     /// The settings.

@@ -1,11 +1,13 @@
-//! The live AI admission paths, end to end against a real `sluice orchestrator`:
+//! The live AI admission and refusal paths, end to end against a real `sluice
+//! orchestrator`:
 //! - the auth webhook (go-livepeer's `-liveAIAuthWebhookUrl` contract), served here by a
 //!   plain HTTP server that records what it is asked: it admits one RTMP stream and
 //!   overrides its pipeline, and refuses another, whose publisher is disconnected;
 //! - the media-server hook `POST /live/video-to-video/{stream}/start`, called with curl
 //!   as MediaMTX's `runOnReady` does: the gateway pulls the stream from an RTMP server
 //!   (ffmpeg listening) and processes it; bad forms get go-livepeer's 400s, and a
-//!   webhook refusal a 403.
+//!   webhook refusal a 403;
+//! - payments the orchestrator refuses end the stream with a clear status.
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -207,4 +209,46 @@ async fn the_auth_webhook_and_the_media_server_hook() {
     assert!(status("pulled").await["gateway_status"]["state"] == "running");
     let _ = served.wait().await;
     drop(orch);
+}
+
+/// A priced orchestrator that refuses every live payment: after three refusals in a row
+/// the gateway gives it up for the stream, and with no other orchestrator the stream
+/// ends with a status saying so and its publisher is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_payments_end_the_stream_with_a_clear_status() {
+    if !have("ffmpeg", "-version") || !have("gst-inspect-1.0", "--version") {
+        eprintln!("skipped: ffmpeg or GStreamer missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let orch_key = key_file("live-refuse-orch", &format!("{:064x}", 981));
+    let gw_key = key_file("live-refuse-gw", &format!("{:064x}", 982));
+    let orch = OrchestratorProcess::start_paid(
+        &orch_key,
+        &["--transcoder", "echo", "--price-per-unit", "100", "--allow-faults"],
+    )
+    .await;
+    let gw = gateway_with(|c| {
+        c.orchestrators.orch_addr = orch.uri.clone();
+        c.payment.network = "arbitrum-one-mainnet".into();
+        c.payment.eth_key_file = Some(gw_key);
+    })
+    .await;
+    poll_until(20, "discovery", || async { http_get(gw.cli_addr, "/orchestrators").await.text().contains("negate") })
+        .await;
+    orch.fault(r#"{"mode":"refuse_payments"}"#).await;
+    let started = Instant::now();
+    let mut ff = source(&format!("{}?pipeline=negate", rtmp_url(&gw, "unpaid")), 60, &[]);
+    let exit = tokio::time::timeout(Duration::from_secs(40), ff.wait()).await.expect("publisher disconnected");
+    assert!(!exit.unwrap().success());
+    // Three 5 s payment cycles, then the end: well before the input's 60 s.
+    assert!(started.elapsed() < Duration::from_secs(40));
+    let r = http_get(gw.http_addr, "/live/video-to-video/unpaid/status").await;
+    let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(s["gateway_status"]["state"], "ended", "{s}");
+    let why = s["gateway_status"]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("refused the stream's payments"), "{s}");
+    assert!(s["gateway_status"]["output_segments"].as_u64() >= Some(5), "it ran until then: {s}");
+    let m = http_get(gw.cli_addr, "/metrics").await.text();
+    let failures = m.lines().find_map(|l| l.strip_prefix("sluice_live_payment_failures_total ")).unwrap_or("0");
+    assert!(failures.trim().parse::<u64>().unwrap() >= 3, "{m}");
 }

@@ -29,6 +29,8 @@ pub enum FaultMode {
     /// Every live runner fails (running ones at once, new ones as they start), reporting
     /// the failure in an `ERROR` status event before its job ends.
     RunnerCrash,
+    /// Refuse every live payment (`POST /payment`) with 400, as for an invalid ticket.
+    RefusePayments,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +76,9 @@ pub(crate) async fn fault_layer(State(s): State<Arc<Shared>>, req: Request, next
         FaultMode::Hang => std::future::pending().await,
         FaultMode::Error500 if segment => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
         FaultMode::Garbage if segment => (StatusCode::OK, vec![0x0a, 0xff, 0xff, 0x01, 0x12]).into_response(),
+        FaultMode::RefusePayments if req.uri().path() == "/payment" => {
+            (StatusCode::BAD_REQUEST, "invalid ticket (injected fault)").into_response()
+        }
         FaultMode::BusyAlternate if segment => {
             let n = {
                 let mut f = s.fault.lock().expect("fault lock");

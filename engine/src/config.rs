@@ -103,11 +103,9 @@ pub struct LiveConfig {
     /// a JSON POST whose 2xx JSON answer admits the stream and may override its pipeline
     /// and params; anything else refuses it. See docs/LIVE_AI.md.
     #[arg(long, env = "SLUICE_LIVE_AUTH_WEBHOOK_URL", value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub live_auth_webhook_url: Option<String>,
     /// Sent to the auth webhook in `x-api-key` and `Authorization`.
     #[arg(long, env = "SLUICE_LIVE_AUTH_API_KEY", value_name = "KEY", hide_env_values = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub live_auth_api_key: Option<String>,
 }
 

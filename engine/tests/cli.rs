@@ -120,7 +120,8 @@ async fn help_flags(command: &str) -> BTreeMap<String, (Option<String>, Option<S
             flags.insert(format!("--{name}"), (None, None));
         } else if let Some(c) = &current {
             let entry = flags.get_mut(c).unwrap();
-            if let Some(env) = t.strip_prefix("[env: ").and_then(|e| e.split('=').next()) {
+            // `[env: NAME=value]`, or `[env: NAME]` when the value is hidden (secrets).
+            if let Some(env) = t.strip_prefix("[env: ").and_then(|e| e.split(['=', ']']).next()) {
                 entry.0 = Some(env.to_owned());
             }
             if let Some(d) = t.strip_prefix("[default: ").and_then(|d| d.strip_suffix(']')) {

@@ -428,3 +428,66 @@ async fn a_dying_runner_reports_and_the_stream_moves_on() {
     assert_eq!(s["gateway_status"]["swaps"], 1, "{s}");
     let _ = ff.kill().await;
 }
+
+/// A runner whose output has no AAC (asked with `{"audio": "drop"}`; ai-runner's Opus looks
+/// the same to the gateway): the processed HLS carries the input's AAC instead, in time
+/// with the processed video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_without_aac_carries_the_inputs_audio() {
+    if !have("ffmpeg", "-version") || !have("gst-inspect-1.0", "--version") {
+        eprintln!("skipped: ffmpeg or GStreamer missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let orch = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let gw = gateway_with(|c| c.orchestrators.orch_addr = orch.uri.clone()).await;
+    poll_until(20, || async { http_get(gw.cli_addr, "/orchestrators").await.text().contains("negate") }).await;
+    let params = "%7B%22audio%22%3A%22drop%22%7D";
+    let mut ff = publish(&format!("{}?pipeline=negate&params={params}", rtmp_url(&gw, "mute")), 8);
+    // The runner's own output has video only: a segment on the gateway's channel.
+    poll_until(15, || async {
+        let r = http_get(gw.http_addr, "/live/video-to-video/mute/status").await;
+        let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        s["gateway_status"]["output_segments"].as_u64() >= Some(1)
+    })
+    .await;
+    let client = TrickleClient::new(CertPolicy::AcceptAny);
+    let mut sub = TrickleSubscriber::new(client, &format!("http://{}/ai/trickle/mute-out", gw.http_addr), -1);
+    let mut runner_ts = Vec::new();
+    if let Ok(Ok(Some(mut seg))) = tokio::time::timeout(Duration::from_secs(15), sub.next_segment()).await {
+        while let Ok(Some(c)) = seg.chunk().await {
+            runner_ts.extend_from_slice(&c);
+        }
+    }
+    let runner_file = std::env::temp_dir().join(format!("sluice-mute-runner-{}.ts", std::process::id()));
+    std::fs::write(&runner_file, &runner_ts).unwrap();
+    let runner_packets = probe_packets(&runner_file).await;
+    let _ = std::fs::remove_file(&runner_file);
+    assert!(!runner_packets.is_empty() && runner_packets.iter().all(|p| p.video), "the runner sent video only");
+    let _ = ff.wait().await;
+    let pl = wait_ended(&gw, "mute-out").await;
+    let mut ts = Vec::new();
+    for seg in &pl.segments {
+        ts.extend_from_slice(&http_get(gw.http_addr, &format!("/stream/mute-out/{}", seg.uri)).await.body);
+    }
+    let file = std::env::temp_dir().join(format!("sluice-mute-hls-{}.ts", std::process::id()));
+    std::fs::write(&file, &ts).unwrap();
+    let packets = probe_packets(&file).await;
+    let codecs = run(
+        tokio::process::Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+            .arg(&file),
+        "ffprobe streams",
+    )
+    .await;
+    let _ = std::fs::remove_file(&file);
+    assert!(codecs.contains("aac") && codecs.contains("h264"), "{codecs}");
+    let span = |video: bool| {
+        let t: Vec<f64> = packets.iter().filter(|p| p.video == video).map(|p| p.pts).collect();
+        (t.iter().cloned().fold(f64::INFINITY, f64::min), t.iter().cloned().fold(f64::NEG_INFINITY, f64::max), t.len())
+    };
+    let (v0, v1, nv) = span(true);
+    let (a0, a1, na) = span(false);
+    assert!(nv > 100 && na > 100, "{nv} video, {na} audio packets");
+    assert!((a0 - v0).abs() < 0.3 && (a1 - v1).abs() < 0.5, "audio {a0}..{a1} against video {v0}..{v1}");
+    drop(orch);
+}

@@ -34,7 +34,7 @@ use crate::metrics::{LiveTiming, Metrics};
 /// The control keepalive (go-livepeer: 10 s).
 pub(super) const KEEPALIVE: Duration = Duration::from_secs(10);
 /// How long a job start may take (go-livepeer: 5 s).
-const START_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const START_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest runner event read.
 pub(super) const MAX_EVENT: usize = 1 << 20;
 
@@ -63,8 +63,6 @@ pub(super) enum Note {
 /// are dropped: a late answer from the old orchestrator must not count against the new).
 type Tagged = (u64, Note);
 
-/// How long before its expiry an auth token is renewed (tokens last 30 min).
-const TOKEN_RENEWAL: Duration = Duration::from_secs(120);
 /// A publish that comes before discovery has seen an orchestrator with the model waits
 /// this long for one.
 const DISCOVERY_WAIT: Duration = Duration::from_secs(15);
@@ -287,10 +285,12 @@ impl Driver {
             self.set_status(|g| g.input_segments += 1);
         }
         match &p {
-            Piece::Bytes { seq, .. } => {
+            Piece::Bytes { seq, data } => {
                 if self.current.first().is_some_and(|f| !matches!(f, Piece::Bytes { seq: s, .. } if s == seq)) {
                     self.current.clear();
                 }
+                // Its audio, for an output that has none.
+                self.sink.lock().unwrap_or_else(|e| e.into_inner()).input(data);
                 self.current.push(p.clone());
             }
             Piece::End(_) => self.current.clear(),
@@ -391,36 +391,8 @@ impl Driver {
                 let note = self.tagger(a.generation);
                 let Some(a) = self.attached.as_mut() else { return };
                 a.tasks.spawn(async move {
-                    // The auth token in the credentials lasts 30 min: renew it first.
-                    let expires = info.auth_token.as_ref().map_or(i64::MAX, |t| t.expiration);
-                    let renew = expires.saturating_sub(crate::live::unix_now()) < TOKEN_RENEWAL.as_secs() as i64;
-                    let fresh = match (renew, uri) {
-                        (true, Some(uri)) => net.get_orchestrator_within(&uri, req, START_TIMEOUT).await.ok(),
-                        _ => None,
-                    };
-                    let current = fresh.as_ref().unwrap_or(&info);
-                    // Tickets for the time since the last payment, or nothing (off-chain).
-                    let (headers, next) = match &payer {
-                        Some(p) => match p.pay(current, &mid, state).await {
-                            Ok(Some(paid)) => (Some((paid.seg_creds, paid.payment)), Some(paid.state)),
-                            Ok(None) => {
-                                note(Note::Paid { ok: true, sent: false, info: fresh.map(Box::new), state: None });
-                                return;
-                            }
-                            Err(e) => {
-                                warn!(error = %e, "live payment not signed");
-                                note(Note::Paid { ok: false, sent: false, info: fresh.map(Box::new), state: None });
-                                return;
-                            }
-                        },
-                        None => (None, None),
-                    };
-                    let (creds, payment) = headers.unwrap_or_else(|| (credentials(current), String::new()));
-                    let ok = net.live_payment(&info.transcoder, &creds, &payment, START_TIMEOUT).await;
-                    if let Err(e) = &ok {
-                        warn!(error = %e, "live payment refused");
-                    }
-                    note(Note::Paid { ok: ok.is_ok(), sent: true, info: fresh.map(Box::new), state: next });
+                    let (ok, sent, info, state) = super::pay::cycle(&net, payer, info, &mid, state, uri, req).await;
+                    note(Note::Paid { ok, sent, info: info.map(Box::new), state });
                 });
             }
             Action::Ended(reason) => {
@@ -589,7 +561,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Off-chain credentials: the orchestrator's auth token in a `SegData`.
-fn credentials(info: &OrchestratorInfo) -> String {
+pub(super) fn credentials(info: &OrchestratorInfo) -> String {
     segment_header(&offchain_seg_data(info.auth_token.as_ref()))
 }
 

@@ -3,6 +3,14 @@
 //! `{stream}-out`, and demuxed and re-cut into short HLS segments of the ordinary stream
 //! `{stream}-out`. The sink outlives orchestrators: after a swap the next one's output
 //! continues the same channel and playlist (with a discontinuity).
+//!
+//! Audio: a runner that sends AAC (the local one carries the input's through) is kept as
+//! it is. A runner whose output has no AAC track (ai-runner sends Opus, which HLS in
+//! MPEG-TS does not carry here) gets the input's AAC instead: the sink demuxes it from
+//! the input segments and interleaves it by timestamp with the processed video, which
+//! keeps the input's PTS. The `{stream}-out` trickle channel carries the runner's bytes
+//! unchanged either way.
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -17,6 +25,22 @@ use crate::output::StreamOutput;
 
 /// Units held while the output's codec configurations are not known yet.
 const MAX_HELD: usize = 2000;
+/// Input audio frames kept for an output without audio (about 20 s of 48 kHz AAC).
+const MAX_CARRIED: usize = 1000;
+
+/// The input's audio, for an output that has none.
+struct InputAudio {
+    demux: TsDemuxer,
+    queue: VecDeque<AccessUnit>,
+    /// The output takes it (its programme declared no AAC).
+    active: bool,
+}
+
+impl InputAudio {
+    fn new() -> Self {
+        InputAudio { demux: TsDemuxer::new(), queue: VecDeque::new(), active: false }
+    }
+}
 
 /// Where processed output goes, across orchestrators.
 pub struct OutputSink {
@@ -32,6 +56,9 @@ pub struct OutputSink {
     /// Input frames' arrival times, for the round trip.
     frames: Arc<super::FrameClock>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The input's audio while the output may need it; `None` once the output is known
+    /// to have its own.
+    carry: Option<InputAudio>,
 }
 
 impl OutputSink {
@@ -58,6 +85,24 @@ impl OutputSink {
             open: None,
             frames,
             metrics,
+            carry: Some(InputAudio::new()),
+        }
+    }
+
+    /// Bytes of an input segment (as sent to the orchestrator): their audio is kept in
+    /// case the output has none.
+    pub fn input(&mut self, data: &Bytes) {
+        let Some(c) = self.carry.as_mut() else { return };
+        c.demux.push(data);
+        while let Some(r) = c.demux.poll() {
+            if let Ok(au) = r
+                && au.track == media::TrackKind::Audio
+            {
+                c.queue.push_back(au);
+                if c.queue.len() > MAX_CARRIED {
+                    c.queue.pop_front();
+                }
+            }
         }
     }
 
@@ -67,6 +112,9 @@ impl OutputSink {
         self.finish_segment();
         self.demux = TsDemuxer::new();
         self.configured = false;
+        // The next orchestrator's output may lack audio where this one had it.
+        let carry = self.carry.get_or_insert_with(InputAudio::new);
+        carry.active = false;
         self.held.clear();
         self.cutter.mark_discontinuity();
         self.drain();
@@ -121,22 +169,54 @@ impl OutputSink {
             self.metrics.observe_live(crate::metrics::LiveTiming::RoundTrip, took);
         }
         if self.configured {
-            self.cutter.handle_access_unit(&au);
+            self.cut(au);
             return;
         }
         self.held.push(au);
         let declared = self.demux.tracks();
-        if let Some(t) = segmenter::ts::track_info(&self.held, declared.video, declared.audio) {
+        // An output without AAC borrows the input's, if the input has some.
+        let borrowed = match self.carry.as_ref().and_then(|c| c.queue.front()) {
+            Some(a) if !declared.audio => Some(a.clone()),
+            _ => None,
+        };
+        let mut probe = std::borrow::Cow::Borrowed(&self.held);
+        if let Some(a) = borrowed.clone() {
+            probe.to_mut().push(a);
+        }
+        if let Some(t) = segmenter::ts::track_info(&probe, declared.video, declared.audio || borrowed.is_some()) {
             self.cutter.handle_tracks(t.clone());
             self.output.write().unwrap_or_else(|e| e.into_inner()).set_tracks(t);
             self.configured = true;
+            if borrowed.is_some() {
+                tracing::info!("the processed output has no AAC: the input's audio is carried into it");
+                if let Some(c) = self.carry.as_mut() {
+                    c.active = true;
+                    // Audio from before the first processed frame is not wanted.
+                    let first = self.held.iter().map(|a| a.dts).min();
+                    c.queue.retain(|a| first.is_none_or(|f| a.dts >= f));
+                }
+            } else if declared.audio {
+                self.carry = None;
+            }
             self.held.sort_by_key(|a| a.dts);
             for a in std::mem::take(&mut self.held) {
-                self.cutter.handle_access_unit(&a);
+                self.cut(a);
             }
         } else if self.held.len() > MAX_HELD {
             self.held.remove(0);
         }
+    }
+
+    /// To the cutter; before a processed frame, the carried input audio up to its time.
+    fn cut(&mut self, au: AccessUnit) {
+        if let Some(c) = self.carry.as_mut().filter(|c| c.active && au.track == media::TrackKind::Video) {
+            while c.queue.front().is_some_and(|a| a.dts <= au.dts) {
+                if let Some(a) = c.queue.pop_front() {
+                    self.cutter.handle_access_unit(&a);
+                }
+            }
+        }
+        self.cutter.handle_access_unit(&au);
     }
 
     fn drain(&mut self) {

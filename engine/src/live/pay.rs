@@ -3,6 +3,7 @@
 //! go through the remote signer's API and its rules ([`session::signer`]): with a local
 //! key the gateway is its own signer, in process; with `--remote-signer-url` it asks one
 //! over HTTP. Either way the caller keeps the signed state between payments.
+//! [`cycle`] is one 5-second payment: token renewal, tickets, `POST /payment`.
 use std::time::Duration;
 
 use base64::Engine;
@@ -113,4 +114,51 @@ impl LivePayer {
         let hex = |s: &str| hex::decode(s.trim_start_matches("0x")).map_err(|e| format!("remote signer: {e}"));
         Ok((hex(&address)?, hex(&sig)?))
     }
+}
+
+/// How long before its expiry an auth token is renewed (tokens last 30 min).
+const TOKEN_RENEWAL: Duration = Duration::from_secs(120);
+
+/// One payment cycle (spec §2.4) for job `mid` on the orchestrator `info` describes:
+/// the auth token is renewed with `GetOrchestrator` at `uri` near its expiry, `payer`
+/// signs tickets for the time since the last payment (none off-chain), and
+/// `POST {transcoder}/payment` sends them.
+///
+/// Returns (accepted, sent, the renewed info if any, the payer's next state). Nothing is
+/// sent when the payer has nothing due (482) or cannot sign.
+pub(super) async fn cycle(
+    net: &OrchestratorNet,
+    payer: Option<std::sync::Arc<LivePayer>>,
+    info: OrchestratorInfo,
+    mid: &str,
+    state: Option<SignedState>,
+    uri: Option<String>,
+    req: transport::proto::OrchestratorRequest,
+) -> (bool, bool, Option<OrchestratorInfo>, Option<SignedState>) {
+    use super::driver::{START_TIMEOUT, credentials};
+    // The auth token in the credentials lasts 30 min: renew it first.
+    let expires = info.auth_token.as_ref().map_or(i64::MAX, |t| t.expiration);
+    let renew = expires.saturating_sub(crate::live::unix_now()) < TOKEN_RENEWAL.as_secs() as i64;
+    let fresh = match (renew, uri) {
+        (true, Some(uri)) => net.get_orchestrator_within(&uri, req, START_TIMEOUT).await.ok(),
+        _ => None,
+    };
+    let current = fresh.as_ref().unwrap_or(&info);
+    let (headers, next) = match &payer {
+        Some(p) => match p.pay(current, mid, state).await {
+            Ok(Some(paid)) => (Some((paid.seg_creds, paid.payment)), Some(paid.state)),
+            Ok(None) => return (true, false, fresh, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "live payment not signed");
+                return (false, false, fresh, None);
+            }
+        },
+        None => (None, None),
+    };
+    let (creds, payment) = headers.unwrap_or_else(|| (credentials(current), String::new()));
+    let ok = net.live_payment(&info.transcoder, &creds, &payment, START_TIMEOUT).await;
+    if let Err(e) = &ok {
+        tracing::warn!(error = %e, "live payment refused");
+    }
+    (ok.is_ok(), true, fresh, next)
 }

@@ -101,6 +101,9 @@ async fn run_job(
         tokio::spawn(control_loop(client.clone(), job.control_url.clone(), pipeline.clone(), progress.clone()));
     let mut events = tokio::spawn(events_loop(client.clone(), job.clone(), progress.clone(), done_rx));
     let (audio_tx, audio_rx) = mpsc::unbounded_channel();
+    // `{"audio": "drop"}` sends video only, as a runner whose audio a gateway cannot use
+    // (ai-runner's Opus) looks to it.
+    let audio_tx = (job.params.get("audio").and_then(|a| a.as_str()) != Some("drop")).then_some(audio_tx);
     let output = tokio::spawn(output_loop(client.clone(), job.publish_url.clone(), out_rx, audio_rx, progress.clone()));
     let input = input_loop(client.clone(), &job.subscribe_url, &pipeline, audio_tx, progress.clone());
     tokio::select! {
@@ -189,12 +192,13 @@ async fn echo_job(
     let _ = tokio::time::timeout(Duration::from_secs(2), events).await;
 }
 
-/// Reads the input channel: video to the pipeline, audio to the output as it is.
+/// Reads the input channel: video to the pipeline, audio (unless it is dropped) to the
+/// output as it is.
 async fn input_loop(
     client: TrickleClient,
     url: &str,
     pipeline: &EffectPipeline,
-    audio: mpsc::UnboundedSender<AccessUnit>,
+    audio: Option<mpsc::UnboundedSender<AccessUnit>>,
     progress: Arc<std::sync::Mutex<Progress>>,
 ) {
     let mut sub = TrickleSubscriber::new(client, url, -2);
@@ -211,7 +215,9 @@ async fn input_loop(
                     }
                 }
                 TrackKind::Audio => {
-                    let _ = audio.send(au);
+                    if let Some(audio) = &audio {
+                        let _ = audio.send(au);
+                    }
                 }
             }
         }

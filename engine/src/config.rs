@@ -104,6 +104,11 @@ pub struct LiveConfig {
     /// and params; anything else refuses it. See docs/LIVE_AI.md.
     #[arg(long, env = "SLUICE_LIVE_AUTH_WEBHOOK_URL", value_name = "URL")]
     pub live_auth_webhook_url: Option<String>,
+    /// Accept the media-server hook (`POST /live/video-to-video/{stream}/start`) from any
+    /// address; by default only loopback callers (a media server on the same host) may
+    /// make the gateway pull a stream.
+    #[arg(long, env = "SLUICE_LIVE_HOOK_ALLOW_REMOTE")]
+    pub live_hook_allow_remote: bool,
     /// Sent to the auth webhook in `x-api-key` and `Authorization`.
     #[arg(long, env = "SLUICE_LIVE_AUTH_API_KEY", value_name = "KEY", hide_env_values = true)]
     pub live_auth_api_key: Option<String>,
@@ -116,6 +121,7 @@ impl Default for LiveConfig {
             live_output_segment: DEFAULT_LIVE_OUTPUT_SEGMENT,
             live_output_timeout: DEFAULT_LIVE_OUTPUT_TIMEOUT,
             live_auth_webhook_url: None,
+            live_hook_allow_remote: false,
             live_auth_api_key: None,
         }
     }

@@ -356,6 +356,18 @@ async fn live_start(
 ) -> Response {
     use crate::live::{auth, hook, pull};
     let (stream, prefix) = (path.get("stream").cloned().unwrap_or_default(), path.get("prefix").cloned());
+    // Who may call: the media server beside the gateway, never a web page (a browser
+    // sends `Origin` with any cross-site POST, and every answer here allows any origin).
+    if req.headers().contains_key(header::ORIGIN) {
+        return json_error(StatusCode::FORBIDDEN, "the media-server hook does not take browser requests");
+    }
+    let allow_remote = s.registry.live_ai().is_some_and(|l| l.config().live_hook_allow_remote);
+    if !peer.ip().is_loopback() && !allow_remote {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "the media-server hook takes loopback callers only (--live-hook-allow-remote opens it)",
+        );
+    }
     let fields = match read_form(req).await {
         Ok(f) => f,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
@@ -368,14 +380,26 @@ async fn live_start(
     let Some(live) = s.registry.live_ai() else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "live AI needs orchestrators: start with --orch-addr");
     };
+    // The stream's id is its name, exactly: the webhook is asked about the stream that
+    // will exist, and a prefix only says where the media server has it.
+    match crate::registry::stream_id_for("live", &stream) {
+        Ok(id) if id == stream => {}
+        _ => return json_error(StatusCode::BAD_REQUEST, "stream name must be 1-128 characters of A-Z a-z 0-9 _ - ."),
+    }
+    if s.registry.output(&stream).is_some() {
+        return json_error(StatusCode::CONFLICT, format!("stream {stream:?} exists"));
+    }
+    let url = start.rtmp_url.clone().unwrap_or_else(|| hook::default_input(peer.ip(), prefix.as_deref(), &stream));
+    if let Err(e) = hook::check_source(&url) {
+        return json_error(StatusCode::BAD_REQUEST, e.to_string());
+    }
     if let Err(e) = auth::admit(live, &stream, &mut start.request).await {
         tracing::warn!(stream_id = %stream, error = %e, "live AI stream refused");
         crate::metrics::Metrics::add(&s.metrics.live_auth_refused_total, 1);
         return json_error(StatusCode::FORBIDDEN, "Forbidden");
     }
-    let url = start.rtmp_url.clone().unwrap_or_else(|| hook::default_input(peer.ip(), prefix.as_deref(), &stream));
-    let app = prefix.unwrap_or_else(|| "live".to_owned());
-    match pull::start(s.registry.clone(), &app, &stream, &url, start.request, peer) {
+    let app = "live";
+    match pull::start(s.registry.clone(), app, &stream, &url, start.request, peer) {
         Ok(id) => {
             tracing::info!(stream_id = %id, source = start.source, source_id = %start.source_id, "media-server hook: pulling");
             let base = format!("/live/video-to-video/{id}");

@@ -366,9 +366,9 @@ impl Registry {
                 format!("stream limit of {} reached", self.config.listen.max_streams),
             );
         }
-        if !streams.contains_key(&id)
-            && let (Some(request), Some(l)) = (live, self.live.as_ref())
-        {
+        let existed = streams.contains_key(&id);
+        let mut live = live;
+        if !existed && let (Some(request), Some(l)) = (live.take(), self.live.as_ref()) {
             // A new live AI stream: its processed output plays as `{id}-out`.
             let out_id = format!("{id}-out");
             let (out_handle, out) = self.output_stream(&out_id);
@@ -389,6 +389,10 @@ impl Registry {
         let handle = streams.entry(id.clone()).or_insert_with(|| self.spawn_stream(&id, None));
         if let Some(old) = handle.kick.take() {
             let _ = old.send("replaced by a new publisher");
+        }
+        if existed && let Some(l) = &handle.live {
+            // The newcomer's own request, for the auth webhook and the next job.
+            l.send(crate::live::Input::Publisher(live));
         }
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let (kick_tx, kick_rx) = oneshot::channel();

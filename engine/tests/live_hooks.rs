@@ -38,7 +38,8 @@ fn source(url: &str, secs: u32, extra: &[&str]) -> tokio::process::Child {
 
 type Seen = Arc<Mutex<Vec<(axum::http::HeaderMap, serde_json::Value)>>>;
 
-/// The webhook: `denied` gets 403, `ok` an override, anything else `{}`.
+/// The webhook: `denied` (or a query with `token=bad`) gets 403, `ok` an override,
+/// anything else `{}`.
 async fn webhook() -> (String, Seen) {
     let seen: Seen = Arc::default();
     let record = seen.clone();
@@ -49,7 +50,9 @@ async fn webhook() -> (String, Seen) {
             async move {
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 record.lock().unwrap().push((headers, v.clone()));
+                let bad_token = v["query_params"].as_str().is_some_and(|q| q.contains("token=bad"));
                 match v["stream"].as_str() {
+                    _ if bad_token => (axum::http::StatusCode::FORBIDDEN, "bad token".to_owned()),
                     Some("denied") => (axum::http::StatusCode::FORBIDDEN, "no such key".to_owned()),
                     Some("ok") => (
                         axum::http::StatusCode::OK,
@@ -139,6 +142,15 @@ async fn the_auth_webhook_and_the_media_server_hook() {
         assert_eq!(asked["status_url"], format!("http://{}/live/video-to-video/ok/status", gw.http_addr));
     }
 
+    // A publisher taking the running stream over is asked about too: refused, it is
+    // disconnected and the stream's AI side ends.
+    let mut intruder = source(&format!("{}?pipeline=negate&token=bad", rtmp_url(&gw, "ok")), 20, &[]);
+    let exit = tokio::time::timeout(Duration::from_secs(10), intruder.wait()).await.expect("intruder disconnected");
+    assert!(!exit.unwrap().success());
+    let s = status("ok").await;
+    assert_eq!(s["gateway_status"]["state"], "ended", "{s}");
+    assert!(s["gateway_status"]["error"].as_str().unwrap_or_default().contains("bad token"), "{s}");
+
     // Refused: the publisher is disconnected and the status says why.
     let mut denied = source(&format!("{}?pipeline=negate", rtmp_url(&gw, "denied")), 20, &[]);
     let exit = tokio::time::timeout(Duration::from_secs(10), denied.wait()).await.expect("publisher disconnected");
@@ -147,6 +159,8 @@ async fn the_auth_webhook_and_the_media_server_hook() {
     assert_eq!(s["gateway_status"]["state"], "ended", "{s}");
     let why = s["gateway_status"]["error"].as_str().unwrap_or_default().to_owned();
     assert!(why.contains("refused") && why.contains("403") && why.contains("no such key"), "{why}");
+    let asked = seen.lock().unwrap().iter().filter(|(_, v)| v["stream"] == "denied").count();
+    assert_eq!(asked, 1, "the refused publisher's remaining input asks nothing more");
     let _ = ok.wait().await;
 
     // The media-server hook: the gateway pulls the stream from an RTMP server.
@@ -172,6 +186,10 @@ async fn the_auth_webhook_and_the_media_server_hook() {
     assert_eq!(pl.status, 200);
     assert!(!media_playlist(&pl.body).segments.is_empty());
     assert!(seen.lock().unwrap().iter().any(|(_, v)| v["stream"] == "pulled" && v["type"] == "rtmp"));
+    // A second hook for a stream that exists does not take it over.
+    let (code, body) =
+        curl_form(&start("pulled"), &[("source_id", "c2"), ("source_type", "rtmpconn"), ("rtmp_url", &src_url)]).await;
+    assert_eq!(code, 409, "{body}");
 
     // go-livepeer's refusals, and a processed output ignored.
     let form = |extra: &'static [(&'static str, &'static str)]| {
@@ -188,10 +206,21 @@ async fn the_auth_webhook_and_the_media_server_hook() {
     let (code, _) = curl_form(&start("x-out"), &form(&[("query", "pipeline=negate")])).await;
     assert_eq!(code, 200);
     assert!(http_get(gw.http_addr, "/live/video-to-video/x-out/status").await.status == 404, "nothing started");
-    let (code, body) = curl_form(&start("denied"), &form(&[("query", "pipeline=negate")])).await;
+    let (code, body) = curl_form(&start("fresh"), &form(&[("query", "pipeline=negate&token=bad")])).await;
     assert_eq!((code, body.contains("Forbidden")), (403, true), "{body}");
-    // A prefixed path, URL-encoded form, pulling from nowhere: accepted, then the stream
-    // ends when ffmpeg cannot connect; the gateway carries on.
+    // Only RTMP is pulled (no files, no other protocols), and never for a web page.
+    let (code, body) = curl_form(&start("x"), &form(&[("rtmp_url", "file:///etc/passwd")])).await;
+    assert_eq!((code, body.contains("rtmp://")), (400, true), "{body}");
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Origin: https://example.com"])
+        .args(["-F", "source_id=c", "-F", "source_type=rtmpconn", &start("x")])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    // A prefixed path (the stream is `gone`; the prefix is where the media server has
+    // it), URL-encoded form, pulling from nowhere: accepted, then the stream ends when
+    // ffmpeg cannot connect; the gateway carries on.
     let out = tokio::process::Command::new("curl")
         .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
         .args(["--data-urlencode", "source_id=c", "--data-urlencode", "source_type=rtmpconn"])
@@ -203,9 +232,9 @@ async fn the_auth_webhook_and_the_media_server_hook() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
     poll_until(15, "the unreachable pull ends", || async {
         status("gone").await["gateway_status"]["state"] == "ended"
-            || http_get(gw.http_addr, "/live/video-to-video/gone/status").await.status == 404
     })
     .await;
+    assert!(seen.lock().unwrap().iter().any(|(_, v)| v["stream"] == "gone"), "asked about the stream it made");
     assert!(status("pulled").await["gateway_status"]["state"] == "running");
     let _ = served.wait().await;
     drop(orch);

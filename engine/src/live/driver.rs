@@ -108,6 +108,9 @@ pub(crate) struct Driver {
     current: Vec<Piece>,
     /// The latest `/update` (sent to each orchestrator on attach).
     last_update: Option<Bytes>,
+    /// The stream's AI side failed (or was refused) for the current publisher: its
+    /// remaining input starts no new job; a new publisher, or its leaving, clears it.
+    refused_publisher: bool,
     cfg: JobConfig,
 }
 
@@ -152,6 +155,7 @@ impl Driver {
             attached: None,
             current: Vec::new(),
             last_update: None,
+            refused_publisher: false,
             cfg,
             live,
         }
@@ -171,7 +175,8 @@ impl Driver {
         mut control: watch::Receiver<Option<Bytes>>,
     ) {
         info!(pipeline = %self.request.pipeline, "live AI stream");
-        let asked = self.request.clone();
+        // The request of the stream's current publisher, as it asked (before the webhook).
+        let mut asked = self.request.clone();
         self.admit().await;
         let mut retry_at: Option<Instant> = None;
         loop {
@@ -202,6 +207,11 @@ impl Driver {
             tokio::select! {
                 i = input.recv() => match i {
                     Some(Input::Piece(p, at)) => {
+                        if self.job.ended() && self.refused_publisher {
+                            // The rest of a refused or failed publisher's input, until
+                            // it is gone: no new job for it.
+                            continue;
+                        }
                         if self.job.ended() {
                             // A publisher came back after the stream's AI side ended: a
                             // fresh job (its swap chain starts over).
@@ -209,13 +219,33 @@ impl Driver {
                             self.job = LiveJob::new(self.cfg.clone());
                             self.waiting_since = None;
                             self.sink.lock().unwrap_or_else(|e| e.into_inner()).reopen();
-                            // The auth webhook is asked again, about the publish's own query.
+                            // The auth webhook is asked again, about this publisher's query.
                             self.request = asked.clone();
                             self.admit().await;
                         }
                         self.on_piece(p, at);
                     }
-                    Some(Input::End) => self.job.handle(Instant::now(), Event::InputEnded),
+                    Some(Input::End) => {
+                        self.refused_publisher = false;
+                        self.job.handle(Instant::now(), Event::InputEnded);
+                    }
+                    Some(Input::Publisher(request)) => {
+                        self.refused_publisher = false;
+                        asked = match request {
+                            Some(r) => r,
+                            None => LiveRequest { authorized: false, ..asked.clone() },
+                        };
+                        // A publisher taking over a running job is admitted too; its
+                        // pipeline and params apply from the stream's next job.
+                        if !self.job.ended() && !asked.authorized {
+                            let mut probe = asked.clone();
+                            if let Err(e) = super::auth::admit(&self.live, &self.id, &mut probe).await {
+                                warn!(error = %e, "new publisher refused");
+                                Metrics::add(&self.live.metrics.live_auth_refused_total, 1);
+                                self.job.refuse(e.to_string());
+                            }
+                        }
+                    }
                     // The stream is gone for good.
                     None => {
                         self.job.handle(Instant::now(), Event::InputEnded);
@@ -407,6 +437,7 @@ impl Driver {
                     }
                 });
                 if failed {
+                    self.refused_publisher = true;
                     // The stream cannot be processed: its publisher is told so (§2.5).
                     (self.on_failure)(format!("live AI ended: {reason}"));
                 }

@@ -15,6 +15,9 @@
 //! | `params` not a JSON object | 400 `Invalid model params` |
 //! | no `pipeline` | the `noop` model, as go-livepeer |
 //! | the auth webhook refuses | 403 `Forbidden` |
+//! | `rtmp_url` not `rtmp://` or `rtmps://` | 400 |
+//! | a caller that is not loopback (unless `--live-hook-allow-remote`), or a browser (`Origin`) | 403 |
+//! | a stream of that name exists | 409 |
 //! | started | 200 with the stream's URLs |
 //!
 //! Without `rtmp_url` the input is `rtmp://{caller's address}/{prefix/}{stream}`, as
@@ -57,6 +60,20 @@ pub enum HookError {
     /// `pipeline` is not a usable model name.
     #[error("{0}")]
     Pipeline(LiveRequestError),
+    /// The input URL is not an `rtmp://` or `rtmps://` URL.
+    #[error("rtmp_url must be an rtmp:// or rtmps:// URL")]
+    Source,
+}
+
+/// Checks the URL the stream is pulled from: only RTMP(S), so the hook cannot make the
+/// gateway read files or other protocols (ffmpeg is also told to allow no others).
+///
+/// Errors: [`HookError::Source`].
+pub fn check_source(url: &str) -> Result<(), HookError> {
+    let lower = url.to_ascii_lowercase();
+    let ok = (lower.starts_with("rtmp://") || lower.starts_with("rtmps://"))
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace());
+    if ok { Ok(()) } else { Err(HookError::Source) }
 }
 
 /// Reads the hook's form `fields` for stream `stream`; `Ok(None)` for a processed
@@ -159,6 +176,15 @@ mod tests {
         assert_eq!((bare.request.pipeline.as_str(), bare.rtmp_url), (DEFAULT_PIPELINE, None));
         let bad = form(&[("source_id", "1"), ("source_type", "rtmpconn"), ("query", "pipeline=a%20b")]);
         assert!(matches!(parse_hook("cam", &bad), Err(HookError::Pipeline(_))));
+    }
+
+    #[test]
+    fn only_rtmp_sources_are_pulled() {
+        assert!(check_source("rtmp://mtx:1935/live/cam").is_ok());
+        assert!(check_source("RTMPS://mtx/cam").is_ok());
+        for bad in ["file:///etc/passwd", "http://x/a.m3u8", "concat:a|b", "rtmp://x/a b", "tcp://x:1"] {
+            assert_eq!(check_source(bad), Err(HookError::Source), "{bad}");
+        }
     }
 
     #[test]

@@ -253,6 +253,9 @@ pub enum Input {
     Piece(Piece, std::time::Instant),
     /// The publisher left.
     End,
+    /// A new publisher took the stream over, with the live request of its own URL (none
+    /// if its URL has no `pipeline`: the stream's request stands, to be admitted again).
+    Publisher(Option<LiveRequest>),
 }
 
 /// A live stream's handles, kept by the registry.

@@ -98,6 +98,12 @@ impl OutputSink {
             if let Ok(au) = r
                 && au.track == media::TrackKind::Audio
             {
+                // A new timeline (a publisher that restarted its clock): older audio
+                // would hold back everything after it.
+                let ticks = |a: &AccessUnit| a.dts.rescale(Timescale::MPEG).ticks();
+                if c.queue.back().is_some_and(|last| ticks(&au) + 90_000 < ticks(last)) {
+                    c.queue.clear();
+                }
                 c.queue.push_back(au);
                 if c.queue.len() > MAX_CARRIED {
                     c.queue.pop_front();
@@ -122,6 +128,8 @@ impl OutputSink {
 
     /// The stream's publisher came back after the sink ended: live again.
     pub fn reopen(&mut self) {
+        // The returning publisher's timeline is a new one.
+        self.carry = Some(InputAudio::new());
         let _ = self.hub.create(&self.channel, "video/MP2T");
         self.output.write().unwrap_or_else(|e| e.into_inner()).set_live(true);
     }

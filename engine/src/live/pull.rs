@@ -45,20 +45,30 @@ pub fn start(
     live: LiveRequest,
     remote: std::net::SocketAddr,
 ) -> Result<String, PullError> {
-    let mut child = tokio::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-rw_timeout", "10000000", "-i", url])
+    // The registry's checks (name, stream limit) come before any process is started.
+    let req =
+        PublishRequest { conn_id: u64::from(crate::random_u32()), remote, app: app.to_owned(), name: name.to_owned() };
+    let accepted = registry.publish_live(&req, live).map_err(PullError::Refused)?;
+    let id = accepted.stream_id.clone();
+    let spawned = tokio::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-rw_timeout", "10000000"])
+        // Only RTMP(S) and what it runs on: no files, no other protocols.
+        .args(["-protocol_whitelist", "rtmp,rtmps,rtmpt,tcp,tls", "-i", url])
         .args(["-map", "0:v:0?", "-map", "0:a:0?", "-c", "copy", "-f", "flv", "pipe:1"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .spawn()
-        .map_err(PullError::Spawn)?;
-    let req =
-        PublishRequest { conn_id: u64::from(crate::random_u32()), remote, app: app.to_owned(), name: name.to_owned() };
-    let accepted = registry.publish_live(&req, live).map_err(PullError::Refused)?;
-    let id = accepted.stream_id.clone();
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = accepted.sink.try_send(StreamEvent::End);
+            return Err(PullError::Spawn(e));
+        }
+    };
     let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = accepted.sink.try_send(StreamEvent::End);
         return Err(PullError::Spawn(std::io::Error::other("ffmpeg has no pipes")));
     };
     // The path may carry a stream key: only the scheme and host are logged.
@@ -114,10 +124,10 @@ pub fn start(
                     }
                 }
             };
-            let _ = sink.send(StreamEvent::End).await;
             let _ = child.start_kill();
-            let _ = child.wait().await;
-            info!(reason = %why, "pull ended");
+            let exit = child.wait().await;
+            let _ = sink.send(StreamEvent::End).await;
+            info!(reason = %why, ffmpeg = ?exit, "pull ended");
         },
         span,
     ));

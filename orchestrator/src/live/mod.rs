@@ -20,7 +20,9 @@ use tokio::sync::watch;
 use transport::live::{StartReply, StartRequest};
 use transport::proto::PaymentResult;
 use transport::segment::{PAYMENT_HEADER, SEGMENT_HEADER};
+#[cfg(feature = "live")]
 use transport::tls::CertPolicy;
+#[cfg(feature = "live")]
 use transport::trickle_client::TrickleClient;
 use transport::trickle_http::TrickleHub;
 

@@ -7,7 +7,8 @@
 //!   as MediaMTX's `runOnReady` does: the gateway pulls the stream from an RTMP server
 //!   (ffmpeg listening) and processes it; bad forms get go-livepeer's 400s, and a
 //!   webhook refusal a 403;
-//! - payments the orchestrator refuses end the stream with a clear status.
+//! - payments the orchestrator refuses end the stream with a clear status;
+//! - an HTTPS webhook must have a publicly trusted certificate.
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -280,4 +281,30 @@ async fn refused_payments_end_the_stream_with_a_clear_status() {
     let m = http_get(gw.cli_addr, "/metrics").await.text();
     let failures = m.lines().find_map(|l| l.strip_prefix("sluice_live_payment_failures_total ")).unwrap_or("0");
     assert!(failures.trim().parse::<u64>().unwrap() >= 3, "{m}");
+}
+
+/// An `https://` webhook must show a certificate a public root vouches for: the
+/// orchestrator's self-signed one is refused before anything is sent, while the same
+/// server through an accept-any client answers (with something that is no admission).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_needs_a_publicly_trusted_certificate() {
+    use engine::live::auth::{AuthError, AuthRequest, AuthWebhook};
+    use transport::client::OrchestratorNet;
+    use transport::tls::CertPolicy;
+    let orch = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let hook = AuthWebhook { url: format!("{}/auth", orch.uri), api_key: Some("k".into()) };
+    let req = AuthRequest {
+        stream: "s".into(),
+        stream_key: "s".into(),
+        kind: "rtmp".into(),
+        query_params: String::new(),
+        gateway_host: "gw".into(),
+        whep_url: String::new(),
+        status_url: String::new(),
+        update_url: String::new(),
+    };
+    let verified = hook.ask(&OrchestratorNet::new(CertPolicy::PublicRoots), &req).await;
+    assert!(matches!(verified, Err(AuthError::Unreachable(_))), "{verified:?}");
+    let any = hook.ask(&OrchestratorNet::new(CertPolicy::AcceptAny), &req).await;
+    assert!(matches!(any, Err(AuthError::Denied { .. } | AuthError::BadReply(_))), "it answered: {any:?}");
 }

@@ -2,6 +2,8 @@
 //! the default is to accept any certificate, exactly as go-livepeer does; handshake
 //! signatures are still checked, so the peer proves it holds the certificate's key.
 //! Operators who know their orchestrators' certificates can pin them by SHA-256.
+//! Services with public certificates (an auth webhook, a remote signer) are verified
+//! against the Mozilla root store ([`CertPolicy::PublicRoots`]).
 use std::fmt;
 use std::sync::Arc;
 
@@ -45,6 +47,9 @@ pub enum CertPolicy {
     AcceptAny,
     /// Only certificates whose SHA-256 is in this list.
     Pinned(Vec<Fingerprint>),
+    /// Certificates that chain to a root of the Mozilla store (`webpki-roots`) and name
+    /// the host: ordinary web PKI, for services that are not orchestrators.
+    PublicRoots,
 }
 
 impl fmt::Debug for CertPolicy {
@@ -52,6 +57,7 @@ impl fmt::Debug for CertPolicy {
         match self {
             CertPolicy::AcceptAny => f.write_str("AcceptAny"),
             CertPolicy::Pinned(p) => write!(f, "Pinned({} certificates)", p.len()),
+            CertPolicy::PublicRoots => f.write_str("PublicRoots"),
         }
     }
 }
@@ -80,6 +86,8 @@ impl ServerCertVerifier for Verifier {
                     Err(Error::General("orchestrator certificate does not match any pinned fingerprint".into()))
                 }
             }
+            // Built with the standard verifier instead (see `client_config`).
+            CertPolicy::PublicRoots => Err(Error::General("public roots are verified by webpki".into())),
         }
     }
 
@@ -115,12 +123,19 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn client_config(policy: CertPolicy, alpn: &[&[u8]]) -> ClientConfig {
     let provider = provider();
     let algorithms = provider.signature_verification_algorithms;
-    let mut cfg = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Verifier { policy, algorithms }))
-        .with_no_client_auth();
+        .expect("ring supports the default TLS versions");
+    let mut cfg = match policy {
+        CertPolicy::PublicRoots => {
+            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        policy => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Verifier { policy, algorithms }))
+            .with_no_client_auth(),
+    };
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     cfg
 }

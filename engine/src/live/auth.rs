@@ -160,7 +160,7 @@ pub async fn admit(live: &super::Live, id: &str, req: &mut LiveRequest) -> Resul
         return Ok(());
     }
     let hook = AuthWebhook { url, api_key: live.config().live_auth_api_key.clone() };
-    let reply = hook.ask(live.transcoding.net(), &live.auth_request(id, req)).await?;
+    let reply = hook.ask(&live.webhook_net, &live.auth_request(id, req)).await?;
     if let Some(rtmp) = reply.clone().apply(req)? {
         tracing::warn!(url = %rtmp, "auth webhook asked for an RTMP output: not supported, ignored");
     }

@@ -304,6 +304,8 @@ pub struct Live {
     http_base: String,
     /// Pays priced orchestrators (a local key or a remote signer); none off-chain.
     payer: Option<Arc<pay::LivePayer>>,
+    /// Asks the auth webhook; HTTPS certificates are verified against public roots.
+    webhook_net: transport::client::OrchestratorNet,
 }
 
 impl Live {
@@ -316,7 +318,8 @@ impl Live {
         http_base: String,
         payer: Option<Arc<pay::LivePayer>>,
     ) -> Arc<Self> {
-        Arc::new(Live { transcoding, hub, config, metrics, http_base, payer })
+        let webhook_net = transport::client::OrchestratorNet::new(transport::tls::CertPolicy::PublicRoots);
+        Arc::new(Live { transcoding, hub, config, metrics, http_base, payer, webhook_net })
     }
 
     /// What the auth webhook is asked about stream `id` (the URLs are this gateway's).

@@ -32,10 +32,31 @@ struct Args {
     kill_at: Option<u64>,
     /// Live AI streams (`?pipeline=echo`) instead of transcoded ones.
     live: bool,
+    /// Orchestrators elsewhere (other processes) instead of in-process ones, so this
+    /// process's memory is the gateway's (and the publishers').
+    external: Vec<String>,
 }
 
+const HELP: &str = "\
+loadgen [--streams N] [--orchestrators K] [--seconds S] [--paid] [--kill-one-at T] [--live]
+        [--orch-uri URI[,URI]]
+N real-time RTMP streams into one gateway, transcoded by K local echo orchestrators.
+  --kill-one-at T  at T seconds, the busiest orchestrator dies (its runtime is dropped)
+  --live           live AI streams on the `echo` model instead of transcoded ones
+  --orch-uri       orchestrators in other processes (`sluice orchestrator --transcoder echo
+                   --live-capacity N`) instead of in-process ones: the memory figure is
+                   then the gateway's (with the publishers')";
+
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args { streams: 200, orchestrators: 2, seconds: 60, paid: false, kill_at: None, live: false };
+    let mut a = Args {
+        streams: 200,
+        orchestrators: 2,
+        seconds: 60,
+        paid: false,
+        kill_at: None,
+        live: false,
+        external: Vec::new(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = |what: &str| -> anyhow::Result<u64> {
@@ -51,18 +72,19 @@ fn args() -> anyhow::Result<Args> {
             "--paid" => a.paid = true,
             "--live" => a.live = true,
             "--kill-one-at" => a.kill_at = Some(num("--kill-one-at")?),
+            "--orch-uri" => {
+                let list = it.next().context("--orch-uri needs a value")?;
+                a.external = list.split(',').map(str::to_owned).collect();
+            }
             "-h" | "--help" => {
-                println!(
-                    "loadgen [--streams N] [--orchestrators K] [--seconds S] [--paid] [--kill-one-at T]\n\
-                     N real-time RTMP streams into one gateway, transcoded by K local echo orchestrators.\n\
-                     --kill-one-at T: at T seconds, the busiest orchestrator dies (its runtime is dropped)."
-                );
+                println!("{HELP}");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
     anyhow::ensure!(a.streams > 0 && a.orchestrators > 0, "--streams and --orchestrators must be positive");
+    anyhow::ensure!(a.external.is_empty() || a.kill_at.is_none(), "--kill-one-at needs in-process orchestrators");
     Ok(a)
 }
 
@@ -87,7 +109,8 @@ fn main() -> anyhow::Result<()> {
     // every task and socket it has, as a crash would.
     let mut orch_rts = Vec::new();
     let mut uris = Vec::new();
-    for _ in 0..a.orchestrators {
+    uris.extend(a.external.iter().cloned());
+    for _ in 0..if a.external.is_empty() { a.orchestrators } else { 0 } {
         let rt = bench::named_runtime("orch", 1);
         let o = rt.block_on(orchestrator(&a))?;
         uris.push(o.service_uri.clone());
@@ -264,15 +287,18 @@ async fn run(
     println!("gateway CPU {:.1} s over {:.1} s = {:.0}% of one core", gw_cpu, wall, gw_cpu / wall * 100.0);
     println!("whole process CPU (gateway + publishers + orchestrators) {:.0}% of one core", cpu / wall * 100.0);
     println!(
-        "process memory grew {:.0} MiB over the run: {:.0} KiB a stream (gateway, orchestrators and publishers together)",
+        "process memory grew {:.0} MiB over the run: {:.0} KiB a stream ({})",
         rss1.saturating_sub(rss0) as f64 / (1 << 20) as f64,
-        rss1.saturating_sub(rss0) as f64 / 1024.0 / a.streams as f64
+        rss1.saturating_sub(rss0) as f64 / 1024.0 / a.streams as f64,
+        if a.external.is_empty() { "gateway, orchestrators and publishers together" } else { "gateway and publishers" }
     );
-    println!(
-        "orchestrator threads {:.0}% of one core each (one thread per orchestrator), publisher thread {:.0}%",
-        (bench::thread_cpu_seconds("orch") - orch0) / wall * 100.0 / a.orchestrators as f64,
-        (bench::thread_cpu_seconds("pub") - pub0) / wall * 100.0
-    );
+    if a.external.is_empty() {
+        println!(
+            "orchestrator threads {:.0}% of one core each (one thread per orchestrator), publisher thread {:.0}%",
+            (bench::thread_cpu_seconds("orch") - orch0) / wall * 100.0 / a.orchestrators as f64,
+            (bench::thread_cpu_seconds("pub") - pub0) / wall * 100.0
+        );
+    }
     if a.live {
         use engine::metrics::LiveTiming;
         let q = |t: LiveTiming, p: f64| m.live_quantile(t, p).map_or(f64::NAN, |(b, ..)| b * 1e3);

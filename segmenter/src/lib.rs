@@ -9,10 +9,11 @@
 //! [`Segmenter::flush`]; after each call drain [`Segmenter::poll_segment`]. It never reads
 //! a clock: segment boundaries follow media timestamps only.
 //!
-//! Depends on `media` and `m3u8-rs` only; never on `ingest` or `transport`.
+//! Depends on `media`, `m3u8-rs` and `mp4-atom` only; never on `ingest` or `transport`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cmaf;
 pub mod cutter;
 pub mod error;
 pub mod hls;

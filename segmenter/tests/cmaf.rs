@@ -1,0 +1,260 @@
+//! The CMAF cutter, read back with `mp4-atom`: init segments carry the configuration,
+//! segments start at keyframes after the target, parts close after the part target,
+//! decode times run on without gaps across chunks, `trun` sizes match the `mdat`, and an
+//! audio track starts its segments where the video's start.
+
+use bytes::Bytes;
+use media::{AacConfig, AccessUnit, H264Config, MediaTime, Timescale, TrackKind};
+use mp4_atom::{Any, Codec, Decode, Ftyp, Mdat, Moof, Moov, Styp};
+use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig, init_segment};
+
+const SPS: &[u8] = &[
+    0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00, 0x03,
+    0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
+];
+const SPS_360: &[u8] = &[
+    0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03,
+    0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48,
+];
+
+fn h264(sps: &'static [u8]) -> H264Config {
+    H264Config::from_parameter_sets(vec![Bytes::from_static(sps)], vec![Bytes::from_static(&[0x68, 0xeb])], 4).unwrap()
+}
+
+fn aac() -> AacConfig {
+    AacConfig::from_audio_specific_config(&[0x11, 0x90]).unwrap() // AAC LC, 48 kHz, stereo
+}
+
+/// Frame `i` at 30 fps, a keyframe every `gop` frames: AUD, (SPS, PPS on keyframes), a
+/// slice of `i`-dependent length.
+fn video(i: i64, gop: i64) -> AccessUnit {
+    let t = MediaTime::new(i * 3000, Timescale::MPEG);
+    let key = i % gop == 0;
+    let mut v = vec![0, 0, 0, 1, 9, 0xf0];
+    if key {
+        v.extend_from_slice(&[0, 0, 0, 1]);
+        v.extend_from_slice(SPS);
+        v.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xeb]);
+    }
+    v.extend_from_slice(&[0, 0, 1, if key { 0x65 } else { 0x41 }]);
+    v.extend((0..(10 + i % 7)).map(|b| b as u8 | 0x80));
+    AccessUnit { track: TrackKind::Video, pts: t, dts: t, keyframe: key, data: Bytes::from(v).into() }
+}
+
+/// AAC frame `i` (1024 samples at 48 kHz) with its ADTS header.
+fn audio(i: i64) -> AccessUnit {
+    let t = MediaTime::new(i * 1024, Timescale::new(48_000)).rescale(Timescale::MPEG);
+    let mut v = aac().adts_header(5).unwrap().to_vec();
+    v.extend_from_slice(&[1, 2, 3, 4, i as u8]);
+    AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data: Bytes::from(v).into() }
+}
+
+fn drain(c: &mut CmafCutter) -> Vec<CmafEvent> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+/// A part's boxes: an optional `styp`, then `moof` and `mdat`.
+fn parse_part(data: &[u8]) -> (bool, Moof, Mdat) {
+    let mut buf = std::io::Cursor::new(data);
+    let mut styp = false;
+    let mut moof = None;
+    let mut mdat = None;
+    while (buf.position() as usize) < data.len() {
+        match Any::decode(&mut buf).expect("a box") {
+            Any::Styp(_) => styp = true,
+            Any::Moof(m) => moof = Some(m),
+            Any::Mdat(m) => mdat = Some(m),
+            other => panic!("unexpected box {other:?}"),
+        }
+    }
+    (styp, moof.expect("moof"), mdat.expect("mdat"))
+}
+
+#[test]
+fn init_segments_describe_the_track() {
+    let v = TrackConfig::Video(h264(SPS));
+    let init = init_segment(&v).unwrap();
+    let mut buf = std::io::Cursor::new(init.as_ref());
+    let ftyp = Ftyp::decode(&mut buf).unwrap();
+    assert_eq!(ftyp.major_brand, b"cmf2".into());
+    let moov = Moov::decode(&mut buf).unwrap();
+    assert_eq!(moov.trak.len(), 1);
+    assert!(moov.mvex.is_some(), "fragmented");
+    assert_eq!(moov.trak[0].mdia.mdhd.timescale, 90_000);
+    match &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] {
+        Codec::Avc1(a) => {
+            assert_eq!((a.visual.width, a.visual.height), (1280, 720));
+            assert_eq!(a.avcc.sequence_parameter_sets, vec![SPS.to_vec()]);
+            assert_eq!(a.avcc.length_size, 4);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(v.codecs(), "avc1.64001f");
+
+    let a = TrackConfig::Audio(aac());
+    let mut buf = std::io::Cursor::new(init_segment(&a).unwrap());
+    Ftyp::decode(&mut buf).unwrap();
+    let moov = Moov::decode(&mut buf).unwrap();
+    assert_eq!(moov.trak[0].mdia.mdhd.timescale, 48_000);
+    match &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] {
+        Codec::Mp4a(m) => {
+            let d = m.esds.es_desc.dec_config.dec_specific.as_ref().unwrap();
+            assert_eq!((d.profile, d.freq_index, d.chan_conf), (2, 3, 2));
+            assert_eq!(m.audio.channel_count, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.codecs(), "mp4a.40.2");
+}
+
+#[test]
+fn video_segments_start_at_keyframes_and_parts_close_after_the_target() {
+    let mut c = CmafCutter::new(TrackKind::Video, CmafConfig::default(), 0);
+    c.handle_config(TrackConfig::Video(h264(SPS)));
+    // 7 s at 30 fps, a keyframe each second: segments of 2 s.
+    for i in 0..210 {
+        c.handle_access_unit(&video(i, 30));
+    }
+    c.flush();
+    let events = drain(&mut c);
+    assert!(matches!(events[0], CmafEvent::Init { .. }));
+    let mut next_dts = 0u64;
+    let mut samples = 0;
+    let mut ends = Vec::new();
+    for e in &events[1..] {
+        match e {
+            CmafEvent::Part { msn, part, independent, duration, data } => {
+                let (styp, moof, mdat) = parse_part(data);
+                assert_eq!(styp, *part == 0, "segment {msn} part {part}: styp opens a segment");
+                let traf = &moof.traf[0];
+                assert_eq!(traf.tfdt.as_ref().unwrap().base_media_decode_time, next_dts, "no gap before {msn}.{part}");
+                let trun = &traf.trun[0];
+                let entries: Vec<_> = trun.samples.iter().collect();
+                let total: u64 = entries.iter().map(|e| e.duration.unwrap() as u64).sum();
+                let size: u32 = entries.iter().map(|e| e.size.unwrap()).sum();
+                assert_eq!(size as usize, mdat.data.len(), "trun sizes cover the mdat");
+                assert_eq!(*independent, entries[0].flags == Some(0x0200_0000));
+                assert!(*duration <= 0.5 + 1e-9, "part {msn}.{part} is {duration} s");
+                // The first sample of a segment is a keyframe; samples are NAL-length framed
+                // without AUD/SPS/PPS.
+                let first_nal = mdat.data[4] & 0x1f;
+                if *part == 0 {
+                    assert!(*independent && first_nal == 5, "segment {msn} starts at an IDR");
+                }
+                assert!(mdat.data.len() > 4);
+                next_dts += total;
+                samples += entries.len();
+            }
+            CmafEvent::SegmentEnd { msn, start, duration, timescale } => {
+                assert_eq!(*timescale, 90_000);
+                ends.push((*msn, *start, *duration));
+            }
+            CmafEvent::Init { .. } => panic!("one configuration"),
+            CmafEvent::SegmentStart { at } => assert_eq!(at.ticks() % 90_000, 0, "keyframes each second"),
+        }
+    }
+    assert_eq!(samples, 210, "every frame once");
+    assert_eq!(ends.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(ends[0], (0, 0, 180_000));
+    assert_eq!(ends[1], (1, 180_000, 180_000));
+    assert_eq!(ends[3].1, 540_000);
+}
+
+#[test]
+fn a_new_configuration_is_a_new_init_after_the_open_segment() {
+    let mut c = CmafCutter::new(TrackKind::Video, CmafConfig::default(), 5);
+    c.handle_config(TrackConfig::Video(h264(SPS)));
+    for i in 0..45 {
+        c.handle_access_unit(&video(i, 30));
+    }
+    c.handle_config(TrackConfig::Video(h264(SPS_360)));
+    c.handle_config(TrackConfig::Video(h264(SPS_360))); // the same again: nothing
+    for i in 45..90 {
+        c.handle_access_unit(&video(i, 45));
+    }
+    c.flush();
+    let kinds: Vec<String> = drain(&mut c)
+        .iter()
+        .filter_map(|e| match e {
+            CmafEvent::Init { config, .. } => Some(format!("init {}", config.codecs())),
+            CmafEvent::SegmentEnd { msn, .. } => Some(format!("end {msn}")),
+            CmafEvent::Part { .. } | CmafEvent::SegmentStart { .. } => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["init avc1.64001f", "end 5", "init avc1.42c01e", "end 6"]);
+}
+
+#[test]
+fn audio_follows_the_video_segment_starts() {
+    let cfg = CmafConfig::default();
+    let mut v = CmafCutter::new(TrackKind::Video, cfg, 0);
+    let mut a = CmafCutter::new(TrackKind::Audio, cfg, 0);
+    v.handle_config(TrackConfig::Video(h264(SPS)));
+    a.handle_config(TrackConfig::Audio(aac()));
+    a.follow_video(true);
+    // 5 s of both, interleaved by time; keyframes every 1.5 s: segments at 0, 3 s.
+    let mut units: Vec<AccessUnit> = (0..150).map(|i| video(i, 45)).chain((0..234).map(audio)).collect();
+    units.sort_by_key(|u| (u.dts.rescale(Timescale::MPEG).ticks(), u.track == TrackKind::Audio));
+    let mut video_starts = Vec::new();
+    for u in &units {
+        v.handle_access_unit(u);
+        a.handle_access_unit(u);
+        for e in drain(&mut v) {
+            match &e {
+                CmafEvent::SegmentStart { at } => a.cut_at(*at),
+                CmafEvent::Part { part: 0, data, .. } => {
+                    let (_, moof, _) = parse_part(data);
+                    video_starts.push(moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time);
+                }
+                _ => {}
+            }
+        }
+    }
+    v.flush();
+    a.flush();
+    let audio_ends: Vec<(u64, u64)> = drain(&mut a)
+        .iter()
+        .filter_map(|e| match e {
+            CmafEvent::SegmentEnd { start, duration, timescale, .. } => {
+                assert_eq!(*timescale, 48_000);
+                Some((*start, *duration))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(video_starts, [0, 270_000]);
+    assert_eq!(audio_ends.len(), 2, "{audio_ends:?}");
+    // The second audio segment starts at the first frame at or after 3 s.
+    let second = audio_ends[1].0 as f64 / 48_000.0;
+    assert!((3.0..3.0 + 1024.0 / 48_000.0).contains(&second), "{second}");
+    assert_eq!(audio_ends[0].0 + audio_ends[0].1, audio_ends[1].0, "no gap");
+}
+
+#[test]
+fn a_segment_has_one_styp_and_parses_whole() {
+    let mut c = CmafCutter::new(TrackKind::Video, CmafConfig::default(), 0);
+    c.handle_config(TrackConfig::Video(h264(SPS)));
+    for i in 0..90 {
+        c.handle_access_unit(&video(i, 30));
+    }
+    c.flush();
+    let mut segment = Vec::new();
+    for e in drain(&mut c) {
+        match e {
+            CmafEvent::Part { msn: 0, data, .. } => segment.extend_from_slice(&data),
+            CmafEvent::SegmentEnd { msn: 0, .. } => break,
+            _ => {}
+        }
+    }
+    let mut buf = std::io::Cursor::new(segment.as_slice());
+    assert!(Styp::decode(&mut buf).is_ok());
+    let mut moofs = 0;
+    while (buf.position() as usize) < segment.len() {
+        match Any::decode(&mut buf).unwrap() {
+            Any::Moof(_) => moofs += 1,
+            Any::Mdat(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(moofs, 4, "2 s in 0.5 s parts");
+}

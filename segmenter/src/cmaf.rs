@@ -9,7 +9,8 @@
 //! - a video segment starts at a keyframe once `segment_target` has passed;
 //! - an audio track follows the video's segment starts ([`CmafCutter::cut_at`]), or its
 //!   own target when the stream has no video;
-//! - a part (chunk) closes once `part_target` has passed, at any sample.
+//! - a part (chunk) closes before the sample that would take it past `part_target`, so
+//!   no part is longer than the target (one sample longer than it aside).
 //!
 //! A sample's duration is the distance to the next one's decode time, so a chunk holds
 //! the samples before the one that closes it. Video samples are the access unit's NAL
@@ -505,7 +506,13 @@ impl CmafCutter {
             self.finish_segment();
             self.segment_start = Some(s.dts);
             self.cut_after = None;
-        } else if self.part.first().is_some_and(|f| s.dts.saturating_sub(f.dts) >= ticks(self.cfg.part_target)) {
+        } else if self
+            .part
+            .first()
+            .is_some_and(|f| (s.dts + s.duration as u64).saturating_sub(f.dts) > ticks(self.cfg.part_target))
+        {
+            // This sample would take the part past its target (LL-HLS: no part longer
+            // than PART-TARGET): it opens the next one.
             self.finish_part();
         }
         self.part.push(s);

@@ -17,6 +17,7 @@ pub mod cmaf;
 pub mod cutter;
 pub mod error;
 pub mod hls;
+pub mod llhls;
 pub mod ts;
 
 pub use cutter::{Piece, SegmentDigest, Segmenter, SegmenterConfig};

@@ -1,0 +1,329 @@
+//! Low-Latency HLS playlists (RFC 8216bis) over CMAF tracks: a multivariant playlist
+//! with an audio group, and per-track media playlists with `EXT-X-PART`,
+//! `EXT-X-PRELOAD-HINT`, `EXT-X-SERVER-CONTROL` (blocking reload, part hold-back),
+//! `EXT-X-MAP` and `EXT-X-RENDITION-REPORT`. A client that ignores the LL-HLS tags reads
+//! an ordinary fMP4 playlist.
+//!
+//! These are written here rather than with `m3u8-rs`, whose writer (6.x) has no place
+//! for playlist-level tags (`SERVER-CONTROL`, `PART-INF`, the open segment's parts, the
+//! hint, the reports); the tests parse every playlist back with `m3u8-rs`.
+use std::fmt::Write;
+
+/// A part of a segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartEntry {
+    /// Seconds.
+    pub duration: f64,
+    /// Starts with a sync sample.
+    pub independent: bool,
+}
+
+/// A segment of a track, complete or still being written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentEntry {
+    /// Media sequence number.
+    pub msn: u64,
+    /// Seconds (complete segments).
+    pub duration: f64,
+    /// Its parts so far.
+    pub parts: Vec<PartEntry>,
+    /// Complete: its URI is listed.
+    pub complete: bool,
+    /// Which init segment it needs.
+    pub init: u32,
+    /// A new timeline starts here.
+    pub discontinuity: bool,
+}
+
+/// What a track's media playlist shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackPlaylist<'a> {
+    /// The track's name: its playlist is `{name}.m3u8`, its files `{name}-…` beside it.
+    pub name: &'a str,
+    /// Its segments, oldest first; the last may be open.
+    pub segments: &'a [SegmentEntry],
+    /// Discontinuities before the first listed segment.
+    pub discontinuity_sequence: u64,
+    /// Seconds; no part is longer.
+    pub part_target: f64,
+    /// The stream ended.
+    pub ended: bool,
+    /// Other tracks' names and their last (msn, part) for `EXT-X-RENDITION-REPORT`.
+    pub reports: &'a [(String, u64, Option<u32>)],
+}
+
+/// Parts are listed for segments within this many target durations of the end (the
+/// RFC asks for at least three).
+const PART_WINDOW_TARGETS: f64 = 3.0;
+
+/// URIs of track `name`'s files, beside its playlist: `{name}-init{n}.mp4`,
+/// `{name}-{msn}.m4s`, `{name}-{msn}.{part}.m4s`.
+pub fn init_uri(name: &str, n: u32) -> String {
+    format!("{name}-init{n}.mp4")
+}
+
+/// See [`init_uri`].
+pub fn segment_uri(name: &str, msn: u64) -> String {
+    format!("{name}-{msn}.m4s")
+}
+
+/// See [`init_uri`].
+pub fn part_uri(name: &str, msn: u64, part: u32) -> String {
+    format!("{name}-{msn}.{part}.m4s")
+}
+
+/// A file name of [`init_uri`], [`segment_uri`] or [`part_uri`], read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileName<'a> {
+    /// `{name}-init{n}.mp4`
+    Init(&'a str, u32),
+    /// `{name}-{msn}.m4s`
+    Segment(&'a str, u64),
+    /// `{name}-{msn}.{part}.m4s`
+    Part(&'a str, u64, u32),
+}
+
+/// Parses a file name made by [`init_uri`], [`segment_uri`] or [`part_uri`].
+pub fn parse_file_name(file: &str) -> Option<FileName<'_>> {
+    if let Some(stem) = file.strip_suffix(".mp4") {
+        let (name, n) = stem.rsplit_once("-init")?;
+        return Some(FileName::Init(name, n.parse().ok()?));
+    }
+    let stem = file.strip_suffix(".m4s")?;
+    let (name, rest) = stem.rsplit_once('-')?;
+    match rest.split_once('.') {
+        Some((msn, part)) => Some(FileName::Part(name, msn.parse().ok()?, part.parse().ok()?)),
+        None => Some(FileName::Segment(name, rest.parse().ok()?)),
+    }
+}
+
+/// The target duration: the longest complete segment, rounded up (at least 1 s).
+pub fn target_duration(segments: &[SegmentEntry]) -> u64 {
+    segments.iter().filter(|s| s.complete).map(|s| s.duration.ceil() as u64).max().unwrap_or(1).max(1)
+}
+
+impl TrackPlaylist<'_> {
+    /// The `(msn, part)` the next part will have (the preload hint).
+    pub fn next_part(&self) -> Option<(u64, u32)> {
+        match self.segments.last() {
+            Some(s) if !s.complete => Some((s.msn, s.parts.len() as u32)),
+            Some(s) => Some((s.msn + 1, 0)),
+            None => None,
+        }
+    }
+
+    /// The last complete part, as `(msn, part)`.
+    pub fn last_part(&self) -> Option<(u64, u32)> {
+        self.segments.iter().rev().find(|s| !s.parts.is_empty()).map(|s| (s.msn, s.parts.len() as u32 - 1))
+    }
+
+    /// The media playlist text.
+    pub fn render(&self) -> String {
+        let target = target_duration(self.segments);
+        let mut out = String::with_capacity(256 + self.segments.len() * 96);
+        out.push_str("#EXTM3U\n#EXT-X-VERSION:9\n");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+        if !self.ended {
+            let _ = writeln!(
+                out,
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}",
+                self.part_target * 3.0
+            );
+        }
+        let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={:.3}", self.part_target);
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.segments.first().map_or(0, |s| s.msn));
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
+        }
+        // Parts are listed near the live edge only.
+        let mut since_end = 0.0;
+        let mut with_parts = 0;
+        for s in self.segments.iter().rev() {
+            if since_end >= PART_WINDOW_TARGETS * target as f64 {
+                break;
+            }
+            since_end += if s.complete { s.duration } else { s.parts.iter().map(|p| p.duration).sum() };
+            with_parts += 1;
+        }
+        let first_with_parts = self.segments.len() - with_parts;
+        let mut init = None;
+        for (i, s) in self.segments.iter().enumerate() {
+            if i > 0 && s.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if init != Some(s.init) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", init_uri(self.name, s.init));
+                init = Some(s.init);
+            }
+            if i >= first_with_parts && !self.ended {
+                for (k, p) in s.parts.iter().enumerate() {
+                    let uri = part_uri(self.name, s.msn, k as u32);
+                    let _ = write!(out, "#EXT-X-PART:DURATION={:.5},URI=\"{uri}\"", p.duration);
+                    out.push_str(if p.independent { ",INDEPENDENT=YES\n" } else { "\n" });
+                }
+            }
+            if s.complete {
+                let _ = writeln!(out, "#EXTINF:{:.5},\n{}", s.duration, segment_uri(self.name, s.msn));
+            }
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+            return out;
+        }
+        if let Some((msn, part)) = self.next_part() {
+            let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", part_uri(self.name, msn, part));
+        }
+        for (name, msn, part) in self.reports {
+            let _ = write!(out, "#EXT-X-RENDITION-REPORT:URI=\"{name}.m3u8\",LAST-MSN={msn}");
+            if let Some(p) = part {
+                let _ = write!(out, ",LAST-PART={p}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A video variant of the multivariant playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// Its media playlist's name (`{name}.m3u8`).
+    pub name: String,
+    /// Bits per second (peak).
+    pub bandwidth: u64,
+    /// RFC 6381 codecs of its video (the audio's are added).
+    pub codecs: String,
+    /// Width × height.
+    pub resolution: Option<(u32, u32)>,
+}
+
+/// The multivariant playlist: `variants` (video, each a media playlist under `dir`) and
+/// one audio rendition `audio` = (name, codecs) they all play with.
+pub fn render_multivariant(dir: &str, variants: &[Variant], audio: Option<(&str, &str)>) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    if let Some((name, _)) = audio {
+        let _ = writeln!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{name}\",DEFAULT=YES,AUTOSELECT=YES,URI=\"{dir}/{name}.m3u8\""
+        );
+    }
+    for v in variants {
+        let codecs = match audio {
+            Some((_, a)) => format!("{},{a}", v.codecs),
+            None => v.codecs.clone(),
+        };
+        let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{codecs}\"", v.bandwidth.max(1));
+        if let Some((w, h)) = v.resolution {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        if audio.is_some() {
+            out.push_str(",AUDIO=\"audio\"");
+        }
+        let _ = writeln!(out, "\n{dir}/{}.m3u8", v.name);
+    }
+    if variants.is_empty()
+        && let Some((name, codecs)) = audio
+    {
+        // Audio only: the audio playlist is the one variant.
+        let _ = writeln!(out, "#EXT-X-STREAM-INF:BANDWIDTH=128000,CODECS=\"{codecs}\"\n{dir}/{name}.m3u8");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(msn: u64, parts: usize, complete: bool) -> SegmentEntry {
+        SegmentEntry {
+            msn,
+            duration: parts as f64 * 0.5,
+            parts: (0..parts).map(|k| PartEntry { duration: 0.5, independent: k == 0 }).collect(),
+            complete,
+            init: 0,
+            discontinuity: false,
+        }
+    }
+
+    #[test]
+    fn a_live_playlist_lists_recent_parts_the_hint_and_reports() {
+        let segs: Vec<SegmentEntry> = (3..10).map(|m| seg(m, 4, true)).chain([seg(10, 2, false)]).collect();
+        let reports = vec![("audio".to_owned(), 10, Some(1))];
+        let p = TrackPlaylist {
+            name: "video",
+            segments: &segs,
+            discontinuity_sequence: 0,
+            part_target: 0.5,
+            ended: false,
+            reports: &reports,
+        };
+        let text = p.render();
+        assert!(text.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500\n"), "{text}");
+        assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.500\n"));
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:3\n"));
+        assert!(text.contains("#EXT-X-MAP:URI=\"video-init0.mp4\"\n"));
+        assert!(!text.contains("URI=\"video-6.0.m4s\""), "old parts are not listed: {text}");
+        assert!(text.contains("#EXT-X-PART:DURATION=0.50000,URI=\"video-10.1.m4s\"\n"));
+        assert!(text.contains("#EXT-X-PART:DURATION=0.50000,URI=\"video-9.0.m4s\",INDEPENDENT=YES\n"));
+        assert!(text.ends_with(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"video-10.2.m4s\"\n#EXT-X-RENDITION-REPORT:URI=\"audio.m3u8\",LAST-MSN=10,LAST-PART=1\n"
+        ));
+        assert_eq!(p.next_part(), Some((10, 2)));
+        assert_eq!(p.last_part(), Some((10, 1)));
+        let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("m3u8-rs parses it");
+        assert_eq!(parsed.segments.len(), 7, "the open segment has no URI yet");
+        assert_eq!(parsed.media_sequence, 3);
+        assert_eq!(parsed.target_duration, 2);
+    }
+
+    #[test]
+    fn an_ended_playlist_is_plain_fmp4_hls() {
+        let mut segs = vec![seg(0, 4, true), seg(1, 4, true)];
+        segs[1].discontinuity = true;
+        segs[1].init = 1;
+        let p = TrackPlaylist {
+            name: "video",
+            segments: &segs,
+            discontinuity_sequence: 0,
+            part_target: 0.5,
+            ended: true,
+            reports: &[],
+        };
+        let text = p.render();
+        assert!(!text.contains("PART:") && !text.contains("PRELOAD") && !text.contains("SERVER-CONTROL"));
+        assert!(
+            text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"video-init1.mp4\"\n#EXTINF:2.00000,\nvideo-1.m4s\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
+        assert!(parsed.end_list && parsed.segments[1].discontinuity);
+    }
+
+    #[test]
+    fn file_names_read_back() {
+        assert_eq!(parse_file_name(&init_uri("audio", 2)), Some(FileName::Init("audio", 2)));
+        assert_eq!(parse_file_name(&segment_uri("video", 17)), Some(FileName::Segment("video", 17)));
+        assert_eq!(parse_file_name(&part_uri("video", 17, 3)), Some(FileName::Part("video", 17, 3)));
+        for bad in ["video.m3u8", "video-x.m4s", "video-1.x.m4s", "init.mp4", "video-initx.mp4", "-"] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_multivariant_playlist_groups_audio() {
+        let v = vec![Variant {
+            name: "source".into(),
+            bandwidth: 2_000_000,
+            codecs: "avc1.64001f".into(),
+            resolution: Some((1280, 720)),
+        }];
+        let text = render_multivariant("ll", &v, Some(("audio", "mp4a.40.2")));
+        let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes()).expect("m3u8-rs parses it");
+        assert_eq!(parsed.variants.len(), 1);
+        assert_eq!(parsed.variants[0].uri, "ll/source.m3u8");
+        assert_eq!(parsed.variants[0].codecs.as_deref(), Some("avc1.64001f,mp4a.40.2"));
+        assert_eq!(parsed.variants[0].audio.as_deref(), Some("audio"));
+        assert_eq!(parsed.alternatives[0].uri.as_deref(), Some("ll/audio.m3u8"));
+    }
+}

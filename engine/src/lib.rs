@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cmaf;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -281,8 +281,9 @@ impl TrickleServer {
 
     /// Closes and removes channel `name`: readers see their segments end.
     /// Deletes channel `name` at `now`: it is gone for every new request (404), its
-    /// segments end (waiting readers get the end with `closed`), and a reader in the middle
-    /// of a segment may read the rest of it for [`DELETED_GRACE`].
+    /// segments end (waiting readers get the end with `closed`), and for [`DELETED_GRACE`]
+    /// the segments it holds stay readable: the rest of one being read, and any of them
+    /// asked for anew (a subscriber a segment behind the DELETE).
     pub fn delete(&mut self, name: &str, now: Instant) -> Result<(), TrickleError> {
         let mut ch = self.channels.remove(name).ok_or(TrickleError::NoChannel)?;
         ch.closed = true;
@@ -420,7 +421,15 @@ impl TrickleServer {
     /// Starts `GET {ch}/{seq}`: resolves `-1`/`-2`; creates an empty segment to wait on
     /// when `seq` is the next write (a preconnect).
     pub fn open_read(&mut self, name: &str, seq: i64) -> Result<ReadStart, TrickleError> {
-        let ch = self.channels.get_mut(name).ok_or(TrickleError::NoChannel)?;
+        let Some(ch) = self.channels.get_mut(name) else {
+            // A deleted channel's segments stay readable for its grace by new requests
+            // too: a subscriber one segment behind the publisher's DELETE still reads the
+            // end of the stream. Nothing new is waited on.
+            let (ch, _) = self.deleted.get(name).ok_or(TrickleError::NoChannel)?;
+            let requested = ch.resolve(seq).filter(|&s| ch.holds(s)).ok_or(TrickleError::NoChannel)?;
+            let latest = (requested != ch.next_write).then_some(ch.next_write);
+            return Ok(ReadStart::Segment { seq: requested, mime: ch.mime.clone(), latest, fresh: false });
+        };
         let requested = ch.resolve(seq).filter(|&s| s < MAX_SEQ).ok_or(TrickleError::BadSegment)?;
         let latest = ch.next_write;
         let fresh = !ch.holds(requested);
@@ -580,7 +589,15 @@ mod tests {
         s.delete("ch", t0).unwrap();
         assert!(matches!(s.read("ch", 1, 0), ReadStep::End { closed: true, .. }), "a waiting reader ends, closed");
         assert_eq!(s.delete("ch", t0), Err(TrickleError::NoChannel));
-        assert_eq!(s.open_read("ch", 1), Err(TrickleError::NoChannel), "gone for new requests");
+        assert!(
+            matches!(s.open_read("ch", 0), Ok(ReadStart::Segment { seq: 0, fresh: false, .. })),
+            "a held segment is still served to a new request"
+        );
+        assert_eq!(s.read("ch", 0, 0), ReadStep::Data(Bytes::from_static(b"a")));
+        assert_eq!(s.open_read("ch", 7), Err(TrickleError::NoChannel), "nothing new is waited on");
+        // The waited-on segment 1 is held, empty and closed: a new reader of it ends at once.
+        assert!(matches!(s.open_read("ch", -1), Ok(ReadStart::Segment { seq: 1, .. })));
+        assert!(matches!(s.read("ch", 1, 0), ReadStep::End { closed: true, .. }));
         s.purge_deleted(t0 + DELETED_GRACE);
         assert_eq!(s.read("ch", 1, 0), ReadStep::Gone);
         assert_eq!(s.total_bytes(), 0);

@@ -1,0 +1,348 @@
+//! A stream's CMAF output: the source's access units cut once into CMAF tracks (`video`
+//! and `audio`, see [`segmenter::cmaf`]) and kept as init segments and parts for
+//! Low-Latency HLS (`/stream/{id}/ll.m3u8`, [`crate::ll_http`]).
+//!
+//! The store is fed by the stream's task (tracks, access units, a new publisher, the
+//! end) and read by HTTP handlers. Each change bumps a version on a `watch` channel, which
+//! is what blocked playlist reloads and preload-hinted part requests wait on.
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use media::{AccessUnit, TrackInfo, TrackKind};
+use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig};
+use segmenter::llhls::{PartEntry, SegmentEntry, TrackPlaylist, Variant};
+use tokio::sync::watch;
+
+/// Segments kept per track (the playlist window).
+pub const WINDOW: usize = 8;
+
+/// Track names: the playlists `ll/{name}.m3u8`.
+pub const VIDEO: &str = "video";
+/// See [`VIDEO`].
+pub const AUDIO: &str = "audio";
+
+#[derive(Debug)]
+struct Segment {
+    entry: SegmentEntry,
+    parts: Vec<Bytes>,
+}
+
+#[derive(Debug)]
+struct Track {
+    name: &'static str,
+    cutter: CmafCutter,
+    config: Option<TrackConfig>,
+    /// Init segments by id (the last is current).
+    inits: Vec<Bytes>,
+    segments: VecDeque<Segment>,
+    /// Discontinuities before the first kept segment.
+    discontinuity_sequence: u64,
+    /// The next segment starts a new timeline.
+    discontinuity: bool,
+    /// Bytes and seconds of the kept complete segments (for the bandwidth).
+    bytes: u64,
+}
+
+impl Track {
+    fn new(name: &'static str, kind: TrackKind, cfg: CmafConfig, first_msn: u64) -> Self {
+        Track {
+            name,
+            cutter: CmafCutter::new(kind, cfg, first_msn),
+            config: None,
+            inits: Vec::new(),
+            segments: VecDeque::new(),
+            discontinuity_sequence: 0,
+            discontinuity: false,
+            bytes: 0,
+        }
+    }
+
+    /// Takes the cutter's events; returns a video segment start, if any.
+    fn drain(&mut self) -> Option<media::MediaTime> {
+        let mut start = None;
+        while let Some(e) = self.cutter.poll_event() {
+            match e {
+                CmafEvent::Init { config, data } => {
+                    if !self.inits.is_empty() {
+                        self.discontinuity = true;
+                    }
+                    self.inits.push(data);
+                    self.config = Some(config);
+                }
+                CmafEvent::SegmentStart { at } => start = Some(at),
+                CmafEvent::Part { msn, independent, duration, data, .. } => {
+                    if self.segments.back().is_none_or(|s| s.entry.msn != msn) {
+                        let init = self.inits.len().saturating_sub(1) as u32;
+                        let discontinuity = std::mem::take(&mut self.discontinuity);
+                        self.segments.push_back(Segment {
+                            entry: SegmentEntry {
+                                msn,
+                                duration: 0.0,
+                                parts: Vec::new(),
+                                complete: false,
+                                init,
+                                discontinuity,
+                            },
+                            parts: Vec::new(),
+                        });
+                    }
+                    if let Some(s) = self.segments.back_mut() {
+                        s.entry.parts.push(PartEntry { duration, independent });
+                        s.entry.duration += duration;
+                        s.parts.push(data);
+                    }
+                }
+                CmafEvent::SegmentEnd { msn, duration, timescale, .. } => {
+                    if let Some(s) = self.segments.iter_mut().find(|s| s.entry.msn == msn) {
+                        s.entry.complete = true;
+                        s.entry.duration = duration as f64 / timescale as f64;
+                        self.bytes += s.parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                    }
+                    while self.segments.len() > WINDOW {
+                        if let Some(old) = self.segments.pop_front() {
+                            self.bytes -= old.parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                            if self.segments.front().is_some_and(|s| s.entry.discontinuity) {
+                                self.discontinuity_sequence += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        start
+    }
+
+    fn segment(&self, msn: u64) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.entry.msn == msn)
+    }
+
+    /// Peak-ish bits per second of the kept segments.
+    fn bandwidth(&self) -> u64 {
+        let secs: f64 = self.segments.iter().filter(|s| s.entry.complete).map(|s| s.entry.duration).sum();
+        if secs > 0.0 { (self.bytes as f64 * 8.0 / secs * 1.2) as u64 } else { 1_000_000 }
+    }
+}
+
+/// Where a requested part stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartState {
+    /// Here it is.
+    Ready(Bytes),
+    /// Not yet: it is the next one or the one after (worth waiting for).
+    Soon,
+    /// Never: gone from the window, or too far ahead.
+    Gone,
+}
+
+/// A stream's CMAF tracks and what players read of them.
+#[derive(Debug)]
+pub struct CmafOutput {
+    cfg: CmafConfig,
+    video: Track,
+    audio: Track,
+    has_video: bool,
+    ended: bool,
+    version: watch::Sender<u64>,
+}
+
+impl CmafOutput {
+    /// An empty output cut with `cfg`.
+    pub fn new(cfg: CmafConfig) -> Self {
+        CmafOutput {
+            cfg,
+            video: Track::new(VIDEO, TrackKind::Video, cfg, 0),
+            audio: Track::new(AUDIO, TrackKind::Audio, cfg, 0),
+            has_video: false,
+            ended: false,
+            version: watch::channel(0).0,
+        }
+    }
+
+    /// Changes to wait on (bumped on every new part, segment or init).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    fn bump(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// The stream's track configurations.
+    pub fn handle_tracks(&mut self, t: &TrackInfo) {
+        self.has_video = t.video.is_some();
+        self.audio.cutter.follow_video(self.has_video);
+        if let Some(v) = &t.video {
+            self.video.cutter.handle_config(TrackConfig::Video(v.clone()));
+        }
+        if let Some(a) = &t.audio {
+            self.audio.cutter.handle_config(TrackConfig::Audio(a.clone()));
+        }
+        self.drain();
+    }
+
+    /// One access unit of the source.
+    pub fn handle_access_unit(&mut self, au: &AccessUnit) {
+        self.ended = false;
+        match au.track {
+            TrackKind::Video => self.video.cutter.handle_access_unit(au),
+            TrackKind::Audio => self.audio.cutter.handle_access_unit(au),
+        }
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        let before = self.video.segments.back().map(|s| (s.entry.msn, s.parts.len()));
+        let before_audio = self.audio.segments.back().map(|s| (s.entry.msn, s.parts.len()));
+        if let Some(at) = self.video.drain() {
+            self.audio.cutter.cut_at(at);
+        }
+        self.audio.drain();
+        let after = self.video.segments.back().map(|s| (s.entry.msn, s.parts.len()));
+        let after_audio = self.audio.segments.back().map(|s| (s.entry.msn, s.parts.len()));
+        if before != after || before_audio != after_audio {
+            self.bump();
+        }
+    }
+
+    /// A new publisher (a new timeline): the open segments end, and the next ones start
+    /// with a fresh init segment after a discontinuity.
+    pub fn restart(&mut self) {
+        for t in [&mut self.video, &mut self.audio] {
+            t.cutter.flush();
+            t.drain();
+            let kind = if t.name == VIDEO { TrackKind::Video } else { TrackKind::Audio };
+            let next = t.cutter.next_msn();
+            t.cutter = CmafCutter::new(kind, self.cfg, next);
+            if let Some(c) = t.config.take() {
+                t.cutter.handle_config(c);
+            }
+        }
+        self.audio.cutter.follow_video(self.has_video);
+        self.drain();
+        self.bump();
+    }
+
+    /// The publisher left: the last segments go out and the playlists end.
+    pub fn end(&mut self) {
+        self.video.cutter.flush();
+        self.audio.cutter.flush();
+        self.drain();
+        self.ended = true;
+        self.bump();
+    }
+
+    fn track(&self, name: &str) -> Option<&Track> {
+        match name {
+            VIDEO if self.video.config.is_some() => Some(&self.video),
+            AUDIO if self.audio.config.is_some() => Some(&self.audio),
+            _ => None,
+        }
+    }
+
+    fn other(&self, name: &str) -> Option<&Track> {
+        self.track(if name == VIDEO { AUDIO } else { VIDEO })
+    }
+
+    /// The multivariant playlist (`ll.m3u8`); `None` before any track is configured.
+    pub fn multivariant(&self) -> Option<String> {
+        let variants: Vec<Variant> = self
+            .track(VIDEO)
+            .and_then(|t| {
+                let Some(TrackConfig::Video(v)) = &t.config else { return None };
+                let audio_bw = self.track(AUDIO).map_or(0, Track::bandwidth);
+                Some(Variant {
+                    name: VIDEO.into(),
+                    bandwidth: t.bandwidth() + audio_bw,
+                    codecs: t.config.as_ref().map(TrackConfig::codecs).unwrap_or_default(),
+                    resolution: Some((v.dimensions.width, v.dimensions.height)),
+                })
+            })
+            .into_iter()
+            .collect();
+        let audio = self.track(AUDIO).and_then(|t| t.config.as_ref()).map(TrackConfig::codecs);
+        if variants.is_empty() && audio.is_none() {
+            return None;
+        }
+        Some(segmenter::llhls::render_multivariant("ll", &variants, audio.as_deref().map(|c| (AUDIO, c))))
+    }
+
+    /// Track `name`'s media playlist; `None` if there is no such track.
+    pub fn media_playlist(&self, name: &str) -> Option<String> {
+        let t = self.track(name)?;
+        let entries: Vec<SegmentEntry> = t.segments.iter().map(|s| s.entry.clone()).collect();
+        let reports: Vec<(String, u64, Option<u32>)> = self
+            .other(name)
+            .and_then(|o| {
+                let last = o.segments.back()?;
+                let part = last.entry.parts.len().checked_sub(1).map(|p| p as u32);
+                Some((o.name.to_owned(), last.entry.msn, part))
+            })
+            .into_iter()
+            .collect();
+        let p = TrackPlaylist {
+            name: t.name,
+            segments: &entries,
+            discontinuity_sequence: t.discontinuity_sequence,
+            part_target: self.cfg.part_target.as_secs_f64(),
+            ended: self.ended,
+            reports: &reports,
+        };
+        Some(p.render())
+    }
+
+    /// Whether track `name`'s playlist already holds segment `msn` (and, with `part`,
+    /// that part of it, or the segment complete): what a blocked reload waits for.
+    pub fn has(&self, name: &str, msn: u64, part: Option<u32>) -> bool {
+        let Some(t) = self.track(name) else { return false };
+        if self.ended || t.segments.back().is_some_and(|s| s.entry.msn > msn) {
+            return true;
+        }
+        match t.segment(msn) {
+            Some(s) => match part {
+                Some(p) => s.entry.complete || s.parts.len() > p as usize,
+                None => s.entry.complete,
+            },
+            None => false,
+        }
+    }
+
+    /// The last segment's number in track `name`'s playlist.
+    pub fn last_msn(&self, name: &str) -> Option<u64> {
+        self.track(name)?.segments.back().map(|s| s.entry.msn)
+    }
+
+    /// Init segment `n` of track `name`.
+    pub fn init(&self, name: &str, n: u32) -> Option<Bytes> {
+        self.track(name)?.inits.get(n as usize).cloned()
+    }
+
+    /// Complete segment `msn` of track `name` (its parts, in order).
+    pub fn segment(&self, name: &str, msn: u64) -> Option<Bytes> {
+        let s = self.track(name)?.segment(msn).filter(|s| s.entry.complete)?;
+        let mut out = BytesMut::with_capacity(s.parts.iter().map(Bytes::len).sum());
+        for p in &s.parts {
+            out.extend_from_slice(p);
+        }
+        Some(out.freeze())
+    }
+
+    /// Part `part` of segment `msn` of track `name`.
+    pub fn part(&self, name: &str, msn: u64, part: u32) -> PartState {
+        let Some(t) = self.track(name) else { return PartState::Gone };
+        if let Some(p) = t.segment(msn).and_then(|s| s.parts.get(part as usize)) {
+            return PartState::Ready(p.clone());
+        }
+        if self.ended {
+            return PartState::Gone;
+        }
+        // The hinted part (next in the open segment, or the first of the next segment)
+        // and the one after are worth waiting for.
+        let last = t.segments.back().map(|s| (s.entry.msn, s.parts.len() as u32, s.entry.complete));
+        let soon = match last {
+            Some((m, n, false)) => (msn == m && part <= n + 1) || (msn == m + 1 && part == 0),
+            Some((m, _, true)) => msn == m + 1 && part <= 1,
+            None => msn == t.cutter.next_msn() && part <= 1,
+        };
+        if soon { PartState::Soon } else { PartState::Gone }
+    }
+}

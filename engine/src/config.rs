@@ -31,6 +31,8 @@ pub const DEFAULT_SEGMENT_DURATION: f64 = 2.0;
 /// Live playlist length: six 2 s segments give players 12 s to choose from, as
 /// go-livepeer does.
 pub const DEFAULT_PLAYLIST_WINDOW: usize = 6;
+/// Default LL-HLS part (CMAF chunk) duration, seconds.
+pub const DEFAULT_PART_DURATION: f64 = 0.5;
 /// Seconds an ended stream stays playable and resumable: covers an encoder restart.
 pub const DEFAULT_STREAM_GRACE: f64 = 60.0;
 /// Attempts per segment: go-livepeer's `-maxAttempts` default.
@@ -201,6 +203,10 @@ pub struct SegmentingConfig {
     /// Seconds an ended stream stays playable (and resumable by its publisher).
     #[arg(long, env = "SLUICE_STREAM_GRACE", value_name = "S", default_value_t = DEFAULT_STREAM_GRACE)]
     pub stream_grace: f64,
+    /// Longest LL-HLS part (CMAF chunk) in seconds (0.1–2, at most the segment
+    /// duration): the `PART-TARGET`; players hold back three parts.
+    #[arg(long, env = "SLUICE_PART_DURATION", value_name = "S", default_value_t = DEFAULT_PART_DURATION)]
+    pub part_duration: f64,
 }
 
 impl Default for SegmentingConfig {
@@ -210,6 +216,7 @@ impl Default for SegmentingConfig {
             max_segment_duration: None,
             playlist_window: DEFAULT_PLAYLIST_WINDOW,
             stream_grace: DEFAULT_STREAM_GRACE,
+            part_duration: DEFAULT_PART_DURATION,
         }
     }
 }
@@ -436,6 +443,11 @@ impl GatewayConfig {
         }
         if !(0.1..=60.0).contains(&self.segmenting.segment_duration) {
             return bad("segment_duration", "must be between 0.1 and 60 seconds");
+        }
+        if !(0.1..=2.0).contains(&self.segmenting.part_duration)
+            || self.segmenting.part_duration > self.segmenting.segment_duration
+        {
+            return bad("part_duration", "must be between 0.1 and 2 seconds, and at most segment_duration");
         }
         if let Some(m) = self.segmenting.max_segment_duration
             && !(self.segmenting.segment_duration..=120.0).contains(&m)

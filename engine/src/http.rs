@@ -8,6 +8,7 @@
 //! | `GET /stream/{id}/{rendition}/{seq}.ts` | segment |
 //! | `GET /` | page listing live streams |
 //! | `GET /player/{id}` | hls.js player page |
+//! | `GET /stream/{id}/ll.m3u8`, `/stream/{id}/ll/…` | Low-Latency HLS over CMAF: see [`crate::ll_http`] |
 //! | `POST /live/video-to-video/{stream}/update` | new params for a live AI stream (a JSON object, ≤ 64 KiB): one control message; kept and sent on when no orchestrator is attached yet |
 //! | `GET /live/video-to-video/{stream}/status` | the runner's last status event with `gateway_status` beside it |
 //! | `POST /live/video-to-video/{stream}/start`, `…/{prefix}/{stream}/start` | media-server hook (MediaMTX `runOnReady`): pulls the stream and starts its live AI job; see [`crate::live::hook`] |
@@ -68,6 +69,7 @@ pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>, web_dir: Option<Pa
         .route("/live/video-to-video/{stream}/status", get(live_status))
         .route("/live/video-to-video/{stream}/start", axum::routing::post(live_start))
         .route("/live/video-to-video/{prefix}/{stream}/start", axum::routing::post(live_start))
+        .merge(crate::ll_http::router(registry.clone()))
         .layer(axum::middleware::map_response(cors))
         .layer(axum::middleware::from_fn(preflight))
         .with_state(AppState { registry, metrics, web_dir })

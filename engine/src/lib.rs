@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod http;
 pub mod ladder;
 pub mod live;
+pub mod ll_http;
 pub mod metrics;
 pub mod offline;
 pub mod orch_config;

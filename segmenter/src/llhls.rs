@@ -97,9 +97,10 @@ pub fn parse_file_name(file: &str) -> Option<FileName<'_>> {
     }
 }
 
-/// The target duration: the longest complete segment, rounded up (at least 1 s).
+/// The target duration: the longest complete segment rounded to the nearest second (RFC
+/// 8216bis §4.4.3.1 compares rounded `EXTINF`s with it), at least 1.
 pub fn target_duration(segments: &[SegmentEntry]) -> u64 {
-    segments.iter().filter(|s| s.complete).map(|s| s.duration.ceil() as u64).max().unwrap_or(1).max(1)
+    segments.iter().filter(|s| s.complete).map(|s| s.duration.round() as u64).max().unwrap_or(1).max(1)
 }
 
 impl TrackPlaylist<'_> {

@@ -36,6 +36,8 @@ enum Command {
 
 struct Handle {
     output: Arc<RwLock<StreamOutput>>,
+    /// The source cut into CMAF tracks (LL-HLS); empty for an output-only stream.
+    cmaf: Arc<RwLock<crate::cmaf::CmafOutput>>,
     /// A live AI stream's driver (its processed output is the stream `{id}-out`).
     live: Option<crate::live::LiveStream>,
     /// A stream that lives and goes with this one (a live AI stream's `{id}-out`).
@@ -125,6 +127,19 @@ impl Registry {
     /// The output of stream `id`.
     pub fn output(&self, id: &str) -> Option<Arc<RwLock<StreamOutput>>> {
         self.lock().get(id).map(|h| h.output.clone())
+    }
+
+    /// Stream `id`'s CMAF output (LL-HLS), if the stream exists.
+    pub fn cmaf(&self, id: &str) -> Option<Arc<RwLock<crate::cmaf::CmafOutput>>> {
+        self.lock().get(id).map(|h| h.cmaf.clone())
+    }
+
+    fn cmaf_config(&self) -> segmenter::cmaf::CmafConfig {
+        let secs = |s: f64| media::MediaTime::from_secs_f64(s, media::Timescale::MPEG);
+        segmenter::cmaf::CmafConfig {
+            segment_target: secs(self.config.segmenting.segment_duration),
+            part_target: secs(self.config.segmenting.part_duration),
+        }
     }
 
     /// Live AI, when orchestrators are configured.
@@ -227,6 +242,7 @@ impl Registry {
         let (commands, _) = mpsc::unbounded_channel();
         let h = Handle {
             output: output.clone(),
+            cmaf: Arc::new(RwLock::new(crate::cmaf::CmafOutput::new(self.cmaf_config()))),
             live: None,
             companion: None,
             output_only: true,
@@ -254,10 +270,12 @@ impl Registry {
         });
         let transcode = transcoder.as_ref().map(StreamTranscoder::status);
         let (tx, rx) = mpsc::unbounded_channel();
+        let cmaf = Arc::new(RwLock::new(crate::cmaf::CmafOutput::new(self.cmaf_config())));
         let task = StreamTask {
             id: id.to_owned(),
             registry: self.clone(),
             output: output.clone(),
+            cmaf: cmaf.clone(),
             generation,
             transcoder,
             live: live.clone(),
@@ -266,7 +284,7 @@ impl Registry {
         tokio::spawn(task.run(rx).instrument(info_span!(parent: None, "stream", stream_id = %id)));
         Metrics::add(&self.metrics.streams_active, 1);
         let companion = live.as_ref().map(|_| format!("{id}-out"));
-        Handle { output, live, companion, output_only: false, transcode, commands: tx, kick: None, generation }
+        Handle { output, cmaf, live, companion, output_only: false, transcode, commands: tx, kick: None, generation }
     }
 
     /// Removes stream `id` if it is still generation `generation` and nobody is waiting to

@@ -19,12 +19,17 @@ pub(super) struct StreamTask {
     pub(super) id: String,
     pub(super) registry: Arc<Registry>,
     pub(super) output: Arc<RwLock<StreamOutput>>,
+    pub(super) cmaf: Arc<RwLock<crate::cmaf::CmafOutput>>,
     pub(super) generation: u64,
     pub(super) transcoder: Option<StreamTranscoder>,
     pub(super) live: Option<crate::live::LiveStream>,
 }
 
 impl StreamTask {
+    fn cmaf_mut(&self) -> std::sync::RwLockWriteGuard<'_, crate::cmaf::CmafOutput> {
+        self.cmaf.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(super) async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let cfg = &self.registry.config;
         let metrics = self.registry.metrics.clone();
@@ -82,6 +87,7 @@ impl StreamTask {
                         sessions += 1;
                         if sessions > 1 {
                             seg.mark_discontinuity();
+                            self.cmaf_mut().restart();
                         }
                         info!(%remote, session = sessions, "publisher attached");
                         publisher = Some(rx);
@@ -107,6 +113,7 @@ impl StreamTask {
                             "publisher gone; stream ended"
                         );
                         self.publish(&mut seg, &metrics, |o| o.set_live(false));
+                        self.cmaf_mut().end();
                         if let Some(t) = &self.transcoder {
                             t.end();
                         }
@@ -144,6 +151,7 @@ impl StreamTask {
             StreamEvent::Tracks(t) => {
                 debug!(video = ?t.video, audio = ?t.audio, "tracks");
                 seg.handle_tracks(t.clone());
+                self.cmaf_mut().handle_tracks(&t);
                 self.publish(seg, metrics, |o| o.set_tracks(t));
             }
             StreamEvent::Media(au) => {
@@ -154,6 +162,7 @@ impl StreamTask {
                     l.frame_in(au.pts.rescale(media::Timescale::MPEG).ticks());
                 }
                 seg.handle_access_unit(&au);
+                self.cmaf_mut().handle_access_unit(&au);
                 let now = seg.stats();
                 if now != *seen {
                     if now.timestamp_jumps > seen.timestamp_jumps {

@@ -1,0 +1,168 @@
+//! Low-Latency HLS over HTTP: each stream's CMAF output ([`crate::cmaf`]) next to the
+//! MPEG-TS HLS of [`crate::http`] (whose `/stream/{id}.m3u8` stays for go-livepeer
+//! compatibility).
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /stream/{id}/ll.m3u8` | multivariant playlist: the `video` variant with the `audio` group |
+//! | `GET /stream/{id}/ll/{track}.m3u8[?_HLS_msn=M[&_HLS_part=P]]` | media playlist; with `_HLS_msn` a blocking reload (RFC 8216bis §6.2.5.2) |
+//! | `GET /stream/{id}/ll/{track}-init{n}.mp4` | init segment `n` (a new one after each discontinuity) |
+//! | `GET /stream/{id}/ll/{track}-{msn}.m4s` | a complete media segment |
+//! | `GET /stream/{id}/ll/{track}-{msn}.{part}.m4s` | a part; the preload-hinted one is answered when it is complete |
+//!
+//! Blocking: a reload waits until the playlist holds part `P` of segment `M` (or the whole
+//! segment `M` without `_HLS_part`), for at most three target durations, then answers
+//! 503. An `_HLS_msn` more than two segments past the last one answers 400 at once, as
+//! does `_HLS_part` without `_HLS_msn`. Waiting requests hold no thread and no lock: each
+//! waits on the output's change counter.
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use segmenter::llhls::{FileName, parse_file_name};
+
+use crate::cmaf::{CmafOutput, PartState};
+use crate::registry::Registry;
+
+/// The LL-HLS routes, for the playback router.
+pub fn router<S: Clone + Send + Sync + 'static>(registry: Arc<Registry>) -> Router<S> {
+    Router::new()
+        .route("/stream/{id}/ll.m3u8", get(multivariant))
+        .route("/stream/{id}/ll/{file}", get(file))
+        .with_state(registry)
+}
+
+fn not_found(what: impl std::fmt::Display) -> Response {
+    (StatusCode::NOT_FOUND, what.to_string()).into_response()
+}
+
+fn playlist(text: String) -> Response {
+    let mut r = text.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn media(track: &str, data: bytes::Bytes) -> Response {
+    let mut r = data.into_response();
+    let h = r.headers_mut();
+    let mime = if track == crate::cmaf::AUDIO { "audio/mp4" } else { "video/mp4" };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+    r
+}
+
+fn read(c: &RwLock<CmafOutput>) -> std::sync::RwLockReadGuard<'_, CmafOutput> {
+    c.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits up to `limit` for `ready` to hold on the output; true if it did.
+async fn wait_for(c: &RwLock<CmafOutput>, limit: Duration, ready: impl Fn(&CmafOutput) -> bool) -> bool {
+    // Subscribed before the first look, so no change between the two is missed.
+    let mut changes = read(c).subscribe();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if ready(&read(c)) {
+            return true;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return ready(&read(c)),
+        }
+    }
+}
+
+/// How long a blocked request may wait: three target durations.
+fn block_limit(registry: &Registry) -> Duration {
+    Duration::from_secs_f64(3.0 * registry.segment_duration().max(1.0))
+}
+
+async fn multivariant(State(r): State<Arc<Registry>>, Path(id): Path<String>) -> Response {
+    let Some(c) = r.cmaf(&id) else { return not_found(format!("no stream {id:?}")) };
+    // A stream that has just started has no tracks yet: wait a little for them.
+    if !wait_for(&c, block_limit(&r), |o| o.multivariant().is_some()).await {
+        return not_found(format!("stream {id:?} has no media yet"));
+    }
+    let text = read(&c).multivariant();
+    match text {
+        Some(t) => playlist(t),
+        None => not_found(format!("stream {id:?} has no media yet")),
+    }
+}
+
+async fn file(
+    State(r): State<Arc<Registry>>,
+    Path((id, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let q: HashMap<String, String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let Some(c) = r.cmaf(&id) else { return not_found(format!("no stream {id:?}")) };
+    if let Some(track) = file.strip_suffix(".m3u8") {
+        return media_playlist(&r, &c, track, &q).await;
+    }
+    match parse_file_name(&file) {
+        Some(FileName::Init(track, n)) => match read(&c).init(track, n) {
+            Some(d) => media(track, d),
+            None => not_found(format!("no {file}")),
+        },
+        Some(FileName::Segment(track, msn)) => match read(&c).segment(track, msn) {
+            Some(d) => media(track, d),
+            None => not_found(format!("no complete {file}")),
+        },
+        Some(FileName::Part(track, msn, part)) => {
+            let state = read(&c).part(track, msn, part);
+            match state {
+                PartState::Ready(d) => media(track, d),
+                PartState::Gone => not_found(format!("no {file}")),
+                PartState::Soon => {
+                    let ready = |o: &CmafOutput| !matches!(o.part(track, msn, part), PartState::Soon);
+                    wait_for(&c, block_limit(&r), ready).await;
+                    let state = read(&c).part(track, msn, part);
+                    match state {
+                        PartState::Ready(d) => media(track, d),
+                        _ => not_found(format!("{file} did not come")),
+                    }
+                }
+            }
+        }
+        None => not_found(format!("no {file}")),
+    }
+}
+
+async fn media_playlist(
+    r: &Registry,
+    c: &RwLock<CmafOutput>,
+    track: &str,
+    q: &HashMap<String, String>,
+) -> Response {
+    let num = |k: &str| q.get(k).map(|v| v.parse::<u64>());
+    let (msn, part) = match (num("_HLS_msn"), num("_HLS_part")) {
+        (None, None) => (None, None),
+        (Some(Ok(m)), None) => (Some(m), None),
+        (Some(Ok(m)), Some(Ok(p))) if p <= u32::MAX as u64 => (Some(m), Some(p as u32)),
+        (None, Some(_)) => return (StatusCode::BAD_REQUEST, "_HLS_part needs _HLS_msn").into_response(),
+        _ => return (StatusCode::BAD_REQUEST, "_HLS_msn and _HLS_part are numbers").into_response(),
+    };
+    let last = read(c).last_msn(track);
+    if read(c).media_playlist(track).is_none() {
+        return not_found(format!("no track {track:?}"));
+    }
+    if let Some(m) = msn {
+        if last.is_some_and(|l| m > l + 2) {
+            return (StatusCode::BAD_REQUEST, "_HLS_msn is more than two segments ahead").into_response();
+        }
+        if !wait_for(c, block_limit(r), |o| o.has(track, m, part)).await {
+            return (StatusCode::SERVICE_UNAVAILABLE, "the requested segment or part did not come in time").into_response();
+        }
+    }
+    match read(c).media_playlist(track) {
+        Some(t) => playlist(t),
+        None => not_found(format!("no track {track:?}")),
+    }
+}

@@ -57,9 +57,10 @@ impl Track {
         }
     }
 
-    /// Takes the cutter's events; returns a video segment start, if any.
-    fn drain(&mut self) -> Option<media::MediaTime> {
-        let mut start = None;
+    /// Takes the cutter's events; returns the video's segment and part starts, for the
+    /// audio to cut there too. `clock` maps track seconds to Unix seconds.
+    fn drain(&mut self, clock: Option<(f64, f64)>) -> Vec<CmafEvent> {
+        let mut cuts = Vec::new();
         while let Some(e) = self.cutter.poll_event() {
             match e {
                 CmafEvent::Init { config, data } => {
@@ -69,11 +70,12 @@ impl Track {
                     self.inits.push(data);
                     self.config = Some(config);
                 }
-                CmafEvent::SegmentStart { at } => start = Some(at),
-                CmafEvent::Part { msn, independent, duration, data, .. } => {
+                e @ (CmafEvent::SegmentStart { .. } | CmafEvent::PartStart { .. }) => cuts.push(e),
+                CmafEvent::Part { msn, independent, start, duration, data, .. } => {
                     if self.segments.back().is_none_or(|s| s.entry.msn != msn) {
                         let init = self.inits.len().saturating_sub(1) as u32;
                         let discontinuity = std::mem::take(&mut self.discontinuity);
+                        let program_date_time = clock.map(|(media, unix)| unix + (start - media));
                         self.segments.push_back(Segment {
                             entry: SegmentEntry {
                                 msn,
@@ -82,6 +84,7 @@ impl Track {
                                 complete: false,
                                 init,
                                 discontinuity,
+                                program_date_time,
                             },
                             parts: Vec::new(),
                         });
@@ -109,7 +112,7 @@ impl Track {
                 }
             }
         }
-        start
+        cuts
     }
 
     fn segment(&self, msn: u64) -> Option<&Segment> {
@@ -142,6 +145,9 @@ pub struct CmafOutput {
     audio: Track,
     has_video: bool,
     ended: bool,
+    /// A media time (seconds) and the Unix time it was received: the program date of
+    /// every segment (set by the first access unit of each publisher).
+    clock: Option<(f64, f64)>,
     version: watch::Sender<u64>,
 }
 
@@ -154,6 +160,7 @@ impl CmafOutput {
             audio: Track::new(AUDIO, TrackKind::Audio, cfg, 0),
             has_video: false,
             ended: false,
+            clock: None,
             version: watch::channel(0).0,
         }
     }
@@ -180,9 +187,12 @@ impl CmafOutput {
         self.drain();
     }
 
-    /// One access unit of the source.
-    pub fn handle_access_unit(&mut self, au: &AccessUnit) {
+    /// One access unit of the source, received at `now_unix` (Unix seconds).
+    pub fn handle_access_unit(&mut self, au: &AccessUnit, now_unix: f64) {
         self.ended = false;
+        if self.clock.is_none() {
+            self.clock = Some((au.dts.as_secs_f64(), now_unix));
+        }
         match au.track {
             TrackKind::Video => self.video.cutter.handle_access_unit(au),
             TrackKind::Audio => self.audio.cutter.handle_access_unit(au),
@@ -193,10 +203,14 @@ impl CmafOutput {
     fn drain(&mut self) {
         let before = self.video.segments.back().map(|s| (s.entry.msn, s.parts.len()));
         let before_audio = self.audio.segments.back().map(|s| (s.entry.msn, s.parts.len()));
-        if let Some(at) = self.video.drain() {
-            self.audio.cutter.cut_at(at);
+        for cut in self.video.drain(self.clock) {
+            match cut {
+                CmafEvent::SegmentStart { at } => self.audio.cutter.cut_at(at),
+                CmafEvent::PartStart { at } => self.audio.cutter.part_cut_at(at),
+                _ => {}
+            }
         }
-        self.audio.drain();
+        self.audio.drain(self.clock);
         let after = self.video.segments.back().map(|s| (s.entry.msn, s.parts.len()));
         let after_audio = self.audio.segments.back().map(|s| (s.entry.msn, s.parts.len()));
         if before != after || before_audio != after_audio {
@@ -207,9 +221,10 @@ impl CmafOutput {
     /// A new publisher (a new timeline): the open segments end, and the next ones start
     /// with a fresh init segment after a discontinuity.
     pub fn restart(&mut self) {
+        let clock = self.clock.take();
         for t in [&mut self.video, &mut self.audio] {
             t.cutter.flush();
-            t.drain();
+            t.drain(clock);
             let kind = if t.name == VIDEO { TrackKind::Video } else { TrackKind::Audio };
             let next = t.cutter.next_msn();
             t.cutter = CmafCutter::new(kind, self.cfg, next);

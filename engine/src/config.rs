@@ -32,7 +32,7 @@ pub const DEFAULT_SEGMENT_DURATION: f64 = 2.0;
 /// go-livepeer does.
 pub const DEFAULT_PLAYLIST_WINDOW: usize = 6;
 /// Default LL-HLS part (CMAF chunk) duration, seconds.
-pub const DEFAULT_PART_DURATION: f64 = 0.5;
+pub const DEFAULT_PART_DURATION: f64 = 0.334;
 /// Seconds an ended stream stays playable and resumable: covers an encoder restart.
 pub const DEFAULT_STREAM_GRACE: f64 = 60.0;
 /// Attempts per segment: go-livepeer's `-maxAttempts` default.

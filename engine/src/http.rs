@@ -250,10 +250,22 @@ async fn player(State(st): State<AppState>, Path(id): Path<String>) -> Html<Stri
 </head><body>
 <video id=v controls autoplay muted playsinline></video>
 <div id=q></div>
-<div id=s>loading /stream/{id}.m3u8</div>
+<div id=s>loading</div>
 <script src="/player/hls.min.js"></script>
 <script>
-const src = "/stream/{id}.m3u8", expected = {expected}, v = document.getElementById("v"), s = document.getElementById("s"), q = document.getElementById("q");
+// `?ll` plays Low-Latency HLS (CMAF parts) instead of the MPEG-TS playlists.
+const ll = new URLSearchParams(location.search).has("ll");
+const src = ll ? "/stream/{id}/ll.m3u8" : "/stream/{id}.m3u8", expected = ll ? 1 : {expected}, v = document.getElementById("v"), s = document.getElementById("s"), q = document.getElementById("q");
+// What the playback checks read: stalls after the start (ms each), and the live latency
+// hls.js estimates, once a second.
+window.sluiceStalls = []; window.sluiceLatency = []; window.sluiceParts = 0;
+let waitingSince = null;
+v.addEventListener("waiting", () => {{ if (window.sluiceStarted) waitingSince = performance.now(); }});
+v.addEventListener("playing", () => {{
+  if (waitingSince !== null) window.sluiceStalls.push(performance.now() - waitingSince);
+  waitingSince = null; window.sluiceStarted = true;
+}});
+setInterval(() => {{ const h = window.sluiceHls; if (h && h.latency > 0 && !v.paused) window.sluiceLatency.push(h.latency); }}, 1000);
 function status(t) {{ s.textContent = t; }}
 async function waitForLadder() {{
   for (let i = 0; i < 40; i++) {{
@@ -284,7 +296,7 @@ function mark(hls) {{
 async function start() {{
   if (window.Hls && Hls.isSupported()) {{
     await waitForLadder();
-    const hls = new Hls({{ liveSyncDuration: {sync}, liveMaxLatencyDuration: {max_latency} }});
+    const hls = new Hls(ll ? {{ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 }} : {{ liveSyncDuration: {sync}, liveMaxLatencyDuration: {max_latency} }});
     window.sluiceHls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {{
       window.sluiceLevels = d.levels.map(l => ({{ width: l.width, height: l.height, bitrate: l.bitrate }}));
@@ -293,11 +305,12 @@ async function start() {{
     hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {{ window.sluiceLevel = d.level; mark(hls); }});
     hls.on(Hls.Events.FRAG_LOADED, (_, d) => {{
       window.sluiceFragments = (window.sluiceFragments || 0) + 1;
+      if (d.part) window.sluiceParts++;
       window.sluiceLevelsPlayed = Object.assign(window.sluiceLevelsPlayed || {{}}, {{ [d.frag.level]: true }});
       const l = hls.levels[d.frag.level];
       status("playing " + src + " · segment " + d.frag.sn + " · " + (l ? levelName(l) : "?"));
     }});
-    hls.on(Hls.Events.ERROR, (_, d) => {{ if (d.fatal) {{ status("error: " + d.details + ", retrying"); setTimeout(() => hls.loadSource(src), 2000); }} }});
+    hls.on(Hls.Events.ERROR, (_, d) => {{ (window.sluiceHlsErrors ||= []).push([d.details, d.response && d.response.code, d.frag && (d.frag.type + " " + d.frag.sn + "." + (d.part ? d.part.index : "")), d.sourceBufferName, d.error && String(d.error.message || d.error)].filter(x => x).join(" ")); if (d.fatal) {{ status("error: " + d.details + ", retrying"); setTimeout(() => hls.loadSource(src), 2000); }} }});
     hls.loadSource(src); hls.attachMedia(v);
   }} else if (v.canPlayType("application/vnd.apple.mpegurl")) {{
     v.src = src;

@@ -101,7 +101,8 @@ async fn file(
     Path((id, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let q: HashMap<String, String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let q: HashMap<String, String> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let Some(c) = r.cmaf(&id) else { return not_found(format!("no stream {id:?}")) };
     if let Some(track) = file.strip_suffix(".m3u8") {
         return media_playlist(&r, &c, track, &q).await;
@@ -135,12 +136,7 @@ async fn file(
     }
 }
 
-async fn media_playlist(
-    r: &Registry,
-    c: &RwLock<CmafOutput>,
-    track: &str,
-    q: &HashMap<String, String>,
-) -> Response {
+async fn media_playlist(r: &Registry, c: &RwLock<CmafOutput>, track: &str, q: &HashMap<String, String>) -> Response {
     let num = |k: &str| q.get(k).map(|v| v.parse::<u64>());
     let (msn, part) = match (num("_HLS_msn"), num("_HLS_part")) {
         (None, None) => (None, None),
@@ -158,7 +154,8 @@ async fn media_playlist(
             return (StatusCode::BAD_REQUEST, "_HLS_msn is more than two segments ahead").into_response();
         }
         if !wait_for(c, block_limit(r), |o| o.has(track, m, part)).await {
-            return (StatusCode::SERVICE_UNAVAILABLE, "the requested segment or part did not come in time").into_response();
+            return (StatusCode::SERVICE_UNAVAILABLE, "the requested segment or part did not come in time")
+                .into_response();
         }
     }
     match read(c).media_playlist(track) {

@@ -339,6 +339,8 @@ pub enum CmafEvent {
         part: u32,
         /// Starts with a sync sample.
         independent: bool,
+        /// Its start on the track's timeline, seconds (`tfdt` / timescale).
+        start: f64,
         /// Seconds.
         duration: f64,
         /// `[styp] moof mdat`.
@@ -348,6 +350,13 @@ pub enum CmafEvent {
     /// the audio track to cut there too ([`CmafCutter::cut_at`]). Comes before the parts
     /// of the segment it ends.
     SegmentStart {
+        /// When, in 90 kHz ticks.
+        at: MediaTime,
+    },
+    /// A video part after the first of its segment begins with the sample at `at` (90 kHz
+    /// ticks): the audio track closes its part there too ([`CmafCutter::part_cut_at`]),
+    /// so both tracks' parts end together and players' buffers grow in step.
+    PartStart {
         /// When, in 90 kHz ticks.
         at: MediaTime,
     },
@@ -404,6 +413,8 @@ pub struct CmafCutter {
     last_end: Option<u64>,
     /// An audio track of a stream with video: segments start only where the video's do.
     follow: bool,
+    /// The next part starts at the first sample at or after this (90 kHz ticks).
+    part_cut: Option<i64>,
     events: VecDeque<CmafEvent>,
 }
 
@@ -423,6 +434,7 @@ impl CmafCutter {
             cut_after: None,
             last_end: None,
             follow: false,
+            part_cut: None,
             events: VecDeque::new(),
         }
     }
@@ -445,6 +457,12 @@ impl CmafCutter {
     /// ([`CmafCutter::cut_at`]), so the two tracks' segments line up.
     pub fn follow_video(&mut self, follow: bool) {
         self.follow = follow;
+    }
+
+    /// Closes the open part before the first sample at or after `at` (the start of a
+    /// video part), so the tracks' parts line up. The part target still applies.
+    pub fn part_cut_at(&mut self, at: MediaTime) {
+        self.part_cut = Some(at.rescale(Timescale::MPEG).ticks());
     }
 
     /// Starts the next segment at the first sample at or after `at` (the start of a
@@ -502,10 +520,15 @@ impl CmafCutter {
                 None => !self.follow && s.dts.saturating_sub(start) >= ticks(self.cfg.segment_target),
             },
         };
+        let at_part_cut = self.part_cut.is_some_and(|at| s.dts as i128 * 90_000 >= at as i128 * scale as i128);
         if starts_segment {
             self.finish_segment();
             self.segment_start = Some(s.dts);
             self.cut_after = None;
+            self.part_cut = None;
+        } else if at_part_cut && !self.part.is_empty() {
+            self.finish_part();
+            self.part_cut = None;
         } else if self
             .part
             .first()
@@ -514,6 +537,10 @@ impl CmafCutter {
             // This sample would take the part past its target (LL-HLS: no part longer
             // than PART-TARGET): it opens the next one.
             self.finish_part();
+            if self.kind == TrackKind::Video {
+                let at = MediaTime::new(s.dts as i64, Timescale::new(config.timescale())).rescale(Timescale::MPEG);
+                self.events.push_back(CmafEvent::PartStart { at });
+            }
         }
         self.part.push(s);
     }
@@ -540,6 +567,7 @@ impl CmafCutter {
             msn: self.msn,
             part: self.part_index,
             independent: samples[0].sync,
+            start: samples[0].dts as f64 / timescale,
             duration,
             data,
         });

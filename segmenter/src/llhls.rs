@@ -33,6 +33,27 @@ pub struct SegmentEntry {
     pub init: u32,
     /// A new timeline starts here.
     pub discontinuity: bool,
+    /// Wall-clock time of its first sample, Unix seconds (`EXT-X-PROGRAM-DATE-TIME`,
+    /// which players use to line up the audio and video playlists).
+    pub program_date_time: Option<f64>,
+}
+
+/// Unix seconds as RFC 3339 UTC with milliseconds (`2026-12-06T00:37:12.123Z`).
+pub fn rfc3339(unix: f64) -> String {
+    let ms = (unix * 1000.0).round() as i64;
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// What a track's media playlist shows.
@@ -152,6 +173,9 @@ impl TrackPlaylist<'_> {
             if i > 0 && s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
+            if let Some(t) = s.program_date_time {
+                let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(t));
+            }
             if init != Some(s.init) {
                 let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", init_uri(self.name, s.init));
                 init = Some(s.init);
@@ -243,7 +267,15 @@ mod tests {
             complete,
             init: 0,
             discontinuity: false,
+            program_date_time: None,
         }
+    }
+
+    #[test]
+    fn dates_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_796_517_432.123_4), "2026-12-06T00:37:12.123Z");
+        assert_eq!(rfc3339(951_782_400.0), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

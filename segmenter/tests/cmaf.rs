@@ -123,7 +123,7 @@ fn video_segments_start_at_keyframes_and_parts_close_after_the_target() {
     let mut ends = Vec::new();
     for e in &events[1..] {
         match e {
-            CmafEvent::Part { msn, part, independent, duration, data } => {
+            CmafEvent::Part { msn, part, independent, duration, data, .. } => {
                 let (styp, moof, mdat) = parse_part(data);
                 assert_eq!(styp, *part == 0, "segment {msn} part {part}: styp opens a segment");
                 let traf = &moof.traf[0];
@@ -151,6 +151,7 @@ fn video_segments_start_at_keyframes_and_parts_close_after_the_target() {
             }
             CmafEvent::Init { .. } => panic!("one configuration"),
             CmafEvent::SegmentStart { at } => assert_eq!(at.ticks() % 90_000, 0, "keyframes each second"),
+            CmafEvent::PartStart { .. } => {}
         }
     }
     assert_eq!(samples, 210, "every frame once");
@@ -178,7 +179,7 @@ fn a_new_configuration_is_a_new_init_after_the_open_segment() {
         .filter_map(|e| match e {
             CmafEvent::Init { config, .. } => Some(format!("init {}", config.codecs())),
             CmafEvent::SegmentEnd { msn, .. } => Some(format!("end {msn}")),
-            CmafEvent::Part { .. } | CmafEvent::SegmentStart { .. } => None,
+            CmafEvent::Part { .. } | CmafEvent::SegmentStart { .. } | CmafEvent::PartStart { .. } => None,
         })
         .collect();
     assert_eq!(kinds, ["init avc1.64001f", "end 5", "init avc1.42c01e", "end 6"]);

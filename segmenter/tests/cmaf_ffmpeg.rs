@@ -68,6 +68,11 @@ fn ffmpeg_decodes_what_the_cutters_write() {
                         o.cut_at(at);
                     }
                 }
+                CmafEvent::PartStart { at } => {
+                    if let Some(o) = other.as_deref_mut() {
+                        o.part_cut_at(at);
+                    }
+                }
             }
         }
     };

@@ -1,12 +1,14 @@
 // Opens Sluice's player page in headless Chromium and waits until hls.js has played a few
 // segments. Prints what it saw as JSON; exits non-zero if playback never got going.
-//   node web/test/player.mjs PLAYER_URL [SCREENSHOT.png] [MIN_LEVELS]
+//   node web/test/player.mjs PLAYER_URL [SCREENSHOT.png] [MIN_LEVELS] [WATCH_SECONDS]
 // With MIN_LEVELS, playback must also have offered that many renditions and loaded
-// fragments from at least two of them (ABR switching).
+// fragments from at least two of them (ABR switching). With WATCH_SECONDS it then keeps
+// playing that long and reports the stalls (ms) and the live latency hls.js estimated.
 import { chromium } from "playwright-core";
 
-const [url, shot, minLevels] = process.argv.slice(2);
+const [url, shot, minLevels, watchSeconds] = process.argv.slice(2);
 const levels = Number(minLevels || 0);
+const watch = Number(watchSeconds || 0);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: [
@@ -38,6 +40,12 @@ try {
         { timeout: 30000, polling: 250 },
       );
     }
+    if (watch > 0) {
+      const t0 = await page.evaluate(() => document.getElementById("v").currentTime);
+      await page.waitForTimeout(watch * 1000);
+      const t1 = await page.evaluate(() => document.getElementById("v").currentTime);
+      if (t1 - t0 < watch * 0.9) ok = false;
+    }
   } catch (e) {
     ok = false;
   }
@@ -52,6 +60,10 @@ try {
       width: v.videoWidth,
       height: v.videoHeight,
       status: document.getElementById("s").textContent,
+      parts: window.sluiceParts || 0,
+      stalls: window.sluiceStalls || [],
+      latency: window.sluiceLatency || [],
+      hlsErrors: window.sluiceHlsErrors || [],
     };
   });
   if (shot) await page.screenshot({ path: shot });

@@ -77,12 +77,17 @@ pub async fn start_signer(name: &str, hex: &str) -> (String, tokio::process::Chi
 /// `extra` arguments) and returns what the page saw: hls.js loaded, fragments,
 /// currentTime, video size, errors.
 pub async fn play_in_chromium(gw: &Gateway, id: &str, extra: &[&str]) -> serde_json::Value {
+    play_page_in_chromium(gw, id, "", extra).await
+}
+
+/// [`play_in_chromium`] with a query on the player page's URL (`?ll` for LL-HLS).
+pub async fn play_page_in_chromium(gw: &Gateway, id: &str, query: &str, extra: &[&str]) -> serde_json::Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let shot = std::env::temp_dir().join(format!("sluice-player-{id}.png"));
     let out = run(
         Command::new("node")
             .arg(root.join("web/test/player.mjs"))
-            .arg(format!("http://{}/player/{id}", gw.http_addr))
+            .arg(format!("http://{}/player/{id}{query}", gw.http_addr))
             .arg(&shot)
             .args(extra),
         "headless Chromium playback",

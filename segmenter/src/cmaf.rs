@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use media::{AacConfig, AccessUnit, H264Config, MediaTime, Timescale, TrackKind, annexb_nal_units};
+use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, Timescale, TrackKind};
 use mp4_atom::{
     Audio, Avc1, Avcc, Codec, Dinf, Dref, Encode, FourCC, Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex,
     Mvhd, Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Styp, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry,
@@ -274,45 +274,63 @@ fn chunk(sequence: u32, samples: &[Sample]) -> Result<Bytes, CmafError> {
     Ok(out.freeze())
 }
 
-/// The samples of `au`, at `dts`/`pts` in track ticks.
+/// The NAL units of a fragmented Annex B payload as `(begin, end)` byte ranges, start
+/// codes (and zeros before them) excluded; the scan crosses fragment boundaries.
+fn nal_ranges(p: &Payload) -> Vec<(usize, usize)> {
+    let mut starts = Vec::new();
+    let (mut zeros, mut i) = (0usize, 0usize);
+    for part in p.parts() {
+        for &b in part.iter() {
+            if b == 1 && zeros >= 2 {
+                starts.push((i + 1, i - zeros));
+            }
+            zeros = if b == 0 { zeros + 1 } else { 0 };
+            i += 1;
+        }
+    }
+    (0..starts.len()).map(|k| (starts[k].0, starts.get(k + 1).map_or(p.len(), |n| n.1))).collect()
+}
+
+/// The samples of `au`, at `dts`/`pts` in track ticks. Their bytes are slices of the
+/// access unit's fragments (nothing is copied here; the chunk writer copies once).
 fn samples_of(au: &AccessUnit, config: &TrackConfig, dts: u64, pts: u64) -> Vec<Sample> {
-    let data = au.data.to_contiguous();
+    let data = &au.data;
     match config {
         TrackConfig::Video(_) => {
             let mut parts = Vec::new();
             let mut size = 0;
-            for nal in annexb_nal_units(&data) {
+            for (begin, end) in nal_ranges(data) {
+                let Some(nal) = data.slice(begin, end).filter(|n| !n.is_empty()) else { continue };
                 // AUD (9), SPS (7) and PPS (8) are not samples' business in `avc1`.
-                if matches!(nal.first().map(|h| h & 0x1f), Some(7..=9) | None) {
+                if matches!(nal.parts()[0][0] & 0x1f, 7..=9) {
                     continue;
                 }
                 size += 4 + nal.len();
                 parts.push(Bytes::copy_from_slice(&(nal.len() as u32).to_be_bytes()));
-                parts.push(nal);
+                parts.extend(nal.parts().iter().cloned());
             }
             vec![Sample { dts, cts_offset: pts as i64 - dts as i64, duration: 0, sync: au.keyframe, parts, size }]
         }
         TrackConfig::Audio(_) => {
             // One sample per ADTS frame (1024 PCM samples each).
             let mut out = Vec::new();
-            let mut rest = data;
-            let mut at = dts;
-            while let Ok((_, frame_len)) = AacConfig::from_adts_header(&rest) {
-                let header = if rest[1] & 1 == 0 { 9 } else { 7 };
-                if frame_len < header || frame_len > rest.len() {
+            let (mut at, mut offset) = (dts, 0usize);
+            while let Some(head) = data.slice(offset, (offset + 9).min(data.len())).map(|h| h.to_contiguous()) {
+                let Ok((_, frame_len)) = AacConfig::from_adts_header(&head) else { break };
+                let header = if head[1] & 1 == 0 { 9 } else { 7 };
+                let Some(raw) = data.slice(offset + header, offset + frame_len).filter(|_| frame_len >= header) else {
                     break;
-                }
-                let raw = rest.slice(header..frame_len);
+                };
                 out.push(Sample {
                     dts: at,
                     cts_offset: 0,
                     duration: 1024,
                     sync: true,
                     size: raw.len(),
-                    parts: vec![raw],
+                    parts: raw.parts().to_vec(),
                 });
                 at += 1024;
-                rest = rest.slice(frame_len..);
+                offset += frame_len;
             }
             out
         }

@@ -547,10 +547,9 @@ impl CmafCutter {
         } else if at_part_cut && !self.part.is_empty() {
             self.finish_part();
             self.part_cut = None;
-        } else if self
-            .part
-            .first()
-            .is_some_and(|f| (s.dts + s.duration as u64).saturating_sub(f.dts) > ticks(self.cfg.part_target))
+        } else if !self.part.is_empty()
+            && self.part.iter().map(|p| p.duration as u64).sum::<u64>() + s.duration as u64
+                > ticks(self.cfg.part_target)
         {
             // This sample would take the part past its target (LL-HLS: no part longer
             // than PART-TARGET): it opens the next one.

@@ -3,23 +3,13 @@
 //! decode times run on without gaps across chunks, `trun` sizes match the `mdat`, and an
 //! audio track starts its segments where the video's start.
 
+mod support;
+
 use bytes::Bytes;
-use media::{AacConfig, AccessUnit, H264Config, MediaTime, Timescale, TrackKind};
+use media::{AacConfig, AccessUnit, MediaTime, Timescale, TrackKind};
 use mp4_atom::{Any, Codec, Decode, Ftyp, Mdat, Moof, Moov, Styp};
 use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig, init_segment};
-
-const SPS: &[u8] = &[
-    0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00, 0x03,
-    0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
-];
-const SPS_360: &[u8] = &[
-    0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03,
-    0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48,
-];
-
-fn h264(sps: &'static [u8]) -> H264Config {
-    H264Config::from_parameter_sets(vec![Bytes::from_static(sps)], vec![Bytes::from_static(&[0x68, 0xeb])], 4).unwrap()
-}
+use support::{SPS, SPS_360, h264};
 
 fn aac() -> AacConfig {
     AacConfig::from_audio_specific_config(&[0x11, 0x90]).unwrap() // AAC LC, 48 kHz, stereo

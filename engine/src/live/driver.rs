@@ -19,14 +19,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 use transport::client::NetError;
-use transport::live::{StartReply, StartRequest, offchain_seg_data};
+use transport::live::{StartReply, StartRequest};
 use transport::proto::OrchestratorInfo;
 use transport::refusal::FailureReason;
-use transport::segment::segment_header;
 use transport::tls::CertPolicy;
 use transport::trickle_client::TrickleClient;
 
 use super::output::{OutputEvent, OutputSink};
+use super::pay::credentials;
 use super::tasks::{control_task, events_task, input_task};
 use super::{Input, Live, LiveRequest, LiveStatus};
 use crate::metrics::{LiveTiming, Metrics};
@@ -589,11 +589,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
-}
-
-/// Off-chain credentials: the orchestrator's auth token in a `SegData`.
-pub(super) fn credentials(info: &OrchestratorInfo) -> String {
-    segment_header(&offchain_seg_data(info.auth_token.as_ref()))
 }
 
 fn refusal(e: NetError) -> StartRefusal {

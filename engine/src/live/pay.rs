@@ -135,7 +135,7 @@ pub(super) async fn cycle(
     uri: Option<String>,
     req: transport::proto::OrchestratorRequest,
 ) -> (bool, bool, Option<OrchestratorInfo>, Option<SignedState>) {
-    use super::driver::{START_TIMEOUT, credentials};
+    use super::driver::START_TIMEOUT;
     // The auth token in the credentials lasts 30 min: renew it first.
     let expires = info.auth_token.as_ref().map_or(i64::MAX, |t| t.expiration);
     let renew = expires.saturating_sub(crate::live::unix_now()) < TOKEN_RENEWAL.as_secs() as i64;
@@ -161,4 +161,9 @@ pub(super) async fn cycle(
         tracing::warn!(error = %e, "live payment refused");
     }
     (ok.is_ok(), true, fresh, next)
+}
+
+/// Off-chain credentials: the orchestrator's auth token in a `SegData`.
+pub(super) fn credentials(info: &OrchestratorInfo) -> String {
+    transport::segment::segment_header(&transport::live::offchain_seg_data(info.auth_token.as_ref()))
 }

@@ -1,6 +1,6 @@
 //! A stream's CMAF output: the source's access units cut once into CMAF tracks (`video`
 //! and `audio`, see [`segmenter::cmaf`]) and kept as init segments and parts for
-//! Low-Latency HLS (`/stream/{id}/ll.m3u8`, [`crate::ll_http`]).
+//! Low-Latency HLS (`/stream/{id}/ll.m3u8`, [`crate::cmaf_http`]).
 //!
 //! The store is fed by the stream's task (tracks, access units, a new publisher, the
 //! end) and read by HTTP handlers. Each change bumps a version on a `watch` channel, which
@@ -25,6 +25,8 @@ pub const AUDIO: &str = "audio";
 struct Segment {
     entry: SegmentEntry,
     parts: Vec<Bytes>,
+    /// Start and length in track ticks, once complete (the DASH timeline).
+    ticks: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -87,6 +89,7 @@ impl Track {
                                 program_date_time,
                             },
                             parts: Vec::new(),
+                            ticks: None,
                         });
                     }
                     if let Some(s) = self.segments.back_mut() {
@@ -95,9 +98,10 @@ impl Track {
                         s.parts.push(data);
                     }
                 }
-                CmafEvent::SegmentEnd { msn, duration, timescale, .. } => {
+                CmafEvent::SegmentEnd { msn, start, duration, timescale } => {
                     if let Some(s) = self.segments.iter_mut().find(|s| s.entry.msn == msn) {
                         s.entry.complete = true;
+                        s.ticks = Some((start, duration));
                         s.entry.duration = duration as f64 / timescale as f64;
                         self.bytes += s.parts.iter().map(|p| p.len() as u64).sum::<u64>();
                     }
@@ -148,6 +152,9 @@ pub struct CmafOutput {
     /// A media time (seconds) and the Unix time it was received: the program date of
     /// every segment (set by the first access unit of each publisher).
     clock: Option<(f64, f64)>,
+    /// The DASH `availabilityStartTime` (Unix seconds): a second before the first
+    /// publisher's first access unit, kept for the stream's life.
+    availability_start: Option<f64>,
     version: watch::Sender<u64>,
 }
 
@@ -161,6 +168,7 @@ impl CmafOutput {
             has_video: false,
             ended: false,
             clock: None,
+            availability_start: None,
             version: watch::channel(0).0,
         }
     }
@@ -192,6 +200,7 @@ impl CmafOutput {
         self.ended = false;
         if self.clock.is_none() {
             self.clock = Some((au.dts.as_secs_f64(), now_unix));
+            self.availability_start.get_or_insert((now_unix - 1.0).floor());
         }
         match au.track {
             TrackKind::Video => self.video.cutter.handle_access_unit(au),
@@ -303,6 +312,101 @@ impl CmafOutput {
             reports: &reports,
         };
         Some(p.render())
+    }
+
+    /// The DASH MPD (`/stream/{id}.mpd`, [`segmenter::dash`]): `None` before a segment is
+    /// complete. `prefix` leads every fragment URL (the MPD-relative path of the
+    /// fragments, `{id}/ll/`); `utc_timing` is the clock URL players synchronise with.
+    ///
+    /// A period per publisher (per init segment of the video track, or of the audio
+    /// track when there is no video); the other track's segments join the period their
+    /// program date falls in.
+    pub fn mpd(&self, prefix: &str, now_unix: f64, utc_timing: Option<String>) -> Option<String> {
+        use segmenter::dash;
+        let leader = self.track(VIDEO).or_else(|| self.track(AUDIO))?;
+        let ast = self.availability_start?;
+        // (init id, wall-clock start) of each period.
+        let mut starts: Vec<(u32, f64)> = Vec::new();
+        for s in leader.segments.iter().filter(|s| s.ticks.is_some()) {
+            if starts.last().is_none_or(|p| p.0 != s.entry.init) {
+                starts.push((s.entry.init, s.entry.program_date_time?));
+            }
+        }
+        if starts.is_empty() {
+            return None;
+        }
+        // A follower segment a little before its period's first video segment (audio
+        // frames do not line up with video frames) still belongs to it.
+        const SLACK: f64 = 0.5;
+        let mut periods = Vec::new();
+        for (i, &(init, start)) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).map_or(f64::INFINITY, |n| n.1);
+            let mut sets = Vec::new();
+            for (t, content) in [(self.track(VIDEO), dash::ContentType::Video), (self.track(AUDIO), dash::ContentType::Audio)] {
+                let Some(t) = t else { continue };
+                let in_period = |s: &&Segment| {
+                    let at = s.entry.program_date_time.unwrap_or(f64::NAN);
+                    s.ticks.is_some() && at >= start - SLACK && at < end - SLACK
+                };
+                let t_init = if std::ptr::eq(t, leader) {
+                    init
+                } else {
+                    match t.segments.iter().find(in_period) {
+                        Some(s) => s.entry.init,
+                        None => continue,
+                    }
+                };
+                let timeline = t
+                    .segments
+                    .iter()
+                    .filter(in_period)
+                    .filter(|s| s.entry.init == t_init)
+                    .filter_map(|s| s.ticks.map(|(start, duration)| dash::TimelineEntry { number: s.entry.msn, start, duration }))
+                    .collect();
+                let Some(config) = &t.config else { continue };
+                let (resolution, audio) = match config {
+                    TrackConfig::Video(v) => (Some((v.dimensions.width, v.dimensions.height)), None),
+                    TrackConfig::Audio(a) => (None, Some((a.sample_rate, u16::from(a.channel_config)))),
+                };
+                sets.push(dash::AdaptationSet {
+                    content,
+                    representations: vec![dash::Representation {
+                        id: t.name.to_owned(),
+                        bandwidth: t.bandwidth(),
+                        codecs: config.codecs(),
+                        resolution,
+                        audio,
+                        timescale: config.timescale(),
+                        initialization: format!("{prefix}{}", segmenter::llhls::init_uri(t.name, t_init)),
+                        media: format!("{prefix}{}-$Number$.m4s", t.name),
+                        timeline,
+                    }],
+                });
+            }
+            periods.push(dash::Period { id: init.to_string(), start, sets });
+        }
+        let target = self.cfg.segment_target.as_secs_f64();
+        let p = dash::Presentation {
+            live: !self.ended,
+            availability_start: ast,
+            publish_time: now_unix,
+            update_period: self.cfg.part_target.as_secs_f64().max(0.2) * 2.0,
+            time_shift_buffer: target * (WINDOW as f64 - 1.0),
+            min_buffer: target,
+            // Segments are listed once complete: a segment ends up to one target behind
+            // the live edge, and its listing waits for the next MPD reload.
+            target_latency: target + 1.5,
+            utc_timing,
+            periods,
+        };
+        dash::render(&p).ok()
+    }
+
+    /// Whether a segment is complete (what [`CmafOutput::mpd`] needs before it has anything
+    /// to list).
+    pub fn has_complete_segment(&self) -> bool {
+        let leader = self.track(VIDEO).or_else(|| self.track(AUDIO));
+        leader.is_some_and(|t| t.segments.iter().any(|s| s.ticks.is_some()))
     }
 
     /// Whether track `name`'s playlist already holds segment `msn` (and, with `part`,

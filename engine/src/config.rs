@@ -164,8 +164,8 @@ pub struct ListenConfig {
     /// Most live streams at once; publishes beyond it are refused.
     #[arg(long, env = "SLUICE_MAX_STREAMS", value_name = "N", default_value_t = DEFAULT_MAX_STREAMS)]
     pub max_streams: usize,
-    /// Directory holding hls.min.js for the player page [default:
-    /// web/node_modules/hls.js/dist if present, else a public CDN].
+    /// Directory holding the player page's hls.min.js and dash.all.min.js, directly or
+    /// as npm installs them [default: web/node_modules if present, else a public CDN].
     #[arg(long, env = "SLUICE_WEB_DIR", value_name = "DIR")]
     pub web_dir: Option<PathBuf>,
 }

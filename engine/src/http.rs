@@ -8,7 +8,7 @@
 //! | `GET /stream/{id}/{rendition}/{seq}.ts` | segment |
 //! | `GET /` | page listing live streams |
 //! | `GET /player/{id}` | hls.js player page |
-//! | `GET /stream/{id}/ll.m3u8`, `/stream/{id}/ll/…` | Low-Latency HLS over CMAF: see [`crate::ll_http`] |
+//! | `GET /stream/{id}/ll.m3u8`, `/stream/{id}/ll/…` | Low-Latency HLS over CMAF: see [`crate::cmaf_http`] |
 //! | `POST /live/video-to-video/{stream}/update` | new params for a live AI stream (a JSON object, ≤ 64 KiB): one control message; kept and sent on when no orchestrator is attached yet |
 //! | `GET /live/video-to-video/{stream}/status` | the runner's last status event with `gateway_status` beside it |
 //! | `POST /live/video-to-video/{stream}/start`, `…/{prefix}/{stream}/start` | media-server hook (MediaMTX `runOnReady`): pulls the stream and starts its live AI job; see [`crate::live::hook`] |
@@ -60,7 +60,8 @@ struct AppState {
 pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>, web_dir: Option<PathBuf>) -> Router {
     Router::new()
         .route("/", get(index))
-        .route("/player/hls.min.js", get(hls_js))
+        .route("/player/hls.min.js", get(|st| script(st, "hls.min.js")))
+        .route("/player/dash.all.min.js", get(|st| script(st, "dash.all.min.js")))
         .route("/player/{id}", get(player))
         .route("/stream/{file}", get(master))
         .route("/stream/{id}/{file}", get(media_playlist))
@@ -69,7 +70,7 @@ pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>, web_dir: Option<Pa
         .route("/live/video-to-video/{stream}/status", get(live_status))
         .route("/live/video-to-video/{stream}/start", axum::routing::post(live_start))
         .route("/live/video-to-video/{prefix}/{stream}/start", axum::routing::post(live_start))
-        .merge(crate::ll_http::router(registry.clone()))
+        .merge(crate::cmaf_http::router(registry.clone()))
         .layer(axum::middleware::map_response(cors))
         .layer(axum::middleware::from_fn(preflight))
         .with_state(AppState { registry, metrics, web_dir })
@@ -180,6 +181,10 @@ fn byte_range(value: &str, len: u64) -> ByteRange {
 }
 
 async fn master(State(st): State<AppState>, Path(file): Path<String>, req: HeaderMap) -> Response {
+    if let Some(id) = file.strip_suffix(".mpd") {
+        let host = req.get(header::HOST).and_then(|h| h.to_str().ok());
+        return crate::cmaf_http::mpd(&st.registry, id, host).await;
+    }
     let Some(id) = file.strip_suffix(".m3u8") else { return not_found(&st) };
     let Some(out) = st.registry.output(id) else { return not_found(&st) };
     let o = out.read().unwrap_or_else(|e| e.into_inner());
@@ -253,9 +258,10 @@ async fn player(State(st): State<AppState>, Path(id): Path<String>) -> Html<Stri
 <div id=s>loading</div>
 <script src="/player/hls.min.js"></script>
 <script>
-// `?ll` plays Low-Latency HLS (CMAF parts) instead of the MPEG-TS playlists.
-const ll = new URLSearchParams(location.search).has("ll");
-const src = ll ? "/stream/{id}/ll.m3u8" : "/stream/{id}.m3u8", expected = ll ? 1 : {expected}, v = document.getElementById("v"), s = document.getElementById("s"), q = document.getElementById("q");
+// `?ll` plays Low-Latency HLS (CMAF parts) instead of the MPEG-TS playlists; `?dash`
+// plays the DASH MPD (the same CMAF fragments) with dash.js.
+const params = new URLSearchParams(location.search), ll = params.has("ll"), dash = params.has("dash");
+const src = dash ? "/stream/{id}.mpd" : ll ? "/stream/{id}/ll.m3u8" : "/stream/{id}.m3u8", expected = ll ? 1 : {expected}, v = document.getElementById("v"), s = document.getElementById("s"), q = document.getElementById("q");
 // What the playback checks read: stalls after the start (ms each), and the live latency
 // hls.js estimates, once a second.
 window.sluiceStalls = []; window.sluiceLatency = []; window.sluiceParts = 0;
@@ -265,7 +271,11 @@ v.addEventListener("playing", () => {{
   if (waitingSince !== null) window.sluiceStalls.push(performance.now() - waitingSince);
   waitingSince = null; window.sluiceStarted = true;
 }});
-setInterval(() => {{ const h = window.sluiceHls; if (h && h.latency > 0 && !v.paused) window.sluiceLatency.push(h.latency); }}, 1000);
+setInterval(() => {{
+  const h = window.sluiceHls, d = window.sluiceDash;
+  const l = h ? h.latency : d ? d.getCurrentLiveLatency() : NaN;
+  if (l > 0 && !v.paused) window.sluiceLatency.push(l);
+}}, 1000);
 function status(t) {{ s.textContent = t; }}
 async function waitForLadder() {{
   for (let i = 0; i < 40; i++) {{
@@ -293,8 +303,26 @@ function buttons(hls) {{
 function mark(hls) {{
   for (const b of q.children) b.className = (+b.dataset.level === (hls.autoLevelEnabled ? -1 : hls.currentLevel)) ? "on" : "";
 }}
+function startDash() {{
+  const p = dashjs.MediaPlayer().create();
+  window.sluiceDash = p;
+  const ev = dashjs.MediaPlayer.events;
+  p.updateSettings({{ streaming: {{ liveCatchup: {{ enabled: true }} }} }});
+  p.on(ev.FRAGMENT_LOADING_COMPLETED, (e) => {{
+    if (e.request && e.request.type === "MediaSegment") window.sluiceFragments = (window.sluiceFragments || 0) + 1;
+    status("playing " + src + " · " + (e.request ? e.request.url.split("/").pop() : ""));
+  }});
+  p.on(ev.STREAM_INITIALIZED, () => {{
+    const vs = p.getRepresentationsByType ? p.getRepresentationsByType("video") : [];
+    window.sluiceLevels = vs.map(r => ({{ width: r.width, height: r.height, bitrate: r.bandwidth }}));
+  }});
+  p.on(ev.ERROR, (e) => {{ (window.sluiceHlsErrors ||= []).push(JSON.stringify(e.error || e)); }});
+  p.initialize(v, src, true);
+}}
 async function start() {{
-  if (window.Hls && Hls.isSupported()) {{
+  if (dash) {{
+    if (window.dashjs) startDash(); else status("dash.js is not available");
+  }} else if (window.Hls && Hls.isSupported()) {{
     await waitForLadder();
     const hls = new Hls(ll ? {{ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 }} : {{ liveSyncDuration: {sync}, liveMaxLatencyDuration: {max_latency} }});
     window.sluiceHls = hls;
@@ -316,7 +344,12 @@ async function start() {{
     v.src = src;
   }} else {{ status("this browser cannot play HLS"); }}
 }}
-if (window.Hls) start(); else {{
+if (dash) {{
+  const sc = document.createElement("script");
+  sc.src = "/player/dash.all.min.js"; sc.onload = start;
+  sc.onerror = () => {{ sc.remove(); const c = document.createElement("script"); c.src = "https://cdn.jsdelivr.net/npm/dashjs@5/dist/modern/umd/dash.all.min.js"; c.onload = start; c.onerror = start; document.head.appendChild(c); }};
+  document.head.appendChild(sc);
+}} else if (window.Hls) start(); else {{
   const sc = document.createElement("script");
   sc.src = "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"; sc.onload = start; sc.onerror = start;
   document.head.appendChild(sc);
@@ -325,13 +358,17 @@ if (window.Hls) start(); else {{
     ))
 }
 
-async fn hls_js(State(st): State<AppState>) -> Response {
+/// A player script from `web_dir`: `name` itself, or where its npm package puts it
+/// (`web_dir` is `web/node_modules` by default).
+async fn script(State(st): State<AppState>, name: &'static str) -> Response {
     let Some(dir) = &st.web_dir else { return not_found(&st) };
-    match tokio::fs::read(dir.join("hls.min.js")).await {
-        Ok(js) => ([(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "public, max-age=86400")], js)
-            .into_response(),
-        Err(_) => not_found(&st),
+    for path in [dir.join(name), dir.join("hls.js/dist").join(name), dir.join("dashjs/dist/modern/umd").join(name)] {
+        if let Ok(js) = tokio::fs::read(&path).await {
+            return ([(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "public, max-age=86400")], js)
+                .into_response();
+        }
     }
+    not_found(&st)
 }
 
 fn html_escape(s: &str) -> String {

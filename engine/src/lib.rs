@@ -14,7 +14,7 @@ pub mod gateway;
 pub mod http;
 pub mod ladder;
 pub mod live;
-pub mod ll_http;
+pub mod cmaf_http;
 pub mod metrics;
 pub mod offline;
 pub mod orch_config;
@@ -34,7 +34,7 @@ pub static DEMO_CLIP: &[u8] = include_bytes!("../../testdata/demo720.flv");
 
 /// Where the setup script installs hls.js (relative to the repository root), used for the
 /// player page when no `web_dir` is configured.
-pub const DEFAULT_WEB_DIR: &str = "web/node_modules/hls.js/dist";
+pub const DEFAULT_WEB_DIR: &str = "web/node_modules";
 
 /// A random 32-bit value (stream ids for anonymous publishes; not for secrets).
 pub(crate) fn random_u32() -> u32 {

@@ -178,7 +178,7 @@ impl GatewayArgs {
         let mut c = engine::config::overlay(base, &self.settings, |id| given(m, id))?;
         if c.listen.web_dir.is_none() {
             let local = PathBuf::from(engine::DEFAULT_WEB_DIR);
-            if local.join("hls.min.js").exists() {
+            if local.join("hls.js/dist/hls.min.js").exists() {
                 c.listen.web_dir = Some(local);
             }
         }

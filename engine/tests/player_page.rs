@@ -12,7 +12,7 @@ use ingest::publisher::RtmpUrl;
 async fn hls_js_plays_the_player_page() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let web_dir = root.join(engine::DEFAULT_WEB_DIR);
-    assert!(web_dir.join("hls.min.js").exists(), "hls.js missing: run scripts/setup.sh");
+    assert!(web_dir.join("hls.js/dist/hls.min.js").exists(), "hls.js missing: run scripts/setup.sh");
     let gw = gateway_with(|c| {
         c.listen.web_dir = Some(web_dir.clone());
         c.segmenting.playlist_window = 6;

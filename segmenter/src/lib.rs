@@ -15,6 +15,7 @@
 
 pub mod cmaf;
 pub mod cutter;
+pub mod dash;
 pub mod error;
 pub mod hls;
 pub mod llhls;

@@ -1,9 +1,11 @@
-//! Low-Latency HLS over HTTP: each stream's CMAF output ([`crate::cmaf`]) next to the
-//! MPEG-TS HLS of [`crate::http`] (whose `/stream/{id}.m3u8` stays for go-livepeer
-//! compatibility).
+//! Low-Latency HLS and DASH over HTTP: each stream's CMAF output ([`crate::cmaf`]) next
+//! to the MPEG-TS HLS of [`crate::http`] (whose `/stream/{id}.m3u8` stays for go-livepeer
+//! compatibility). Both read the same fragments under `/stream/{id}/ll/`.
 //!
 //! | path | what |
 //! |---|---|
+//! | `GET /stream/{id}.mpd` | DASH MPD: dynamic while live, static after the end ([`segmenter::dash`]) |
+//! | `GET /utc` | the server's clock as ISO 8601 (the MPD's `UTCTiming`, `urn:mpeg:dash:utc:http-iso:2014`) |
 //! | `GET /stream/{id}/ll.m3u8` | multivariant playlist: the `video` variant with the `audio` group |
 //! | `GET /stream/{id}/ll/{track}.m3u8[?_HLS_msn=M[&_HLS_part=P]]` | media playlist; with `_HLS_msn` a blocking reload (RFC 8216bis §6.2.5.2) |
 //! | `GET /stream/{id}/ll/{track}-init{n}.mp4` | init segment `n` (a new one after each discontinuity) |
@@ -34,7 +36,53 @@ pub fn router<S: Clone + Send + Sync + 'static>(registry: Arc<Registry>) -> Rout
     Router::new()
         .route("/stream/{id}/ll.m3u8", get(multivariant))
         .route("/stream/{id}/ll/{file}", get(file))
+        .route("/utc", get(utc))
         .with_state(registry)
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+async fn utc() -> Response {
+    let mut r = segmenter::llhls::rfc3339(unix_now()).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `s` as one URL path segment (RFC 3986 unreserved characters kept, the rest
+/// percent-encoded).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /stream/{id}.mpd`, for the playback router: the stream's DASH MPD. A stream
+/// that has just started waits (up to three target durations) for its first complete
+/// segment. `host` (the request's `Host`) makes the clock URL absolute, so a player
+/// page on another origin synchronises with this server.
+pub async fn mpd(registry: &Registry, id: &str, host: Option<&str>) -> Response {
+    let Some(c) = registry.cmaf(id) else { return not_found(format!("no stream {id:?}")) };
+    let prefix = format!("{}/ll/", path_segment(id));
+    let utc = Some(host.map_or_else(|| "/utc".to_owned(), |h| format!("//{h}/utc")));
+    if !wait_for(&c, block_limit(registry), CmafOutput::has_complete_segment).await {
+        return not_found(format!("stream {id:?} has no complete segment yet"));
+    }
+    let Some(text) = read(&c).mpd(&prefix, unix_now(), utc) else {
+        return not_found(format!("stream {id:?} has no complete segment yet"));
+    };
+    let mut r = text.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dash+xml"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
 
 fn not_found(what: impl std::fmt::Display) -> Response {

@@ -1,0 +1,149 @@
+//! DASH end to end: ffmpeg publishes RTMP (2 s GOPs, AAC) and
+//! - the MPD at `/stream/{id}.mpd` parses with `dash-mpd-core`, passes its conformity
+//!   checks, and is dynamic with a `SegmentTimeline` whose segments are back to back and
+//!   about two seconds long, a `UTCTiming` clock that answers, and a latency target;
+//! - every segment the timeline lists fetches through the `SegmentTemplate`, and each
+//!   track's init segment plus its segments decodes in ffmpeg;
+//! - headless Chromium plays it with dash.js from the player page (`?dash`) for 60 s:
+//!   playback advances, no stall longer than half a second, and the live latency dash.js
+//!   measures is written out (target below 4 s at 2 s segments);
+//! - once the publisher leaves, the MPD turns static with a duration.
+mod common;
+
+use common::*;
+use dash_mpd_core as mpd;
+
+fn have(tool: &str, flag: &str) -> bool {
+    std::process::Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success())
+}
+
+fn publish(url: &str, secs: u32) -> tokio::process::Child {
+    tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=640x360:rate=30:duration={secs}"))
+        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={secs}")])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-f", "flv", url])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg starts")
+}
+
+/// The template's `$Number$` URLs of a representation's listed segments, with each
+/// segment's length in seconds.
+fn segments(rep: &mpd::Representation) -> (String, Vec<(String, f64)>) {
+    let t = rep.SegmentTemplate.as_ref().expect("SegmentTemplate");
+    let scale = t.timescale.unwrap() as f64;
+    let mut n = t.startNumber.unwrap();
+    let mut end: Option<u64> = None;
+    let mut out = Vec::new();
+    for s in &t.SegmentTimeline.as_ref().unwrap().segments {
+        let start = s.t.or(end).expect("the first S has a start");
+        assert!(end.is_none_or(|e| e == start), "segments back to back: {s:?}");
+        for i in 0..=s.r.unwrap_or(0) as u64 {
+            out.push((t.media.as_ref().unwrap().replace("$Number$", &n.to_string()), s.d as f64 / scale));
+            n += 1;
+            end = Some(start + (i + 1) * s.d);
+        }
+    }
+    (t.initialization.clone().unwrap(), out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
+    if !have("ffmpeg", "-version") || !have("node", "--version") {
+        eprintln!("skipped: ffmpeg or node missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let web_dir = root.join(engine::DEFAULT_WEB_DIR);
+    let gw = gateway_with(|c| c.listen.web_dir = Some(web_dir)).await;
+    let mut ff = publish(&rtmp_url(&gw, "d"), 85);
+    let text = poll_http(&gw, "/stream/d.mpd", 20, |t| t.matches("<S ").count() + t.matches(" r=").count() >= 3).await;
+
+    // The MPD: parses, conforms, dynamic, with the timing a live player needs.
+    let m = mpd::parse(&text).unwrap_or_else(|e| panic!("MPD parses: {e}\n{text}"));
+    let problems = mpd::check_conformity(&m);
+    assert!(problems.is_empty(), "conformity: {problems:?}\n{text}");
+    assert_eq!(m.mpdtype.as_deref(), Some("dynamic"));
+    let ast = m.availabilityStartTime.expect("availabilityStartTime");
+    assert!(ast <= m.publishTime.unwrap());
+    assert!(m.minimumUpdatePeriod.unwrap() <= std::time::Duration::from_secs(2));
+    assert!(m.timeShiftBufferDepth.unwrap() >= std::time::Duration::from_secs(8));
+    let target = m.ServiceDescription[0].Latency[0].target.unwrap();
+    assert!((2000.0..4000.0).contains(&target), "latency target {target} ms");
+    let utc = &m.UTCTiming[0];
+    assert_eq!(utc.schemeIdUri, "urn:mpeg:dash:utc:http-iso:2014");
+    let clock = http_get(gw.http_addr, utc.value.as_deref().unwrap().trim_start_matches(&format!("//{}", gw.http_addr)))
+        .await
+        .text();
+    let now = chrono_like_parse(&clock);
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - wall).abs() < 2.0, "the UTCTiming clock tells the time: {clock}");
+
+    let period = &m.periods[0];
+    let kinds: Vec<_> = period.adaptations.iter().map(|a| a.contentType.clone().unwrap()).collect();
+    assert_eq!(kinds, ["video", "audio"]);
+    let video = &period.adaptations[0].representations[0];
+    assert_eq!((video.width, video.height), (Some(640), Some(360)));
+    assert!(video.codecs.as_deref().unwrap().starts_with("avc1."));
+    let audio = &period.adaptations[1].representations[0];
+    assert_eq!(audio.codecs.as_deref(), Some("mp4a.40.2"));
+    assert_eq!(audio.audioSamplingRate.as_deref(), Some("48000"));
+
+    // Every listed segment fetches through the template; init plus segments decodes.
+    for rep in [video, audio] {
+        let (init, list) = segments(rep);
+        assert!(list.len() >= 2, "{text}");
+        for (_, secs) in &list {
+            assert!((1.5..=2.5).contains(secs), "segments about 2 s: {list:?}");
+        }
+        let mut file = http_get(gw.http_addr, &format!("/stream/{init}")).await.body;
+        for (uri, _) in &list {
+            let seg = http_get(gw.http_addr, &format!("/stream/{uri}")).await;
+            assert_eq!(seg.status, 200, "{uri}");
+            file.extend_from_slice(&seg.body);
+        }
+        let path = std::env::temp_dir().join(format!("sluice-dash-{}-{}.mp4", rep.id.as_deref().unwrap(), std::process::id()));
+        std::fs::write(&path, &file).unwrap();
+        let out =
+            std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&path).args(["-f", "null", "-"]).output().unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(out.status.success() && out.stderr.is_empty(), "{:?}: {}", rep.id, String::from_utf8_lossy(&out.stderr));
+    }
+
+    // dash.js, 60 s.
+    let v = play_page_in_chromium(&gw, "d", "?dash", &["0", "60"]).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(360)), "{v}");
+    let stalls: Vec<f64> = v["stalls"].as_array().unwrap().iter().filter_map(|s| s.as_f64()).collect();
+    let mut latency: Vec<f64> = v["latency"].as_array().unwrap().iter().filter_map(|s| s.as_f64()).collect();
+    latency.sort_by(f64::total_cmp);
+    assert!(latency.len() > 30, "{v}");
+    let p50 = latency[latency.len() / 2];
+    eprintln!(
+        "DASH latency by dash.js over {} s: p50 {:.2} s, max {:.2} s; {} segments; stalls {:?}",
+        latency.len(),
+        p50,
+        latency[latency.len() - 1],
+        v["fragments"],
+        stalls
+    );
+    assert!(stalls.iter().all(|ms| *ms <= 500.0), "no stall longer than half a second: {stalls:?} in {v}");
+    assert!(p50 < 4.0, "latency p50 {p50:.2} s: {v}");
+
+    // The end: a static MPD with a duration.
+    let _ = ff.kill().await;
+    let text = poll_http(&gw, "/stream/d.mpd", 20, |t| t.contains("type=\"static\"")).await;
+    let m = mpd::parse(&text).unwrap();
+    assert!(m.mediaPresentationDuration.unwrap() >= std::time::Duration::from_secs(4), "{text}");
+    assert!(m.availabilityStartTime.is_none() && m.minimumUpdatePeriod.is_none(), "{text}");
+    assert_eq!(http_get(gw.http_addr, "/stream/nope.mpd").await.status, 404);
+}
+
+/// `2026-12-06T01:02:03.456Z` as Unix seconds.
+fn chrono_like_parse(s: &str) -> f64 {
+    let dt: mpd::XsDatetime = s.trim().parse().unwrap_or_else(|e| panic!("an RFC 3339 time: {s:?}: {e}"));
+    dt.timestamp_millis() as f64 / 1000.0
+}

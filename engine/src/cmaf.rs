@@ -43,6 +43,10 @@ struct Track {
     discontinuity: bool,
     /// Bytes and seconds of the kept complete segments (for the bandwidth).
     bytes: u64,
+    /// Where each init segment's timeline began: (init id, program date, media start
+    /// in seconds) of its first complete segment. DASH periods, which must not move
+    /// while the window slides.
+    timelines: Vec<(u32, f64, f64)>,
 }
 
 impl Track {
@@ -56,6 +60,7 @@ impl Track {
             discontinuity_sequence: 0,
             discontinuity: false,
             bytes: 0,
+            timelines: Vec::new(),
         }
     }
 
@@ -102,6 +107,10 @@ impl Track {
                     if let Some(s) = self.segments.iter_mut().find(|s| s.entry.msn == msn) {
                         s.entry.complete = true;
                         s.ticks = Some((start, duration));
+                        let (init, date) = (s.entry.init, s.entry.program_date_time);
+                        if let Some(date) = date.filter(|_| self.timelines.last().is_none_or(|t| t.0 != init)) {
+                            self.timelines.push((init, date, start as f64 / f64::from(timescale.max(1))));
+                        }
                         s.entry.duration = duration as f64 / timescale as f64;
                         self.bytes += s.parts.iter().map(|p| p.len() as u64).sum::<u64>();
                     }
@@ -110,6 +119,9 @@ impl Track {
                             self.bytes -= old.parts.iter().map(|p| p.len() as u64).sum::<u64>();
                             if self.segments.front().is_some_and(|s| s.entry.discontinuity) {
                                 self.discontinuity_sequence += 1;
+                            }
+                            if let Some(front) = self.segments.front().map(|s| s.entry.init) {
+                                self.timelines.retain(|t| t.0 >= front);
                             }
                         }
                     }
@@ -325,11 +337,17 @@ impl CmafOutput {
         use segmenter::dash;
         let leader = self.track(VIDEO).or_else(|| self.track(AUDIO))?;
         let ast = self.availability_start?;
-        // (init id, wall-clock start) of each period.
-        let mut starts: Vec<(u32, f64)> = Vec::new();
-        for s in leader.segments.iter().filter(|s| s.ticks.is_some()) {
-            if starts.last().is_none_or(|p| p.0 != s.entry.init) {
-                starts.push((s.entry.init, s.entry.program_date_time?));
+        // The periods that still have segments in the window.
+        let oldest = leader.segments.front()?.entry.init;
+        let mut starts: Vec<(u32, f64, f64)> = leader.timelines.iter().copied().filter(|t| t.0 >= oldest).collect();
+        if self.ended {
+            // A static presentation starts where what is kept starts.
+            let scale = f64::from(leader.config.as_ref()?.timescale());
+            for p in &mut starts {
+                let first = leader.segments.iter().find(|s| s.entry.init == p.0 && s.ticks.is_some());
+                if let Some((s, (ticks, _))) = first.and_then(|s| Some((s, s.ticks?))) {
+                    *p = (p.0, s.entry.program_date_time.unwrap_or(p.1), ticks as f64 / scale);
+                }
             }
         }
         if starts.is_empty() {
@@ -339,7 +357,7 @@ impl CmafOutput {
         // frames do not line up with video frames) still belongs to it.
         const SLACK: f64 = 0.5;
         let mut periods = Vec::new();
-        for (i, &(init, start)) in starts.iter().enumerate() {
+        for (i, &(init, start, media_start)) in starts.iter().enumerate() {
             let end = starts.get(i + 1).map_or(f64::INFINITY, |n| n.1);
             let mut sets = Vec::new();
             for (t, content) in [(self.track(VIDEO), dash::ContentType::Video), (self.track(AUDIO), dash::ContentType::Audio)] {
@@ -383,7 +401,7 @@ impl CmafOutput {
                     }],
                 });
             }
-            periods.push(dash::Period { id: init.to_string(), start, sets });
+            periods.push(dash::Period { id: init.to_string(), start, media_start, sets });
         }
         let target = self.cfg.segment_target.as_secs_f64();
         let p = dash::Presentation {

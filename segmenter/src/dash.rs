@@ -81,6 +81,11 @@ pub struct Period {
     pub id: String,
     /// Wall-clock time of its first segment's start.
     pub start: UnixSecs,
+    /// That same instant on the tracks' shared media timeline, seconds (the first
+    /// segment's `tfdt` over its timescale): every representation's
+    /// `presentationTimeOffset`, so the tracks stay in sync however their first
+    /// segments fall.
+    pub media_start: f64,
     /// Its adaptation sets.
     pub sets: Vec<AdaptationSet>,
 }
@@ -138,7 +143,7 @@ pub fn timeline(entries: &[TimelineEntry]) -> Vec<mpd::S> {
     out
 }
 
-fn representation(r: &Representation, period_ticks: u64) -> mpd::Representation {
+fn representation(r: &Representation, media_start: f64) -> mpd::Representation {
     let first = r.timeline.first();
     mpd::Representation {
         id: Some(r.id.clone()),
@@ -161,9 +166,8 @@ fn representation(r: &Representation, period_ticks: u64) -> mpd::Representation 
             initialization: Some(r.initialization.clone()),
             media: Some(r.media.clone()),
             startNumber: Some(first.map_or(0, |e| e.number)),
-            // The period starts at its first segment: that segment's tfdt is time 0 of
-            // the period (in each representation's own ticks).
-            presentationTimeOffset: Some(first.map_or(period_ticks, |e| e.start)),
+            // Time 0 of the period, in this representation's ticks.
+            presentationTimeOffset: Some((media_start.max(0.0) * f64::from(r.timescale)).round() as u64),
             SegmentTimeline: Some(mpd::SegmentTimeline { segments: timeline(&r.timeline) }),
             ..Default::default()
         }),
@@ -171,7 +175,7 @@ fn representation(r: &Representation, period_ticks: u64) -> mpd::Representation 
     }
 }
 
-fn adaptation_set(i: usize, s: &AdaptationSet) -> mpd::AdaptationSet {
+fn adaptation_set(i: usize, s: &AdaptationSet, media_start: f64) -> mpd::AdaptationSet {
     let (content, mime) = match s.content {
         ContentType::Video => ("video", "video/mp4"),
         ContentType::Audio => ("audio", "audio/mp4"),
@@ -182,7 +186,7 @@ fn adaptation_set(i: usize, s: &AdaptationSet) -> mpd::AdaptationSet {
         mimeType: Some(mime.into()),
         segmentAlignment: Some(true),
         startWithSAP: Some(1),
-        representations: s.representations.iter().map(|r| representation(r, 0)).collect(),
+        representations: s.representations.iter().map(|r| representation(r, media_start)).collect(),
         ..Default::default()
     }
 }
@@ -205,9 +209,8 @@ pub fn render(p: &Presentation) -> Result<String, RenderError> {
         .flat_map(|per| {
             per.sets.iter().flat_map(|s| &s.representations).filter_map(|r| {
                 let last = r.timeline.last()?;
-                let first = r.timeline.first()?;
-                let ticks = (last.start + last.duration).saturating_sub(first.start);
-                Some(per.start + ticks as f64 / f64::from(r.timescale.max(1)))
+                let end = (last.start + last.duration) as f64 / f64::from(r.timescale.max(1));
+                Some(per.start + (end - per.media_start))
             })
         })
         .fold(origin, f64::max);
@@ -223,7 +226,7 @@ pub fn render(p: &Presentation) -> Result<String, RenderError> {
         .map(|per| mpd::Period {
             id: Some(per.id.clone()),
             start: Some(secs(per.start - origin)),
-            adaptations: per.sets.iter().enumerate().map(|(i, s)| adaptation_set(i, s)).collect(),
+            adaptations: per.sets.iter().enumerate().map(|(i, s)| adaptation_set(i, s, per.media_start)).collect(),
             ..Default::default()
         })
         .collect();

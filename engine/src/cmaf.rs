@@ -16,6 +16,9 @@ use tokio::sync::watch;
 /// Segments kept per track (the playlist window).
 pub const WINDOW: usize = 8;
 
+/// A stream's CMAF output, shared by its tasks (writers) and the HTTP handlers (readers).
+pub type SharedCmaf = std::sync::Arc<std::sync::RwLock<CmafOutput>>;
+
 /// Track names: the playlists `ll/{name}.m3u8`.
 pub const VIDEO: &str = "video";
 /// See [`VIDEO`].
@@ -25,13 +28,14 @@ pub const AUDIO: &str = "audio";
 struct Segment {
     entry: SegmentEntry,
     parts: Vec<Bytes>,
-    /// Start and length in track ticks, once complete (the DASH timeline).
+    /// Earliest presentation time and length in track ticks, once complete (the DASH
+    /// timeline).
     ticks: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
 struct Track {
-    name: &'static str,
+    name: String,
     cutter: CmafCutter,
     config: Option<TrackConfig>,
     /// Init segments by id (the last is current).
@@ -50,9 +54,9 @@ struct Track {
 }
 
 impl Track {
-    fn new(name: &'static str, kind: TrackKind, cfg: CmafConfig, first_msn: u64) -> Self {
+    fn new(name: &str, kind: TrackKind, cfg: CmafConfig, first_msn: u64) -> Self {
         Track {
-            name,
+            name: name.to_owned(),
             cutter: CmafCutter::new(kind, cfg, first_msn),
             config: None,
             inits: Vec::new(),
@@ -103,13 +107,13 @@ impl Track {
                         s.parts.push(data);
                     }
                 }
-                CmafEvent::SegmentEnd { msn, start, duration, timescale } => {
+                CmafEvent::SegmentEnd { msn, presented, duration, timescale, .. } => {
                     if let Some(s) = self.segments.iter_mut().find(|s| s.entry.msn == msn) {
                         s.entry.complete = true;
-                        s.ticks = Some((start, duration));
+                        s.ticks = Some((presented, duration));
                         let (init, date) = (s.entry.init, s.entry.program_date_time);
                         if let Some(date) = date.filter(|_| self.timelines.last().is_none_or(|t| t.0 != init)) {
-                            self.timelines.push((init, date, start as f64 / f64::from(timescale.max(1))));
+                            self.timelines.push((init, date, presented as f64 / f64::from(timescale.max(1))));
                         }
                         s.entry.duration = duration as f64 / timescale as f64;
                         self.bytes += s.parts.iter().map(|p| p.len() as u64).sum::<u64>();
@@ -159,6 +163,8 @@ pub struct CmafOutput {
     cfg: CmafConfig,
     video: Track,
     audio: Track,
+    /// Transcoded renditions' video, by profile name, in ladder order.
+    renditions: Vec<Track>,
     has_video: bool,
     ended: bool,
     /// A media time (seconds) and the Unix time it was received: the program date of
@@ -177,6 +183,7 @@ impl CmafOutput {
             cfg,
             video: Track::new(VIDEO, TrackKind::Video, cfg, 0),
             audio: Track::new(AUDIO, TrackKind::Audio, cfg, 0),
+            renditions: Vec::new(),
             has_video: false,
             ended: false,
             clock: None,
@@ -246,7 +253,7 @@ impl CmafOutput {
         for t in [&mut self.video, &mut self.audio] {
             t.cutter.flush();
             t.drain(clock);
-            let kind = if t.name == VIDEO { TrackKind::Video } else { TrackKind::Audio };
+            let kind = if t.name == AUDIO { TrackKind::Audio } else { TrackKind::Video };
             let next = t.cutter.next_msn();
             t.cutter = CmafCutter::new(kind, self.cfg, next);
             if let Some(c) = t.config.take() {
@@ -254,7 +261,56 @@ impl CmafOutput {
             }
         }
         self.audio.cutter.follow_video(self.has_video);
+        for r in &mut self.renditions {
+            r.discontinuity = true;
+        }
         self.drain();
+        self.bump();
+    }
+
+    /// Transcoded segment `data` (MPEG-TS) of rendition `name` (a profile name; not
+    /// `video` or `audio`), made from a source segment `duration` long: its video is cut
+    /// into one CMAF segment of that rendition's track, as long as the source segment. Renditions join as their first segment arrives; a segment that never
+    /// arrives leaves a gap in that rendition only. The rendition's segment numbers run
+    /// on without gaps (DASH's `$Number$`), its times follow the transcoder's timestamps.
+    pub fn handle_rendition_segment(&mut self, name: &str, data: &[u8], duration: media::MediaTime) {
+        if name == VIDEO || name == AUDIO {
+            return;
+        }
+        let mut demux = segmenter::ts::demux::TsDemuxer::new();
+        demux.push(data);
+        demux.flush();
+        let mut aus = Vec::new();
+        while let Some(r) = demux.poll() {
+            match r {
+                Ok(au) if au.track == TrackKind::Video => aus.push(au),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(rendition = name, error = %e, "rendition segment: TS error"),
+            }
+        }
+        let Some(video) = segmenter::ts::track_info(&aus, true, false).and_then(|t| t.video) else {
+            tracing::debug!(rendition = name, "rendition segment without decodable H.264: left out of CMAF");
+            return;
+        };
+        let i = match self.renditions.iter().position(|r| r.name == name) {
+            Some(i) => i,
+            None => {
+                self.renditions.push(Track::new(name, TrackKind::Video, self.cfg, 0));
+                self.renditions.len() - 1
+            }
+        };
+        let clock = self.clock;
+        let r = &mut self.renditions[i];
+        let config = TrackConfig::Video(video);
+        if r.config.as_ref() != Some(&config) {
+            r.cutter.handle_config(config);
+        }
+        for au in &aus {
+            r.cutter.handle_access_unit(au);
+        }
+        let first = aus.iter().map(|a| a.dts).min();
+        r.cutter.flush_until(first.map(|f| f.rescale(media::Timescale::MPEG) + duration.rescale(media::Timescale::MPEG)));
+        r.drain(clock);
         self.bump();
     }
 
@@ -271,8 +327,14 @@ impl CmafOutput {
         match name {
             VIDEO if self.video.config.is_some() => Some(&self.video),
             AUDIO if self.audio.config.is_some() => Some(&self.audio),
-            _ => None,
+            VIDEO | AUDIO => None,
+            _ => self.renditions.iter().find(|r| r.name == name && r.config.is_some()),
         }
+    }
+
+    /// Renditions with a complete segment (the ones players are offered).
+    fn joined(&self) -> impl Iterator<Item = &Track> {
+        self.renditions.iter().filter(|r| r.config.is_some() && r.segments.iter().any(|s| s.entry.complete))
     }
 
     fn other(&self, name: &str) -> Option<&Track> {
@@ -281,19 +343,20 @@ impl CmafOutput {
 
     /// The multivariant playlist (`ll.m3u8`); `None` before any track is configured.
     pub fn multivariant(&self) -> Option<String> {
+        let audio_bw = self.track(AUDIO).map_or(0, Track::bandwidth);
         let variants: Vec<Variant> = self
             .track(VIDEO)
-            .and_then(|t| {
+            .into_iter()
+            .chain(self.joined())
+            .filter_map(|t| {
                 let Some(TrackConfig::Video(v)) = &t.config else { return None };
-                let audio_bw = self.track(AUDIO).map_or(0, Track::bandwidth);
                 Some(Variant {
-                    name: VIDEO.into(),
+                    name: t.name.clone(),
                     bandwidth: t.bandwidth() + audio_bw,
                     codecs: t.config.as_ref().map(TrackConfig::codecs).unwrap_or_default(),
                     resolution: Some((v.dimensions.width, v.dimensions.height)),
                 })
             })
-            .into_iter()
             .collect();
         let audio = self.track(AUDIO).and_then(|t| t.config.as_ref()).map(TrackConfig::codecs);
         if variants.is_empty() && audio.is_none() {
@@ -311,12 +374,12 @@ impl CmafOutput {
             .and_then(|o| {
                 let last = o.segments.back()?;
                 let part = last.entry.parts.len().checked_sub(1).map(|p| p as u32);
-                Some((o.name.to_owned(), last.entry.msn, part))
+                Some((o.name.clone(), last.entry.msn, part))
             })
             .into_iter()
             .collect();
         let p = TrackPlaylist {
-            name: t.name,
+            name: &t.name,
             segments: &entries,
             discontinuity_sequence: t.discontinuity_sequence,
             part_target: self.cfg.part_target.as_secs_f64(),
@@ -360,46 +423,49 @@ impl CmafOutput {
         for (i, &(init, start, media_start)) in starts.iter().enumerate() {
             let end = starts.get(i + 1).map_or(f64::INFINITY, |n| n.1);
             let mut sets = Vec::new();
-            for (t, content) in [(self.track(VIDEO), dash::ContentType::Video), (self.track(AUDIO), dash::ContentType::Audio)] {
-                let Some(t) = t else { continue };
-                let in_period = |s: &&Segment| {
-                    let at = s.entry.program_date_time.unwrap_or(f64::NAN);
-                    s.ticks.is_some() && at >= start - SLACK && at < end - SLACK
-                };
-                let t_init = if std::ptr::eq(t, leader) {
-                    init
-                } else {
-                    match t.segments.iter().find(in_period) {
-                        Some(s) => s.entry.init,
-                        None => continue,
-                    }
-                };
-                let timeline = t
-                    .segments
-                    .iter()
-                    .filter(in_period)
-                    .filter(|s| s.entry.init == t_init)
-                    .filter_map(|s| s.ticks.map(|(start, duration)| dash::TimelineEntry { number: s.entry.msn, start, duration }))
+            let video: Vec<&Track> = self.track(VIDEO).into_iter().chain(self.joined()).collect();
+            let audio: Vec<&Track> = self.track(AUDIO).into_iter().collect();
+            for (tracks, content) in [(video, dash::ContentType::Video), (audio, dash::ContentType::Audio)] {
+                let representations: Vec<dash::Representation> = tracks
+                    .into_iter()
+                    .filter_map(|t| {
+                        let in_period = |s: &&Segment| {
+                            let at = s.entry.program_date_time.unwrap_or(f64::NAN);
+                            s.ticks.is_some() && at >= start - SLACK && at < end - SLACK
+                        };
+                        let t_init =
+                            if std::ptr::eq(t, leader) { init } else { t.segments.iter().find(in_period)?.entry.init };
+                        let timeline = t
+                            .segments
+                            .iter()
+                            .filter(in_period)
+                            .filter(|s| s.entry.init == t_init)
+                            .filter_map(|s| {
+                                let (start, duration) = s.ticks?;
+                                Some(dash::TimelineEntry { number: s.entry.msn, start, duration })
+                            })
+                            .collect();
+                        let config = t.config.as_ref()?;
+                        let (resolution, audio) = match config {
+                            TrackConfig::Video(v) => (Some((v.dimensions.width, v.dimensions.height)), None),
+                            TrackConfig::Audio(a) => (None, Some((a.sample_rate, u16::from(a.channel_config)))),
+                        };
+                        Some(dash::Representation {
+                            id: t.name.clone(),
+                            bandwidth: t.bandwidth(),
+                            codecs: config.codecs(),
+                            resolution,
+                            audio,
+                            timescale: config.timescale(),
+                            initialization: format!("{prefix}{}", segmenter::llhls::init_uri(&t.name, t_init)),
+                            media: format!("{prefix}{}-$Number$.m4s", t.name),
+                            timeline,
+                        })
+                    })
                     .collect();
-                let Some(config) = &t.config else { continue };
-                let (resolution, audio) = match config {
-                    TrackConfig::Video(v) => (Some((v.dimensions.width, v.dimensions.height)), None),
-                    TrackConfig::Audio(a) => (None, Some((a.sample_rate, u16::from(a.channel_config)))),
-                };
-                sets.push(dash::AdaptationSet {
-                    content,
-                    representations: vec![dash::Representation {
-                        id: t.name.to_owned(),
-                        bandwidth: t.bandwidth(),
-                        codecs: config.codecs(),
-                        resolution,
-                        audio,
-                        timescale: config.timescale(),
-                        initialization: format!("{prefix}{}", segmenter::llhls::init_uri(t.name, t_init)),
-                        media: format!("{prefix}{}-$Number$.m4s", t.name),
-                        timeline,
-                    }],
-                });
+                if !representations.is_empty() {
+                    sets.push(dash::AdaptationSet { content, representations });
+                }
             }
             periods.push(dash::Period { id: init.to_string(), start, media_start, sets });
         }

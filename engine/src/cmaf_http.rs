@@ -40,12 +40,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(registry: Arc<Registry>) -> Rout
         .with_state(registry)
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
 async fn utc() -> Response {
-    let mut r = segmenter::llhls::rfc3339(unix_now()).into_response();
+    let mut r = segmenter::llhls::rfc3339(crate::unix_now()).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
@@ -75,7 +71,7 @@ pub async fn mpd(registry: &Registry, id: &str, host: Option<&str>) -> Response 
     if !wait_for(&c, block_limit(registry), CmafOutput::has_complete_segment).await {
         return not_found(format!("stream {id:?} has no complete segment yet"));
     }
-    let Some(text) = read(&c).mpd(&prefix, unix_now(), utc) else {
+    let Some(text) = read(&c).mpd(&prefix, crate::unix_now(), utc) else {
         return not_found(format!("stream {id:?} has no complete segment yet"));
     };
     let mut r = text.into_response();

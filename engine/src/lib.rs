@@ -36,6 +36,13 @@ pub static DEMO_CLIP: &[u8] = include_bytes!("../../testdata/demo720.flv");
 /// player page when no `web_dir` is configured.
 pub const DEFAULT_WEB_DIR: &str = "web/node_modules";
 
+/// The wall clock, Unix seconds (the IO shells' one reading of it for media times:
+/// program dates, MPD times).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// A random 32-bit value (stream ids for anonymous publishes; not for secrets).
 pub(crate) fn random_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};

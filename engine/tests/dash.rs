@@ -142,6 +142,83 @@ async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
     assert_eq!(http_get(gw.http_addr, "/stream/nope.mpd").await.status, 404);
 }
 
+/// Transcoded renditions join the DASH video adaptation set and the LL-HLS multivariant
+/// playlist as their first segment arrives from the orchestrator (a `sluice
+/// orchestrator` process transcoding with GStreamer); their segments follow the source's
+/// timeline and decode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcoded_renditions_join_the_mpd_and_the_ll_hls_playlists() {
+    if !have("ffmpeg", "-version") {
+        eprintln!("skipped: ffmpeg missing (scripts/setup.sh installs it)");
+        return;
+    }
+    let orch = OrchestratorProcess::start(&[]).await;
+    let uri = orch.uri.clone();
+    let gw = gateway_with(|c| c.orchestrators.orch_addr = uri).await;
+    let mut publisher = ffmpeg_publish_looped(&testdata("clip.flv"), &rtmp_url(&gw, "abr"), 1);
+    let ready = |t: &str| {
+        mpd::parse(t).is_ok_and(|m| {
+            m.periods.first().and_then(|p| p.adaptations.first()).is_some_and(|a| {
+                a.representations.len() == 3 && a.representations.iter().all(|r| segments(r).1.len() >= 3)
+            })
+        })
+    };
+    let text = poll_http(&gw, "/stream/abr.mpd", 40, ready).await;
+    let m = mpd::parse(&text).unwrap();
+    let reps = &m.periods[0].adaptations[0].representations;
+    let ids: Vec<_> = reps.iter().map(|r| r.id.clone().unwrap()).collect();
+    assert_eq!(ids, ["video", "P240p30fps16x9", "P360p30fps16x9"], "{text}");
+    assert_eq!((reps[1].width, reps[1].height, reps[2].width, reps[2].height), (Some(426), Some(240), Some(640), Some(360)));
+    // The source's segment starts (seconds on the period's timeline).
+    let starts = |r: &mpd::Representation| -> Vec<f64> {
+        let t = r.SegmentTemplate.as_ref().unwrap();
+        let (scale, pto) = (t.timescale.unwrap() as f64, t.presentationTimeOffset.unwrap() as f64);
+        let mut at = 0;
+        let mut out = Vec::new();
+        for s in &t.SegmentTimeline.as_ref().unwrap().segments {
+            at = s.t.unwrap_or(at);
+            for _ in 0..=s.r.unwrap_or(0) {
+                out.push((at as f64 - pto) / scale);
+                at += s.d;
+            }
+        }
+        out
+    };
+    let source = starts(&reps[0]);
+    for r in &reps[1..] {
+        for t in starts(r) {
+            assert!(source.iter().any(|s| (s - t).abs() < 0.05), "{:?} segment at {t:.3} s lines up with the source's {source:?}", r.id);
+        }
+        let (init, list) = segments(r);
+        let mut file = http_get(gw.http_addr, &format!("/stream/{init}")).await.body;
+        for (uri, _) in &list {
+            let seg = http_get(gw.http_addr, &format!("/stream/{uri}")).await;
+            assert_eq!(seg.status, 200, "{uri}");
+            file.extend_from_slice(&seg.body);
+        }
+        let path = std::env::temp_dir().join(format!("sluice-dash-{}-{}.mp4", r.id.as_deref().unwrap(), std::process::id()));
+        std::fs::write(&path, &file).unwrap();
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=width,height,nb_read_frames", "-of", "csv=p=0"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let shown = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let (w, h) = (r.width.unwrap(), r.height.unwrap());
+        assert!(out.status.success() && out.stderr.is_empty(), "{:?}: {}", r.id, String::from_utf8_lossy(&out.stderr));
+        let frames: u64 = shown.rsplit(',').next().unwrap().parse().unwrap();
+        assert!(shown.starts_with(&format!("{w},{h},")) && frames >= 50 * list.len() as u64, "{:?}: {shown}", r.id);
+    }
+    let master = http_get(gw.http_addr, "/stream/abr/ll.m3u8").await.text();
+    let mv = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
+    let uris: Vec<_> = mv.variants.iter().map(|v| v.uri.clone()).collect();
+    assert_eq!(uris, ["ll/video.m3u8", "ll/P240p30fps16x9.m3u8", "ll/P360p30fps16x9.m3u8"], "{master}");
+    let pl = http_get(gw.http_addr, "/stream/abr/ll/P240p30fps16x9.m3u8").await.text();
+    assert!(pl.contains("#EXT-X-MAP:URI=\"P240p30fps16x9-init0.mp4\"") && pl.contains("#EXTINF"), "{pl}");
+    let _ = publisher.kill().await;
+}
+
 /// `2026-12-06T01:02:03.456Z` as Unix seconds.
 fn chrono_like_parse(s: &str) -> f64 {
     let dt: mpd::XsDatetime = s.trim().parse().unwrap_or_else(|e| panic!("an RFC 3339 time: {s:?}: {e}"));

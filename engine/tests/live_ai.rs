@@ -129,8 +129,14 @@ async fn rtmp_with_pipeline_plays_processed_hls_and_trickle_and_updates_live() {
         .map(|(seq, b)| (*seq, sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()))
         .collect();
 
+    // The processed output is CMAF too: its MPD and LL-HLS playlist list its segments.
+    let out_mpd = poll_http(&gw, "/stream/cam-out.mpd", 20, |t| t.contains("<S ")).await;
+    let m = dash_mpd_core::parse(&out_mpd).unwrap_or_else(|e| panic!("{e}: {out_mpd}"));
+    assert_eq!(m.periods[0].adaptations[0].contentType.as_deref(), Some("video"), "{out_mpd}");
+    assert!(poll_http(&gw, "/stream/cam-out/ll/video.m3u8", 10, |t| t.contains("#EXT-X-PART:")).await.contains(".m4s"));
+
     // Let it run negated, then switch the effect off live.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(post(gw.http_addr, "/live/video-to-video/cam/update", b"not json").await.status, 400);
     assert_eq!(post(gw.http_addr, "/live/video-to-video/cam/update", &vec![b' '; 70_000]).await.status, 413);
     let switch = post(gw.http_addr, "/live/video-to-video/cam/update", br#"{"effect":"noop"}"#).await;

@@ -135,8 +135,9 @@ fn video_segments_start_at_keyframes_and_parts_close_after_the_target() {
                 next_dts += total;
                 samples += entries.len();
             }
-            CmafEvent::SegmentEnd { msn, start, duration, timescale } => {
+            CmafEvent::SegmentEnd { msn, start, duration, timescale, presented } => {
                 assert_eq!(*timescale, 90_000);
+                assert!(presented >= start, "presented at or after its decode start");
                 ends.push((*msn, *start, *duration));
             }
             CmafEvent::Init { .. } => panic!("one configuration"),

@@ -47,6 +47,8 @@ pub struct OutputSink {
     hub: Arc<TrickleHub>,
     channel: String,
     output: Arc<RwLock<StreamOutput>>,
+    /// The output's CMAF tracks (`/stream/{id}-out.mpd`, `…/ll.m3u8`).
+    cmaf: crate::cmaf::SharedCmaf,
     cutter: Segmenter,
     demux: TsDemuxer,
     configured: bool,
@@ -62,12 +64,13 @@ pub struct OutputSink {
 }
 
 impl OutputSink {
-    /// A sink writing channel `channel` of `hub` and the HLS stream `output`, cut at
-    /// `segment_secs`.
+    /// A sink writing channel `channel` of `hub`, the HLS stream `output` (cut at
+    /// `segment_secs`) and its CMAF tracks `cmaf`.
     pub fn new(
         hub: Arc<TrickleHub>,
         channel: String,
         output: Arc<RwLock<StreamOutput>>,
+        cmaf: crate::cmaf::SharedCmaf,
         segment_secs: f64,
         frames: Arc<super::FrameClock>,
         metrics: Arc<crate::metrics::Metrics>,
@@ -78,6 +81,7 @@ impl OutputSink {
             hub,
             channel,
             output,
+            cmaf,
             cutter: Segmenter::new(SegmenterConfig::with_target(target), 0),
             demux: TsDemuxer::new(),
             configured: false,
@@ -118,6 +122,7 @@ impl OutputSink {
         self.finish_segment();
         self.demux = TsDemuxer::new();
         self.configured = false;
+        self.cmaf_mut().restart();
         // The next orchestrator's output may lack audio where this one had it.
         let carry = self.carry.get_or_insert_with(InputAudio::new);
         carry.active = false;
@@ -193,6 +198,7 @@ impl OutputSink {
         }
         if let Some(t) = segmenter::ts::track_info(&probe, declared.video, declared.audio || borrowed.is_some()) {
             self.cutter.handle_tracks(t.clone());
+            self.cmaf_mut().handle_tracks(&t);
             self.output.write().unwrap_or_else(|e| e.into_inner()).set_tracks(t);
             self.configured = true;
             if borrowed.is_some() {
@@ -215,16 +221,24 @@ impl OutputSink {
         }
     }
 
-    /// To the cutter; before a processed frame, the carried input audio up to its time.
+    fn cmaf_mut(&self) -> std::sync::RwLockWriteGuard<'_, crate::cmaf::CmafOutput> {
+        self.cmaf.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// To the cutters (MPEG-TS and CMAF); before a processed frame, the carried input
+    /// audio up to its time.
     fn cut(&mut self, au: AccessUnit) {
+        let now = crate::unix_now();
         if let Some(c) = self.carry.as_mut().filter(|c| c.active && au.track == media::TrackKind::Video) {
             while c.queue.front().is_some_and(|a| a.dts <= au.dts) {
                 if let Some(a) = c.queue.pop_front() {
                     self.cutter.handle_access_unit(&a);
+                    self.cmaf.write().unwrap_or_else(|e| e.into_inner()).handle_access_unit(&a, now);
                 }
             }
         }
         self.cutter.handle_access_unit(&au);
+        self.cmaf_mut().handle_access_unit(&au, now);
     }
 
     fn drain(&mut self) {
@@ -244,6 +258,7 @@ impl OutputSink {
         }
         self.cutter.flush();
         self.drain();
+        self.cmaf_mut().end();
         self.output.write().unwrap_or_else(|e| e.into_inner()).set_live(false);
         let _ = self.hub.delete(&self.channel);
     }

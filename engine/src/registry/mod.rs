@@ -225,7 +225,7 @@ impl Registry {
 
     /// The stream `{id}-out` a live AI stream's processed output plays as: an ordinary
     /// stream in the output store, with no publisher of its own.
-    fn output_stream(&self, id: &str) -> (Handle, Arc<RwLock<StreamOutput>>) {
+    fn output_stream(&self, id: &str) -> (Handle, Arc<RwLock<StreamOutput>>, crate::cmaf::SharedCmaf) {
         let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let target = self.config.live.live_output_segment;
         let output = Arc::new(RwLock::new(StreamOutput::new(
@@ -240,9 +240,10 @@ impl Registry {
         )));
         output.write().unwrap_or_else(|e| e.into_inner()).set_live(true);
         let (commands, _) = mpsc::unbounded_channel();
+        let cmaf = Arc::new(RwLock::new(crate::cmaf::CmafOutput::new(self.cmaf_config())));
         let h = Handle {
             output: output.clone(),
-            cmaf: Arc::new(RwLock::new(crate::cmaf::CmafOutput::new(self.cmaf_config()))),
+            cmaf: cmaf.clone(),
             live: None,
             companion: None,
             output_only: true,
@@ -251,7 +252,7 @@ impl Registry {
             kick: None,
             generation,
         };
-        (h, output)
+        (h, output, cmaf)
     }
 
     fn spawn_stream(self: &Arc<Self>, id: &str, live: Option<crate::live::LiveStream>) -> Handle {
@@ -263,14 +264,14 @@ impl Registry {
             self.config.segmenter_config().playlist_target_secs() as f64,
             profiles,
         )));
+        let cmaf = Arc::new(RwLock::new(crate::cmaf::CmafOutput::new(self.cmaf_config())));
         // A live AI stream goes to its orchestrator instead of being transcoded.
         let transcoder = self.transcoding.as_ref().filter(|_| live.is_none()).map(|t| {
             let _main = self.runtime.enter();
-            t.start_stream(id, output.clone())
+            t.start_stream(id, output.clone(), cmaf.clone())
         });
         let transcode = transcoder.as_ref().map(StreamTranscoder::status);
         let (tx, rx) = mpsc::unbounded_channel();
-        let cmaf = Arc::new(RwLock::new(crate::cmaf::CmafOutput::new(self.cmaf_config())));
         let task = StreamTask {
             id: id.to_owned(),
             registry: self.clone(),
@@ -390,7 +391,7 @@ impl Registry {
         if !existed && let (Some(request), Some(l)) = (live.take(), self.live.as_ref()) {
             // A new live AI stream: its processed output plays as `{id}-out`.
             let out_id = format!("{id}-out");
-            let (out_handle, out) = self.output_stream(&out_id);
+            let (out_handle, out, out_cmaf) = self.output_stream(&out_id);
             streams.insert(out_id, out_handle);
             let weak = Arc::downgrade(self);
             let kick_id = id.clone();
@@ -401,7 +402,7 @@ impl Registry {
             });
             let stream = {
                 let _main = self.runtime.enter();
-                l.start_stream(&id, request, out, on_failure)
+                l.start_stream(&id, request, out, out_cmaf, on_failure)
             };
             streams.insert(id.clone(), self.spawn_stream(&id, Some(stream)));
         }

@@ -162,10 +162,7 @@ impl StreamTask {
                     l.frame_in(au.pts.rescale(media::Timescale::MPEG).ticks());
                 }
                 seg.handle_access_unit(&au);
-                #[allow(clippy::disallowed_methods)] // IO shell: when the unit arrived
-                let now =
-                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-                self.cmaf_mut().handle_access_unit(&au, now);
+                self.cmaf_mut().handle_access_unit(&au, crate::unix_now());
                 let now = seg.stats();
                 if now != *seen {
                     if now.timestamp_jumps > seen.timestamp_jumps {

@@ -30,6 +30,7 @@ pub(super) struct Driver {
     t: Arc<Transcoding>,
     id: String,
     output: Arc<RwLock<StreamOutput>>,
+    cmaf: crate::cmaf::SharedCmaf,
     jobs: SegmentJobs,
     pending: HashMap<JobId, Pending>,
     book: Option<TicketBook>,
@@ -42,13 +43,14 @@ impl Driver {
         t: Arc<Transcoding>,
         id: &str,
         output: Arc<RwLock<StreamOutput>>,
+        cmaf: crate::cmaf::SharedCmaf,
         status: tokio::sync::watch::Sender<crate::status::TranscodeStatus>,
         seed: u64,
     ) -> Self {
         let jobs = SegmentJobs::new(t.link.clone(), t.pool.clone(), seed);
         let book = t.payer.as_ref().map(|p| TicketBook::new(p.signer.clone()));
         let recorder = Recorder::new(t.metrics.clone(), status);
-        Driver { t, id: id.to_owned(), output, jobs, pending: HashMap::new(), book, ops: JoinSet::new(), recorder }
+        Driver { t, id: id.to_owned(), output, cmaf, jobs, pending: HashMap::new(), book, ops: JoinSet::new(), recorder }
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
@@ -227,7 +229,16 @@ impl Driver {
                 (Some(_), Some(m)) => m.next().map_or(RenditionOutcome::Failed, RenditionOutcome::Stored),
                 (Some(_), None) => gap.clone(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // The renditions' CMAF tracks (DASH, LL-HLS) take the same segments.
+        {
+            let mut c = self.cmaf.write().unwrap_or_else(|e| e.into_inner());
+            for (profile, outcome) in self.t.profiles.iter().zip(&outcomes) {
+                if let RenditionOutcome::Stored(data) = outcome {
+                    c.handle_rendition_segment(&profile.name, data, p.seg.duration);
+                }
+            }
+        }
         self.output.write().unwrap_or_else(|e| e.into_inner()).add_renditions(&p.seg, outcomes);
     }
 }

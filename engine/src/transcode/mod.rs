@@ -195,13 +195,19 @@ impl Transcoding {
         }
     }
 
-    /// Starts the transcode task of stream `id`, which writes into `output`.
-    pub fn start_stream(self: &Arc<Self>, id: &str, output: Arc<RwLock<StreamOutput>>) -> StreamTranscoder {
+    /// Starts the transcode task of stream `id`, which writes into `output` (MPEG-TS
+    /// HLS) and `cmaf` (the renditions' CMAF tracks).
+    pub fn start_stream(
+        self: &Arc<Self>,
+        id: &str,
+        output: Arc<RwLock<StreamOutput>>,
+        cmaf: crate::cmaf::SharedCmaf,
+    ) -> StreamTranscoder {
         let (tx, rx) = mpsc::unbounded_channel();
         let (status_tx, status) = tokio::sync::watch::channel(crate::status::TranscodeStatus::default());
         // Spread the streams' draws: golden-ratio increments of the gateway's seed.
         let seed = self.seeds.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-        let d = driver::Driver::new(self.clone(), id, output, status_tx, seed);
+        let d = driver::Driver::new(self.clone(), id, output, cmaf, status_tx, seed);
         tokio::spawn(d.run(rx).instrument(info_span!(parent: None, "transcode", stream_id = %id)));
         StreamTranscoder { tx, status }
     }

@@ -72,6 +72,9 @@ pub enum CmafEvent {
         msn: u64,
         /// Its start, in track ticks (`tfdt` of its first chunk).
         start: u64,
+        /// Its earliest presentation time, in track ticks (`tfdt` plus the first
+        /// sample's composition offset): where DASH's `SegmentTimeline` places it.
+        presented: u64,
         /// Its length in track ticks.
         duration: u64,
         /// Ticks per second.
@@ -112,6 +115,9 @@ pub struct CmafCutter {
     sequence: u32,
     /// Start (ticks) of the open segment, if one is open.
     segment_start: Option<u64>,
+    /// Presentation time of the open segment's first sample (its earliest: a segment
+    /// starts with a sync sample), ticks.
+    segment_presented: u64,
     /// A segment must start at or after this time (audio following video), in ticks of
     /// the 90 kHz clock.
     cut_after: Option<i64>,
@@ -137,6 +143,7 @@ impl CmafCutter {
             part_index: 0,
             sequence: 1,
             segment_start: None,
+            segment_presented: 0,
             cut_after: None,
             last_end: None,
             follow: false,
@@ -230,6 +237,7 @@ impl CmafCutter {
         if starts_segment {
             self.finish_segment();
             self.segment_start = Some(s.dts);
+            self.segment_presented = s.dts.saturating_add_signed(s.cts_offset);
             self.cut_after = None;
             self.part_cut = None;
         } else if at_part_cut && !self.part.is_empty() {
@@ -289,6 +297,7 @@ impl CmafCutter {
             self.events.push_back(CmafEvent::SegmentEnd {
                 msn: self.msn,
                 start,
+                presented: self.segment_presented,
                 duration: end.saturating_sub(start),
                 timescale: self.config.as_ref().map_or(90_000, TrackConfig::timescale),
             });
@@ -300,8 +309,20 @@ impl CmafCutter {
     /// The stream ended: the last sample (with the previous one's duration) and the open
     /// segment go out.
     pub fn flush(&mut self) {
+        self.flush_until(None);
+    }
+
+    /// Like [`CmafCutter::flush`], for a segment known to end at `end` (decode time): the
+    /// last sample lasts until then (if `end` is past its start), so the next segment,
+    /// starting at `end`, follows without a gap. Used for transcoded segments, whose
+    /// length is the source segment's.
+    pub fn flush_until(&mut self, end: Option<MediaTime>) {
         if let (Some(mut last), Some(config)) = (self.pending.take(), self.config.clone()) {
-            last.duration = self.part.last().map_or(3000, |p| p.duration).max(1);
+            let until = end.map(|e| e.rescale(Timescale::new(config.timescale())).ticks().max(0) as u64);
+            last.duration = match until {
+                Some(e) if e > last.dts => (e - last.dts).min(u32::MAX as u64) as u32,
+                _ => self.part.last().map_or(3000, |p| p.duration).max(1),
+            };
             self.place(last, &config);
         }
         self.finish_segment();

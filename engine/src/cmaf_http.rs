@@ -17,7 +17,6 @@
 //! 503. An `_HLS_msn` more than two segments past the last one answers 400 at once, as
 //! does `_HLS_part` without `_HLS_msn`. Waiting requests hold no thread and no lock: each
 //! waits on the output's change counter.
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -145,11 +144,9 @@ async fn file(
     Path((id, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let q: HashMap<String, String> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let Some(c) = r.cmaf(&id) else { return not_found(format!("no stream {id:?}")) };
     if let Some(track) = file.strip_suffix(".m3u8") {
-        return media_playlist(&r, &c, track, &q).await;
+        return media_playlist(&r, &c, track, query.as_deref().unwrap_or_default()).await;
     }
     match parse_file_name(&file) {
         Some(FileName::Init(track, n)) => match read(&c).init(track, n) {
@@ -180,14 +177,11 @@ async fn file(
     }
 }
 
-async fn media_playlist(r: &Registry, c: &RwLock<CmafOutput>, track: &str, q: &HashMap<String, String>) -> Response {
-    let num = |k: &str| q.get(k).map(|v| v.parse::<u64>());
-    let (msn, part) = match (num("_HLS_msn"), num("_HLS_part")) {
-        (None, None) => (None, None),
-        (Some(Ok(m)), None) => (Some(m), None),
-        (Some(Ok(m)), Some(Ok(p))) if p <= u32::MAX as u64 => (Some(m), Some(p as u32)),
-        (None, Some(_)) => return (StatusCode::BAD_REQUEST, "_HLS_part needs _HLS_msn").into_response(),
-        _ => return (StatusCode::BAD_REQUEST, "_HLS_msn and _HLS_part are numbers").into_response(),
+async fn media_playlist(r: &Registry, c: &RwLock<CmafOutput>, track: &str, query: &str) -> Response {
+    let (msn, part) = match segmenter::llhls::parse_blocking_query(query) {
+        Ok(None) => (None, None),
+        Ok(Some(b)) => (Some(b.msn), b.part),
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     let last = read(c).last_msn(track);
     if read(c).media_playlist(track).is_none() {

@@ -104,17 +104,80 @@ pub enum FileName<'a> {
     Part(&'a str, u64, u32),
 }
 
-/// Parses a file name made by [`init_uri`], [`segment_uri`] or [`part_uri`].
+/// A decimal number written as [`init_uri`] writes one: ASCII digits only (no sign, no
+/// spaces), no leading zero unless it is `0`.
+fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    if canonical { s.parse().ok() } else { None }
+}
+
+/// Parses a file name made by [`init_uri`], [`segment_uri`] or [`part_uri`]; any
+/// other spelling of the same numbers (`+1`, `01`) is not one of ours.
 pub fn parse_file_name(file: &str) -> Option<FileName<'_>> {
     if let Some(stem) = file.strip_suffix(".mp4") {
         let (name, n) = stem.rsplit_once("-init")?;
-        return Some(FileName::Init(name, n.parse().ok()?));
+        return Some(FileName::Init(name, number(n)?));
     }
     let stem = file.strip_suffix(".m4s")?;
     let (name, rest) = stem.rsplit_once('-')?;
     match rest.split_once('.') {
-        Some((msn, part)) => Some(FileName::Part(name, msn.parse().ok()?, part.parse().ok()?)),
-        None => Some(FileName::Segment(name, rest.parse().ok()?)),
+        Some((msn, part)) => Some(FileName::Part(name, number(msn)?, number(part)?)),
+        None => Some(FileName::Segment(name, number(rest)?)),
+    }
+}
+
+/// What a media playlist request asks to wait for (RFC 8216bis §6.2.5.2): segment
+/// `msn` (`_HLS_msn`), and with `part` (`_HLS_part`) that part of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockingRequest {
+    /// `_HLS_msn`.
+    pub msn: u64,
+    /// `_HLS_part`.
+    pub part: Option<u32>,
+}
+
+/// Why a playlist request's query is refused (HTTP 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BlockingQueryError {
+    /// `_HLS_part` without `_HLS_msn`.
+    #[error("_HLS_part needs _HLS_msn")]
+    PartWithoutMsn,
+    /// A value that is not a decimal number in range.
+    #[error("_HLS_msn and _HLS_part are decimal numbers")]
+    NotANumber,
+    /// The same directive twice.
+    #[error("_HLS_msn or _HLS_part given twice")]
+    Repeated,
+}
+
+/// Reads the delivery directives of a media playlist request's query string (without
+/// the `?`): `None` for a plain request. Other parameters are ignored, as the RFC asks
+/// of unknown ones.
+///
+/// # Errors
+/// [`BlockingQueryError`], which the server answers with 400.
+pub fn parse_blocking_query(query: &str) -> Result<Option<BlockingRequest>, BlockingQueryError> {
+    let (mut msn, mut part) = (None, None);
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "_HLS_msn" => &mut msn,
+            "_HLS_part" => &mut part,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(BlockingQueryError::Repeated);
+        }
+        *slot = Some(number::<u64>(value).ok_or(BlockingQueryError::NotANumber)?);
+    }
+    match (msn, part) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(BlockingQueryError::PartWithoutMsn),
+        (Some(msn), None) => Ok(Some(BlockingRequest { msn, part: None })),
+        (Some(msn), Some(p)) => {
+            let part = u32::try_from(p).map_err(|_| BlockingQueryError::NotANumber)?;
+            Ok(Some(BlockingRequest { msn, part: Some(part) }))
+        }
     }
 }
 
@@ -338,9 +401,37 @@ mod tests {
         assert_eq!(parse_file_name(&init_uri("audio", 2)), Some(FileName::Init("audio", 2)));
         assert_eq!(parse_file_name(&segment_uri("video", 17)), Some(FileName::Segment("video", 17)));
         assert_eq!(parse_file_name(&part_uri("video", 17, 3)), Some(FileName::Part("video", 17, 3)));
-        for bad in ["video.m3u8", "video-x.m4s", "video-1.x.m4s", "init.mp4", "video-initx.mp4", "-"] {
+        for bad in [
+            "video.m3u8",
+            "video-x.m4s",
+            "video-1.x.m4s",
+            "init.mp4",
+            "video-initx.mp4",
+            "-",
+            "video-+1.m4s",
+            "video-01.m4s",
+            "video-1.+2.m4s",
+            "audio-init 1.mp4",
+            "video-99999999999999999999.m4s",
+        ] {
             assert_eq!(parse_file_name(bad), None, "{bad}");
         }
+        // Rendition names may hold dashes.
+        assert_eq!(parse_file_name("P240p-30fps-0.1.m4s"), Some(FileName::Part("P240p-30fps", 0, 1)));
+    }
+
+    #[test]
+    fn blocking_directives_read_from_the_query() {
+        let b = |msn, part| Ok(Some(BlockingRequest { msn, part }));
+        assert_eq!(parse_blocking_query(""), Ok(None));
+        assert_eq!(parse_blocking_query("x=1&y"), Ok(None));
+        assert_eq!(parse_blocking_query("_HLS_msn=7"), b(7, None));
+        assert_eq!(parse_blocking_query("_HLS_part=2&_HLS_msn=7&_HLS_skip=YES"), b(7, Some(2)));
+        assert_eq!(parse_blocking_query("_HLS_part=2"), Err(BlockingQueryError::PartWithoutMsn));
+        for bad in ["_HLS_msn=", "_HLS_msn", "_HLS_msn=-1", "_HLS_msn=x", "_HLS_msn=1&_HLS_part=4294967296"] {
+            assert_eq!(parse_blocking_query(bad), Err(BlockingQueryError::NotANumber), "{bad}");
+        }
+        assert_eq!(parse_blocking_query("_HLS_msn=1&_HLS_msn=2"), Err(BlockingQueryError::Repeated));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 #   scripts/setup.sh            everything (build, demo, tests)
 #   scripts/setup.sh --runtime  only what `sluice demo` needs
 # Debian packages come from apt (run as root or with sudo); Rust crates from crates.io;
-# hls.js and the browser-test driver from npm into web/node_modules.
+# hls.js, dash.js and the browser-test driver from npm into web/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,8 +53,9 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-if [ ! -f web/node_modules/hls.js/dist/hls.min.js ] || { [ "$mode" != "--runtime" ] && [ ! -d web/node_modules/playwright-core ]; }; then
-  say "Installing hls.js and playwright-core into web/node_modules (npm)"
+if [ ! -f web/node_modules/hls.js/dist/hls.min.js ] || [ ! -f web/node_modules/dashjs/dist/modern/umd/dash.all.min.js ] \
+  || { [ "$mode" != "--runtime" ] && [ ! -d web/node_modules/playwright-core ]; }; then
+  say "Installing hls.js, dash.js and playwright-core into web/node_modules (npm)"
   (cd web && npm ci --no-audit --no-fund --loglevel=error)
 else
   say "npm packages: present"

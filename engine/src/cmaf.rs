@@ -509,6 +509,12 @@ impl CmafOutput {
         }
     }
 
+    /// The newest part of track `name`: (segment number, part index).
+    pub fn last_part(&self, name: &str) -> Option<(u64, u32)> {
+        let last = self.track(name)?.segments.back()?;
+        Some((last.entry.msn, last.parts.len().checked_sub(1)? as u32))
+    }
+
     /// The last segment's number in track `name`'s playlist.
     pub fn last_msn(&self, name: &str) -> Option<u64> {
         self.track(name)?.segments.back().map(|s| s.entry.msn)
@@ -527,6 +533,14 @@ impl CmafOutput {
             out.extend_from_slice(p);
         }
         Some(out.freeze())
+    }
+
+    /// Parts of segment `msn` of track `name` from index `from` on, and whether the
+    /// segment is complete: what a request for a segment still being written streams.
+    /// `None` if the segment is not in the window (yet, or any more).
+    pub fn segment_parts(&self, name: &str, msn: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
+        let s = self.track(name)?.segment(msn)?;
+        Some((s.parts.get(from..).unwrap_or_default().to_vec(), s.entry.complete || self.ended))
     }
 
     /// Part `part` of segment `msn` of track `name`.

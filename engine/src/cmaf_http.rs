@@ -9,7 +9,7 @@
 //! | `GET /stream/{id}/ll.m3u8` | multivariant playlist: the `video` variant with the `audio` group |
 //! | `GET /stream/{id}/ll/{track}.m3u8[?_HLS_msn=M[&_HLS_part=P]]` | media playlist; with `_HLS_msn` a blocking reload (RFC 8216bis §6.2.5.2) |
 //! | `GET /stream/{id}/ll/{track}-init{n}.mp4` | init segment `n` (a new one after each discontinuity) |
-//! | `GET /stream/{id}/ll/{track}-{msn}.m4s` | a complete media segment |
+//! | `GET /stream/{id}/ll/{track}-{msn}.m4s` | a media segment; one still being written (or the next) is streamed part by part as they complete |
 //! | `GET /stream/{id}/ll/{track}-{msn}.{part}.m4s` | a part; the preload-hinted one is answered when it is complete |
 //!
 //! Blocking: a reload waits until the playlist holds part `P` of segment `M` (or the whole
@@ -153,10 +153,20 @@ async fn file(
             Some(d) => media(track, d),
             None => not_found(format!("no {file}")),
         },
-        Some(FileName::Segment(track, msn)) => match read(&c).segment(track, msn) {
-            Some(d) => media(track, d),
-            None => not_found(format!("no complete {file}")),
-        },
+        Some(FileName::Segment(track, msn)) => {
+            if let Some(d) = read(&c).segment(track, msn) {
+                return media(track, d);
+            }
+            // Still being written (or about to start): its parts as they come.
+            let soon = |o: &CmafOutput| o.segment_parts(track, msn, 0).is_some() || o.part(track, msn, 0) != PartState::Soon;
+            if read(&c).part(track, msn, 0) == PartState::Soon {
+                wait_for(&c, block_limit(&r), soon).await;
+            }
+            if read(&c).segment_parts(track, msn, 0).is_none() {
+                return not_found(format!("no {file}"));
+            }
+            streamed(track, c.clone(), track.to_owned(), msn, block_limit(&r))
+        }
         Some(FileName::Part(track, msn, part)) => {
             let state = read(&c).part(track, msn, part);
             match state {
@@ -175,6 +185,53 @@ async fn file(
         }
         None => not_found(format!("no {file}")),
     }
+}
+
+/// A body of whatever a channel delivers: the parts of a segment still being written,
+/// sent as they are completed (chunked transfer over HTTP/1.1, DATA frames over HTTP/2).
+struct PartsBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl http_body::Body for PartsBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// Streams segment `msn` of `track` while it is written: the parts so far at once, the
+/// rest as each is complete, until the segment is (or nothing new comes for `limit`).
+fn streamed(track: &str, c: Arc<RwLock<CmafOutput>>, name: String, msn: u64, limit: Duration) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut sent = 0;
+        loop {
+            let Some((parts, complete)) = read(&c).segment_parts(&name, msn, sent) else { return };
+            for p in parts {
+                sent += 1;
+                if tx.send(p).await.is_err() {
+                    return;
+                }
+            }
+            if complete {
+                return;
+            }
+            let more = |o: &CmafOutput| o.segment_parts(&name, msn, sent).is_none_or(|(p, done)| done || !p.is_empty());
+            if !wait_for(&c, limit, more).await {
+                return;
+            }
+        }
+    });
+    let mut r = axum::body::Body::new(PartsBody(rx)).into_response();
+    let h = r.headers_mut();
+    let mime = if track == crate::cmaf::AUDIO { "audio/mp4" } else { "video/mp4" };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
 
 async fn media_playlist(r: &Registry, c: &RwLock<CmafOutput>, track: &str, query: &str) -> Response {

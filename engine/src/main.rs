@@ -275,6 +275,7 @@ async fn run(command: Command, m: &ArgMatches) -> anyhow::Result<()> {
             let gw = Gateway::start(args.resolve(m)?).await?;
             println!("RTMP ingest:  rtmp://{}/live/{{stream}}", gw.rtmp_addr);
             println!("HLS playback: http://{}/stream/{{stream}}.m3u8", gw.http_addr);
+            println!("LL-HLS, DASH: http://{0}/stream/{{stream}}/ll.m3u8  http://{0}/stream/{{stream}}.mpd", gw.http_addr);
             println!("Control API:  http://{}/streams  metrics: http://{}/metrics", gw.cli_addr, gw.cli_addr);
             wait_for_signal().await;
             info!("shutting down");
@@ -383,7 +384,8 @@ async fn demo(args: DemoArgs, m: &ArgMatches) -> anyhow::Result<()> {
         gw.rtmp_addr, gw.rtmp_addr
     );
     println!("  HLS playback: http://{}/stream/{name}.m3u8", gw.http_addr);
-    println!("  Player:       http://{}/player/{name}", gw.http_addr);
+    println!("  LL-HLS, DASH: http://{0}/stream/{name}/ll.m3u8  http://{0}/stream/{name}.mpd", gw.http_addr);
+    println!("  Player:       http://{0}/player/{name}   (?ll: LL-HLS, ?dash: DASH)", gw.http_addr);
     if let Some(o) = &local_orch {
         println!("  Orchestrator: {} (local, GStreamer on CPU; status: {}/status)", o.service_uri, o.service_uri);
     }

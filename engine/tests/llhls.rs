@@ -92,6 +92,21 @@ async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
     assert!(started.elapsed() < Duration::from_secs(2), "answered when the part came: {:?}", started.elapsed());
     assert!(hinted.body.len() > 100);
 
+    // The segment still being written, streamed part by part: the same bytes as the
+    // complete segment read afterwards.
+    let (msn_now, _) = {
+        let text = http_get(gw.http_addr, "/stream/ll/ll/video.m3u8").await.text();
+        let hint = text.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")).unwrap().to_owned();
+        let uri = hint.split("URI=\"").nth(1).unwrap().trim_end_matches('"').to_owned();
+        let (m, p) = uri.trim_start_matches("video-").trim_end_matches(".m4s").split_once('.').unwrap();
+        (m.parse::<u64>().unwrap(), p.parse::<u32>().unwrap())
+    };
+    let open = http_get(gw.http_addr, &format!("/stream/ll/ll/video-{msn_now}.m4s")).await;
+    assert_eq!(open.status, 200);
+    let done = http_get(gw.http_addr, &format!("/stream/ll/ll/video-{msn_now}.m4s")).await;
+    assert_eq!(open.body, done.body, "streamed while written = complete segment");
+    assert!(&open.body[4..8] == b"styp" && open.body.len() > 10_000);
+
     // Bad requests.
     let far =
         http_get(gw.http_addr, &format!("/stream/ll/ll/video.m3u8?_HLS_msn={}", msn.parse::<u64>().unwrap() + 10))

@@ -205,6 +205,15 @@ pub fn segment_type() -> Bytes {
 }
 
 /// One sample: its timing, kind, and bytes (as slices of the access unit's payload).
+/// A piece of a sample's `mdat` bytes.
+#[derive(Debug, Clone)]
+pub(super) enum Piece {
+    /// A NAL unit's 4-byte big-endian length.
+    Length(u32),
+    /// Payload bytes (a slice of the access unit's).
+    Data(Bytes),
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Sample {
     pub(super) dts: u64,
@@ -212,7 +221,7 @@ pub(super) struct Sample {
     pub(super) duration: u32,
     pub(super) sync: bool,
     /// Video: (NAL length, NAL) pairs; audio: the raw AAC frame.
-    pub(super) parts: Vec<Bytes>,
+    pub(super) parts: Vec<Piece>,
     pub(super) size: usize,
 }
 
@@ -236,13 +245,16 @@ pub(super) fn chunk(sequence: u32, samples: &[Sample]) -> Result<Bytes, CmafErro
             ..Default::default()
         }],
     };
-    // The data offset counts from the moof's first byte to the first sample.
-    let mut head = Vec::with_capacity(256);
+    // The data offset counts from the moof's first byte to the first sample: known once
+    // the moof is encoded, and written into its `trun` in place.
+    let mut head = Vec::with_capacity(64 + 16 * samples.len());
     moof.encode(&mut head)?;
-    let offset = head.len() + 8;
-    moof.traf[0].trun[0].data_offset = Some(offset as i32);
-    head.clear();
-    moof.encode(&mut head)?;
+    let offset = (head.len() + 8) as i32;
+    if !patch_data_offset(&mut head, offset) {
+        moof.traf[0].trun[0].data_offset = Some(offset);
+        head.clear();
+        moof.encode(&mut head)?;
+    }
     let body: usize = samples.iter().map(|s| s.size).sum();
     let mut out = BytesMut::with_capacity(head.len() + 8 + body);
     out.extend_from_slice(&head);
@@ -250,25 +262,82 @@ pub(super) fn chunk(sequence: u32, samples: &[Sample]) -> Result<Bytes, CmafErro
     out.extend_from_slice(b"mdat");
     for s in samples {
         for p in &s.parts {
-            out.extend_from_slice(p);
+            match p {
+                Piece::Length(n) => out.put_u32(*n),
+                Piece::Data(d) => out.extend_from_slice(d),
+            }
         }
     }
     Ok(out.freeze())
 }
 
+/// Writes `offset` into the `data_offset` of the first `trun` of the first `traf` of
+/// the encoded `moof` (which must have been encoded with a `data_offset`). False if the
+/// boxes are not laid out as expected.
+fn patch_data_offset(moof: &mut [u8], offset: i32) -> bool {
+    /// The first child box of type `kind` in `buf[from..to]`: its start.
+    fn find(buf: &[u8], from: usize, to: usize, kind: &[u8; 4]) -> Option<usize> {
+        let mut at = from;
+        while at + 8 <= to {
+            let size = u32::from_be_bytes(buf[at..at + 4].try_into().ok()?) as usize;
+            if size < 8 || at + size > to {
+                return None;
+            }
+            if &buf[at + 4..at + 8] == kind {
+                return Some(at);
+            }
+            at += size;
+        }
+        None
+    }
+    let size = |at: usize| u32::from_be_bytes([moof[at], moof[at + 1], moof[at + 2], moof[at + 3]]) as usize;
+    let Some(traf) = find(moof, 8, moof.len(), b"traf") else { return false };
+    let Some(trun) = find(moof, traf + 8, traf + size(traf), b"trun") else { return false };
+    // Header (8), version and flags (4; data-offset-present is 0x000001), sample count (4).
+    let (flags, at) = (moof[trun + 11], trun + 16);
+    if flags & 1 == 0 || at + 4 > trun + size(trun) {
+        return false;
+    }
+    moof[at..at + 4].copy_from_slice(&offset.to_be_bytes());
+    true
+}
+
+/// Bytes `begin..end` of `p` as slices of its fragments (no copy), appended to `out`.
+fn push_range(p: &Payload, begin: usize, end: usize, out: &mut Vec<Piece>) {
+    let mut off = 0;
+    for f in p.parts() {
+        let (fs, fe) = (off, off + f.len());
+        off = fe;
+        if fe <= begin {
+            continue;
+        }
+        if fs >= end {
+            break;
+        }
+        out.push(Piece::Data(f.slice(begin.max(fs) - fs..end.min(fe) - fs)));
+    }
+}
+
 /// The NAL units of a fragmented Annex B payload as `(begin, end)` byte ranges, start
 /// codes (and zeros before them) excluded; the scan crosses fragment boundaries.
 fn nal_ranges(p: &Payload) -> Vec<(usize, usize)> {
+    // (first byte of the NAL, first byte of its start code) for each start code.
     let mut starts = Vec::new();
-    let (mut zeros, mut i) = (0usize, 0usize);
+    // Zeros at the end of the fragments before this one (a start code may straddle).
+    let (mut carry, mut base) = (0usize, 0usize);
     for part in p.parts() {
-        for &b in part.iter() {
-            if b == 1 && zeros >= 2 {
-                starts.push((i + 1, i - zeros));
+        let zeros_before = |j: usize| {
+            let z = part[..j].iter().rev().take_while(|&&b| b == 0).count();
+            if z == j { z + carry } else { z }
+        };
+        for j in memchr::memchr_iter(1, part) {
+            let z = zeros_before(j);
+            if z >= 2 {
+                starts.push((base + j + 1, base + j - z));
             }
-            zeros = if b == 0 { zeros + 1 } else { 0 };
-            i += 1;
         }
+        carry = zeros_before(part.len());
+        base += part.len();
     }
     (0..starts.len()).map(|k| (starts[k].0, starts.get(k + 1).map_or(p.len(), |n| n.1))).collect()
 }
@@ -282,14 +351,17 @@ pub(super) fn samples_of(au: &AccessUnit, config: &TrackConfig, dts: u64, pts: u
             let mut parts = Vec::new();
             let mut size = 0;
             for (begin, end) in nal_ranges(data) {
-                let Some(nal) = data.slice(begin, end).filter(|n| !n.is_empty()) else { continue };
-                // AUD (9), SPS (7) and PPS (8) are not samples' business in `avc1`.
-                if matches!(nal.parts()[0][0] & 0x1f, 7..=9) {
+                let mut kind = [0u8];
+                if begin >= end || !data.copy_range(begin, &mut kind) {
                     continue;
                 }
-                size += 4 + nal.len();
-                parts.push(Bytes::copy_from_slice(&(nal.len() as u32).to_be_bytes()));
-                parts.extend(nal.parts().iter().cloned());
+                // AUD (9), SPS (7) and PPS (8) are not samples' business in `avc1`.
+                if matches!(kind[0] & 0x1f, 7..=9) {
+                    continue;
+                }
+                size += 4 + (end - begin);
+                parts.push(Piece::Length((end - begin) as u32));
+                push_range(data, begin, end, &mut parts);
             }
             vec![Sample { dts, cts_offset: pts as i64 - dts as i64, duration: 0, sync: au.keyframe, parts, size }]
         }
@@ -297,20 +369,20 @@ pub(super) fn samples_of(au: &AccessUnit, config: &TrackConfig, dts: u64, pts: u
             // One sample per ADTS frame (1024 PCM samples each).
             let mut out = Vec::new();
             let (mut at, mut offset) = (dts, 0usize);
-            while let Some(head) = data.slice(offset, (offset + 9).min(data.len())).map(|h| h.to_contiguous()) {
-                let Ok((_, frame_len)) = AacConfig::from_adts_header(&head) else { break };
-                let header = if head[1] & 1 == 0 { 9 } else { 7 };
-                let Some(raw) = data.slice(offset + header, offset + frame_len).filter(|_| frame_len >= header) else {
+            let mut head = [0u8; 9];
+            while offset < data.len() {
+                let n = (data.len() - offset).min(9);
+                if !data.copy_range(offset, &mut head[..n]) {
                     break;
-                };
-                out.push(Sample {
-                    dts: at,
-                    cts_offset: 0,
-                    duration: 1024,
-                    sync: true,
-                    size: raw.len(),
-                    parts: raw.parts().to_vec(),
-                });
+                }
+                let Ok((_, frame_len)) = AacConfig::from_adts_header(&head[..n]) else { break };
+                let header = if head[1] & 1 == 0 { 9 } else { 7 };
+                if frame_len < header || offset + frame_len > data.len() {
+                    break;
+                }
+                let mut parts = Vec::with_capacity(1);
+                push_range(data, offset + header, offset + frame_len, &mut parts);
+                out.push(Sample { dts: at, cts_offset: 0, duration: 1024, sync: true, size: frame_len - header, parts });
                 at += 1024;
                 offset += frame_len;
             }

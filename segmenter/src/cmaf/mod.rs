@@ -106,6 +106,8 @@ pub struct CmafCutter {
     cfg: CmafConfig,
     kind: TrackKind,
     config: Option<TrackConfig>,
+    /// The configuration's timescale (90 kHz before one arrives).
+    timescale: u32,
     /// The last sample, waiting for the next one to know its duration.
     pending: Option<Sample>,
     /// Samples of the part being built.
@@ -137,6 +139,7 @@ impl CmafCutter {
             cfg,
             kind,
             config: None,
+            timescale: 90_000,
             pending: None,
             part: Vec::new(),
             msn: first_msn,
@@ -163,6 +166,7 @@ impl CmafCutter {
             Ok(data) => self.events.push_back(CmafEvent::Init { config: config.clone(), data }),
             Err(_) => return,
         }
+        self.timescale = config.timescale();
         self.config = Some(config);
     }
 
@@ -187,10 +191,16 @@ impl CmafCutter {
     /// One access unit of this track, in decode order. Units of another track, or before
     /// a configuration, are ignored.
     pub fn handle_access_unit(&mut self, au: &AccessUnit) {
-        let Some(config) = self.config.clone() else { return };
         if au.track != self.kind {
             return;
         }
+        // Taken for the call (and put back) rather than cloned per unit.
+        let Some(config) = self.config.take() else { return };
+        self.handle_configured(au, &config);
+        self.config = Some(config);
+    }
+
+    fn handle_configured(&mut self, au: &AccessUnit, config: &TrackConfig) {
         let scale = Timescale::new(config.timescale());
         let (dts, pts) = (au.dts.rescale(scale).ticks().max(0) as u64, au.pts.rescale(scale).ticks().max(0) as u64);
         let target = self.cfg.segment_target.rescale(scale).ticks().max(0) as u64;
@@ -200,13 +210,13 @@ impl CmafCutter {
         {
             self.events.push_back(CmafEvent::SegmentStart { at: au.dts.rescale(Timescale::MPEG) });
         }
-        for mut s in samples_of(au, &config, dts, pts) {
+        for mut s in samples_of(au, config, dts, pts) {
             if let Some(mut prev) = self.pending.take() {
                 prev.duration = s.dts.saturating_sub(prev.dts).min(u32::MAX as u64) as u32;
                 if prev.duration == 0 {
                     prev.duration = 1;
                 }
-                self.place(prev, &config);
+                self.place(prev, config);
             }
             if s.parts.is_empty() {
                 s.size = 0;
@@ -274,7 +284,7 @@ impl CmafCutter {
         } else {
             body
         };
-        let timescale = self.config.as_ref().map_or(90_000, TrackConfig::timescale) as f64;
+        let timescale = self.timescale as f64;
         let duration = samples.iter().map(|s| s.duration as u64).sum::<u64>() as f64 / timescale;
         self.events.push_back(CmafEvent::Part {
             msn: self.msn,
@@ -299,7 +309,7 @@ impl CmafCutter {
                 start,
                 presented: self.segment_presented,
                 duration: end.saturating_sub(start),
-                timescale: self.config.as_ref().map_or(90_000, TrackConfig::timescale),
+                timescale: self.timescale,
             });
             self.msn += 1;
         }

@@ -6,11 +6,11 @@ use bench::demo_clip;
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ingest::flv::{FlvDemuxer, FlvFileReader};
-use media::{AccessUnit, Payload, StreamEvent, TrackInfo};
-use segmenter::hls::{MediaPlaylistBuilder, PlaylistEntry};
 use media::TrackKind;
+use media::{AccessUnit, Payload, StreamEvent, TrackInfo};
 use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig};
 use segmenter::dash;
+use segmenter::hls::{MediaPlaylistBuilder, PlaylistEntry};
 use segmenter::llhls::{PartEntry, SegmentEntry, TrackPlaylist};
 use segmenter::ts::demux::TsDemuxer;
 use segmenter::ts::mux::{TsMuxer, TsTracks};
@@ -181,7 +181,9 @@ fn cmaf(c: &mut Criterion) {
         .map(|msn| SegmentEntry {
             msn,
             duration: 2.0,
-            parts: (0..if msn == 7 { 3 } else { 6 }).map(|p| PartEntry { duration: 0.333, independent: p == 0 }).collect(),
+            parts: (0..if msn == 7 { 3 } else { 6 })
+                .map(|p| PartEntry { duration: 0.333, independent: p == 0 })
+                .collect(),
             complete: msn < 7,
             init: 0,
             discontinuity: false,
@@ -227,9 +229,15 @@ fn cmaf(c: &mut Criterion) {
             sets: vec![
                 dash::AdaptationSet {
                     content: dash::ContentType::Video,
-                    representations: ["video", "P240p", "P360p", "P720p"].iter().map(|id| rep(id, 90_000, false)).collect(),
+                    representations: ["video", "P240p", "P360p", "P720p"]
+                        .iter()
+                        .map(|id| rep(id, 90_000, false))
+                        .collect(),
                 },
-                dash::AdaptationSet { content: dash::ContentType::Audio, representations: vec![rep("audio", 48_000, true)] },
+                dash::AdaptationSet {
+                    content: dash::ContentType::Audio,
+                    representations: vec![rep("audio", 48_000, true)],
+                },
             ],
         }],
     };

@@ -309,7 +309,8 @@ impl CmafOutput {
             r.cutter.handle_access_unit(au);
         }
         let first = aus.iter().map(|a| a.dts).min();
-        r.cutter.flush_until(first.map(|f| f.rescale(media::Timescale::MPEG) + duration.rescale(media::Timescale::MPEG)));
+        r.cutter
+            .flush_until(first.map(|f| f.rescale(media::Timescale::MPEG) + duration.rescale(media::Timescale::MPEG)));
         r.drain(clock);
         self.bump();
     }

@@ -158,7 +158,8 @@ async fn file(
                 return media(track, d);
             }
             // Still being written (or about to start): its parts as they come.
-            let soon = |o: &CmafOutput| o.segment_parts(track, msn, 0).is_some() || o.part(track, msn, 0) != PartState::Soon;
+            let soon =
+                |o: &CmafOutput| o.segment_parts(track, msn, 0).is_some() || o.part(track, msn, 0) != PartState::Soon;
             if read(&c).part(track, msn, 0) == PartState::Soon {
                 wait_for(&c, block_limit(&r), soon).await;
             }

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod cmaf;
+pub mod cmaf_http;
 pub mod config;
 pub mod control;
 pub mod error;
@@ -14,7 +15,6 @@ pub mod gateway;
 pub mod http;
 pub mod ladder;
 pub mod live;
-pub mod cmaf_http;
 pub mod metrics;
 pub mod offline;
 pub mod orch_config;

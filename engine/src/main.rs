@@ -275,7 +275,10 @@ async fn run(command: Command, m: &ArgMatches) -> anyhow::Result<()> {
             let gw = Gateway::start(args.resolve(m)?).await?;
             println!("RTMP ingest:  rtmp://{}/live/{{stream}}", gw.rtmp_addr);
             println!("HLS playback: http://{}/stream/{{stream}}.m3u8", gw.http_addr);
-            println!("LL-HLS, DASH: http://{0}/stream/{{stream}}/ll.m3u8  http://{0}/stream/{{stream}}.mpd", gw.http_addr);
+            println!(
+                "LL-HLS, DASH: http://{0}/stream/{{stream}}/ll.m3u8  http://{0}/stream/{{stream}}.mpd",
+                gw.http_addr
+            );
             println!("Control API:  http://{}/streams  metrics: http://{}/metrics", gw.cli_addr, gw.cli_addr);
             wait_for_signal().await;
             info!("shutting down");

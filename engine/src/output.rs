@@ -19,6 +19,15 @@ use segmenter::hls::{MediaPlaylistBuilder, PlaylistEntry, Variant, render_master
 use serde::Serialize;
 use transport::proto::VideoProfile;
 
+/// Where a stream's media goes for players: its MPEG-TS HLS store and its CMAF tracks.
+#[derive(Clone)]
+pub struct Stores {
+    /// MPEG-TS segments and playlists.
+    pub hls: std::sync::Arc<std::sync::RwLock<StreamOutput>>,
+    /// CMAF tracks (LL-HLS, DASH).
+    pub cmaf: crate::cmaf::SharedCmaf,
+}
+
 /// The untranscoded rendition.
 pub const SOURCE: &str = "source";
 /// Segments kept after they leave the playlist window, for players that fetched the

@@ -75,9 +75,10 @@ async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
     assert!((2000.0..4000.0).contains(&target), "latency target {target} ms");
     let utc = &m.UTCTiming[0];
     assert_eq!(utc.schemeIdUri, "urn:mpeg:dash:utc:http-iso:2014");
-    let clock = http_get(gw.http_addr, utc.value.as_deref().unwrap().trim_start_matches(&format!("//{}", gw.http_addr)))
-        .await
-        .text();
+    let clock =
+        http_get(gw.http_addr, utc.value.as_deref().unwrap().trim_start_matches(&format!("//{}", gw.http_addr)))
+            .await
+            .text();
     let now = chrono_like_parse(&clock);
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!((now - wall).abs() < 2.0, "the UTCTiming clock tells the time: {clock}");
@@ -105,12 +106,22 @@ async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
             assert_eq!(seg.status, 200, "{uri}");
             file.extend_from_slice(&seg.body);
         }
-        let path = std::env::temp_dir().join(format!("sluice-dash-{}-{}.mp4", rep.id.as_deref().unwrap(), std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("sluice-dash-{}-{}.mp4", rep.id.as_deref().unwrap(), std::process::id()));
         std::fs::write(&path, &file).unwrap();
-        let out =
-            std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&path).args(["-f", "null", "-"]).output().unwrap();
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
         let _ = std::fs::remove_file(&path);
-        assert!(out.status.success() && out.stderr.is_empty(), "{:?}: {}", rep.id, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{:?}: {}",
+            rep.id,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // dash.js, 60 s.
@@ -168,7 +179,10 @@ async fn transcoded_renditions_join_the_mpd_and_the_ll_hls_playlists() {
     let reps = &m.periods[0].adaptations[0].representations;
     let ids: Vec<_> = reps.iter().map(|r| r.id.clone().unwrap()).collect();
     assert_eq!(ids, ["video", "P240p30fps16x9", "P360p30fps16x9"], "{text}");
-    assert_eq!((reps[1].width, reps[1].height, reps[2].width, reps[2].height), (Some(426), Some(240), Some(640), Some(360)));
+    assert_eq!(
+        (reps[1].width, reps[1].height, reps[2].width, reps[2].height),
+        (Some(426), Some(240), Some(640), Some(360))
+    );
     // The source's segment starts (seconds on the period's timeline).
     let starts = |r: &mpd::Representation| -> Vec<f64> {
         let t = r.SegmentTemplate.as_ref().unwrap();
@@ -187,7 +201,11 @@ async fn transcoded_renditions_join_the_mpd_and_the_ll_hls_playlists() {
     let source = starts(&reps[0]);
     for r in &reps[1..] {
         for t in starts(r) {
-            assert!(source.iter().any(|s| (s - t).abs() < 0.05), "{:?} segment at {t:.3} s lines up with the source's {source:?}", r.id);
+            assert!(
+                source.iter().any(|s| (s - t).abs() < 0.05),
+                "{:?} segment at {t:.3} s lines up with the source's {source:?}",
+                r.id
+            );
         }
         let (init, list) = segments(r);
         let mut file = http_get(gw.http_addr, &format!("/stream/{init}")).await.body;
@@ -196,10 +214,21 @@ async fn transcoded_renditions_join_the_mpd_and_the_ll_hls_playlists() {
             assert_eq!(seg.status, 200, "{uri}");
             file.extend_from_slice(&seg.body);
         }
-        let path = std::env::temp_dir().join(format!("sluice-dash-{}-{}.mp4", r.id.as_deref().unwrap(), std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("sluice-dash-{}-{}.mp4", r.id.as_deref().unwrap(), std::process::id()));
         std::fs::write(&path, &file).unwrap();
         let out = std::process::Command::new("ffprobe")
-            .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=width,height,nb_read_frames", "-of", "csv=p=0"])
+            .args([
+                "-v",
+                "error",
+                "-count_frames",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=width,height,nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
             .arg(&path)
             .output()
             .unwrap();

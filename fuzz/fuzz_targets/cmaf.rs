@@ -111,7 +111,8 @@ fuzz_target!(|steps: Vec<Step>| {
                 };
                 v.extend_from_slice(&payload);
                 let t = MediaTime::new(a_ms, Timescale::MILLIS);
-                let au = AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data: Bytes::from(v).into() };
+                let au =
+                    AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data: Bytes::from(v).into() };
                 audio.handle_access_unit(&au);
             }
             Step::Reconfigure => {

@@ -41,7 +41,8 @@ fn info() -> OrchestratorInfo {
 
 fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
-    let profiles: Vec<_> = ["P240p30fps16x9", "P360p30fps16x9"].iter().filter_map(|p| transport::profiles::preset(p)).collect();
+    let profiles: Vec<_> =
+        ["P240p30fps16x9", "P360p30fps16x9"].iter().filter_map(|p| transport::profiles::preset(p)).collect();
     let pool = Arc::new(OrchestratorPool::new(
         transport::orch_addr::parse_orch_addrs("https://o.fuzz:8935").unwrap().into_iter().map(|a| (a, None)).collect(),
         Box::new(DefaultSelector::default()),
@@ -58,7 +59,16 @@ fuzz_target!(|data: &[u8]| {
     let signer = EthSigner::from_hex("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318").unwrap();
     let mut sender = TicketSender::new(signer);
     for seq in 0..2u64 {
-        m.push(now, SegmentJob { seq, duration: Duration::from_secs(2), independent: true, bytes: 1000, profiles: profiles.clone() });
+        m.push(
+            now,
+            SegmentJob {
+                seq,
+                duration: Duration::from_secs(2),
+                independent: true,
+                bytes: 1000,
+                profiles: profiles.clone(),
+            },
+        );
     }
     let mut delivered = 0;
     let mut steps = 0;
@@ -69,16 +79,17 @@ fuzz_target!(|data: &[u8]| {
             Action::OpenSession { op, .. } => Event::SessionOpened { op, result: Ok(info()), unix_now: 0 },
             Action::Pay { op, params, price_info, tickets, .. } => {
                 let result = match params.as_ref().map(|p| sender.update_params(p)) {
-                    Some(Err(e)) => Err(transport::refusal::Failure::new(transport::refusal::FailureReason::Payment, e.to_string())),
+                    Some(Err(e)) => {
+                        Err(transport::refusal::Failure::new(transport::refusal::FailureReason::Payment, e.to_string()))
+                    }
                     _ => {
                         if tickets > MAX_SENDER_NONCES {
                             assert!(sender.payment(tickets, &price_info).is_err());
                         }
                         // Signing is bounded: at most a few tickets per payment here.
-                        sender
-                            .payment(tickets.min(4), &price_info)
-                            .map(|_| String::from("payment"))
-                            .map_err(|e| transport::refusal::Failure::new(transport::refusal::FailureReason::Payment, e.to_string()))
+                        sender.payment(tickets.min(4), &price_info).map(|_| String::from("payment")).map_err(|e| {
+                            transport::refusal::Failure::new(transport::refusal::FailureReason::Payment, e.to_string())
+                        })
                     }
                 };
                 Event::PaymentAnswered { op, result }

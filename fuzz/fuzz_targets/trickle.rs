@@ -37,7 +37,9 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Create(c) => drop(s.create(&name(c), "video/MP2T", now)),
             Op::Delete(c) => drop(s.delete(&name(c), now)),
             Op::OpenWrite { ch, seq, reset } => drop(s.open_write(&name(ch), seq as i64, reset, "", now)),
-            Op::Write { ch, seq, len } => drop(s.write(&name(ch), seq as u64, Bytes::from(vec![7u8; len as usize % 2048]), now)),
+            Op::Write { ch, seq, len } => {
+                drop(s.write(&name(ch), seq as u64, Bytes::from(vec![7u8; len as usize % 2048]), now))
+            }
             Op::Finish { ch, seq } => drop(s.finish_write(&name(ch), seq as u64)),
             Op::OpenRead { ch, seq } => drop(s.open_read(&name(ch), seq as i64)),
             Op::Read { ch, seq, offset } => drop(s.read(&name(ch), seq as u64, offset as usize)),

@@ -132,11 +132,7 @@ pub fn timeline(entries: &[TimelineEntry]) -> Vec<mpd::S> {
         let contiguous = end == Some(e.start);
         match out.last_mut() {
             Some(last) if contiguous && last.d == e.duration => last.r = Some(last.r.unwrap_or(0) + 1),
-            _ => out.push(mpd::S {
-                t: (!contiguous).then_some(e.start),
-                d: e.duration,
-                ..Default::default()
-            }),
+            _ => out.push(mpd::S { t: (!contiguous).then_some(e.start), d: e.duration, ..Default::default() }),
         }
         end = Some(e.start + e.duration);
     }

@@ -2,7 +2,9 @@
 //! field; the timeline compression is checked by expanding it again (property test).
 use dash_mpd_core as mpd;
 use proptest::prelude::*;
-use segmenter::dash::{AdaptationSet, ContentType, Period, Presentation, Representation, TimelineEntry, render, timeline};
+use segmenter::dash::{
+    AdaptationSet, ContentType, Period, Presentation, Representation, TimelineEntry, render, timeline,
+};
 use std::time::Duration;
 
 const AST: f64 = 1_780_000_000.0;
@@ -68,8 +70,14 @@ fn one_period() -> Period {
         start: AST + 1.5,
         media_start: 10.0,
         sets: vec![
-            AdaptationSet { content: ContentType::Video, representations: vec![video(entries(3, 900_000, &[180_000; 4]), 0)] },
-            AdaptationSet { content: ContentType::Audio, representations: vec![audio(entries(3, 479_000, &[96_000; 4]))] },
+            AdaptationSet {
+                content: ContentType::Video,
+                representations: vec![video(entries(3, 900_000, &[180_000; 4]), 0)],
+            },
+            AdaptationSet {
+                content: ContentType::Audio,
+                representations: vec![audio(entries(3, 479_000, &[96_000; 4]))],
+            },
         ],
     }
 }
@@ -142,7 +150,10 @@ fn a_new_publisher_is_a_new_period_with_its_own_init_segment() {
     assert_eq!(t.initialization.as_deref(), Some("s/ll/video-init1.mp4"));
     assert_eq!((t.startNumber, t.presentationTimeOffset), (Some(20), Some(0)));
     let s = &t.SegmentTimeline.as_ref().unwrap().segments;
-    assert_eq!(s.iter().map(|s| (s.t, s.d, s.r)).collect::<Vec<_>>(), [(Some(0), 180_000, None), (None, 175_500, None)]);
+    assert_eq!(
+        s.iter().map(|s| (s.t, s.d, s.r)).collect::<Vec<_>>(),
+        [(Some(0), 180_000, None), (None, 175_500, None)]
+    );
 }
 
 #[test]
@@ -150,7 +161,10 @@ fn a_gap_in_the_timeline_restates_the_start() {
     let mut e = entries(0, 1000, &[10, 10]);
     e.push(TimelineEntry { number: 2, start: 1040, duration: 10 });
     let s = timeline(&e);
-    assert_eq!(s.iter().map(|s| (s.t, s.d, s.r)).collect::<Vec<_>>(), [(Some(1000), 10, Some(1)), (Some(1040), 10, None)]);
+    assert_eq!(
+        s.iter().map(|s| (s.t, s.d, s.r)).collect::<Vec<_>>(),
+        [(Some(1000), 10, Some(1)), (Some(1040), 10, None)]
+    );
     assert!(timeline(&[]).is_empty());
 }
 

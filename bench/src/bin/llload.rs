@@ -36,7 +36,10 @@ fn main() -> anyhow::Result<()> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = |what: &str| -> anyhow::Result<u64> {
-            it.next().with_context(|| format!("{what} needs a value"))?.parse().with_context(|| format!("{what}: not a number"))
+            it.next()
+                .with_context(|| format!("{what} needs a value"))?
+                .parse()
+                .with_context(|| format!("{what}: not a number"))
         };
         match flag.as_str() {
             "--readers" => readers = num("--readers")? as usize,
@@ -160,7 +163,7 @@ async fn reader(addr: std::net::SocketAddr, until: Instant, published: Published
                 _ => None,
             }
         };
-        let newest = body.lines().filter(|l| l.starts_with("#EXT-X-PART:")).filter_map(part).last();
+        let newest = body.lines().rev().filter(|l| l.starts_with("#EXT-X-PART:")).find_map(part);
         if let Some(at) = newest.and_then(|k| published.lock().unwrap().get(&k).copied()) {
             r.delays.push(now.saturating_duration_since(at).as_secs_f64() * 1e3);
         }

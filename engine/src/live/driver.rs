@@ -7,7 +7,7 @@
 //! them and ends the orchestrator's job by closing its input channel; the segment in
 //! progress is replayed to the next orchestrator.
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -119,8 +119,7 @@ impl Driver {
         live: Arc<Live>,
         id: &str,
         request: LiveRequest,
-        output: Arc<RwLock<crate::output::StreamOutput>>,
-        cmaf: crate::cmaf::SharedCmaf,
+        stores: crate::output::Stores,
         status: watch::Sender<LiveStatus>,
         frames: Arc<super::FrameClock>,
         on_failure: Box<dyn Fn(String) + Send>,
@@ -133,8 +132,7 @@ impl Driver {
         let sink = OutputSink::new(
             live.hub.clone(),
             format!("{id}-out"),
-            output,
-            cmaf,
+            stores,
             live.config.live_output_segment,
             frames,
             live.metrics.clone(),

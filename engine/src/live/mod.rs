@@ -366,7 +366,15 @@ impl Live {
         let (status_tx, status) = watch::channel(LiveStatus { runner: None, gateway });
         let frames = Arc::new(FrameClock::default());
         Metrics::add(&self.metrics.live_streams_total, 1);
-        let d = driver::Driver::new(self.clone(), id, request, output, cmaf, status_tx, frames.clone(), on_failure);
+        let d = driver::Driver::new(
+            self.clone(),
+            id,
+            request,
+            crate::output::Stores { hls: output, cmaf },
+            status_tx,
+            frames.clone(),
+            on_failure,
+        );
         tokio::spawn(tracing::Instrument::instrument(
             d.run(input_rx, control_rx),
             tracing::info_span!(parent: None, "live", stream_id = %id),

@@ -64,13 +64,12 @@ pub struct OutputSink {
 }
 
 impl OutputSink {
-    /// A sink writing channel `channel` of `hub`, the HLS stream `output` (cut at
-    /// `segment_secs`) and its CMAF tracks `cmaf`.
+    /// A sink writing channel `channel` of `hub` and the stream's `stores`: its HLS (cut
+    /// at `segment_secs`) and its CMAF tracks.
     pub fn new(
         hub: Arc<TrickleHub>,
         channel: String,
-        output: Arc<RwLock<StreamOutput>>,
-        cmaf: crate::cmaf::SharedCmaf,
+        stores: crate::output::Stores,
         segment_secs: f64,
         frames: Arc<super::FrameClock>,
         metrics: Arc<crate::metrics::Metrics>,
@@ -80,8 +79,8 @@ impl OutputSink {
         OutputSink {
             hub,
             channel,
-            output,
-            cmaf,
+            output: stores.hls,
+            cmaf: stores.cmaf,
             cutter: Segmenter::new(SegmenterConfig::with_target(target), 0),
             demux: TsDemuxer::new(),
             configured: false,

@@ -50,7 +50,17 @@ impl Driver {
         let jobs = SegmentJobs::new(t.link.clone(), t.pool.clone(), seed);
         let book = t.payer.as_ref().map(|p| TicketBook::new(p.signer.clone()));
         let recorder = Recorder::new(t.metrics.clone(), status);
-        Driver { t, id: id.to_owned(), output, cmaf, jobs, pending: HashMap::new(), book, ops: JoinSet::new(), recorder }
+        Driver {
+            t,
+            id: id.to_owned(),
+            output,
+            cmaf,
+            jobs,
+            pending: HashMap::new(),
+            book,
+            ops: JoinSet::new(),
+            recorder,
+        }
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {

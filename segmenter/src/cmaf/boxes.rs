@@ -382,7 +382,14 @@ pub(super) fn samples_of(au: &AccessUnit, config: &TrackConfig, dts: u64, pts: u
                 }
                 let mut parts = Vec::with_capacity(1);
                 push_range(data, offset + header, offset + frame_len, &mut parts);
-                out.push(Sample { dts: at, cts_offset: 0, duration: 1024, sync: true, size: frame_len - header, parts });
+                out.push(Sample {
+                    dts: at,
+                    cts_offset: 0,
+                    duration: 1024,
+                    sync: true,
+                    size: frame_len - header,
+                    parts,
+                });
                 at += 1024;
                 offset += frame_len;
             }

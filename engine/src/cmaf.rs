@@ -13,6 +13,37 @@ use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig};
 use segmenter::llhls::{PartEntry, SegmentEntry, TrackPlaylist, Variant};
 use tokio::sync::watch;
 
+/// A transcoded segment's video, read from its MPEG-TS (outside any lock) for
+/// [`CmafOutput::handle_rendition_segment`].
+#[derive(Debug)]
+pub struct RenditionUnits {
+    config: media::H264Config,
+    units: Vec<AccessUnit>,
+}
+
+/// Demuxes a transcoded segment: its H.264 configuration and video access units.
+/// `None` (logged) if it has no decodable H.264.
+pub fn rendition_units(data: &[u8]) -> Option<RenditionUnits> {
+    let mut demux = segmenter::ts::demux::TsDemuxer::new();
+    demux.push(data);
+    demux.flush();
+    let mut units = Vec::new();
+    while let Some(r) = demux.poll() {
+        match r {
+            Ok(au) if au.track == TrackKind::Video => units.push(au),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "rendition segment: TS error"),
+        }
+    }
+    match segmenter::ts::track_info(&units, true, false).and_then(|t| t.video) {
+        Some(config) => Some(RenditionUnits { config, units }),
+        None => {
+            tracing::debug!("rendition segment without decodable H.264: left out of CMAF");
+            None
+        }
+    }
+}
+
 /// Segments kept per track (the playlist window).
 pub const WINDOW: usize = 8;
 
@@ -31,6 +62,8 @@ struct Segment {
     /// Earliest presentation time and length in track ticks, once complete (the DASH
     /// timeline).
     ticks: Option<(u64, u64)>,
+    /// The publisher it came from (the output's [`CmafOutput::restart`] count).
+    epoch: u32,
 }
 
 #[derive(Debug)]
@@ -50,7 +83,21 @@ struct Track {
     /// Where each init segment's timeline began: (init id, program date, media start
     /// in seconds) of its first complete segment. DASH periods, which must not move
     /// while the window slides.
-    timelines: Vec<(u32, f64, f64)>,
+    timelines: Vec<Timeline>,
+    /// Publishers so far (a new one starts a new DASH period).
+    epoch: u32,
+}
+
+/// Where a DASH period of a track begins: the first complete segment of an init segment
+/// within one publisher's stream.
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    epoch: u32,
+    init: u32,
+    /// Its program date (Unix seconds).
+    date: f64,
+    /// Its earliest presentation time on the media timeline, seconds.
+    media_start: f64,
 }
 
 impl Track {
@@ -65,6 +112,7 @@ impl Track {
             discontinuity: false,
             bytes: 0,
             timelines: Vec::new(),
+            epoch: 0,
         }
     }
 
@@ -99,6 +147,7 @@ impl Track {
                             },
                             parts: Vec::new(),
                             ticks: None,
+                            epoch: self.epoch,
                         });
                     }
                     if let Some(s) = self.segments.back_mut() {
@@ -111,9 +160,11 @@ impl Track {
                     if let Some(s) = self.segments.iter_mut().find(|s| s.entry.msn == msn) {
                         s.entry.complete = true;
                         s.ticks = Some((presented, duration));
-                        let (init, date) = (s.entry.init, s.entry.program_date_time);
-                        if let Some(date) = date.filter(|_| self.timelines.last().is_none_or(|t| t.0 != init)) {
-                            self.timelines.push((init, date, presented as f64 / f64::from(timescale.max(1))));
+                        let (epoch, init, date) = (s.epoch, s.entry.init, s.entry.program_date_time);
+                        let new = self.timelines.last().is_none_or(|t| (t.epoch, t.init) != (epoch, init));
+                        if let Some(date) = date.filter(|_| new) {
+                            let media_start = presented as f64 / f64::from(timescale.max(1));
+                            self.timelines.push(Timeline { epoch, init, date, media_start });
                         }
                         s.entry.duration = duration as f64 / timescale as f64;
                         self.bytes += s.parts.iter().map(|p| p.len() as u64).sum::<u64>();
@@ -125,7 +176,7 @@ impl Track {
                                 self.discontinuity_sequence += 1;
                             }
                             if let Some(front) = self.segments.front().map(|s| s.entry.init) {
-                                self.timelines.retain(|t| t.0 >= front);
+                                self.timelines.retain(|t| t.init >= front);
                             }
                         }
                     }
@@ -220,6 +271,12 @@ impl CmafOutput {
         if self.clock.is_none() {
             self.clock = Some((au.dts.as_secs_f64(), now_unix));
             self.availability_start.get_or_insert((now_unix - 1.0).floor());
+            // Segments carry `prft` from here on (the renditions share the timeline).
+            for t in
+                std::iter::once(&mut self.video).chain(std::iter::once(&mut self.audio)).chain(&mut self.renditions)
+            {
+                t.cutter.set_clock(au.dts, now_unix);
+            }
         }
         match au.track {
             TrackKind::Video => self.video.cutter.handle_access_unit(au),
@@ -261,56 +318,64 @@ impl CmafOutput {
             }
         }
         self.audio.cutter.follow_video(self.has_video);
-        for r in &mut self.renditions {
-            r.discontinuity = true;
+        for t in std::iter::once(&mut self.video).chain(std::iter::once(&mut self.audio)).chain(&mut self.renditions) {
+            t.epoch += 1;
         }
         self.drain();
         self.bump();
     }
 
-    /// Transcoded segment `data` (MPEG-TS) of rendition `name` (a profile name; not
-    /// `video` or `audio`), made from a source segment `duration` long: its video is cut
-    /// into one CMAF segment of that rendition's track, as long as the source segment. Renditions join as their first segment arrives; a segment that never
-    /// arrives leaves a gap in that rendition only. The rendition's segment numbers run
-    /// on without gaps (DASH's `$Number$`), its times follow the transcoder's timestamps.
-    pub fn handle_rendition_segment(&mut self, name: &str, data: &[u8], duration: media::MediaTime) {
+    /// Rendition `name`'s video (a profile name; not `video` or `audio`) for one source
+    /// segment, as [`rendition_units`] read it from the transcoded MPEG-TS: cut into one
+    /// CMAF segment of that rendition's track. Its times are moved onto the source
+    /// segment's (`source.start`, the first frame's presentation time), whatever offset
+    /// the transcoder added, and it lasts as long as the source segment, so the next one
+    /// follows without a gap. Renditions join as their first segment arrives; a segment
+    /// that never arrives leaves a gap in that rendition only. A rendition's segment
+    /// numbers run on without gaps (DASH's `$Number$`).
+    pub fn handle_rendition_segment(&mut self, name: &str, units: RenditionUnits, source: &media::Segment) {
         if name == VIDEO || name == AUDIO {
             return;
         }
-        let mut demux = segmenter::ts::demux::TsDemuxer::new();
-        demux.push(data);
-        demux.flush();
-        let mut aus = Vec::new();
-        while let Some(r) = demux.poll() {
-            match r {
-                Ok(au) if au.track == TrackKind::Video => aus.push(au),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(rendition = name, error = %e, "rendition segment: TS error"),
-            }
-        }
-        let Some(video) = segmenter::ts::track_info(&aus, true, false).and_then(|t| t.video) else {
-            tracing::debug!(rendition = name, "rendition segment without decodable H.264: left out of CMAF");
-            return;
-        };
+        let RenditionUnits { config, mut units } = units;
         let i = match self.renditions.iter().position(|r| r.name == name) {
             Some(i) => i,
             None => {
-                self.renditions.push(Track::new(name, TrackKind::Video, self.cfg, 0));
+                // One segment per source segment: the rendition never cuts on its own.
+                let cfg = CmafConfig {
+                    segment_target: media::MediaTime::from_secs_f64(3600.0, media::Timescale::MPEG),
+                    ..self.cfg
+                };
+                let mut t = Track::new(name, TrackKind::Video, cfg, 0);
+                t.epoch = self.video.epoch;
+                if let Some((media, unix)) = self.clock {
+                    t.cutter.set_clock(media::MediaTime::from_secs_f64(media, media::Timescale::MPEG), unix);
+                }
+                self.renditions.push(t);
                 self.renditions.len() - 1
             }
         };
+        let mpeg = |t: media::MediaTime| t.rescale(media::Timescale::MPEG);
+        let Some(first_pts) = units.iter().map(|a| mpeg(a.pts)).min() else { return };
+        let shift = mpeg(source.start) - first_pts;
+        for au in &mut units {
+            au.pts = mpeg(au.pts) + shift;
+            au.dts = mpeg(au.dts) + shift;
+        }
         let clock = self.clock;
         let r = &mut self.renditions[i];
-        let config = TrackConfig::Video(video);
+        if source.discontinuity {
+            r.discontinuity = true;
+        }
+        let config = TrackConfig::Video(config);
         if r.config.as_ref() != Some(&config) {
             r.cutter.handle_config(config);
         }
-        for au in &aus {
+        for au in &units {
             r.cutter.handle_access_unit(au);
         }
-        let first = aus.iter().map(|a| a.dts).min();
-        r.cutter
-            .flush_until(first.map(|f| f.rescale(media::Timescale::MPEG) + duration.rescale(media::Timescale::MPEG)));
+        let first_dts = units.iter().map(|a| a.dts).min();
+        r.cutter.flush_until(first_dts.map(|f| f + mpeg(source.duration)));
         r.drain(clock);
         self.bump();
     }
@@ -403,26 +468,31 @@ impl CmafOutput {
         let ast = self.availability_start?;
         // The periods that still have segments in the window.
         let oldest = leader.segments.front()?.entry.init;
-        let mut starts: Vec<(u32, f64, f64)> = leader.timelines.iter().copied().filter(|t| t.0 >= oldest).collect();
+        let mut starts: Vec<Timeline> = leader.timelines.iter().copied().filter(|t| t.init >= oldest).collect();
         if self.ended {
             // A static presentation starts where what is kept starts.
             let scale = f64::from(leader.config.as_ref()?.timescale());
             for p in &mut starts {
-                let first = leader.segments.iter().find(|s| s.entry.init == p.0 && s.ticks.is_some());
+                let first =
+                    leader.segments.iter().find(|s| (s.epoch, s.entry.init) == (p.epoch, p.init) && s.ticks.is_some());
                 if let Some((s, (ticks, _))) = first.and_then(|s| Some((s, s.ticks?))) {
-                    *p = (p.0, s.entry.program_date_time.unwrap_or(p.1), ticks as f64 / scale);
+                    p.date = s.entry.program_date_time.unwrap_or(p.date);
+                    p.media_start = ticks as f64 / scale;
                 }
             }
         }
         if starts.is_empty() {
             return None;
         }
-        // A follower segment a little before its period's first video segment (audio
-        // frames do not line up with video frames) still belongs to it.
+        // Another track's segments belong to a period if they come from the same
+        // publisher and start in its time span. A segment a little before the period's
+        // first video segment (audio frames do not line up with video frames) still
+        // belongs to it.
         const SLACK: f64 = 0.5;
         let mut periods = Vec::new();
-        for (i, &(init, start, media_start)) in starts.iter().enumerate() {
-            let end = starts.get(i + 1).map_or(f64::INFINITY, |n| n.1);
+        for (i, p) in starts.iter().enumerate() {
+            let (epoch, init, start, media_start) = (p.epoch, p.init, p.date, p.media_start);
+            let end = starts.get(i + 1).filter(|n| n.epoch == epoch).map_or(f64::INFINITY, |n| n.date);
             let mut sets = Vec::new();
             let video: Vec<&Track> = self.track(VIDEO).into_iter().chain(self.joined()).collect();
             let audio: Vec<&Track> = self.track(AUDIO).into_iter().collect();
@@ -430,12 +500,14 @@ impl CmafOutput {
                 let representations: Vec<dash::Representation> = tracks
                     .into_iter()
                     .filter_map(|t| {
+                        let is_leader = std::ptr::eq(t, leader);
                         let in_period = |s: &&Segment| {
                             let at = s.entry.program_date_time.unwrap_or(f64::NAN);
-                            s.ticks.is_some() && at >= start - SLACK && at < end - SLACK
+                            let span =
+                                if is_leader { s.entry.init == init } else { at >= start - SLACK && at < end - SLACK };
+                            s.ticks.is_some() && s.epoch == epoch && span
                         };
-                        let t_init =
-                            if std::ptr::eq(t, leader) { init } else { t.segments.iter().find(in_period)?.entry.init };
+                        let t_init = if is_leader { init } else { t.segments.iter().find(in_period)?.entry.init };
                         let timeline = t
                             .segments
                             .iter()
@@ -468,7 +540,7 @@ impl CmafOutput {
                     sets.push(dash::AdaptationSet { content, representations });
                 }
             }
-            periods.push(dash::Period { id: init.to_string(), start, media_start, sets });
+            periods.push(dash::Period { id: format!("{epoch}.{init}"), start, media_start, sets });
         }
         let target = self.cfg.segment_target.as_secs_f64();
         let p = dash::Presentation {
@@ -562,5 +634,92 @@ impl CmafOutput {
             None => msn == t.cutter.next_msn() && part <= 1,
         };
         if soon { PartState::Soon } else { PartState::Gone }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use media::{AacConfig, H264Config, MediaTime, Timescale};
+
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00,
+        0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
+    ];
+
+    fn tracks() -> TrackInfo {
+        let sps = vec![Bytes::from_static(SPS)];
+        TrackInfo {
+            video: Some(H264Config::from_parameter_sets(sps, vec![Bytes::from_static(&[0x68, 0xeb])], 4).unwrap()),
+            audio: Some(AacConfig::from_audio_specific_config(&[0x11, 0x90]).unwrap()),
+        }
+    }
+
+    fn video(i: i64) -> AccessUnit {
+        let t = MediaTime::new(i * 3000, Timescale::MPEG);
+        let key = i % 60 == 0;
+        let v = vec![0, 0, 1, if key { 0x65 } else { 0x41 }, 0x88, 0x99];
+        AccessUnit { track: TrackKind::Video, pts: t, dts: t, keyframe: key, data: Bytes::from(v).into() }
+    }
+
+    fn audio(i: i64) -> AccessUnit {
+        let a = AacConfig::from_audio_specific_config(&[0x11, 0x90]).unwrap();
+        let t = MediaTime::new(i * 1024, Timescale::new(48_000)).rescale(Timescale::MPEG);
+        let mut v = a.adts_header(3).unwrap().to_vec();
+        v.extend_from_slice(&[1, 2, 3]);
+        AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data: Bytes::from(v).into() }
+    }
+
+    /// `secs` of 30 fps video and 48 kHz audio from media time 0, received from `unix` on.
+    fn publish(o: &mut CmafOutput, unix: f64, secs: f64) {
+        o.handle_tracks(&tracks());
+        let (mut v, mut a) = (0, 0);
+        loop {
+            let (tv, ta) = (v as f64 / 30.0, a as f64 * 1024.0 / 48_000.0);
+            if tv >= secs && ta >= secs {
+                break;
+            }
+            if tv <= ta {
+                o.handle_access_unit(&video(v), unix + tv);
+                v += 1;
+            } else {
+                o.handle_access_unit(&audio(a), unix + ta);
+                a += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_publisher_is_a_new_period_holding_only_its_own_segments() {
+        let mut o = CmafOutput::new(CmafConfig::default());
+        // The first publisher's last segments start at 6 s and are a few frames long.
+        publish(&mut o, 1_780_000_000.0, 6.2);
+        o.restart();
+        // The second starts right after (its first segment within half a second of the
+        // first publisher's last audio segment), timestamps from 0.
+        publish(&mut o, 1_780_000_006.3, 6.0);
+        let text = o.mpd("s/ll/", 1_780_000_012.0, None).unwrap();
+        let m = dash_mpd_core::parse(&text).unwrap();
+        assert_eq!(m.periods.len(), 2, "{text}");
+        for (p, epoch) in m.periods.iter().zip(0u32..) {
+            assert_eq!(p.adaptations.len(), 2, "video and audio in period {epoch}: {text}");
+            for a in &p.adaptations {
+                let r = &a.representations[0];
+                let t = r.SegmentTemplate.as_ref().unwrap();
+                let first = t.startNumber.unwrap();
+                let n: u64 =
+                    t.SegmentTimeline.as_ref().unwrap().segments.iter().map(|s| 1 + s.r.unwrap_or(0) as u64).sum();
+                // Every listed segment is this publisher's.
+                let track = if a.contentType.as_deref() == Some("video") { &o.video } else { &o.audio };
+                for msn in first..first + n {
+                    assert_eq!(track.segment(msn).unwrap().epoch, epoch, "{:?} {msn}: {text}", a.contentType);
+                }
+                // Period time 0 is the publisher's media time 0.
+                assert!(t.presentationTimeOffset.unwrap() < 5000, "{text}");
+            }
+        }
+        let second = m.periods[1].start.unwrap().as_secs_f64();
+        assert!((second - 7.3).abs() < 0.01, "AST is a second before the first unit: {text}");
     }
 }

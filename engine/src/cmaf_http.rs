@@ -190,17 +190,19 @@ async fn file(
 
 /// A body of whatever a channel delivers: the parts of a segment still being written,
 /// sent as they are completed (chunked transfer over HTTP/1.1, DATA frames over HTTP/2).
-struct PartsBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+/// An error aborts the response (no terminating chunk), so a client never takes a
+/// segment cut short for a whole one.
+struct PartsBody(tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>);
 
 impl http_body::Body for PartsBody {
     type Data = bytes::Bytes;
-    type Error = std::convert::Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+        self.0.poll_recv(cx).map(|b| b.map(|b| b.map(http_body::Frame::data)))
     }
 }
 
@@ -211,10 +213,10 @@ fn streamed(track: &str, c: Arc<RwLock<CmafOutput>>, name: String, msn: u64, lim
     tokio::spawn(async move {
         let mut sent = 0;
         loop {
-            let Some((parts, complete)) = read(&c).segment_parts(&name, msn, sent) else { return };
+            let Some((parts, complete)) = read(&c).segment_parts(&name, msn, sent) else { break };
             for p in parts {
                 sent += 1;
-                if tx.send(p).await.is_err() {
+                if tx.send(Ok(p)).await.is_err() {
                     return;
                 }
             }
@@ -223,9 +225,11 @@ fn streamed(track: &str, c: Arc<RwLock<CmafOutput>>, name: String, msn: u64, lim
             }
             let more = |o: &CmafOutput| o.segment_parts(&name, msn, sent).is_none_or(|(p, done)| done || !p.is_empty());
             if !wait_for(&c, limit, more).await {
-                return;
+                break;
             }
         }
+        // Gone from the window, or stuck: the response must not end as if complete.
+        let _ = tx.send(Err(std::io::Error::other("the segment did not complete"))).await;
     });
     let mut r = axum::body::Body::new(PartsBody(rx)).into_response();
     let h = r.headers_mut();

@@ -11,7 +11,9 @@
 //! A segment that starts at Unix time `w` (its program date, the same as LL-HLS's
 //! `EXT-X-PROGRAM-DATE-TIME`) is placed at `w - availabilityStartTime` on the MPD
 //! timeline: its period starts at `w0 - availabilityStartTime` for the period's first
-//! segment's `w0`, and the period's `presentationTimeOffset` is that segment's `tfdt`.
+//! segment's `w0`, and the period's `presentationTimeOffset` is that segment's earliest
+//! presentation time (its `tfdt` plus its first sample's composition offset), which is
+//! also what each `S@t` holds.
 //! Only complete segments are listed, so a listed segment is available as soon as the
 //! player's clock (synchronised through the `UTCTiming` element) passes its end.
 use std::fmt::Write;
@@ -27,7 +29,7 @@ pub type UnixSecs = f64;
 pub struct TimelineEntry {
     /// Its number (`$Number$`, the LL-HLS media sequence number).
     pub number: u64,
-    /// Its start, in the representation's ticks (`tfdt`).
+    /// Its earliest presentation time, in the representation's ticks.
     pub start: u64,
     /// Its length, in ticks.
     pub duration: u64,
@@ -82,7 +84,7 @@ pub struct Period {
     /// Wall-clock time of its first segment's start.
     pub start: UnixSecs,
     /// That same instant on the tracks' shared media timeline, seconds (the first
-    /// segment's `tfdt` over its timescale): every representation's
+    /// segment's earliest presentation time over its timescale): every representation's
     /// `presentationTimeOffset`, so the tracks stay in sync however their first
     /// segments fall.
     pub media_start: f64,

@@ -168,7 +168,9 @@ pub fn parse_blocking_query(query: &str) -> Result<Option<BlockingRequest>, Bloc
         if slot.is_some() {
             return Err(BlockingQueryError::Repeated);
         }
-        *slot = Some(number::<u64>(value).ok_or(BlockingQueryError::NotANumber)?);
+        // RFC 8216's decimal-integer: digits, leading zeros allowed.
+        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+        *slot = Some(value.parse::<u64>().ok().filter(|_| digits).ok_or(BlockingQueryError::NotANumber)?);
     }
     match (msn, part) {
         (None, None) => Ok(None),
@@ -426,6 +428,7 @@ mod tests {
         assert_eq!(parse_blocking_query(""), Ok(None));
         assert_eq!(parse_blocking_query("x=1&y"), Ok(None));
         assert_eq!(parse_blocking_query("_HLS_msn=7"), b(7, None));
+        assert_eq!(parse_blocking_query("_HLS_msn=007"), b(7, None));
         assert_eq!(parse_blocking_query("_HLS_part=2&_HLS_msn=7&_HLS_skip=YES"), b(7, Some(2)));
         assert_eq!(parse_blocking_query("_HLS_part=2"), Err(BlockingQueryError::PartWithoutMsn));
         for bad in ["_HLS_msn=", "_HLS_msn", "_HLS_msn=-1", "_HLS_msn=x", "_HLS_msn=1&_HLS_part=4294967296"] {

@@ -251,6 +251,45 @@ fn a_segment_has_one_styp_and_parses_whole() {
     assert_eq!(moofs, 4, "2 s in 0.5 s parts");
 }
 
+#[test]
+fn with_a_clock_each_segment_opens_with_a_producer_reference_time() {
+    let mut c = CmafCutter::new(TrackKind::Video, CmafConfig::default(), 0);
+    c.handle_config(TrackConfig::Video(h264(SPS)));
+    // Media second 0 arrived at Unix 1_780_000_000.25.
+    let unix = 1_780_000_000.25;
+    c.set_clock(MediaTime::new(0, Timescale::MPEG), unix);
+    for i in 0..130 {
+        c.handle_access_unit(&video(i, 60));
+    }
+    c.flush();
+    let mut seen = 0;
+    for e in drain(&mut c) {
+        let CmafEvent::Part { msn, part, start, data, .. } = e else { continue };
+        let mut buf = std::io::Cursor::new(&data[..]);
+        let mut boxes = Vec::new();
+        while (buf.position() as usize) < data.len() {
+            boxes.push(Any::decode(&mut buf).expect("a box"));
+        }
+        let prft = boxes.iter().find_map(|b| if let Any::Prft(p) = b { Some(p.clone()) } else { None });
+        if part > 0 {
+            assert!(prft.is_none(), "only a segment's first chunk has one");
+            continue;
+        }
+        assert!(
+            matches!(boxes[0], Any::Styp(_)) && matches!(boxes[1], Any::Prft(_)),
+            "styp, prft, moof, mdat: {boxes:?}"
+        );
+        let p = prft.unwrap();
+        assert_eq!(p.reference_track_id, 1);
+        assert_eq!(p.media_time, (start * 90_000.0).round() as u64, "segment {msn}");
+        // NTP: seconds since 1900 in the high 32 bits, the fraction in the low ones.
+        let ntp = (p.ntp_timestamp >> 32) as f64 + (p.ntp_timestamp & 0xffff_ffff) as f64 / 4_294_967_296.0;
+        assert!((ntp - 2_208_988_800.0 - (unix + start)).abs() < 1e-3, "segment {msn}: {ntp}");
+        seen += 1;
+    }
+    assert_eq!(seen, 3, "one per segment (2 s each of 130 frames)");
+}
+
 /// The same access units, whole or cut into fragments anywhere (start codes and ADTS
 /// headers split included), give byte-identical parts: the fragment-walking sample
 /// reader is exact.

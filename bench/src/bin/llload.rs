@@ -9,7 +9,8 @@
 //! gateway's CMAF output listed it, seen in this process) to a reader receiving a
 //! playlist that lists it; p50/p99/max over every reader and part are printed, with the
 //! requests answered, the failures and the gateway's CPU. The gateway has its own two
-//! threads; the readers and the publisher run on one more.
+//! threads; the readers and the publisher run on one more, and the publication monitor
+//! on another (so it is not woken behind the gateway's handlers).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,7 +70,9 @@ fn main() -> anyhow::Result<()> {
     let published: Published = Arc::default();
     let registry = gw.registry().clone();
     let p = published.clone();
-    gw_rt.spawn(async move {
+    // On a thread of its own, so it wakes with the gateway's handlers, not behind them.
+    let monitor_rt = bench::named_runtime("monitor", 1);
+    monitor_rt.spawn(async move {
         let c = loop {
             if let Some(c) = registry.cmaf("ll") {
                 break c;

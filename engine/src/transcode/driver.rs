@@ -240,13 +240,22 @@ impl Driver {
                 (Some(_), None) => gap.clone(),
             })
             .collect::<Vec<_>>();
-        // The renditions' CMAF tracks (DASH, LL-HLS) take the same segments.
-        {
+        // The renditions' CMAF tracks (DASH, LL-HLS) take the same segments, demuxed
+        // before the output is locked.
+        let units: Vec<_> = self
+            .t
+            .profiles
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(profile, outcome)| match outcome {
+                RenditionOutcome::Stored(data) => Some((profile.name.as_str(), crate::cmaf::rendition_units(data)?)),
+                _ => None,
+            })
+            .collect();
+        if !units.is_empty() {
             let mut c = self.cmaf.write().unwrap_or_else(|e| e.into_inner());
-            for (profile, outcome) in self.t.profiles.iter().zip(&outcomes) {
-                if let RenditionOutcome::Stored(data) = outcome {
-                    c.handle_rendition_segment(&profile.name, data, p.seg.duration);
-                }
+            for (name, u) in units {
+                c.handle_rendition_segment(name, u, &p.seg);
             }
         }
         self.output.write().unwrap_or_else(|e| e.into_inner()).add_renditions(&p.seg, outcomes);

@@ -204,7 +204,6 @@ pub fn segment_type() -> Bytes {
     Bytes::from(out)
 }
 
-/// One sample: its timing, kind, and bytes (as slices of the access unit's payload).
 /// A piece of a sample's `mdat` bytes.
 #[derive(Debug, Clone)]
 pub(super) enum Piece {
@@ -214,6 +213,7 @@ pub(super) enum Piece {
     Data(Bytes),
 }
 
+/// One sample: its timing, kind, and bytes (as slices of the access unit's payload).
 #[derive(Debug, Clone)]
 pub(super) struct Sample {
     pub(super) dts: u64,
@@ -225,8 +225,34 @@ pub(super) struct Sample {
     pub(super) size: usize,
 }
 
-/// A chunk (`moof` + `mdat`) of `samples`, sequence number `sequence`.
-pub(super) fn chunk(sequence: u32, samples: &[Sample]) -> Result<Bytes, CmafError> {
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET: f64 = 2_208_988_800.0;
+
+/// Unix seconds as a 64-bit NTP timestamp (32.32 fixed point since 1900).
+pub(super) fn ntp_timestamp(unix: f64) -> u64 {
+    let ntp = (unix + NTP_UNIX_OFFSET).max(0.0);
+    let secs = ntp.trunc();
+    ((secs as u64) << 32) | (((ntp - secs) * 4_294_967_296.0) as u64 & 0xffff_ffff)
+}
+
+/// A `prft` box (ISO/IEC 14496-12 §8.16.5): the sample at `media_time` (track ticks) of
+/// the following fragment reached the gateway at `unix` (Unix seconds).
+pub(super) fn producer_reference_time(media_time: u64, unix: f64) -> Result<Vec<u8>, CmafError> {
+    let mut out = Vec::with_capacity(32);
+    mp4_atom::Prft {
+        reference_track_id: TRACK_ID,
+        ntp_timestamp: ntp_timestamp(unix),
+        media_time,
+        utc_time_semantics: mp4_atom::ReferenceTime::Input,
+    }
+    .encode(&mut out)?;
+    Ok(out)
+}
+
+/// A chunk (`moof` + `mdat`) of `samples`, sequence number `sequence`, behind `prefix`
+/// (the `styp` and `prft` that open a segment, or nothing), in one buffer: the samples'
+/// bytes are copied once, here.
+pub(super) fn chunk(sequence: u32, samples: &[Sample], prefix: &[u8]) -> Result<Bytes, CmafError> {
     let entries: Vec<TrunEntry> = samples
         .iter()
         .map(|s| TrunEntry {
@@ -256,7 +282,8 @@ pub(super) fn chunk(sequence: u32, samples: &[Sample]) -> Result<Bytes, CmafErro
         moof.encode(&mut head)?;
     }
     let body: usize = samples.iter().map(|s| s.size).sum();
-    let mut out = BytesMut::with_capacity(head.len() + 8 + body);
+    let mut out = BytesMut::with_capacity(prefix.len() + head.len() + 8 + body);
+    out.extend_from_slice(prefix);
     out.extend_from_slice(&head);
     out.put_u32((8 + body) as u32);
     out.extend_from_slice(b"mdat");

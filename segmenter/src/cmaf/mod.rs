@@ -18,12 +18,12 @@
 //! in the `avcC`); audio samples are the ADTS frames without their headers.
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use media::{AccessUnit, MediaTime, Timescale, TrackKind};
 
 mod boxes;
 pub use boxes::{CmafError, TRACK_ID, TrackConfig, init_segment, segment_type};
-use boxes::{Sample, chunk, samples_of};
+use boxes::{Sample, chunk, producer_reference_time, samples_of};
 
 /// What the cutter hands out.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +129,8 @@ pub struct CmafCutter {
     follow: bool,
     /// The next part starts at the first sample at or after this (90 kHz ticks).
     part_cut: Option<i64>,
+    /// A media time (seconds) and the Unix time it reached the gateway, for `prft`.
+    clock: Option<(f64, f64)>,
     events: VecDeque<CmafEvent>,
 }
 
@@ -151,6 +153,7 @@ impl CmafCutter {
             last_end: None,
             follow: false,
             part_cut: None,
+            clock: None,
             events: VecDeque::new(),
         }
     }
@@ -168,6 +171,14 @@ impl CmafCutter {
         }
         self.timescale = config.timescale();
         self.config = Some(config);
+    }
+
+    /// Media time `media` reached the gateway at `unix` (Unix seconds, the caller's
+    /// clock): from now on each segment's first chunk carries a `prft` box mapping its
+    /// first sample's presentation time to the wall clock (players measure latency with
+    /// it). `prft`'s `utc_time_semantics` is "input": the time the frame came in.
+    pub fn set_clock(&mut self, media: MediaTime, unix: f64) {
+        self.clock = Some((media.as_secs_f64(), unix));
     }
 
     /// An audio track of a stream with video cuts only where the video does
@@ -273,18 +284,21 @@ impl CmafCutter {
             return;
         }
         let samples = std::mem::take(&mut self.part);
-        let Ok(body) = chunk(self.sequence, &samples) else { return };
-        self.sequence = self.sequence.wrapping_add(1);
-        let data = if self.part_index == 0 {
-            let styp = segment_type();
-            let mut b = BytesMut::with_capacity(styp.len() + body.len());
-            b.extend_from_slice(&styp);
-            b.extend_from_slice(&body);
-            b.freeze()
-        } else {
-            body
-        };
         let timescale = self.timescale as f64;
+        // A segment opens with `styp`, and `prft` when the wall clock is known.
+        let mut prefix = Vec::new();
+        if self.part_index == 0 {
+            prefix.extend_from_slice(&segment_type());
+            let first = &samples[0];
+            let presented = first.dts.saturating_add_signed(first.cts_offset);
+            if let Some((media, unix)) = self.clock
+                && let Ok(prft) = producer_reference_time(presented, unix + (presented as f64 / timescale - media))
+            {
+                prefix.extend_from_slice(&prft);
+            }
+        }
+        let Ok(data) = chunk(self.sequence, &samples, &prefix) else { return };
+        self.sequence = self.sequence.wrapping_add(1);
         let duration = samples.iter().map(|s| s.duration as u64).sum::<u64>() as f64 / timescale;
         self.events.push_back(CmafEvent::Part {
             msn: self.msn,

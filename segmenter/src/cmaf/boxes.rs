@@ -347,9 +347,10 @@ fn push_range(p: &Payload, begin: usize, end: usize, out: &mut Vec<Piece>) {
 
 /// The NAL units of a fragmented Annex B payload as `(begin, end)` byte ranges, start
 /// codes (and zeros before them) excluded; the scan crosses fragment boundaries.
-fn nal_ranges(p: &Payload) -> Vec<(usize, usize)> {
-    // (first byte of the NAL, first byte of its start code) for each start code.
-    let mut starts = Vec::new();
+fn nal_ranges(p: &Payload, starts: &mut Vec<(usize, usize)>) {
+    // First (first byte of the NAL, first byte of its start code) for each start code,
+    // then turned into the ranges in place.
+    starts.clear();
     // Zeros at the end of the fragments before this one (a start code may straddle).
     let (mut carry, mut base) = (0usize, 0usize);
     for part in p.parts() {
@@ -366,18 +367,30 @@ fn nal_ranges(p: &Payload) -> Vec<(usize, usize)> {
         carry = zeros_before(part.len());
         base += part.len();
     }
-    (0..starts.len()).map(|k| (starts[k].0, starts.get(k + 1).map_or(p.len(), |n| n.1))).collect()
+    for k in 0..starts.len() {
+        starts[k].1 = starts.get(k + 1).map_or(p.len(), |n| n.1);
+    }
 }
 
 /// The samples of `au`, at `dts`/`pts` in track ticks. Their bytes are slices of the
 /// access unit's fragments (nothing is copied here; the chunk writer copies once).
-pub(super) fn samples_of(au: &AccessUnit, config: &TrackConfig, dts: u64, pts: u64) -> Vec<Sample> {
+///
+/// `ranges` is scratch space; the samples are appended to `out`.
+pub(super) fn samples_of(
+    au: &AccessUnit,
+    config: &TrackConfig,
+    dts: u64,
+    pts: u64,
+    ranges: &mut Vec<(usize, usize)>,
+    out: &mut Vec<Sample>,
+) {
     let data = &au.data;
     match config {
         TrackConfig::Video(_) => {
-            let mut parts = Vec::new();
+            nal_ranges(data, ranges);
+            let mut parts = Vec::with_capacity(2 * ranges.len() + 2);
             let mut size = 0;
-            for (begin, end) in nal_ranges(data) {
+            for &(begin, end) in ranges.iter() {
                 let mut kind = [0u8];
                 if begin >= end || !data.copy_range(begin, &mut kind) {
                     continue;
@@ -390,11 +403,10 @@ pub(super) fn samples_of(au: &AccessUnit, config: &TrackConfig, dts: u64, pts: u
                 parts.push(Piece::Length((end - begin) as u32));
                 push_range(data, begin, end, &mut parts);
             }
-            vec![Sample { dts, cts_offset: pts as i64 - dts as i64, duration: 0, sync: au.keyframe, parts, size }]
+            out.push(Sample { dts, cts_offset: pts as i64 - dts as i64, duration: 0, sync: au.keyframe, parts, size });
         }
         TrackConfig::Audio(_) => {
             // One sample per ADTS frame (1024 PCM samples each).
-            let mut out = Vec::new();
             let (mut at, mut offset) = (dts, 0usize);
             let mut head = [0u8; 9];
             while offset < data.len() {
@@ -420,7 +432,6 @@ pub(super) fn samples_of(au: &AccessUnit, config: &TrackConfig, dts: u64, pts: u
                 at += 1024;
                 offset += frame_len;
             }
-            out
         }
     }
 }

@@ -131,6 +131,9 @@ pub struct CmafCutter {
     part_cut: Option<i64>,
     /// A media time (seconds) and the Unix time it reached the gateway, for `prft`.
     clock: Option<(f64, f64)>,
+    /// Scratch space kept between units: NAL ranges, and the samples of one unit.
+    ranges: Vec<(usize, usize)>,
+    unit_samples: Vec<Sample>,
     events: VecDeque<CmafEvent>,
 }
 
@@ -154,6 +157,8 @@ impl CmafCutter {
             follow: false,
             part_cut: None,
             clock: None,
+            ranges: Vec::new(),
+            unit_samples: Vec::new(),
             events: VecDeque::new(),
         }
     }
@@ -221,7 +226,9 @@ impl CmafCutter {
         {
             self.events.push_back(CmafEvent::SegmentStart { at: au.dts.rescale(Timescale::MPEG) });
         }
-        for mut s in samples_of(au, config, dts, pts) {
+        let mut samples = std::mem::take(&mut self.unit_samples);
+        samples_of(au, config, dts, pts, &mut self.ranges, &mut samples);
+        for mut s in samples.drain(..) {
             if let Some(mut prev) = self.pending.take() {
                 prev.duration = s.dts.saturating_sub(prev.dts).min(u32::MAX as u64) as u32;
                 if prev.duration == 0 {
@@ -234,6 +241,7 @@ impl CmafCutter {
             }
             self.pending = Some(s);
         }
+        self.unit_samples = samples;
     }
 
     /// Decides where the complete sample `s` goes: a new segment, a new part, or the

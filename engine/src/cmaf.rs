@@ -225,6 +225,9 @@ pub struct CmafOutput {
     /// publisher's first access unit, kept for the stream's life.
     availability_start: Option<f64>,
     version: watch::Sender<u64>,
+    /// Media playlists as last rendered: (track, version, text). A thousand blocked
+    /// reloads woken by one part share one rendering.
+    rendered: std::sync::Mutex<Vec<(String, u64, Bytes)>>,
 }
 
 impl CmafOutput {
@@ -240,6 +243,7 @@ impl CmafOutput {
             clock: None,
             availability_start: None,
             version: watch::channel(0).0,
+            rendered: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -431,8 +435,26 @@ impl CmafOutput {
         Some(segmenter::llhls::render_multivariant("ll", &variants, audio.as_deref().map(|c| (AUDIO, c))))
     }
 
-    /// Track `name`'s media playlist; `None` if there is no such track.
-    pub fn media_playlist(&self, name: &str) -> Option<String> {
+    /// Whether track `name` exists (has a configuration).
+    pub fn has_track(&self, name: &str) -> bool {
+        self.track(name).is_some()
+    }
+
+    /// Track `name`'s media playlist; `None` if there is no such track. Rendered once per
+    /// change of the output and shared (as `Bytes`) until the next.
+    pub fn media_playlist(&self, name: &str) -> Option<Bytes> {
+        let version = *self.version.borrow();
+        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, text)) = cache.iter().find(|(n, v, _)| n == name && *v == version) {
+            return Some(text.clone());
+        }
+        let text = Bytes::from(self.render_media_playlist(name)?);
+        cache.retain(|(n, _, _)| n != name);
+        cache.push((name.to_owned(), version, text.clone()));
+        Some(text)
+    }
+
+    fn render_media_playlist(&self, name: &str) -> Option<String> {
         let t = self.track(name)?;
         let entries: Vec<SegmentEntry> = t.segments.iter().map(|s| s.entry.clone()).collect();
         let reports: Vec<(String, u64, Option<u32>)> = self

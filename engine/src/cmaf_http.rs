@@ -84,7 +84,7 @@ fn not_found(what: impl std::fmt::Display) -> Response {
     (StatusCode::NOT_FOUND, what.to_string()).into_response()
 }
 
-fn playlist(text: String) -> Response {
+fn playlist(text: impl IntoResponse) -> Response {
     let mut r = text.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl"));
@@ -246,7 +246,7 @@ async fn media_playlist(r: &Registry, c: &RwLock<CmafOutput>, track: &str, query
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     let last = read(c).last_msn(track);
-    if read(c).media_playlist(track).is_none() {
+    if !read(c).has_track(track) {
         return not_found(format!("no track {track:?}"));
     }
     if let Some(m) = msn {

@@ -13,23 +13,6 @@ mod common;
 use common::*;
 use dash_mpd_core as mpd;
 
-fn have(tool: &str, flag: &str) -> bool {
-    std::process::Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success())
-}
-
-fn publish(url: &str, secs: u32) -> tokio::process::Child {
-    tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=640x360:rate=30:duration={secs}"))
-        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={secs}")])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-f", "flv", url])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg starts")
-}
-
 /// The template's `$Number$` URLs of a representation's listed segments, with each
 /// segment's length in seconds.
 fn segments(rep: &mpd::Representation) -> (String, Vec<(String, f64)>) {
@@ -50,6 +33,18 @@ fn segments(rep: &mpd::Representation) -> (String, Vec<(String, f64)>) {
     (t.initialization.clone().unwrap(), out)
 }
 
+/// A representation's init segment and listed segments, fetched through the template
+/// and concatenated (each must answer 200).
+async fn fetch_track(gw: &engine::Gateway, init: &str, list: &[(String, f64)]) -> Vec<u8> {
+    let mut file = http_get(gw.http_addr, &format!("/stream/{init}")).await.body;
+    for (uri, _) in list {
+        let seg = http_get(gw.http_addr, &format!("/stream/{uri}")).await;
+        assert_eq!(seg.status, 200, "{uri}");
+        file.extend_from_slice(&seg.body);
+    }
+    file
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
     if !have("ffmpeg", "-version") || !have("node", "--version") {
@@ -59,7 +54,7 @@ async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let web_dir = root.join(engine::DEFAULT_WEB_DIR);
     let gw = gateway_with(|c| c.listen.web_dir = Some(web_dir)).await;
-    let mut ff = publish(&rtmp_url(&gw, "d"), 85);
+    let mut ff = publish_test_pattern(&rtmp_url(&gw, "d"), 85);
     let text = poll_http(&gw, "/stream/d.mpd", 20, |t| t.matches("<S ").count() + t.matches(" r=").count() >= 3).await;
 
     // The MPD: parses, conforms, dynamic, with the timing a live player needs.
@@ -100,28 +95,9 @@ async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
         for (_, secs) in &list {
             assert!((1.5..=2.5).contains(secs), "segments about 2 s: {list:?}");
         }
-        let mut file = http_get(gw.http_addr, &format!("/stream/{init}")).await.body;
-        for (uri, _) in &list {
-            let seg = http_get(gw.http_addr, &format!("/stream/{uri}")).await;
-            assert_eq!(seg.status, 200, "{uri}");
-            file.extend_from_slice(&seg.body);
-        }
-        let path =
-            std::env::temp_dir().join(format!("sluice-dash-{}-{}.mp4", rep.id.as_deref().unwrap(), std::process::id()));
-        std::fs::write(&path, &file).unwrap();
-        let out = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&path)
-            .args(["-f", "null", "-"])
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_file(&path);
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{:?}: {}",
-            rep.id,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let file = fetch_track(&gw, &init, &list).await;
+        let errors = ffmpeg_decode_errors(&format!("dash-{}", rep.id.as_deref().unwrap()), &file);
+        assert!(errors.is_empty(), "{:?}: {errors}", rep.id);
     }
 
     // dash.js, 60 s.
@@ -208,12 +184,7 @@ async fn transcoded_renditions_join_the_mpd_and_the_ll_hls_playlists() {
             );
         }
         let (init, list) = segments(r);
-        let mut file = http_get(gw.http_addr, &format!("/stream/{init}")).await.body;
-        for (uri, _) in &list {
-            let seg = http_get(gw.http_addr, &format!("/stream/{uri}")).await;
-            assert_eq!(seg.status, 200, "{uri}");
-            file.extend_from_slice(&seg.body);
-        }
+        let file = fetch_track(&gw, &init, &list).await;
         let path =
             std::env::temp_dir().join(format!("sluice-dash-{}-{}.mp4", r.id.as_deref().unwrap(), std::process::id()));
         std::fs::write(&path, &file).unwrap();

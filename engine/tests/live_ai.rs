@@ -15,10 +15,6 @@ use tokio::io::AsyncWriteExt;
 use transport::tls::CertPolicy;
 use transport::trickle_client::{TrickleClient, TrickleSubscriber};
 
-fn have(tool: &str, flag: &str) -> bool {
-    std::process::Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success())
-}
-
 /// A dark 512x512 30 fps test picture (mean luma about 60: its negative is about 195),
 /// 1 s GOPs without B-frames, AAC, published in real time.
 fn publish(url: &str, secs: u32) -> tokio::process::Child {

@@ -16,10 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn have(tool: &str, flag: &str) -> bool {
-    std::process::Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success())
-}
-
 /// A 512x512 30 fps test picture with AAC, 1 s GOPs, in real time, to `url` (`extra`
 /// flags before the URL, e.g. `-listen 1` to serve it).
 fn source(url: &str, secs: u32, extra: &[&str]) -> tokio::process::Child {

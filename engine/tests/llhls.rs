@@ -13,23 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn have(tool: &str, flag: &str) -> bool {
-    std::process::Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success())
-}
-
-fn publish(url: &str, secs: u32) -> tokio::process::Child {
-    tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=640x360:rate=30:duration={secs}"))
-        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={secs}")])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-f", "flv", url])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg starts")
-}
-
 fn tag_f64(text: &str, tag: &str, attr: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with(tag))?;
     let v = line.split(&format!("{attr}=")).nth(1)?;
@@ -45,7 +28,7 @@ async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let web_dir = root.join(engine::DEFAULT_WEB_DIR);
     let gw = gateway_with(|c| c.listen.web_dir = Some(web_dir)).await;
-    let mut ff = publish(&rtmp_url(&gw, "ll"), 100);
+    let mut ff = publish_test_pattern(&rtmp_url(&gw, "ll"), 100);
     poll_http(&gw, "/stream/ll/ll/video.m3u8", 20, |t| t.contains("#EXTINF")).await;
 
     // The playlists: parse with m3u8-rs, parts within PART-TARGET, the open segment's
@@ -170,16 +153,8 @@ async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
             assert_eq!(seg.status, 200, "{}", s.uri);
             file.extend_from_slice(&seg.body);
         }
-        let path = std::env::temp_dir().join(format!("sluice-ll-{track}-{}.mp4", std::process::id()));
-        std::fs::write(&path, &file).unwrap();
-        let out = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&path)
-            .args(["-f", "null", "-"])
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_file(&path);
-        assert!(out.status.success() && out.stderr.is_empty(), "{track}: {}", String::from_utf8_lossy(&out.stderr));
+        let errors = ffmpeg_decode_errors(&format!("ll-{track}"), &file);
+        assert!(errors.is_empty(), "{track}: {errors}");
     }
     let _ = ff.kill().await;
 }

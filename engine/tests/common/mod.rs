@@ -11,6 +11,45 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
+/// Whether `tool flag` runs and succeeds (a tool the test needs is installed).
+pub fn have(tool: &str, flag: &str) -> bool {
+    std::process::Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success())
+}
+
+/// ffmpeg publishing `secs` of a 640x360 30 fps test pattern (x264, 2 s GOPs) and a
+/// 48 kHz AAC tone to `url` in real time; killed when dropped.
+pub fn publish_test_pattern(url: &str, secs: u32) -> tokio::process::Child {
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=640x360:rate=30:duration={secs}"))
+        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={secs}")])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg starts")
+}
+
+/// Writes `body` to a temporary `.mp4` file and decodes it with ffmpeg; the decoder's
+/// complaints, or an empty string.
+pub fn ffmpeg_decode_errors(name: &str, body: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!("sluice-{name}-{}.mp4", std::process::id()));
+    std::fs::write(&path, body).unwrap();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    if out.status.success() {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    } else {
+        format!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr))
+    }
+}
+
 pub fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(name)
 }

@@ -221,3 +221,13 @@ pub fn run_pipeline(wire: &[u8], read_size: usize) -> PipelineStats {
     handle(&mut seg, &mut events, &mut st);
     st
 }
+
+/// The next command-line argument as the number `flag` takes (`--streams 200`): an
+/// error naming the flag if it is missing or not a number.
+pub fn number_arg(args: &mut impl Iterator<Item = String>, flag: &str) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    args.next()
+        .with_context(|| format!("{flag} needs a value"))?
+        .parse()
+        .with_context(|| format!("{flag}: not a number"))
+}

@@ -47,13 +47,7 @@ async fn fetch_track(gw: &engine::Gateway, init: &str, list: &[(String, f64)]) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
-    if !have("ffmpeg", "-version") || !have("node", "--version") {
-        eprintln!("skipped: ffmpeg or node missing (scripts/setup.sh installs them)");
-        return;
-    }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let web_dir = root.join(engine::DEFAULT_WEB_DIR);
-    let gw = gateway_with(|c| c.listen.web_dir = Some(web_dir)).await;
+    let Some(gw) = player_gateway().await else { return };
     let mut ff = publish_test_pattern(&rtmp_url(&gw, "d"), 85);
     let text = poll_http(&gw, "/stream/d.mpd", 20, |t| t.matches("<S ").count() + t.matches(" r=").count() >= 3).await;
 

@@ -21,13 +21,7 @@ fn tag_f64(text: &str, tag: &str, attr: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
-    if !have("ffmpeg", "-version") || !have("node", "--version") {
-        eprintln!("skipped: ffmpeg or node missing (scripts/setup.sh installs them)");
-        return;
-    }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let web_dir = root.join(engine::DEFAULT_WEB_DIR);
-    let gw = gateway_with(|c| c.listen.web_dir = Some(web_dir)).await;
+    let Some(gw) = player_gateway().await else { return };
     let mut ff = publish_test_pattern(&rtmp_url(&gw, "ll"), 100);
     poll_http(&gw, "/stream/ll/ll/video.m3u8", 20, |t| t.contains("#EXTINF")).await;
 

@@ -36,12 +36,7 @@ fn main() -> anyhow::Result<()> {
     let (mut readers, mut seconds) = (1000usize, 30u64);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut num = |what: &str| -> anyhow::Result<u64> {
-            it.next()
-                .with_context(|| format!("{what} needs a value"))?
-                .parse()
-                .with_context(|| format!("{what}: not a number"))
-        };
+        let mut num = |flag: &str| bench::number_arg(&mut it, flag);
         match flag.as_str() {
             "--readers" => readers = num("--readers")? as usize,
             "--seconds" => seconds = num("--seconds")?,

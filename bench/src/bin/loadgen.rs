@@ -59,12 +59,7 @@ fn args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut num = |what: &str| -> anyhow::Result<u64> {
-            it.next()
-                .with_context(|| format!("{what} needs a value"))?
-                .parse()
-                .with_context(|| format!("{what}: not a number"))
-        };
+        let mut num = |flag: &str| bench::number_arg(&mut it, flag);
         match flag.as_str() {
             "--streams" => a.streams = num("--streams")? as usize,
             "--orchestrators" => a.orchestrators = num("--orchestrators")? as usize,

@@ -50,6 +50,17 @@ pub fn ffmpeg_decode_errors(name: &str, body: &[u8]) -> String {
     }
 }
 
+/// A gateway whose player page serves the npm-installed hls.js and dash.js, for browser
+/// tests; `None` (the test skips, saying why) if ffmpeg or node is missing.
+pub async fn player_gateway() -> Option<Gateway> {
+    if !have("ffmpeg", "-version") || !have("node", "--version") {
+        eprintln!("skipped: ffmpeg or node missing (scripts/setup.sh installs them)");
+        return None;
+    }
+    let web_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(engine::DEFAULT_WEB_DIR);
+    Some(gateway_with(|c| c.listen.web_dir = Some(web_dir)).await)
+}
+
 pub fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(name)
 }

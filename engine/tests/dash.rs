@@ -7,6 +7,8 @@
 //! - headless Chromium plays it with dash.js from the player page (`?dash`) for 60 s:
 //!   playback advances, no stall longer than half a second, and the live latency dash.js
 //!   measures is written out (target below 4 s at 2 s segments);
+//! - over cleartext HTTP/2 (curl): the MPD, a blocked LL-HLS reload, and a segment
+//!   streamed while written;
 //! - once the publisher leaves, the MPD turns static with a duration.
 mod common;
 
@@ -92,6 +94,41 @@ async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
         let file = fetch_track(&gw, &init, &list).await;
         let errors = ffmpeg_decode_errors(&format!("dash-{}", rep.id.as_deref().unwrap()), &file);
         assert!(errors.is_empty(), "{:?}: {errors}", rep.id);
+    }
+
+    // The same over cleartext HTTP/2 (curl with prior knowledge): the MPD, a blocked
+    // LL-HLS reload, and a segment streamed while written, byte for byte the complete one.
+    if have("curl", "--version") {
+        let h2 = |path: String, out: std::path::PathBuf| {
+            let url = format!("http://{}{path}", gw.http_addr);
+            async move {
+                let o = tokio::process::Command::new("curl")
+                    .args(["-s", "--http2-prior-knowledge", "-w", "%{http_version} %{http_code}", "-o"])
+                    .arg(&out)
+                    .arg(&url)
+                    .output()
+                    .await
+                    .unwrap();
+                (String::from_utf8_lossy(&o.stdout).into_owned(), std::fs::read(&out).unwrap_or_default())
+            }
+        };
+        let tmp = |n: &str| std::env::temp_dir().join(format!("sluice-h2-{n}-{}", std::process::id()));
+        let (status, body) = h2("/stream/d.mpd".into(), tmp("mpd")).await;
+        assert_eq!(status, "2 200");
+        assert!(mpd::parse(&String::from_utf8_lossy(&body)).is_ok());
+        let pl = http_get(gw.http_addr, "/stream/d/ll/video.m3u8").await.text();
+        let hint = pl.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")).unwrap();
+        let uri = hint.split("URI=\"").nth(1).unwrap().trim_end_matches('"').to_owned();
+        let (msn, part) = uri.trim_start_matches("video-").trim_end_matches(".m4s").split_once('.').unwrap();
+        let reload = format!("/stream/d/ll/video.m3u8?_HLS_msn={msn}&_HLS_part={part}");
+        let next = format!("/stream/d/ll/video-{msn}.m4s");
+        let ((s1, reloaded), (s2, streamed)) = tokio::join!(h2(reload, tmp("pl")), h2(next.clone(), tmp("seg")));
+        assert_eq!((s1.as_str(), s2.as_str()), ("2 200", "2 200"));
+        assert!(String::from_utf8_lossy(&reloaded).contains(&uri), "the reload waited for {uri}");
+        assert_eq!(streamed, http_get(gw.http_addr, &next).await.body, "streamed over HTTP/2 = complete segment");
+        for n in ["mpd", "pl", "seg"] {
+            let _ = std::fs::remove_file(tmp(n));
+        }
     }
 
     // dash.js, 60 s.

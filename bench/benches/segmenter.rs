@@ -119,11 +119,9 @@ fn cmaf_cut(tracks: &TrackInfo, aus: &[AccessUnit]) -> usize {
     let mut bytes = 0;
     let mut drain = |v: &mut CmafCutter, a: &mut CmafCutter| {
         while let Some(e) = v.poll_event() {
-            match e {
-                CmafEvent::SegmentStart { at } => a.cut_at(at),
-                CmafEvent::PartStart { at } => a.part_cut_at(at),
-                CmafEvent::Part { data, .. } => bytes += data.len(),
-                _ => {}
+            a.follow_event(&e);
+            if let CmafEvent::Part { data, .. } = e {
+                bytes += data.len();
             }
         }
         while let Some(e) = a.poll_event() {

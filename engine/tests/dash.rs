@@ -117,9 +117,7 @@ async fn dash_plays_in_dashjs_and_its_mpd_and_fragments_check_out() {
         assert_eq!(status, "2 200");
         assert!(mpd::parse(&String::from_utf8_lossy(&body)).is_ok());
         let pl = http_get(gw.http_addr, "/stream/d/ll/video.m3u8").await.text();
-        let hint = pl.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")).unwrap();
-        let uri = hint.split("URI=\"").nth(1).unwrap().trim_end_matches('"').to_owned();
-        let (msn, part) = uri.trim_start_matches("video-").trim_end_matches(".m4s").split_once('.').unwrap();
+        let (uri, msn, part) = preload_hint(&pl);
         let reload = format!("/stream/d/ll/video.m3u8?_HLS_msn={msn}&_HLS_part={part}");
         let next = format!("/stream/d/ll/video-{msn}.m4s");
         let ((s1, reloaded), (s2, streamed)) = tokio::join!(h2(reload, tmp("pl")), h2(next.clone(), tmp("seg")));

@@ -57,9 +57,7 @@ async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
     // A blocked reload for the hinted part, and the hinted part itself, as plain
     // HTTP/1.1 requests: both answered once the part exists.
     let text = http_get(gw.http_addr, "/stream/ll/ll/video.m3u8").await.text();
-    let hint = text.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")).unwrap();
-    let uri = hint.split("URI=\"").nth(1).unwrap().trim_end_matches('"').to_owned();
-    let (msn, part) = uri.trim_start_matches("video-").trim_end_matches(".m4s").split_once('.').unwrap();
+    let (uri, msn, part) = preload_hint(&text);
     let started = Instant::now();
     let (reload_path, hinted_path) =
         (format!("/stream/ll/ll/video.m3u8?_HLS_msn={msn}&_HLS_part={part}"), format!("/stream/ll/ll/{uri}"));
@@ -71,13 +69,7 @@ async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
 
     // The segment still being written, streamed part by part: the same bytes as the
     // complete segment read afterwards.
-    let (msn_now, _) = {
-        let text = http_get(gw.http_addr, "/stream/ll/ll/video.m3u8").await.text();
-        let hint = text.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")).unwrap().to_owned();
-        let uri = hint.split("URI=\"").nth(1).unwrap().trim_end_matches('"').to_owned();
-        let (m, p) = uri.trim_start_matches("video-").trim_end_matches(".m4s").split_once('.').unwrap();
-        (m.parse::<u64>().unwrap(), p.parse::<u32>().unwrap())
-    };
+    let (_, msn_now, _) = preload_hint(&http_get(gw.http_addr, "/stream/ll/ll/video.m3u8").await.text());
     let open = http_get(gw.http_addr, &format!("/stream/ll/ll/video-{msn_now}.m4s")).await;
     assert_eq!(open.status, 200);
     let done = http_get(gw.http_addr, &format!("/stream/ll/ll/video-{msn_now}.m4s")).await;
@@ -85,9 +77,7 @@ async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
     assert!(&open.body[4..8] == b"styp" && open.body.len() > 10_000);
 
     // Bad requests.
-    let far =
-        http_get(gw.http_addr, &format!("/stream/ll/ll/video.m3u8?_HLS_msn={}", msn.parse::<u64>().unwrap() + 10))
-            .await;
+    let far = http_get(gw.http_addr, &format!("/stream/ll/ll/video.m3u8?_HLS_msn={}", msn + 10)).await;
     assert_eq!(far.status, 400);
     assert_eq!(http_get(gw.http_addr, "/stream/ll/ll/video.m3u8?_HLS_part=1").await.status, 400);
     assert_eq!(http_get(gw.http_addr, "/stream/ll/ll/video-9999.0.m4s").await.status, 404);
@@ -95,7 +85,7 @@ async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
 
     // 1,000 blocked reloads at once (the next segment): all answered, and a plain request
     // meanwhile is not held up.
-    let next = msn.parse::<u64>().unwrap() + 1;
+    let next = msn + 1;
     let addr = gw.http_addr;
     let waiters: Vec<_> = (0..1000)
         .map(|_| {

@@ -26,14 +26,9 @@ enum Step {
     Flush,
 }
 
-const SPS_A: &[u8] = &[
-    0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00, 0x03,
-    0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
-];
-const SPS_B: &[u8] = &[
-    0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03,
-    0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48,
-];
+#[path = "shared/sps.rs"]
+mod sps;
+use sps::{SPS_A, SPS_B};
 
 fn check(c: &mut CmafCutter, other: Option<&mut CmafCutter>, target_secs: f64) {
     let mut other = other;
@@ -58,14 +53,9 @@ fn check(c: &mut CmafCutter, other: Option<&mut CmafCutter>, target_secs: f64) {
                 assert_eq!(trun_bytes, mdat_bytes, "trun sizes cover the mdat");
                 assert!(samples == 1 || duration <= target_secs + 1e-9, "part of {duration} s, {samples} samples");
             }
-            CmafEvent::SegmentStart { at } => {
+            ref cut @ (CmafEvent::SegmentStart { .. } | CmafEvent::PartStart { .. }) => {
                 if let Some(o) = other.as_deref_mut() {
-                    o.cut_at(at);
-                }
-            }
-            CmafEvent::PartStart { at } => {
-                if let Some(o) = other.as_deref_mut() {
-                    o.part_cut_at(at);
+                    o.follow_event(cut);
                 }
             }
             CmafEvent::Init { .. } | CmafEvent::SegmentEnd { .. } => {}

@@ -63,14 +63,9 @@ fn ffmpeg_decodes_what_the_cutters_write() {
                 CmafEvent::Init { data, .. } => file.extend_from_slice(&data),
                 CmafEvent::Part { data, .. } => file.extend_from_slice(&data),
                 CmafEvent::SegmentEnd { .. } => *segments += 1,
-                CmafEvent::SegmentStart { at } => {
+                ref cut @ (CmafEvent::SegmentStart { .. } | CmafEvent::PartStart { .. }) => {
                     if let Some(o) = other.as_deref_mut() {
-                        o.cut_at(at);
-                    }
-                }
-                CmafEvent::PartStart { at } => {
-                    if let Some(o) = other.as_deref_mut() {
-                        o.part_cut_at(at);
+                        o.follow_event(cut);
                     }
                 }
             }

@@ -61,6 +61,16 @@ pub async fn player_gateway() -> Option<Gateway> {
     Some(gateway_with(|c| c.listen.web_dir = Some(web_dir)).await)
 }
 
+/// An LL-HLS media playlist's preload hint: the part's URI, segment number and index.
+pub fn preload_hint(playlist: &str) -> (String, u64, u32) {
+    let hint = playlist.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")).expect("a preload hint");
+    let uri = hint.split("URI=\"").nth(1).unwrap().trim_end_matches('"').to_owned();
+    match segmenter::llhls::parse_file_name(&uri) {
+        Some(segmenter::llhls::FileName::Part(_, msn, part)) => (uri, msn, part),
+        other => panic!("the hint names a part: {other:?} in {hint}"),
+    }
+}
+
 pub fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(name)
 }

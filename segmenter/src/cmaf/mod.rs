@@ -360,6 +360,18 @@ impl CmafCutter {
         self.finish_segment();
     }
 
+    /// For an audio cutter following the video ([`CmafCutter::follow_video`]): takes one
+    /// of the video cutter's events, cutting where the video's segments
+    /// ([`CmafEvent::SegmentStart`]) and parts ([`CmafEvent::PartStart`]) start; other
+    /// events are ignored.
+    pub fn follow_event(&mut self, video: &CmafEvent) {
+        match *video {
+            CmafEvent::SegmentStart { at } => self.cut_at(at),
+            CmafEvent::PartStart { at } => self.part_cut_at(at),
+            _ => {}
+        }
+    }
+
     /// The next event, in order.
     pub fn poll_event(&mut self) -> Option<CmafEvent> {
         self.events.pop_front()

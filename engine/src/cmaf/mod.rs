@@ -13,36 +13,10 @@ use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig};
 use segmenter::llhls::{PartEntry, SegmentEntry, TrackPlaylist, Variant};
 use tokio::sync::watch;
 
-/// A transcoded segment's video, read from its MPEG-TS (outside any lock) for
-/// [`CmafOutput::handle_rendition_segment`].
-#[derive(Debug)]
-pub struct RenditionUnits {
-    config: media::H264Config,
-    units: Vec<AccessUnit>,
-}
+mod mpd;
+mod rendition;
 
-/// Demuxes a transcoded segment: its H.264 configuration and video access units.
-/// `None` (logged) if it has no decodable H.264.
-pub fn rendition_units(data: &[u8]) -> Option<RenditionUnits> {
-    let mut demux = segmenter::ts::demux::TsDemuxer::new();
-    demux.push(data);
-    demux.flush();
-    let mut units = Vec::new();
-    while let Some(r) = demux.poll() {
-        match r {
-            Ok(au) if au.track == TrackKind::Video => units.push(au),
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "rendition segment: TS error"),
-        }
-    }
-    match segmenter::ts::track_info(&units, true, false).and_then(|t| t.video) {
-        Some(config) => Some(RenditionUnits { config, units }),
-        None => {
-            tracing::debug!("rendition segment without decodable H.264: left out of CMAF");
-            None
-        }
-    }
-}
+pub use rendition::{RenditionUnits, rendition_units};
 
 /// Segments kept per track (the playlist window).
 pub const WINDOW: usize = 8;
@@ -293,11 +267,7 @@ impl CmafOutput {
         let before = self.video.segments.back().map(|s| (s.entry.msn, s.parts.len()));
         let before_audio = self.audio.segments.back().map(|s| (s.entry.msn, s.parts.len()));
         for cut in self.video.drain(self.clock) {
-            match cut {
-                CmafEvent::SegmentStart { at } => self.audio.cutter.cut_at(at),
-                CmafEvent::PartStart { at } => self.audio.cutter.part_cut_at(at),
-                _ => {}
-            }
+            self.audio.cutter.follow_event(&cut);
         }
         self.audio.drain(self.clock);
         let after = self.video.segments.back().map(|s| (s.entry.msn, s.parts.len()));
@@ -326,61 +296,6 @@ impl CmafOutput {
             t.epoch += 1;
         }
         self.drain();
-        self.bump();
-    }
-
-    /// Rendition `name`'s video (a profile name; not `video` or `audio`) for one source
-    /// segment, as [`rendition_units`] read it from the transcoded MPEG-TS: cut into one
-    /// CMAF segment of that rendition's track. Its times are moved onto the source
-    /// segment's (`source.start`, the first frame's presentation time), whatever offset
-    /// the transcoder added, and it lasts as long as the source segment, so the next one
-    /// follows without a gap. Renditions join as their first segment arrives; a segment
-    /// that never arrives leaves a gap in that rendition only. A rendition's segment
-    /// numbers run on without gaps (DASH's `$Number$`).
-    pub fn handle_rendition_segment(&mut self, name: &str, units: RenditionUnits, source: &media::Segment) {
-        if name == VIDEO || name == AUDIO {
-            return;
-        }
-        let RenditionUnits { config, mut units } = units;
-        let i = match self.renditions.iter().position(|r| r.name == name) {
-            Some(i) => i,
-            None => {
-                // One segment per source segment: the rendition never cuts on its own.
-                let cfg = CmafConfig {
-                    segment_target: media::MediaTime::from_secs_f64(3600.0, media::Timescale::MPEG),
-                    ..self.cfg
-                };
-                let mut t = Track::new(name, TrackKind::Video, cfg, 0);
-                t.epoch = self.video.epoch;
-                if let Some((media, unix)) = self.clock {
-                    t.cutter.set_clock(media::MediaTime::from_secs_f64(media, media::Timescale::MPEG), unix);
-                }
-                self.renditions.push(t);
-                self.renditions.len() - 1
-            }
-        };
-        let mpeg = |t: media::MediaTime| t.rescale(media::Timescale::MPEG);
-        let Some(first_pts) = units.iter().map(|a| mpeg(a.pts)).min() else { return };
-        let shift = mpeg(source.start) - first_pts;
-        for au in &mut units {
-            au.pts = mpeg(au.pts) + shift;
-            au.dts = mpeg(au.dts) + shift;
-        }
-        let clock = self.clock;
-        let r = &mut self.renditions[i];
-        if source.discontinuity {
-            r.discontinuity = true;
-        }
-        let config = TrackConfig::Video(config);
-        if r.config.as_ref() != Some(&config) {
-            r.cutter.handle_config(config);
-        }
-        for au in &units {
-            r.cutter.handle_access_unit(au);
-        }
-        let first_dts = units.iter().map(|a| a.dts).min();
-        r.cutter.flush_until(first_dts.map(|f| f + mpeg(source.duration)));
-        r.drain(clock);
         self.bump();
     }
 
@@ -477,110 +392,6 @@ impl CmafOutput {
         Some(p.render())
     }
 
-    /// The DASH MPD (`/stream/{id}.mpd`, [`segmenter::dash`]): `None` before a segment is
-    /// complete. `prefix` leads every fragment URL (the MPD-relative path of the
-    /// fragments, `{id}/ll/`); `utc_timing` is the clock URL players synchronise with.
-    ///
-    /// A period per publisher (per init segment of the video track, or of the audio
-    /// track when there is no video); the other track's segments join the period their
-    /// program date falls in.
-    pub fn mpd(&self, prefix: &str, now_unix: f64, utc_timing: Option<String>) -> Option<String> {
-        use segmenter::dash;
-        let leader = self.track(VIDEO).or_else(|| self.track(AUDIO))?;
-        let ast = self.availability_start?;
-        // The periods that still have segments in the window.
-        let oldest = leader.segments.front()?.entry.init;
-        let mut starts: Vec<Timeline> = leader.timelines.iter().copied().filter(|t| t.init >= oldest).collect();
-        if self.ended {
-            // A static presentation starts where what is kept starts.
-            let scale = f64::from(leader.config.as_ref()?.timescale());
-            for p in &mut starts {
-                let first =
-                    leader.segments.iter().find(|s| (s.epoch, s.entry.init) == (p.epoch, p.init) && s.ticks.is_some());
-                if let Some((s, (ticks, _))) = first.and_then(|s| Some((s, s.ticks?))) {
-                    p.date = s.entry.program_date_time.unwrap_or(p.date);
-                    p.media_start = ticks as f64 / scale;
-                }
-            }
-        }
-        if starts.is_empty() {
-            return None;
-        }
-        // Another track's segments belong to a period if they come from the same
-        // publisher and start in its time span. A segment a little before the period's
-        // first video segment (audio frames do not line up with video frames) still
-        // belongs to it.
-        const SLACK: f64 = 0.5;
-        let mut periods = Vec::new();
-        for (i, p) in starts.iter().enumerate() {
-            let (epoch, init, start, media_start) = (p.epoch, p.init, p.date, p.media_start);
-            let end = starts.get(i + 1).filter(|n| n.epoch == epoch).map_or(f64::INFINITY, |n| n.date);
-            let mut sets = Vec::new();
-            let video: Vec<&Track> = self.track(VIDEO).into_iter().chain(self.joined()).collect();
-            let audio: Vec<&Track> = self.track(AUDIO).into_iter().collect();
-            for (tracks, content) in [(video, dash::ContentType::Video), (audio, dash::ContentType::Audio)] {
-                let representations: Vec<dash::Representation> = tracks
-                    .into_iter()
-                    .filter_map(|t| {
-                        let is_leader = std::ptr::eq(t, leader);
-                        let in_period = |s: &&Segment| {
-                            let at = s.entry.program_date_time.unwrap_or(f64::NAN);
-                            let span =
-                                if is_leader { s.entry.init == init } else { at >= start - SLACK && at < end - SLACK };
-                            s.ticks.is_some() && s.epoch == epoch && span
-                        };
-                        let t_init = if is_leader { init } else { t.segments.iter().find(in_period)?.entry.init };
-                        let timeline = t
-                            .segments
-                            .iter()
-                            .filter(in_period)
-                            .filter(|s| s.entry.init == t_init)
-                            .filter_map(|s| {
-                                let (start, duration) = s.ticks?;
-                                Some(dash::TimelineEntry { number: s.entry.msn, start, duration })
-                            })
-                            .collect();
-                        let config = t.config.as_ref()?;
-                        let (resolution, audio) = match config {
-                            TrackConfig::Video(v) => (Some((v.dimensions.width, v.dimensions.height)), None),
-                            TrackConfig::Audio(a) => (None, Some((a.sample_rate, u16::from(a.channel_config)))),
-                        };
-                        Some(dash::Representation {
-                            id: t.name.clone(),
-                            bandwidth: t.bandwidth(),
-                            codecs: config.codecs(),
-                            resolution,
-                            audio,
-                            timescale: config.timescale(),
-                            initialization: format!("{prefix}{}", segmenter::llhls::init_uri(&t.name, t_init)),
-                            media: format!("{prefix}{}-$Number$.m4s", t.name),
-                            timeline,
-                        })
-                    })
-                    .collect();
-                if !representations.is_empty() {
-                    sets.push(dash::AdaptationSet { content, representations });
-                }
-            }
-            periods.push(dash::Period { id: format!("{epoch}.{init}"), start, media_start, sets });
-        }
-        let target = self.cfg.segment_target.as_secs_f64();
-        let p = dash::Presentation {
-            live: !self.ended,
-            availability_start: ast,
-            publish_time: now_unix,
-            update_period: self.cfg.part_target.as_secs_f64().max(0.2) * 2.0,
-            time_shift_buffer: target * (WINDOW as f64 - 1.0),
-            min_buffer: target,
-            // Segments are listed once complete: a segment ends up to one target behind
-            // the live edge, and its listing waits for the next MPD reload.
-            target_latency: target + 1.5,
-            utc_timing,
-            periods,
-        };
-        dash::render(&p).ok()
-    }
-
     /// Whether a segment is complete (what [`CmafOutput::mpd`] needs before it has anything
     /// to list).
     pub fn has_complete_segment(&self) -> bool {
@@ -660,88 +471,4 @@ impl CmafOutput {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-    use media::{AacConfig, H264Config, MediaTime, Timescale};
-
-    const SPS: &[u8] = &[
-        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00,
-        0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
-    ];
-
-    fn tracks() -> TrackInfo {
-        let sps = vec![Bytes::from_static(SPS)];
-        TrackInfo {
-            video: Some(H264Config::from_parameter_sets(sps, vec![Bytes::from_static(&[0x68, 0xeb])], 4).unwrap()),
-            audio: Some(AacConfig::from_audio_specific_config(&[0x11, 0x90]).unwrap()),
-        }
-    }
-
-    fn video(i: i64) -> AccessUnit {
-        let t = MediaTime::new(i * 3000, Timescale::MPEG);
-        let key = i % 60 == 0;
-        let v = vec![0, 0, 1, if key { 0x65 } else { 0x41 }, 0x88, 0x99];
-        AccessUnit { track: TrackKind::Video, pts: t, dts: t, keyframe: key, data: Bytes::from(v).into() }
-    }
-
-    fn audio(i: i64) -> AccessUnit {
-        let a = AacConfig::from_audio_specific_config(&[0x11, 0x90]).unwrap();
-        let t = MediaTime::new(i * 1024, Timescale::new(48_000)).rescale(Timescale::MPEG);
-        let mut v = a.adts_header(3).unwrap().to_vec();
-        v.extend_from_slice(&[1, 2, 3]);
-        AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data: Bytes::from(v).into() }
-    }
-
-    /// `secs` of 30 fps video and 48 kHz audio from media time 0, received from `unix` on.
-    fn publish(o: &mut CmafOutput, unix: f64, secs: f64) {
-        o.handle_tracks(&tracks());
-        let (mut v, mut a) = (0, 0);
-        loop {
-            let (tv, ta) = (v as f64 / 30.0, a as f64 * 1024.0 / 48_000.0);
-            if tv >= secs && ta >= secs {
-                break;
-            }
-            if tv <= ta {
-                o.handle_access_unit(&video(v), unix + tv);
-                v += 1;
-            } else {
-                o.handle_access_unit(&audio(a), unix + ta);
-                a += 1;
-            }
-        }
-    }
-
-    #[test]
-    fn a_new_publisher_is_a_new_period_holding_only_its_own_segments() {
-        let mut o = CmafOutput::new(CmafConfig::default());
-        // The first publisher's last segments start at 6 s and are a few frames long.
-        publish(&mut o, 1_780_000_000.0, 6.2);
-        o.restart();
-        // The second starts right after (its first segment within half a second of the
-        // first publisher's last audio segment), timestamps from 0.
-        publish(&mut o, 1_780_000_006.3, 6.0);
-        let text = o.mpd("s/ll/", 1_780_000_012.0, None).unwrap();
-        let m = dash_mpd_core::parse(&text).unwrap();
-        assert_eq!(m.periods.len(), 2, "{text}");
-        for (p, epoch) in m.periods.iter().zip(0u32..) {
-            assert_eq!(p.adaptations.len(), 2, "video and audio in period {epoch}: {text}");
-            for a in &p.adaptations {
-                let r = &a.representations[0];
-                let t = r.SegmentTemplate.as_ref().unwrap();
-                let first = t.startNumber.unwrap();
-                let n: u64 =
-                    t.SegmentTimeline.as_ref().unwrap().segments.iter().map(|s| 1 + s.r.unwrap_or(0) as u64).sum();
-                // Every listed segment is this publisher's.
-                let track = if a.contentType.as_deref() == Some("video") { &o.video } else { &o.audio };
-                for msn in first..first + n {
-                    assert_eq!(track.segment(msn).unwrap().epoch, epoch, "{:?} {msn}: {text}", a.contentType);
-                }
-                // Period time 0 is the publisher's media time 0.
-                assert!(t.presentationTimeOffset.unwrap() < 5000, "{text}");
-            }
-        }
-        let second = m.periods[1].start.unwrap().as_secs_f64();
-        assert!((second - 7.3).abs() < 0.01, "AST is a second before the first unit: {text}");
-    }
-}
+mod tests;

@@ -6,6 +6,8 @@
 //! * [`identity`]: the Ethereum key, address (EIP-55) and low-S `personal_sign` (§3.1).
 //! * [`keystore`]: go-livepeer / geth keystore files (scrypt or PBKDF2, AES-128-CTR).
 //! * [`profiles`]: go-livepeer presets and JSON profiles (§8.4), the pixel estimate (§5.6).
+//! * [`ai`], [`ai_types`]: batch AI pipelines, job capabilities, price ceilings, refusal
+//!   classes, units, credentials and the request/response bodies (AI gateway spec).
 //! * [`capabilities`]: job capability bitstrings and the compatibility test (§2.8).
 //! * [`orch_addr`]: `--orch-addr` normalisation (§1).
 //! * [`pm`]: ticket EV, tickets per segment, credit balances, payments with signed tickets (§5).
@@ -24,6 +26,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ai;
+pub mod ai_types;
 pub mod capabilities;
 #[cfg(feature = "net")]
 pub mod client;

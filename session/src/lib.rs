@@ -14,6 +14,8 @@
 //! * [`report`]: what the manager reports for metrics, pool statistics and the status JSON.
 //! * [`live`]: [`live::LiveJob`], one live video-to-video stream's starts, watchdogs,
 //!   swaps and payment schedule (live spec §2.2–§2.5).
+//! * [`ai`]: batch AI selection per (pipeline, model), warm before cold, and one request's
+//!   retries (AI gateway spec §2).
 //! * [`signer`]: the remote signer's answers (`/sign-orchestrator-info`,
 //!   `/generate-live-payment`, spec §6), served by `sluice signer`.
 //!
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ai;
 pub mod discovery;
 pub mod live;
 pub mod manager;

@@ -724,8 +724,7 @@ mod tests {
         assert_eq!(sd.profiles, b"invalid");
         assert!(sd.sig.is_empty());
         assert_eq!(sd.auth_token, Some(token));
-        let signer =
-            EthSigner::from_hex("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318").unwrap();
+        let signer = EthSigner::from_hex("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318").unwrap();
         let signed = seg_data(Pipeline::TextToImage, "stabilityai/sdxl-turbo", &caps, None, Some(&signer));
         let flat = flatten_segment(b"27_stabilityai/sdxl-turbo", 0, &keccak256(&[]), std::iter::empty());
         let digest = keccak256(&flat);

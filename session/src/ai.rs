@@ -366,6 +366,7 @@ impl AiAttempts {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one real instant as their epoch
 mod tests {
     use super::*;
     use transport::ai::job_capabilities;

@@ -1,6 +1,6 @@
 //! `sluice orchestrator` configuration: one struct, [`OrchestratorSettings`], that is both
-//! the command line and the TOML file (`--config`), in four sections: `[listen]`,
-//! `[transcoding]`, `[payment]`, `[debug]`. Flags win, then `SLUICE_ORCH_*` variables,
+//! the command line and the TOML file (`--config`), in five sections: `[listen]`,
+//! `[transcoding]`, `[ai]`, `[payment]`, `[debug]`. Flags win, then `SLUICE_ORCH_*` variables,
 //! then the file, then the defaults below. Unknown keys are refused.
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +39,9 @@ pub struct OrchestratorSettings {
     /// How it transcodes.
     #[command(flatten)]
     pub transcoding: OrchTranscoding,
+    /// Which AI models it serves.
+    #[command(flatten)]
+    pub ai: OrchAi,
     /// What it charges.
     #[command(flatten)]
     pub payment: OrchPayment,
@@ -91,6 +94,54 @@ pub struct OrchTranscoding {
     /// CPU); 0 does not offer the capability.
     #[arg(long, env = "SLUICE_ORCH_LIVE_CAPACITY", value_name = "N", default_value_t = DEFAULT_LIVE_CAPACITY)]
     pub live_capacity: usize,
+}
+
+/// `[ai]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Args)]
+#[serde(deny_unknown_fields, default)]
+#[command(next_help_heading = "AI")]
+pub struct OrchAi {
+    /// Batch AI jobs at once per model on the CPU stand-ins (every pipeline's default
+    /// model, and `echo` for LLM); 0 offers no batch AI unless --ai-models names some.
+    #[arg(long, env = "SLUICE_ORCH_AI_CAPACITY", value_name = "N", default_value_t = DEFAULT_AI_CAPACITY)]
+    pub ai_capacity: u32,
+    /// The models to serve instead, as go-livepeer's `-aiModels`: a JSON list (inline or a
+    /// file path) of `{"pipeline", "model_id", "warm", "capacity", "url", "token",
+    /// "price_per_unit", "pixels_per_unit"}`; entries with a `url` forward to that
+    /// ai-runner, the others run on the CPU stand-ins.
+    #[arg(long, env = "SLUICE_ORCH_AI_MODELS", value_name = "JSON|FILE")]
+    pub ai_models: Option<String>,
+}
+
+/// CPU AI jobs at once per model.
+pub const DEFAULT_AI_CAPACITY: u32 = 2;
+
+impl Default for OrchAi {
+    fn default() -> Self {
+        OrchAi { ai_capacity: DEFAULT_AI_CAPACITY, ai_models: None }
+    }
+}
+
+impl OrchAi {
+    /// The models to serve; `price` (per unit, wei, units per price) is the CPU stand-ins'.
+    pub fn models(&self, price: (i64, i64)) -> Result<Vec<orchestrator::ai::AiModel>, OrchSettingsError> {
+        let Some(spec) = &self.ai_models else {
+            let mut m = orchestrator::ai::AiModel::cpu_defaults(self.ai_capacity);
+            if self.ai_capacity == 0 {
+                m.clear();
+            }
+            for x in &mut m {
+                (x.price_per_unit, x.pixels_per_unit) = price;
+            }
+            return Ok(m);
+        };
+        let text = if spec.trim_start().starts_with('[') {
+            spec.clone()
+        } else {
+            std::fs::read_to_string(spec).map_err(|e| OrchSettingsError::AiModels(format!("{spec}: {e}")))?
+        };
+        serde_json::from_str(&text).map_err(|e| OrchSettingsError::AiModels(e.to_string()))
+    }
 }
 
 /// Live jobs at once: a 512x512 effect job takes about a third of a core.
@@ -182,6 +233,9 @@ pub enum OrchSettingsError {
     /// The key cannot be loaded.
     #[error(transparent)]
     Key(#[from] crate::error::PayerError),
+    /// `--ai-models` is not a list of models.
+    #[error("--ai-models: {0}")]
+    AiModels(String),
     /// A negative price or a non-positive pixel count.
     #[error("--price-per-unit must be >= 0 and --pixels-per-unit >= 1")]
     Price,
@@ -208,6 +262,9 @@ impl OrchestratorSettings {
         cfg.tls = !self.listen.no_tls;
         cfg.max_sessions = t.max_sessions;
         cfg.live_capacity = t.live_capacity;
+        let paid = self.payment.network != crate::config::DEFAULT_NETWORK;
+        let cpu_price = if paid { (self.payment.price_per_unit, self.payment.pixels_per_unit) } else { (0, 1) };
+        cfg.ai_models = self.ai.models(cpu_price)?;
         cfg.capture_dir.clone_from(&self.debug.capture_dir);
         cfg.allow_faults = self.debug.allow_faults;
         let p = &self.payment;

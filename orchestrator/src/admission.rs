@@ -112,8 +112,7 @@ pub struct SegmentGate {
 }
 
 impl SegmentGate {
-    /// Checks the two headers at `now` (Unix seconds) and L1 block `latest_block`; on
-    /// success the payment has been credited.
+    /// Admits a segment: [`SegmentGate::verify`] then [`SegmentGate::pay`].
     pub fn admit(
         &mut self,
         segment_header: &str,
@@ -121,6 +120,17 @@ impl SegmentGate {
         now: i64,
         latest_block: u64,
     ) -> Result<Admitted, Rejection> {
+        let admitted = self.verify(segment_header, payment_header, now)?;
+        self.pay(&admitted, latest_block)?;
+        Ok(admitted)
+    }
+
+    /// The checks before any payment is taken (§4.2 steps 1–5): the payment header
+    /// decodes (402), the segment header decodes and its credentials verify against the
+    /// payment's sender, its capabilities are compatible and its auth token is valid at
+    /// `now` (403). AI jobs check capacity between this and [`SegmentGate::pay`], so a
+    /// job refused for capacity costs the gateway nothing.
+    pub fn verify(&self, segment_header: &str, payment_header: &str, now: i64) -> Result<Admitted, Rejection> {
         let payment = if payment_header.is_empty() {
             Payment::default()
         } else {
@@ -160,14 +170,20 @@ impl SegmentGate {
         }
         self.auth.verify(seg.auth_token.as_ref(), now).map_err(Rejection::Auth)?;
         let session_id = seg.auth_token.as_ref().map(|t| t.session_id.clone()).unwrap_or_default();
+        Ok(Admitted { seg, profiles, duration_ms, sender, session_id, payment })
+    }
+
+    /// Takes a verified request's payment (§4.2 step 6): its tickets (400 on a bad one)
+    /// and, when priced, enough credit for the session (400).
+    pub fn pay(&mut self, admitted: &Admitted, latest_block: u64) -> Result<(), Rejection> {
         if let Some(r) = self.recipient.as_mut() {
-            r.receive(&payment, &session_id, latest_block).map_err(Rejection::Payment)?;
-            let priced = payment.expected_price.as_ref().is_some_and(|p| p.price_per_unit > 0);
-            if priced && !r.has_enough(sender, &session_id) {
+            r.receive(&admitted.payment, &admitted.session_id, latest_block).map_err(Rejection::Payment)?;
+            let priced = admitted.payment.expected_price.as_ref().is_some_and(|p| p.price_per_unit > 0);
+            if priced && !r.has_enough(admitted.sender, &admitted.session_id) {
                 return Err(Rejection::InsufficientBalance);
             }
         }
-        Ok(Admitted { seg, profiles, duration_ms, sender, session_id, payment })
+        Ok(())
     }
 
     /// Checks the body against the admitted metadata (§4.2 step 7).

@@ -41,7 +41,8 @@ impl Orchestrator for Grpc {
         }
         let token = s.gate.lock().expect("gate lock").auth.mint(random(), unix_now());
         s.stats.lock().expect("stats lock").get_orchestrator_calls += 1;
-        Ok(tonic::Response::new(s.info(&sender, token)))
+        let ai_price = s.ai.price_for(&job);
+        Ok(tonic::Response::new(s.info_priced(&sender, token, ai_price)))
     }
 
     async fn end_transcoding_session(

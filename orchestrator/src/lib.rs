@@ -13,11 +13,13 @@
 //! * [`transcode`]: CPU transcoding with GStreamer child processes, or echo for load tests;
 //! * [`capture`]: optional wire capture of the gateway's requests;
 //! * [`live`]: live video-to-video jobs (`POST /live-video-to-video`, `POST /payment`) run
-//!   by a local GStreamer effect runner over the orchestrator's trickle channels.
+//!   by a local GStreamer effect runner over the orchestrator's trickle channels;
+//! * [`ai`]: batch AI jobs (`POST /<pipeline>`) on CPU stand-ins or an external runner.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod ai;
 pub mod auth;
 pub mod capture;
 pub mod faults;

@@ -72,6 +72,8 @@ pub struct OrchestratorConfig {
     pub allow_faults: bool,
     /// Live video-to-video jobs at once (0: the capability is not offered).
     pub live_capacity: usize,
+    /// Batch AI models served (empty: no AI capability is offered).
+    pub ai_models: Vec<crate::ai::AiModel>,
 }
 
 impl OrchestratorConfig {
@@ -90,6 +92,7 @@ impl OrchestratorConfig {
             capture_dir: None,
             allow_faults: false,
             live_capacity: 4,
+            ai_models: Vec::new(),
         }
     }
 }
@@ -125,6 +128,10 @@ pub struct Stats {
     pub live_jobs: usize,
     /// Live payments (`POST /payment`) accepted.
     pub live_payments: u64,
+    /// Batch AI jobs done.
+    pub ai_jobs: u64,
+    /// Batch AI jobs that failed.
+    pub ai_failed: u64,
 }
 
 pub(crate) struct Shared {
@@ -142,6 +149,7 @@ pub(crate) struct Shared {
     pub(crate) stats: Mutex<Stats>,
     transcoder: Arc<dyn Transcoder>,
     pub(crate) live: crate::live::LiveJobs,
+    pub(crate) ai: crate::ai::AiJobs,
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -177,8 +185,14 @@ impl Shared {
         }
     }
 
-    /// A fresh `OrchestratorInfo` for `sender` carrying `token`.
+    /// A fresh `OrchestratorInfo` for `sender` carrying `token`, quoting the transcoding
+    /// price.
     pub(crate) fn info(&self, sender: &Address, token: AuthToken) -> OrchestratorInfo {
+        self.info_priced(sender, token, None)
+    }
+
+    /// [`Shared::info`] quoting `price` instead (an AI job's models, §4.2).
+    pub(crate) fn info_priced(&self, sender: &Address, token: AuthToken, price: Option<PriceInfo>) -> OrchestratorInfo {
         let mut info = OrchestratorInfo {
             transcoder: self.service_uri.clone(),
             capabilities: Some(self.capabilities.clone()),
@@ -187,7 +201,7 @@ impl Shared {
         };
         if self.paid() {
             let block = self.latest_block();
-            let price = self.price.lock().expect("price lock").clone();
+            let price = price.unwrap_or_else(|| self.price.lock().expect("price lock").clone());
             let gate = self.gate.lock().expect("gate lock");
             let recipient = gate.recipient.as_ref().expect("paid mode has a recipient");
             info.ticket_params = Some(recipient.quote(sender, &price, random(), block, &self.round(block)));
@@ -545,7 +559,9 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
     let secret: [u8; 32] = random();
     let address = cfg.signer.as_ref().map(|s| s.address()).unwrap_or([0; 20]);
     let recipient = cfg.signer.as_ref().map(|_| Recipient::new(address, &secret, cfg.ticket_ev));
-    let capabilities = own_capabilities(if cfg!(feature = "live") { cfg.live_capacity } else { 0 });
+    let ai = crate::ai::AiJobs::new(cfg.ai_models);
+    let mut capabilities = own_capabilities(if cfg!(feature = "live") { cfg.live_capacity } else { 0 });
+    ai.add_capabilities(&mut capabilities);
     // Live AI's channels, created by the orchestrator itself (no auto-creation).
     let trickle = transport::trickle_http::TrickleHub::new(transport::trickle::Limits::default(), false);
     let shared = Arc::new(Shared {
@@ -563,16 +579,27 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
         stats: Mutex::new(Stats::default()),
         transcoder: cfg.transcoder,
         live: crate::live::LiveJobs::new(cfg.live_capacity, trickle.clone()),
+        ai,
     });
-    let http = Router::new()
+    let mut http = Router::new()
         .route("/segment", post(segment))
         .route("/live-video-to-video", post(crate::live::start))
         .route("/payment", post(crate::live::payment))
         .route("/stream/{session}/{profile}/{file}", get(rendition))
+        .route("/stream/{request}/{file}", get(crate::ai::result_file))
         .route("/status", get(status))
         .route("/fault", post(set_fault))
-        .with_state(shared.clone())
-        .nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));
+        .with_state(shared.clone());
+    if !shared.ai.is_empty() {
+        for p in transport::ai::Pipeline::ALL {
+            let st = shared.clone();
+            http = http.route(
+                &format!("/{}", p.name()),
+                post(move |req: Request| crate::ai::handle(p, State(st), req)),
+            );
+        }
+    }
+    let http = http.nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));
     let mut app = tonic::service::Routes::new(OrchestratorServer::new(crate::grpc::Grpc(shared.clone())))
         .into_axum_router()
         .merge(http);
@@ -604,6 +631,7 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
                     break;
                 }
                 _ = tick.tick() => {
+                    janitor.ai.expire(Instant::now());
                     for id in janitor.sessions.lock().expect("sessions lock").expire(Instant::now()) {
                         tracing::info!(session = %id, "session idle, dropped");
                     }

@@ -317,6 +317,35 @@ impl OrchestratorNet {
         Ok(result.info)
     }
 
+    /// Sends `req` and returns the response once its headers arrive (within
+    /// `header_timeout`); the body is the caller's to read, streamed (an AI job's result,
+    /// an LLM's server-sent events). Errors are transport errors and timeouts only: any
+    /// status is returned.
+    pub async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        header_timeout: Duration,
+    ) -> Result<http::Response<hyper::body::Incoming>, NetError> {
+        match tokio::time::timeout(header_timeout, self.http.request(req)).await {
+            Err(_) => Err(NetError::Timeout("response headers")),
+            Ok(Err(e)) => Err(NetError::Transport(Box::new(e))),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+
+    /// Reads a response body of at most `limit` bytes within `timeout`.
+    pub async fn read_body(
+        body: hyper::body::Incoming,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Bytes, NetError> {
+        match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+            Err(_) => Err(NetError::Timeout("response body")),
+            Ok(Err(e)) => Err(NetError::Body(e.to_string())),
+            Ok(Ok(b)) => Ok(b.to_bytes()),
+        }
+    }
+
     /// Sends `req` and reads at most 1 MiB of the answer, all within `timeout`.
     async fn exchange(
         &self,

@@ -28,6 +28,12 @@ pub enum StartError {
     /// The ingest threads could not be started.
     #[error("starting ingest threads: {0}")]
     IngestThreads(#[source] std::io::Error),
+    /// The API key file is unusable.
+    #[error("--api-keys: {0}")]
+    Keys(#[source] crate::ai::keys::KeyFileError),
+    /// The AI settings are unusable (the price list).
+    #[error("[ai]: {0}")]
+    Ai(String),
 }
 
 /// Why the transcoding settings are unusable.

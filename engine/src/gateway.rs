@@ -67,6 +67,17 @@ impl Gateway {
                 Err(e) => tracing::warn!(%url, error = %e, "remote signer unreachable; orchestrators see no identity"),
             }
         }
+        let keys = crate::ai::keys::KeyRing::load(config.auth.api_keys.clone()).map_err(StartError::Keys)?;
+        if keys.enabled() {
+            let _ = metrics.keys.set(keys.clone());
+        }
+        let ai = match &transcoding {
+            Some(t) => Some(
+                crate::ai::Ai::new(t.clone(), &config, keys.clone(), metrics.ai.clone())
+                    .map_err(|e| StartError::Ai(e.message))?,
+            ),
+            None => None,
+        };
         let (shutdown, rx) = watch::channel(false);
         let (rtmp, rtmp_addr) = bind("RTMP", config.listen.rtmp_addr).await?;
         let (http, http_addr) = bind("HTTP", config.listen.http_addr).await?;
@@ -101,10 +112,17 @@ impl Gateway {
         let mut tasks = vec![tokio::spawn(serve)];
         tasks.extend(discovery);
         tasks.push(tokio::spawn(trickle.clone().sweep_until(stopped(rx.clone()))));
-        let playback = crate::http::router(registry.clone(), metrics.clone(), config.listen.web_dir.clone())
+        let mut playback = crate::http::router(registry.clone(), metrics.clone(), config.listen.web_dir.clone(), keys.clone())
             .nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));
+        if let Some(ai) = &ai {
+            playback = playback
+                .merge(crate::ai::routes::router(ai.clone()))
+                .layer(axum::middleware::from_fn_with_state(ai.results.clone(), crate::ai::results::serve_layer));
+            tasks.push(tokio::spawn(expire_results(ai.clone(), rx.clone())));
+        }
+        tasks.extend(keys.watch(rx.clone()));
         tasks.push(spawn_http(http, playback, rx.clone()));
-        tasks.push(spawn_http(cli, crate::control::router(registry.clone(), metrics.clone()), rx));
+        tasks.push(spawn_http(cli, crate::control::router(registry.clone(), metrics.clone(), ai, keys), rx));
         info!(%rtmp_addr, %http_addr, %cli_addr, "gateway listening");
         Ok(Gateway { rtmp_addr, http_addr, cli_addr, registry, metrics, shutdown, tasks, ingest_threads, trickle })
     }
@@ -149,6 +167,23 @@ impl Gateway {
             let _ = tokio::task::spawn_blocking(move || t.stop()).await;
         }
         report
+    }
+}
+
+/// Drops expired AI results every 10 s until the gateway stops.
+async fn expire_results(ai: std::sync::Arc<crate::ai::Ai>, mut rx: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = rx.changed() => return,
+            _ = tick.tick() => {
+                #[allow(clippy::disallowed_methods)] // IO shell: the store's clock
+                let dropped = ai.results.expire(std::time::Instant::now());
+                if dropped > 0 {
+                    tracing::debug!(dropped, "expired AI results dropped");
+                }
+            }
+        }
     }
 }
 

@@ -57,7 +57,18 @@ struct AppState {
 }
 
 /// The playback router.
-pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>, web_dir: Option<PathBuf>) -> Router {
+pub fn router(
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    web_dir: Option<PathBuf>,
+    keys: Arc<crate::ai::keys::KeyRing>,
+) -> Router {
+    let live = Router::new()
+        .route("/live/video-to-video/{stream}/update", axum::routing::post(live_update))
+        .route("/live/video-to-video/{stream}/status", get(live_status))
+        .route("/live/video-to-video/{stream}/start", axum::routing::post(live_start))
+        .route("/live/video-to-video/{prefix}/{stream}/start", axum::routing::post(live_start))
+        .layer(axum::middleware::from_fn_with_state(keys, live_key));
     Router::new()
         .route("/", get(index))
         .route("/player/hls.min.js", get(|st| script(st, "hls.min.js")))
@@ -66,14 +77,34 @@ pub fn router(registry: Arc<Registry>, metrics: Arc<Metrics>, web_dir: Option<Pa
         .route("/stream/{file}", get(master))
         .route("/stream/{id}/{file}", get(media_playlist))
         .route("/stream/{id}/{rendition}/{file}", get(segment))
-        .route("/live/video-to-video/{stream}/update", axum::routing::post(live_update))
-        .route("/live/video-to-video/{stream}/status", get(live_status))
-        .route("/live/video-to-video/{stream}/start", axum::routing::post(live_start))
-        .route("/live/video-to-video/{prefix}/{stream}/start", axum::routing::post(live_start))
+        .merge(live)
         .merge(crate::cmaf_http::router(registry.clone()))
         .layer(axum::middleware::map_response(cors))
         .layer(axum::middleware::from_fn(preflight))
         .with_state(AppState { registry, metrics, web_dir })
+}
+
+/// With API keys on, the live AI endpoints need one (as jobs: rate and concurrency
+/// limits apply while the request runs), except the media-server `/start` hook from a
+/// loopback caller, which has no way to send one.
+async fn live_key(
+    State(keys): State<Arc<crate::ai::keys::KeyRing>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let loopback_hook = req.uri().path().ends_with("/start")
+        && req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|c| c.0.ip().is_loopback())
+        && req.headers().get(header::AUTHORIZATION).is_none();
+    if loopback_hook {
+        return next.run(req).await;
+    }
+    match keys.admit(req.headers(), crate::ai::keys::Scope::Jobs) {
+        Ok(_permit) => next.run(req).await,
+        Err(d) => crate::ai::routes::denied_response(&d),
+    }
 }
 
 async fn cors(mut res: Response) -> Response {

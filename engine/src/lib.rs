@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ai;
 pub mod cmaf;
 pub mod cmaf_http;
 pub mod config;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use transport::refusal::FailureReason;
@@ -111,6 +111,10 @@ fn live_histograms() -> [Histogram; 4] {
 /// Process-wide counters. Cheap to bump from any task.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Batch AI per pipeline.
+    pub ai: Arc<crate::ai::meter::AiMeter>,
+    /// API key usage, when keys are on.
+    pub keys: std::sync::OnceLock<Arc<crate::ai::keys::KeyRing>>,
     /// Streams currently registered (live or in their grace period).
     pub streams_active: AtomicU64,
     /// Publishes accepted.
@@ -389,6 +393,10 @@ impl Metrics {
             for (name, kind, help, value) in per_orch {
                 series(&mut s, name, kind, help, ranking.iter().map(|o| (label(&o.uri), value(o))));
             }
+        }
+        s.push_str(&self.ai.render());
+        if let Some(k) = self.keys.get() {
+            s.push_str(&k.render());
         }
         s
     }

@@ -38,6 +38,19 @@ impl PaymentPlan {
         ticket_ev: &BigRational,
     ) -> Self {
         let fee = segment_fee(pixels, &price);
+        Self::for_fee(ledger, recipient, session_id, price, fee, ticket_ev)
+    }
+
+    /// Plans a job whose fee is already known (an AI job: units × price, no margin, AI
+    /// spec §3.4), reserving the session's credit from `ledger`.
+    pub fn for_fee(
+        ledger: &mut Balances,
+        recipient: Address,
+        session_id: &str,
+        price: BigRational,
+        fee: BigRational,
+        ticket_ev: &BigRational,
+    ) -> Self {
         let existing_credit = ledger.reserve(recipient, session_id);
         let batch = tickets_needed(&existing_credit, &fee, ticket_ev);
         PaymentPlan {

@@ -180,6 +180,15 @@ impl Transcoding {
         }
     }
 
+    /// The `OrchestratorRequest` for a batch AI job (AI spec §2.2): this gateway's
+    /// identity and the job's capabilities, capacity checked.
+    pub fn ai_request(&self, p: transport::ai::Pipeline, model: &str, runner_version: &str) -> OrchestratorRequest {
+        OrchestratorRequest {
+            capabilities: Some(transport::ai::job_capabilities(p, model, runner_version)),
+            ..self.orchestrator_request()
+        }
+    }
+
     /// The `OrchestratorRequest` this gateway sends (§2.1, §3.3).
     fn orchestrator_request(&self) -> OrchestratorRequest {
         let payer = self.payer.as_deref();

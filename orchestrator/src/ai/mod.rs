@@ -235,9 +235,11 @@ fn refuse(status: StatusCode, text: impl Into<String>) -> Response {
 
 /// A decoded multipart body: the file part and the text fields.
 #[derive(Debug, Default)]
-pub(crate) struct Form {
-    pub(crate) file: Option<(String, Bytes)>,
-    pub(crate) fields: HashMap<String, String>,
+pub struct Form {
+    /// The file part: its file name and bytes.
+    pub file: Option<(String, Bytes)>,
+    /// The text fields by name.
+    pub fields: HashMap<String, String>,
 }
 
 impl Form {
@@ -249,8 +251,9 @@ impl Form {
     }
 }
 
-/// Reads a multipart body (`file_field` is the file part's name).
-pub(crate) async fn read_form(headers: &HeaderMap, raw: Bytes, file_field: &str) -> Result<Form, String> {
+/// Reads a multipart body (`file_field` is the file part's name). Errors are the
+/// multipart parser's text (a 400).
+pub async fn read_form(headers: &HeaderMap, raw: Bytes, file_field: &str) -> Result<Form, String> {
     let mut req = Request::new(Body::from(raw));
     *req.headers_mut() = headers.clone();
     let mut mp = Multipart::from_request(req, &()).await.map_err(|e| e.body_text())?;

@@ -222,9 +222,11 @@ impl LlmResponse {
     }
 }
 
-/// The error body go-livepeer's gateway answers with: `{"error":{"message":…}}`.
+/// An error body carrying both shapes clients expect: go-livepeer's gateway's
+/// `{"error":{"message":…}}` and the published gateway OpenAPI's `{"detail":{"msg":…}}`
+/// (which the `livepeer-ai` SDK parses), §1.7.1.
 pub fn error_body(message: &str) -> String {
-    let mut s = serde_json::json!({ "error": { "message": message } }).to_string();
+    let mut s = serde_json::json!({ "error": { "message": message }, "detail": { "msg": message } }).to_string();
     s.push('\n');
     s
 }
@@ -316,7 +318,10 @@ mod tests {
 
     #[test]
     fn error_shape() {
-        assert_eq!(error_body("missing required fields"), "{\"error\":{\"message\":\"missing required fields\"}}\n");
+        assert_eq!(
+            error_body("missing required fields"),
+            "{\"detail\":{\"msg\":\"missing required fields\"},\"error\":{\"message\":\"missing required fields\"}}\n"
+        );
     }
 
     #[test]

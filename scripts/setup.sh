@@ -16,9 +16,10 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 # protoc compiles the protocol definition at build time; the local orchestrator
 # transcodes with GStreamer (x264enc is in -ugly, avdec_h264 in -libav) and links it for
 # its live runner (the -dev packages); the gateway's /start hook pulls streams with
-# ffmpeg; the tests call that hook with curl, as MediaMTX does.
+# ffmpeg; the tests call that hook with curl, as MediaMTX does. The orchestrator's CPU AI
+# pipelines run ffmpeg too, and write text-to-image prompts in DejaVu Sans (fontconfig).
 runtime_pkgs=(
-  pkg-config protobuf-compiler nodejs npm ffmpeg
+  pkg-config protobuf-compiler nodejs npm ffmpeg fonts-dejavu-core
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
@@ -69,8 +70,8 @@ fi
 # Livepeer's Python clients, for the interop tests, in a virtualenv outside the tree.
 # livepeer-gateway declares Python >= 3.12 but runs on 3.11; it needs a binary PyAV wheel.
 pyenv=${SLUICE_PYENV:-$HOME/.cache/sluice/pyenv}
-if [ "$mode" != "--runtime" ] && ! "$pyenv/bin/python" -c "import livepeer_gateway.trickle_publisher, importlib.util as u; assert u.find_spec('pytrickle')" >/dev/null 2>&1; then
-  say "Installing livepeer-gateway and pytrickle into $pyenv (PyPI)"
+if [ "$mode" != "--runtime" ] && ! "$pyenv/bin/python" -c "import livepeer_gateway.trickle_publisher, livepeer_ai, openai, importlib.util as u; assert u.find_spec('pytrickle')" >/dev/null 2>&1; then
+  say "Installing livepeer-gateway, pytrickle, livepeer-ai and openai into $pyenv (PyPI)"
   command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
   python3 -m venv "$pyenv"
   "$pyenv/bin/pip" install -q --only-binary=av "av<19"
@@ -78,6 +79,8 @@ if [ "$mode" != "--runtime" ] && ! "$pyenv/bin/python" -c "import livepeer_gatew
   # Only pytrickle's client modules are used (they need aiohttp, already there); its
   # declared dependencies (torch, OpenCV, …) are not installed.
   "$pyenv/bin/pip" install -q --no-deps "pytrickle==0.1.6"
+  # The AI SDK (client of the gateway's AI routes) and the OpenAI client (the /v1 alias).
+  "$pyenv/bin/pip" install -q "livepeer-ai==0.10.0" "openai==3.63.0"
 else
   say "Python clients: present"
 fi

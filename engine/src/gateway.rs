@@ -112,8 +112,9 @@ impl Gateway {
         let mut tasks = vec![tokio::spawn(serve)];
         tasks.extend(discovery);
         tasks.push(tokio::spawn(trickle.clone().sweep_until(stopped(rx.clone()))));
-        let mut playback = crate::http::router(registry.clone(), metrics.clone(), config.listen.web_dir.clone(), keys.clone())
-            .nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));
+        let mut playback =
+            crate::http::router(registry.clone(), metrics.clone(), config.listen.web_dir.clone(), keys.clone())
+                .nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));
         if let Some(ai) = &ai {
             playback = playback
                 .merge(crate::ai::routes::router(ai.clone()))

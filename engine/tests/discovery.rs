@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use common::*;
 
-const ORCH_KEY: &str = "8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f";
 const OTHER_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-const GATEWAY_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
 
 /// A one-route HTTP server answering `body` on 127.0.0.1; returns its URL.
 async fn webhook(body: String) -> String {

@@ -19,8 +19,6 @@ const STREAMS: usize = 5;
 /// Loops of the 10 s clip per stream.
 const LOOPS: u64 = 6;
 const SEGMENT_MS: f64 = 2000.0;
-const ORCH_KEY: &str = "8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f";
-const GATEWAY_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 

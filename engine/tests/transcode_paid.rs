@@ -11,9 +11,6 @@ use std::time::Duration;
 use base64::Engine;
 use common::*;
 
-const GATEWAY_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
-const ORCH_KEY: &str = "8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f";
-
 async fn paid_orchestrator(extra: &[&str]) -> OrchestratorProcess {
     let okey = key_file("orch", ORCH_KEY);
     let mut args = vec![

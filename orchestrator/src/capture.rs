@@ -3,8 +3,9 @@
 //! headers, request body, response body (and gRPC trailers). For debugging gateways and
 //! for the protocol fixtures under `testdata/wire/`.
 //!
-//! Files: `{n:04}-{name}-request-headers.txt`, `{n:04}-{name}-request.bin`,
-//! `{n:04}-{name}-response.bin`, with `name` `get_orchestrator` or `segment`.
+//! Files: `{n:04}-{name}.request-headers.txt`, `{n:04}-{name}.request.bin`,
+//! `{n:04}-{name}.response.bin`, with `name` `get_orchestrator`, `segment` or an AI
+//! pipeline (`text-to-image`, …).
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -53,12 +54,17 @@ impl http_body::Body for Replay {
     }
 }
 
-/// The middleware: records the two exchanges a gateway makes, passes everything else.
+/// The middleware: records the exchanges a gateway makes (discovery, segments, AI jobs
+/// named by their pipeline), passes everything else.
 pub async fn capture(State(c): State<Arc<Capture>>, req: Request, next: Next) -> Response {
-    let name = match req.uri().path() {
+    let path = req.uri().path();
+    let name = match path {
         "/net.Orchestrator/GetOrchestrator" => "get_orchestrator",
         "/segment" => "segment",
-        _ => return next.run(req).await,
+        _ => match transport::ai::Pipeline::ALL.into_iter().find(|p| path.strip_prefix('/') == Some(p.name())) {
+            Some(p) => p.name(),
+            None => return next.run(req).await,
+        },
     };
     let n = c.n.fetch_add(1, Ordering::Relaxed);
     let base = c.dir.join(format!("{n:04}-{name}"));

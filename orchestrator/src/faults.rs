@@ -20,7 +20,7 @@ pub enum FaultMode {
     None,
     /// Accept connections and requests, never answer any (gRPC included).
     Hang,
-    /// Answer every `/segment` with 500.
+    /// Answer every `/segment` and AI job with 500.
     Error500,
     /// Answer every other `/segment` with `OrchestratorBusy`.
     BusyAlternate,
@@ -31,6 +31,8 @@ pub enum FaultMode {
     RunnerCrash,
     /// Refuse every live payment (`POST /payment`) with 400, as for an invalid ticket.
     RefusePayments,
+    /// Answer every AI job with 503 `insufficient capacity`.
+    AiBusy,
 }
 
 #[derive(Debug, Default)]
@@ -72,9 +74,13 @@ pub(crate) async fn fault_layer(State(s): State<Arc<Shared>>, req: Request, next
     }
     let mode = s.fault.lock().expect("fault lock").mode;
     let segment = req.uri().path() == "/segment";
+    let ai = transport::ai::Pipeline::ALL.into_iter().any(|p| req.uri().path().strip_prefix('/') == Some(p.name()));
     match mode {
         FaultMode::Hang => std::future::pending().await,
-        FaultMode::Error500 if segment => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+        FaultMode::Error500 if segment || ai => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+        }
+        FaultMode::AiBusy if ai => (StatusCode::SERVICE_UNAVAILABLE, "insufficient capacity\n").into_response(),
         FaultMode::Garbage if segment => (StatusCode::OK, vec![0x0a, 0xff, 0xff, 0x01, 0x12]).into_response(),
         FaultMode::RefusePayments if req.uri().path() == "/payment" => {
             (StatusCode::BAD_REQUEST, "invalid ticket (injected fault)").into_response()

@@ -593,10 +593,8 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
     if !shared.ai.is_empty() {
         for p in transport::ai::Pipeline::ALL {
             let st = shared.clone();
-            http = http.route(
-                &format!("/{}", p.name()),
-                post(move |req: Request| crate::ai::handle(p, State(st), req)),
-            );
+            http =
+                http.route(&format!("/{}", p.name()), post(move |req: Request| crate::ai::handle(p, State(st), req)));
         }
     }
     let http = http.nest("/ai/trickle", transport::trickle_http::router(trickle.clone()));

@@ -217,6 +217,11 @@ impl AiSelector {
         penalty
     }
 
+    /// How long `orch` stays suspended after `now`, if it is.
+    pub fn suspended_for(&self, orch: OrchId, now: Instant) -> Option<Duration> {
+        self.suspended.get(&orch).map(|(until, _)| until.saturating_duration_since(now)).filter(|d| !d.is_zero())
+    }
+
     /// The orchestrators in the selector now (for the control API).
     pub fn sessions(&self) -> &[AiSession] {
         &self.sessions

@@ -334,11 +334,7 @@ impl OrchestratorNet {
     }
 
     /// Reads a response body of at most `limit` bytes within `timeout`.
-    pub async fn read_body(
-        body: hyper::body::Incoming,
-        limit: usize,
-        timeout: Duration,
-    ) -> Result<Bytes, NetError> {
+    pub async fn read_body(body: hyper::body::Incoming, limit: usize, timeout: Duration) -> Result<Bytes, NetError> {
         match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
             Err(_) => Err(NetError::Timeout("response body")),
             Ok(Err(e)) => Err(NetError::Body(e.to_string())),

@@ -380,7 +380,10 @@ impl KeyRing {
 
     /// Starts rereading the file when it changes (polled every second) and on SIGHUP,
     /// until `stop`.
-    pub fn watch(self: &Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<()>> {
+    pub fn watch(
+        self: &Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         self.path.as_ref()?;
         let ring = self.clone();
         Some(tokio::spawn(async move {
@@ -414,7 +417,8 @@ impl KeyRing {
         use std::fmt::Write;
         let usage = self.usage();
         let mut s = String::new();
-        let metrics: [(&str, &str, fn(&Usage) -> f64); 8] = [
+        type Series = (&'static str, &'static str, fn(&Usage) -> f64);
+        let metrics: [Series; 8] = [
             ("sluice_key_requests_total", "Requests admitted per API key.", |u| u.requests as f64),
             ("sluice_key_denied_total", "Requests refused for rate or concurrency per API key.", |u| u.denied as f64),
             ("sluice_key_pixels_total", "Pixels paid for per API key.", |u| u.pixels as f64),
@@ -470,7 +474,11 @@ mod tests {
     fn unknown_missing_revoked_and_scopes() {
         let now = Instant::now();
         let mut l = Limits::default();
-        l.set_keys(vec![entry("a", "ka"), KeyEntry { revoked: true, ..entry("r", "kr") }, KeyEntry { control: true, ..entry("c", "kc") }]);
+        l.set_keys(vec![
+            entry("a", "ka"),
+            KeyEntry { revoked: true, ..entry("r", "kr") },
+            KeyEntry { control: true, ..entry("c", "kc") },
+        ]);
         assert_eq!(l.admit(None, Scope::Jobs, now).unwrap_err().status, 401);
         assert_eq!(l.admit(Some("Basic x"), Scope::Jobs, now).unwrap_err().status, 401);
         assert_eq!(l.admit(Some("Bearer nope"), Scope::Jobs, now).unwrap_err().reason, "unknown API key");

@@ -62,7 +62,8 @@ impl AiMeter {
         let _ = writeln!(s, "# TYPE sluice_ai_requests_total counter");
         for (i, p) in Pipeline::ALL.iter().enumerate() {
             let m = &self.per[i];
-            for (outcome, v) in [("ok", &m.ok), ("client_error", &m.client_errors), ("server_error", &m.server_errors)] {
+            for (outcome, v) in [("ok", &m.ok), ("client_error", &m.client_errors), ("server_error", &m.server_errors)]
+            {
                 let _ = writeln!(
                     s,
                     "sluice_ai_requests_total{{pipeline=\"{p}\",outcome=\"{outcome}\"}} {}",
@@ -70,7 +71,8 @@ impl AiMeter {
                 );
             }
         }
-        let series: [(&str, &str, fn(&PerPipeline) -> f64); 3] = [
+        type Series = (&'static str, &'static str, fn(&PerPipeline) -> f64);
+        let series: [Series; 3] = [
             ("sluice_ai_attempt_failures_total", "Failed attempts on orchestrators.", |m| {
                 m.attempt_failures.load(Ordering::Relaxed) as f64
             }),

@@ -177,11 +177,7 @@ impl Ai {
                     .map_err(|e| AiError::internal(e.to_string()))?
             }
         };
-        let payer = t.key().map(|signer| AiPayer {
-            signer,
-            senders: Mutex::default(),
-            ledger: Mutex::default(),
-        });
+        let payer = t.key().map(|signer| AiPayer { signer, senders: Mutex::default(), ledger: Mutex::default() });
         Ok(Arc::new(Ai {
             t,
             selectors: Mutex::default(),
@@ -220,7 +216,9 @@ impl Ai {
     }
 
     /// Every selector's orchestrators (control API `GET /ai/pools`).
+    #[allow(clippy::disallowed_methods)] // IO shell: suspensions are reported from now
     pub fn pools(&self) -> serde_json::Value {
+        let now = Instant::now();
         let m = self.selectors.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = serde_json::Map::new();
         for ((p, model), c) in m.iter() {
@@ -233,6 +231,7 @@ impl Ai {
                         "orchestrator": s.uri, "transcoder": s.info.transcoder, "warm": s.warm,
                         "latency_score": s.latency_score, "in_use": s.in_use,
                         "price_wei_per_unit": num_traits::ToPrimitive::to_f64(&s.price),
+                        "suspended_for_secs": sel.suspended_for(s.orch, now).map_or(0.0, |d| d.as_secs_f64()),
                     })
                 })
                 .collect();

@@ -34,7 +34,8 @@ pub fn json_response(v: &impl serde::Serialize) -> Response {
 
 /// `{"error":{"message":…}}` with the error's status.
 pub fn error_response(e: &AiError) -> Response {
-    (e.status, [(header::CONTENT_TYPE, "application/json")], transport::ai_types::error_body(&e.message)).into_response()
+    (e.status, [(header::CONTENT_TYPE, "application/json")], transport::ai_types::error_body(&e.message))
+        .into_response()
 }
 
 impl Ai {
@@ -63,9 +64,9 @@ impl Ai {
             Pipeline::AudioToText => {
                 serde_json::to_value(serde_json::from_slice::<TextResponse>(&body).map_err(|_| parse("TextResponse"))?)
             }
-            Pipeline::SegmentAnything2 => {
-                serde_json::to_value(serde_json::from_slice::<MasksResponse>(&body).map_err(|_| parse("MasksResponse"))?)
-            }
+            Pipeline::SegmentAnything2 => serde_json::to_value(
+                serde_json::from_slice::<MasksResponse>(&body).map_err(|_| parse("MasksResponse"))?,
+            ),
             Pipeline::ImageToText => serde_json::to_value(
                 serde_json::from_slice::<ImageToTextResponse>(&body).map_err(|_| parse("ImageToTextResponse"))?,
             ),

@@ -45,7 +45,9 @@ fn canonical(field: &str, value: &str) -> Result<String, AiError> {
     let v = value.trim();
     let bad = |what| AiError::bad_request(format!("{field}: {what}: {value:?}"));
     Ok(match kind(field) {
-        Kind::Float => format!("{:.6}", v.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| bad("not a number"))?),
+        Kind::Float => {
+            format!("{:.6}", v.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| bad("not a number"))?)
+        }
         Kind::Int => v.parse::<i64>().map_err(|_| bad("not an integer"))?.to_string(),
         Kind::Bool => match v.to_ascii_lowercase().as_str() {
             "true" | "1" => "true".into(),
@@ -86,7 +88,14 @@ pub fn json_job(p: Pipeline, raw: &[u8]) -> Result<Job, AiError> {
             let images = r.num_images_per_prompt.map_or(1, |n| n.max(1));
             r.num_images_per_prompt = Some(images);
             let units = Units::Images { height: height as u64, width: width as u64, images: images as u64 };
-            Ok(Job { pipeline: p, model, content_type: "application/json".into(), body: encode(&r), units, stream: false })
+            Ok(Job {
+                pipeline: p,
+                model,
+                content_type: "application/json".into(),
+                body: encode(&r),
+                units,
+                stream: false,
+            })
         }
         Pipeline::TextToSpeech => {
             let mut r: TextToSpeechParams = json_body(raw)?;
@@ -96,7 +105,14 @@ pub fn json_job(p: Pipeline, raw: &[u8]) -> Result<Job, AiError> {
             let units = Units::TextBytes(text.len() as u64);
             let model = model_or_default(p, r.model_id.take());
             r.model_id = Some(model.clone());
-            Ok(Job { pipeline: p, model, content_type: "application/json".into(), body: encode(&r), units, stream: false })
+            Ok(Job {
+                pipeline: p,
+                model,
+                content_type: "application/json".into(),
+                body: encode(&r),
+                units,
+                stream: false,
+            })
         }
         Pipeline::Llm => llm_job(json_body(raw)?),
         _ => Err(AiError::internal(format!("{p} is not a JSON pipeline"))),
@@ -224,7 +240,10 @@ mod tests {
         let e = json_job(Pipeline::Llm, br#"{"messages":[]}"#).unwrap_err();
         assert_eq!((e.status.as_u16(), e.message.as_str()), (400, "missing required fields: messages"));
         let j = json_job(Pipeline::Llm, br#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        assert_eq!((j.units, j.stream, j.model.as_str()), (Units::Tokens(256), false, "meta-llama/llama-3.1-8B-Instruct"));
+        assert_eq!(
+            (j.units, j.stream, j.model.as_str()),
+            (Units::Tokens(256), false, "meta-llama/llama-3.1-8B-Instruct")
+        );
         let sent: serde_json::Value = serde_json::from_slice(&j.body).unwrap();
         assert_eq!(sent["max_tokens"], 256);
         assert_eq!(sent["stream"], false);

@@ -208,7 +208,11 @@ fn start_async(ai: Arc<Ai>, job: Job, request: String, permit: Permit) -> Respon
         }
         .in_current_span(),
     );
-    (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], serde_json::json!({ "request_id": request }).to_string())
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "request_id": request }).to_string(),
+    )
         .into_response()
 }
 
@@ -232,8 +236,10 @@ async fn async_result(State(ai): State<Arc<Ai>>, req: Request) -> Response {
     let state = ai.async_jobs.lock().get(&ask.request_id).map(|(_, r)| r.clone());
     match state {
         None => error_response(&AiError::bad_request("invalid request ID")),
-        Some(None) => (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"processing"}"#)
-            .into_response(),
+        Some(None) => {
+            (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"processing"}"#)
+                .into_response()
+        }
         Some(Some(result)) => json_response(&serde_json::json!({ "result": result, "status": "complete" })),
     }
 }

@@ -232,6 +232,28 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
     parse_http(&raw)
 }
 
+/// A minimal HTTP/1.1 request (Connection: close) with extra headers and a body.
+pub async fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).await.expect("connect http");
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    parse_http(&raw)
+}
+
 /// Parses an HTTP/1.1 response (a chunked body as far as it has arrived).
 pub fn parse_http(raw: &[u8]) -> HttpResponse {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("http header end");
@@ -550,6 +572,11 @@ pub async fn probe_codec(file: &Path) -> String {
 
 /// A file holding `hex` (a private key) for a test process, one file per call: tests
 /// run concurrently and must never read a file another is writing.
+/// The test orchestrators' Ethereum key (hex).
+pub const ORCH_KEY: &str = "8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f";
+/// The test gateways' Ethereum key (hex).
+pub const GATEWAY_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
 pub fn key_file(name: &str, hex: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -207,8 +207,10 @@ pub async fn image_to_video(image: Bytes, width: u32, height: u32, fps: u32) -> 
 /// Seconds of audio in `audio` (any format ffmpeg reads, raw PCM WAV included), found by
 /// decoding it to 16 kHz mono. `None` when it holds no decodable audio.
 pub async fn audio_seconds(audio: Bytes) -> Result<f64, CpuError> {
-    let args: Vec<String> =
-        ["-i", "pipe:0", "-vn", "-ac", "1", "-ar", "16000", "-f", "s16le", "pipe:1"].iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = ["-i", "pipe:0", "-vn", "-ac", "1", "-ar", "16000", "-f", "s16le", "pipe:1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let pcm = ffmpeg(&args, Some(audio)).await?;
     Ok(pcm.len() as f64 / 32_000.0)
 }
@@ -270,10 +272,22 @@ pub fn masks(width: u64, height: u64, boxed: Option<[f64; 4]>, point: Option<[f6
 
 /// image-to-text: the image's size and mean colour, and the prompt if any.
 pub async fn caption(image: Bytes, width: u64, height: u64, prompt: &str) -> Result<String, CpuError> {
-    let args: Vec<String> = ["-i", "pipe:0", "-vf", "scale=1:1:flags=area", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = [
+        "-i",
+        "pipe:0",
+        "-vf",
+        "scale=1:1:flags=area",
+        "-frames:v",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let rgb = ffmpeg(&args, Some(image)).await?;
     let colour = match rgb.get(..3) {
         Some([r, g, b]) => format!("#{r:02x}{g:02x}{b:02x}"),

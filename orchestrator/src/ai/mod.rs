@@ -28,7 +28,7 @@ use transport::ai_types::{
     AudioResponse, ImageResponse, ImageToTextResponse, LlmRequest, Media, MediaUrl, TextToImageParams,
     TextToSpeechParams,
 };
-use transport::proto::capabilities::{CapabilityConstraints, Constraints, capability_constraints::ModelConstraint};
+use transport::proto::capabilities::{Constraints, capability_constraints::ModelConstraint};
 use transport::proto::{Capabilities, PriceInfo};
 use transport::segment::{PAYMENT_HEADER, SEGMENT_HEADER};
 
@@ -173,7 +173,7 @@ impl AiJobs {
             let cap = m.pipeline.capability();
             set.insert(cap);
             *caps.capacities.entry(cap).or_default() += m.capacity;
-            constraints.per_capability.entry(cap).or_insert_with(CapabilityConstraints::default).models.insert(
+            constraints.per_capability.entry(cap).or_default().models.insert(
                 m.model_id.clone(),
                 ModelConstraint { warm: m.warm, capacity: m.capacity, ..Default::default() },
             );
@@ -300,11 +300,13 @@ pub(crate) async fn handle(pipeline: Pipeline, State(s): State<Arc<Shared>>, req
                 Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
             }
         }
-        transport::ai::BodyKind::Multipart { file_field } => match read_form(&parts.headers, raw.clone(), file_field).await {
-            Ok(f) if f.file.is_some() => Input::Form(f),
-            Ok(_) => return refuse(StatusCode::BAD_REQUEST, format!("missing file part {file_field:?}")),
-            Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
-        },
+        transport::ai::BodyKind::Multipart { file_field } => {
+            match read_form(&parts.headers, raw.clone(), file_field).await {
+                Ok(f) if f.file.is_some() => Input::Form(f),
+                Ok(_) => return refuse(StatusCode::BAD_REQUEST, format!("missing file part {file_field:?}")),
+                Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+            }
+        }
     };
     // 2–3. Payment header and credentials.
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -349,7 +351,9 @@ pub(crate) async fn handle(pipeline: Pipeline, State(s): State<Arc<Shared>>, req
     let spec = s.ai.model(pipeline, &model).cloned();
     // 7. The job.
     let outcome = match spec.as_ref().and_then(|m| m.url.clone()) {
-        Some(url) => forward(&s, pipeline, &url, spec.as_ref().and_then(|m| m.token.as_deref()), &parts.headers, raw).await,
+        Some(url) => {
+            forward(&s, pipeline, &url, spec.as_ref().and_then(|m| m.token.as_deref()), &parts.headers, raw).await
+        }
         None => run_cpu(&s, pipeline, input, &model, &request_id, by_url).await,
     };
     match outcome {
@@ -443,11 +447,7 @@ async fn run_cpu(
         let mut files = Vec::new();
         for (i, (png, seed)) in list.into_iter().enumerate() {
             let name = format!("{i}.png");
-            let u = if by_url {
-                url(&name)
-            } else {
-                format!("data:image/png;base64,{}", STANDARD.encode(&png))
-            };
+            let u = if by_url { url(&name) } else { format!("data:image/png;base64,{}", STANDARD.encode(&png)) };
             media.push(Media { nsfw: false, seed, url: u });
             files.push(Stored { name, content_type: "image/png", data: png });
         }
@@ -461,7 +461,8 @@ async fn run_cpu(
     Ok(match pipeline {
         Pipeline::TextToImage => {
             let Input::TextToImage(p) = input else { return Err("bad input".into()) };
-            let (w, h) = (p.width.unwrap_or(512).clamp(16, 2048) as u32, p.height.unwrap_or(512).clamp(16, 2048) as u32);
+            let (w, h) =
+                (p.width.unwrap_or(512).clamp(16, 2048) as u32, p.height.unwrap_or(512).clamp(16, 2048) as u32);
             let seed = p.seed.unwrap_or_else(|| cpu::seed_of(&p.prompt));
             let mut out = Vec::new();
             for i in 0..p.num_images_per_prompt.unwrap_or(1).clamp(1, 8) {
@@ -491,8 +492,11 @@ async fn run_cpu(
         Pipeline::ImageToVideo => {
             let f = form(input);
             let (_, img) = f.file.clone().unwrap_or_default();
-            let (w, h, fps) =
-                (f.number("width")?.unwrap_or(1024u32), f.number("height")?.unwrap_or(576u32), f.number("fps")?.unwrap_or(6u32));
+            let (w, h, fps) = (
+                f.number("width")?.unwrap_or(1024u32),
+                f.number("height")?.unwrap_or(576u32),
+                f.number("fps")?.unwrap_or(6u32),
+            );
             let mp4 = cpu::image_to_video(img, w.min(2048), h.min(2048), fps).await.map_err(|e| e.0)?;
             let seed = f.number::<i64>("seed")?.unwrap_or(0);
             store(vec![Stored { name: "0.mp4".into(), content_type: "video/mp4", data: mp4 }]);
@@ -540,10 +544,7 @@ async fn run_cpu(
                     sse.push_str(&serde_json::to_string(&c).unwrap_or_default());
                     sse.push_str("\n\n");
                 }
-                (
-                    [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
-                    sse,
-                )
+                ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], sse)
                     .into_response()
             } else {
                 json(&llm::complete(&r, &id, created))
@@ -592,18 +593,21 @@ async fn forward(
         return Err(format!("{pipeline} container returned 400: {detail}"));
     }
     if status != StatusCode::OK {
-        return Err(format!("{pipeline} container returned {}: {}", status.as_u16(), String::from_utf8_lossy(&body).trim()));
+        return Err(format!(
+            "{pipeline} container returned {}: {}",
+            status.as_u16(),
+            String::from_utf8_lossy(&body).trim()
+        ));
     }
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `GET /stream/{request}/{file}`: a stored result.
-pub(crate) async fn result_file(State(s): State<Arc<Shared>>, Path((request, file)): Path<(String, String)>) -> Response {
-    let found = s
-        .ai
-        .lock_results()
-        .get(&request)
-        .and_then(|(_, files)| files.iter().find(|f| f.name == file).cloned());
+pub(crate) async fn result_file(
+    State(s): State<Arc<Shared>>,
+    Path((request, file)): Path<(String, String)>,
+) -> Response {
+    let found = s.ai.lock_results().get(&request).and_then(|(_, files)| files.iter().find(|f| f.name == file).cloned());
     match found {
         Some(f) => ([(header::CONTENT_TYPE, f.content_type)], f.data).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),

@@ -59,6 +59,28 @@ enum Command {
     /// go-livepeer's -remoteSignerUrl). Serves POST /sign-orchestrator-info and POST
     /// /generate-live-payment.
     Signer(SignerArgs),
+    /// Make an API key: prints the key (give it to its holder; it is not stored) and the
+    /// `[[key]]` entry, with only its SHA-256, to append to the --api-keys file.
+    Key(KeyArgs),
+}
+
+#[derive(Args, Debug)]
+struct KeyArgs {
+    /// Who holds the key (usage and metrics are reported under this name).
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// Requests per minute (token bucket refill); 0 for no limit.
+    #[arg(long, value_name = "N", default_value_t = 0.0)]
+    requests_per_minute: f64,
+    /// Requests allowed at once above the rate [default: the rate].
+    #[arg(long, value_name = "N")]
+    burst: Option<f64>,
+    /// Jobs at once; 0 for no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_concurrent: u32,
+    /// The key may use the control API.
+    #[arg(long)]
+    control: bool,
 }
 
 #[derive(Args, Debug)]
@@ -264,6 +286,25 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Key(a) => {
+            let key = engine::ai::keys::new_key();
+            let entry = engine::ai::keys::KeyEntry {
+                name: a.name,
+                sha256: engine::ai::keys::hash_key(&key),
+                requests_per_minute: a.requests_per_minute,
+                burst: a.burst,
+                max_concurrent: a.max_concurrent,
+                control: a.control,
+                revoked: false,
+            };
+            #[derive(serde::Serialize)]
+            struct File {
+                key: Vec<engine::ai::keys::KeyEntry>,
+            }
+            println!("API key (give it to its holder; only its hash is kept): {key}");
+            println!("\n# Append to the --api-keys file:\n{}", toml::to_string(&File { key: vec![entry] })?);
+            Ok(())
+        }
         command => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(command, &sub)),
     }
 }
@@ -330,7 +371,7 @@ async fn run(command: Command, m: &ArgMatches) -> anyhow::Result<()> {
             serve.await?;
             Ok(())
         }
-        Command::Segment(_) => unreachable!("handled without a runtime"),
+        Command::Segment(_) | Command::Key(_) => unreachable!("handled without a runtime"),
     }
 }
 

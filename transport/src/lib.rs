@@ -8,6 +8,7 @@
 //! * [`profiles`]: go-livepeer presets and JSON profiles (§8.4), the pixel estimate (§5.6).
 //! * [`ai`], [`ai_types`]: batch AI pipelines, job capabilities, price ceilings, refusal
 //!   classes, units, credentials and the request/response bodies (AI gateway spec).
+//! * [`byoc`]: BYOC job headers, job tokens and per-second payments (AI gateway spec §5).
 //! * [`capabilities`]: job capability bitstrings and the compatibility test (§2.8).
 //! * [`orch_addr`]: `--orch-addr` normalisation (§1).
 //! * [`pm`]: ticket EV, tickets per segment, credit balances, payments with signed tickets (§5).
@@ -28,6 +29,7 @@
 
 pub mod ai;
 pub mod ai_types;
+pub mod byoc;
 pub mod capabilities;
 #[cfg(feature = "net")]
 pub mod client;

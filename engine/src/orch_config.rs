@@ -111,6 +111,10 @@ pub struct OrchAi {
     /// ai-runner, the others run on the CPU stand-ins.
     #[arg(long, env = "SLUICE_ORCH_AI_MODELS", value_name = "JSON|FILE")]
     pub ai_models: Option<String>,
+    /// The secret BYOC workers send in `Authorization` to `POST /capability/register`
+    /// (go-livepeer's `-orchSecret`); without it no capability can be registered.
+    #[arg(long, env = "SLUICE_ORCH_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub orch_secret: Option<String>,
 }
 
 /// CPU AI jobs at once per model.
@@ -118,7 +122,7 @@ pub const DEFAULT_AI_CAPACITY: u32 = 2;
 
 impl Default for OrchAi {
     fn default() -> Self {
-        OrchAi { ai_capacity: DEFAULT_AI_CAPACITY, ai_models: None }
+        OrchAi { ai_capacity: DEFAULT_AI_CAPACITY, ai_models: None, orch_secret: None }
     }
 }
 
@@ -265,6 +269,7 @@ impl OrchestratorSettings {
         let paid = self.payment.network != crate::config::DEFAULT_NETWORK;
         let cpu_price = if paid { (self.payment.price_per_unit, self.payment.pixels_per_unit) } else { (0, 1) };
         cfg.ai_models = self.ai.models(cpu_price)?;
+        cfg.orch_secret.clone_from(&self.ai.orch_secret);
         cfg.capture_dir.clone_from(&self.debug.capture_dir);
         cfg.allow_faults = self.debug.allow_faults;
         let p = &self.payment;

@@ -540,3 +540,138 @@ async fn api_keys_limits_and_usage() {
     gw.shutdown().await;
     let _ = std::fs::remove_file(&keys);
 }
+
+/// The `Livepeer` header of a job for `capability` (`parameters` as given, or none).
+fn job_header(capability: &str, parameters: Option<&str>, timeout: i64) -> String {
+    let mut v =
+        serde_json::json!({ "request": "{\"run\":\"echo\"}", "capability": capability, "timeout_seconds": timeout });
+    if let Some(p) = parameters {
+        v["parameters"] = p.into();
+    }
+    base64::engine::general_purpose::STANDARD.encode(v.to_string())
+}
+
+/// The BYOC test worker (`interop/byoc_worker.py`) requiring `token`: its URL and child.
+async fn byoc_worker(token: &str) -> (String, tokio::process::Child) {
+    use tokio::io::AsyncBufReadExt;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/byoc_worker.py");
+    let mut child = tokio::process::Command::new(python())
+        .arg(script)
+        .arg(token)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the worker starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    (first.split_whitespace().nth(1).unwrap().to_owned(), child)
+}
+
+async fn register(orch: &OrchestratorProcess, secret: &str, json: &str) -> (u16, String) {
+    let net = transport::client::OrchestratorNet::new(transport::tls::CertPolicy::AcceptAny);
+    let (status, body) = net
+        .post_json_with(
+            &format!("{}/capability/register", orch.uri),
+            json,
+            &[("Authorization", secret)],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byoc_jobs_through_the_gateway() {
+    let py = python();
+    if !std::process::Command::new(&py).args(["-c", "import livepeer_gateway.byoc"]).status().is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: the Python SDK is missing (scripts/setup.sh installs it)");
+        return;
+    }
+    let (worker, _w) = byoc_worker("wtok").await;
+    let o = OrchestratorProcess::start(&["--transcoder", "echo", "--orch-secret", "s3cret"]).await;
+    let bare = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let cap = |name: &str, capacity: u32, token: &str| {
+        format!(r#"{{"name":"{name}","url":"{worker}","capacity":{capacity},"token":"{token}","price_per_unit":0}}"#)
+    };
+    assert_eq!(register(&o, "wrong", &cap("text-reversal", 1, "wtok")).await, (400, "invalid authorization\n".into()));
+    assert_eq!(register(&bare, "", &cap("text-reversal", 1, "wtok")).await.0, 400, "no secret, no registration");
+    for c in [cap("text-reversal", 1, "wtok"), cap("reverse-text", 2, "wtok"), cap("bad-token", 1, "nope")] {
+        assert_eq!(register(&o, "s3cret", &c).await.0, 200);
+    }
+    let gw = ai_gateway(&[&bare, &o], |_| {}).await;
+    let addr = gw.http_addr;
+    let body = br#"{"text":"Hello, Livepeer BYOC!"}"#;
+    let send = |path: &'static str, header: String, body: &'static [u8]| async move {
+        http_request(addr, "POST", path, &[("Livepeer", header.as_str()), ("Content-Type", "application/json")], body)
+            .await
+    };
+
+    // Test vector 12, without `parameters` (taken as {}). The documented reply spells the
+    // reversal "reepevil"; a reversal of "Livepeer" is "reepeviL".
+    let r = send("/process/request/reverse-text", job_header("text-reversal", None, 30), body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(json(&r), serde_json::json!({"original": "Hello, Livepeer BYOC!", "reversed": "!COYB reepeviL ,olleH"}));
+    assert_eq!(r.header("x-orchestrator-url"), Some(o.uri.as_str()));
+    assert_eq!(r.header("livepeer-balance"), Some("0"));
+    assert_eq!(r.header("x-metadata"), Some(r#"{"worker": "byoc_worker.py"}"#));
+    // Streamed, relayed as it comes.
+    let r = send(
+        "/process/request/stream-words",
+        job_header("text-reversal", Some("{}"), 30),
+        br#"{"text":"one two three"}"#,
+    )
+    .await;
+    assert_eq!((r.status, r.header("content-type")), (200, Some("text/event-stream")));
+    assert_eq!(
+        r.text(),
+        "data: {\"word\": \"one\"}\n\ndata: {\"word\": \"two\"}\n\ndata: {\"word\": \"three\"}\n\ndata: [DONE]\n\n"
+    );
+    // Refusals.
+    let r = http_request(addr, "POST", "/process/request/reverse-text", &[], body).await;
+    assert_eq!((r.status, error_message(&r)), (400, "missing Livepeer job header".into()));
+    let r = send("/process/request/reverse-text", job_header("text-reversal", None, 0), body).await;
+    assert_eq!(r.status, 400);
+    assert!(error_message(&r).contains("timeout_seconds is required"));
+    assert_eq!(http_get(addr, "/process/request/reverse-text").await.status, 405);
+    let exclude = format!(r#"{{"orchestrators":{{"exclude":["{}"]}}}}"#, o.uri);
+    let r = send("/process/request/reverse-text", job_header("text-reversal", Some(&exclude), 30), body).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let why = error_message(&r);
+    assert!(why.contains("excluded by the job's parameters") && why.contains("not registered"), "{why}");
+    let r = send("/process/request/x", job_header("nobody-has-it", None, 30), body).await;
+    assert_eq!(r.status, 503);
+    // A worker refusing its token: the capability is dropped, the job fails over (none left).
+    let r = send("/process/request/reverse-text", job_header("bad-token", None, 30), body).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(error_message(&r).contains("worker refused the capability token"), "{}", r.text());
+    let r = send("/process/request/reverse-text", job_header("bad-token", None, 30), body).await;
+    assert!(error_message(&r).contains("not registered"), "unregistered after the 401: {}", r.text());
+    // Capacity 1: a second job while one runs finds no orchestrator with room.
+    let (a, b) = tokio::join!(
+        send("/process/request/slow", job_header("text-reversal", None, 30), br#"{"seconds":1.5}"#),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            send("/process/request/slow", job_header("text-reversal", None, 30), br#"{"seconds":0.1}"#).await
+        }
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(b.status, 503, "{}", b.text());
+    assert!(error_message(&b).contains("no capacity for text-reversal"), "{}", b.text());
+
+    // Livepeer's Python SDK, to the gateway and straight to the orchestrator.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/byoc_sdk.py");
+    for target in [format!("http://{addr}"), o.uri.clone()] {
+        let out = run(
+            tokio::process::Command::new(&py).arg(&script).arg(&target).arg("reverse-text").arg("abc def"),
+            "byoc_sdk.py",
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(v["data"], serde_json::json!({"original": "abc def", "reversed": "fed cba"}), "{target}: {v}");
+        assert_eq!(v["status"], 200);
+    }
+    gw.shutdown().await;
+    assert!(!o.log().contains("panicked"), "{}", o.log());
+}

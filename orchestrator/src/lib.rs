@@ -14,13 +14,15 @@
 //! * [`capture`]: optional wire capture of the gateway's requests;
 //! * [`live`]: live video-to-video jobs (`POST /live-video-to-video`, `POST /payment`) run
 //!   by a local GStreamer effect runner over the orchestrator's trickle channels;
-//! * [`ai`]: batch AI jobs (`POST /<pipeline>`) on CPU stand-ins or an external runner.
+//! * [`ai`]: batch AI jobs (`POST /<pipeline>`) on CPU stand-ins or an external runner;
+//! * [`byoc`]: BYOC capabilities registered by workers, job tokens and jobs.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admission;
 pub mod ai;
 pub mod auth;
+pub mod byoc;
 pub mod capture;
 pub mod faults;
 mod grpc;

@@ -74,6 +74,11 @@ pub struct OrchestratorConfig {
     pub live_capacity: usize,
     /// Batch AI models served (empty: no AI capability is offered).
     pub ai_models: Vec<crate::ai::AiModel>,
+    /// The secret BYOC workers register capabilities with (`-orchSecret`); none: no
+    /// registration.
+    pub orch_secret: Option<String>,
+    /// BYOC capabilities registered from the start.
+    pub byoc: Vec<crate::byoc::ByocCapability>,
 }
 
 impl OrchestratorConfig {
@@ -93,6 +98,8 @@ impl OrchestratorConfig {
             allow_faults: false,
             live_capacity: 4,
             ai_models: Vec::new(),
+            orch_secret: None,
+            byoc: Vec::new(),
         }
     }
 }
@@ -150,6 +157,7 @@ pub(crate) struct Shared {
     transcoder: Arc<dyn Transcoder>,
     pub(crate) live: crate::live::LiveJobs,
     pub(crate) ai: crate::ai::AiJobs,
+    pub(crate) byoc: crate::byoc::Byoc,
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -580,6 +588,7 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
         transcoder: cfg.transcoder,
         live: crate::live::LiveJobs::new(cfg.live_capacity, trickle.clone()),
         ai,
+        byoc: crate::byoc::Byoc::new(cfg.orch_secret, cfg.byoc),
     });
     let mut http = Router::new()
         .route("/segment", post(segment))
@@ -589,6 +598,10 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
         .route("/stream/{request}/{file}", get(crate::ai::result_file))
         .route("/status", get(status))
         .route("/fault", post(set_fault))
+        .route("/capability/register", post(crate::byoc::register))
+        .route("/capability/unregister", post(crate::byoc::unregister))
+        .route("/process/token", get(crate::byoc::token))
+        .route("/process/request/{*path}", post(crate::byoc::request))
         .with_state(shared.clone());
     if !shared.ai.is_empty() {
         for p in transport::ai::Pipeline::ALL {

@@ -290,7 +290,8 @@ mod tests {
     /// Test vector 12: the documented header decodes, though it has no `parameters`.
     #[test]
     fn documented_header() {
-        let doc = STANDARD.encode(r#"{"request": "{\"run\":\"echo\"}", "capability": "text-reversal", "timeout_seconds": 30}"#);
+        let doc = STANDARD
+            .encode(r#"{"request": "{\"run\":\"echo\"}", "capability": "text-reversal", "timeout_seconds": 30}"#);
         assert_eq!(decode_job(Some(&doc)).unwrap().parameters, JobParameters::default());
         let ok = STANDARD.encode(
             r#"{"request": "{\"run\":\"echo\"}", "parameters": "{}", "capability": "text-reversal", "timeout_seconds": 30}"#,

@@ -9,7 +9,8 @@
 //! * [`reply`] turns an orchestrator's answer into the client's: result files copied into
 //!   the gateway's store and named by its own URLs, LLM streams relayed.
 //! * [`routes`] is the public HTTP API, the OpenAI-compatible alias and image-to-video's
-//!   async mode; [`keys`] the API keys, rate limits and usage.
+//!   async mode; [`byoc`] BYOC jobs (`/process/request/…`); [`keys`] the API keys, rate
+//!   limits and usage.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ use transport::pm::{Balances, TicketSender};
 use crate::config::GatewayConfig;
 use crate::transcode::Transcoding;
 
+pub mod byoc;
 pub mod keys;
 pub mod meter;
 pub mod reply;

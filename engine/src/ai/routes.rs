@@ -45,6 +45,7 @@ pub fn router(ai: Arc<Ai>) -> Router {
     r.route("/image-to-video/result", only_post(post(async_result)))
         .route("/v1/chat/completions", only_post(post(openai_chat)))
         .route("/v1/models", get(openai_models))
+        .route("/process/request/{*path}", only_post(post(super::byoc::request)))
         .with_state(ai)
 }
 

@@ -115,6 +115,10 @@ pub struct OrchAi {
     /// (go-livepeer's `-orchSecret`); without it no capability can be registered.
     #[arg(long, env = "SLUICE_ORCH_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub orch_secret: Option<String>,
+    /// Text-to-image answers a 1x1 PNG at once instead of drawing the prompt (load tests
+    /// of gateways).
+    #[arg(long, env = "SLUICE_ORCH_AI_INSTANT")]
+    pub ai_instant: bool,
 }
 
 /// CPU AI jobs at once per model.
@@ -122,7 +126,7 @@ pub const DEFAULT_AI_CAPACITY: u32 = 2;
 
 impl Default for OrchAi {
     fn default() -> Self {
-        OrchAi { ai_capacity: DEFAULT_AI_CAPACITY, ai_models: None, orch_secret: None }
+        OrchAi { ai_capacity: DEFAULT_AI_CAPACITY, ai_models: None, orch_secret: None, ai_instant: false }
     }
 }
 
@@ -270,6 +274,7 @@ impl OrchestratorSettings {
         let cpu_price = if paid { (self.payment.price_per_unit, self.payment.pixels_per_unit) } else { (0, 1) };
         cfg.ai_models = self.ai.models(cpu_price)?;
         cfg.orch_secret.clone_from(&self.ai.orch_secret);
+        cfg.ai_instant = self.ai.ai_instant;
         cfg.capture_dir.clone_from(&self.debug.capture_dir);
         cfg.allow_faults = self.debug.allow_faults;
         let p = &self.payment;

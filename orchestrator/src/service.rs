@@ -74,6 +74,8 @@ pub struct OrchestratorConfig {
     pub live_capacity: usize,
     /// Batch AI models served (empty: no AI capability is offered).
     pub ai_models: Vec<crate::ai::AiModel>,
+    /// Text-to-image answers a 1×1 PNG at once instead of drawing (gateway load tests).
+    pub ai_instant: bool,
     /// The secret BYOC workers register capabilities with (`-orchSecret`); none: no
     /// registration.
     pub orch_secret: Option<String>,
@@ -98,6 +100,7 @@ impl OrchestratorConfig {
             allow_faults: false,
             live_capacity: 4,
             ai_models: Vec::new(),
+            ai_instant: false,
             orch_secret: None,
             byoc: Vec::new(),
         }
@@ -567,7 +570,7 @@ pub async fn start(cfg: OrchestratorConfig) -> Result<OrchestratorHandle, StartE
     let secret: [u8; 32] = random();
     let address = cfg.signer.as_ref().map(|s| s.address()).unwrap_or([0; 20]);
     let recipient = cfg.signer.as_ref().map(|_| Recipient::new(address, &secret, cfg.ticket_ev));
-    let ai = crate::ai::AiJobs::new(cfg.ai_models);
+    let ai = crate::ai::AiJobs::new(cfg.ai_models, cfg.ai_instant);
     let mut capabilities = own_capabilities(if cfg!(feature = "live") { cfg.live_capacity } else { 0 });
     ai.add_capabilities(&mut capabilities);
     // Live AI's channels, created by the orchestrator itself (no auto-creation).

@@ -34,6 +34,16 @@ use transport::segment::{PAYMENT_HEADER, SEGMENT_HEADER};
 
 use crate::service::{Shared, random, unix_now};
 
+/// A 1×1 PNG (the spec's stub worker image, test vector 8): what text-to-image answers in
+/// instant mode.
+pub const TINY_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x01, 0x03, 0x00, 0x00, 0x00, 0x25, 0xdb, 0x56, 0xca, 0x00, 0x00, 0x00, 0x03, 0x50,
+    0x4c, 0x54, 0x45, 0x00, 0x00, 0x00, 0xa7, 0x7a, 0x3d, 0xda, 0x00, 0x00, 0x00, 0x01, 0x74, 0x52, 0x4e, 0x53, 0x00,
+    0x40, 0xe6, 0xd8, 0x66, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x08, 0xd7, 0x63, 0x60, 0x00, 0x00, 0x00,
+    0x02, 0x00, 0x01, 0xe2, 0x21, 0xbc, 0x33, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
 /// How long results stay fetchable (`aiWorkerResultsTimeout`).
 pub const RESULT_TTL: Duration = Duration::from_secs(600);
 /// Largest request body.
@@ -109,6 +119,8 @@ struct Stored {
 /// The AI side of a running orchestrator: its models, their running jobs and the results.
 pub(crate) struct AiJobs {
     models: Vec<AiModel>,
+    /// Text-to-image answers [`TINY_PNG`] at once (load tests of gateways).
+    instant: bool,
     running: Mutex<HashMap<(Pipeline, String), u32>>,
     results: Mutex<HashMap<String, (Instant, Vec<Stored>)>>,
     net: transport::client::OrchestratorNet,
@@ -126,9 +138,10 @@ impl Drop for Slot<'_> {
 }
 
 impl AiJobs {
-    pub(crate) fn new(models: Vec<AiModel>) -> Self {
+    pub(crate) fn new(models: Vec<AiModel>, instant: bool) -> Self {
         AiJobs {
             models,
+            instant,
             running: Mutex::default(),
             results: Mutex::default(),
             net: transport::client::OrchestratorNet::new(transport::tls::CertPolicy::AcceptAny),
@@ -464,6 +477,9 @@ async fn run_cpu(
             let (w, h) =
                 (p.width.unwrap_or(512).clamp(16, 2048) as u32, p.height.unwrap_or(512).clamp(16, 2048) as u32);
             let seed = p.seed.unwrap_or_else(|| cpu::seed_of(&p.prompt));
+            if s.ai.instant {
+                return Ok(images(vec![(Bytes::from_static(TINY_PNG), seed)]));
+            }
             let mut out = Vec::new();
             for i in 0..p.num_images_per_prompt.unwrap_or(1).clamp(1, 8) {
                 let png = cpu::text_to_image(&p.prompt, w, h, seed + i).await.map_err(|e| e.0)?;

@@ -290,6 +290,34 @@ fn escape_quotes(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// Splits a server-sent event stream into lines (`\n`, `\r\n`); at most 1 MiB per line.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    buf: BytesMut,
+    /// Bytes of `buf` already known to hold no newline.
+    scanned: usize,
+}
+
+impl LineSplitter {
+    /// Feeds bytes; returns the complete lines (lossy UTF-8, without `\r\n`), or an error
+    /// when a line grows past 1 MiB.
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<String>, &'static str> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        while let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n').map(|i| i + self.scanned) {
+            let line = self.buf.split_to(i + 1);
+            self.scanned = 0;
+            let text = String::from_utf8_lossy(&line[..i]);
+            out.push(text.trim_end_matches('\r').to_owned());
+        }
+        self.scanned = self.buf.len();
+        if self.buf.len() > 1 << 20 {
+            return Err("an event line longer than 1 MiB");
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +342,14 @@ mod tests {
         assert!(!out.contains("finish_reason") && !out.contains("\"message\""), "omitempty: {out}");
         let tts: AudioResponse = serde_json::from_str(r#"{"audio":{"url":"data:audio/wav;base64,UklGRg=="}}"#).unwrap();
         assert!(tts.audio.url.starts_with("data:audio/wav"));
+    }
+
+    #[test]
+    fn lines_split_across_reads() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push(b"data: {\"a\"").unwrap(), Vec::<String>::new());
+        assert_eq!(s.push(b":1}\r\n\ndata: x\n").unwrap(), vec!["data: {\"a\":1}", "", "data: x"]);
+        assert!(s.push(&vec![b'x'; (1 << 20) + 1]).is_err());
     }
 
     #[test]

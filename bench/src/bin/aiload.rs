@@ -28,7 +28,8 @@ the first LLM token, and jobs per second under C concurrent clients.
   --seconds S   length of the throughput run (default 10)";
 
 const T2I: &str = r#"{"prompt":"bench","model_id":"stabilityai/sdxl-turbo","width":64,"height":64}"#;
-const LLM: &str = r#"{"model":"echo","messages":[{"role":"user","content":"one two three four"}],"stream":true,"max_tokens":16}"#;
+const LLM: &str =
+    r#"{"model":"echo","messages":[{"role":"user","content":"one two three four"}],"stream":true,"max_tokens":16}"#;
 
 fn pct(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);

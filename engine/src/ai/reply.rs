@@ -9,11 +9,12 @@ use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use transport::ai::Pipeline;
+use transport::ai_types::LineSplitter;
 use transport::ai_types::{
     AudioResponse, ImageResponse, ImageToTextResponse, LlmResponse, MasksResponse, TextResponse,
 };
@@ -135,29 +136,6 @@ pub fn openai_chunk(c: &LlmResponse) -> serde_json::Value {
     v
 }
 
-/// Splits a byte stream into lines (`\n`, `\r\n`); at most 1 MiB per line.
-#[derive(Debug, Default)]
-pub struct LineSplitter {
-    buf: BytesMut,
-}
-
-impl LineSplitter {
-    /// Feeds bytes; returns the complete lines, or an error when a line is too long.
-    pub fn push(&mut self, data: &[u8]) -> Result<Vec<String>, &'static str> {
-        self.buf.extend_from_slice(data);
-        let mut out = Vec::new();
-        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-            let line = self.buf.split_to(i + 1);
-            let text = String::from_utf8_lossy(&line[..i]);
-            out.push(text.trim_end_matches('\r').to_owned());
-        }
-        if self.buf.len() > 1 << 20 {
-            return Err("an event line longer than 1 MiB");
-        }
-        Ok(out)
-    }
-}
-
 /// The end of a relayed stream.
 #[derive(Debug, Clone, Default)]
 pub struct StreamEnd {
@@ -263,14 +241,6 @@ pub fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_split_across_reads() {
-        let mut s = LineSplitter::default();
-        assert_eq!(s.push(b"data: {\"a\"").unwrap(), Vec::<String>::new());
-        assert_eq!(s.push(b":1}\r\n\ndata: x\n").unwrap(), vec!["data: {\"a\":1}", "", "data: x"]);
-        assert!(s.push(&vec![b'x'; (1 << 20) + 1]).is_err());
-    }
 
     #[test]
     fn openai_chunks() {

@@ -249,6 +249,33 @@ mod tests {
         assert_eq!(sent["stream"], false);
     }
 
+    proptest::proptest! {
+        /// Any body: no panic; an accepted one always names its model to the
+        /// orchestrator, keeps the client's prompt, and pays for at least one unit.
+        #[test]
+        fn json_bodies(prompt in ".{0,40}", w in proptest::option::of(-5i64..5000), n in proptest::option::of(-3i64..9), junk in ".{0,20}") {
+            let body = serde_json::json!({"prompt": prompt, "width": w, "num_images_per_prompt": n}).to_string();
+            if let Ok(j) = json_job(Pipeline::TextToImage, body.as_bytes()) {
+                let sent: serde_json::Value = serde_json::from_slice(&j.body).unwrap();
+                proptest::prop_assert_eq!(sent["model_id"].as_str(), Some(j.model.as_str()));
+                proptest::prop_assert_eq!(sent["prompt"].as_str(), Some(prompt.as_str()));
+                proptest::prop_assert!(j.units.count() >= 1);
+            }
+            for p in [Pipeline::TextToImage, Pipeline::TextToSpeech, Pipeline::Llm] {
+                let _ = json_job(p, junk.as_bytes());
+            }
+        }
+
+        /// Multipart values: an accepted one is canonical (canonicalizing again changes
+        /// nothing).
+        #[test]
+        fn canonical_is_idempotent(field in proptest::sample::select(vec!["strength", "seed", "safety_check", "prompt"]), v in ".{0,12}") {
+            if let Ok(c) = canonical(field, &v) {
+                proptest::prop_assert_eq!(canonical(field, &c).unwrap(), c);
+            }
+        }
+    }
+
     #[test]
     fn canonical_values() {
         assert_eq!(canonical("strength", "0.8").unwrap(), "0.800000");

@@ -393,7 +393,11 @@ async fn demo(args: DemoArgs, m: &ArgMatches) -> anyhow::Result<()> {
                     std::env::temp_dir().join("sluice-demo-orchestrator"),
                 ));
                 let t: std::sync::Arc<dyn orchestrator::transcode::Transcoder> = t;
-                let cfg = |addr| orchestrator::service::OrchestratorConfig::new(addr, t.clone());
+                let cfg = |addr| {
+                    let mut c = orchestrator::service::OrchestratorConfig::new(addr, t.clone());
+                    c.ai_models = orchestrator::ai::AiModel::cpu_defaults(engine::orch_config::DEFAULT_AI_CAPACITY);
+                    c
+                };
                 let o = match orchestrator::service::start(cfg(args.orchestrator_addr)).await {
                     Ok(o) => o,
                     Err(e) => {
@@ -432,6 +436,10 @@ async fn demo(args: DemoArgs, m: &ArgMatches) -> anyhow::Result<()> {
     println!("  Player:       http://{0}/player/{name}   (?ll: LL-HLS, ?dash: DASH)", gw.http_addr);
     if let Some(o) = &local_orch {
         println!("  Orchestrator: {} (local, GStreamer on CPU; status: {}/status)", o.service_uri, o.service_uri);
+        println!(
+            "  AI:           curl -X POST http://{}/text-to-image -d '{{\"prompt\":\"a lighthouse\"}}'   (every pipeline, /llm, /v1/chat/completions: docs/AI.md)",
+            gw.http_addr
+        );
     }
     println!("  Streams:      http://{}/streams   Metrics: http://{}/metrics", gw.cli_addr, gw.cli_addr);
     println!("Press Ctrl-C to stop.");

@@ -178,7 +178,7 @@ async fn conformance_on_the_wire_and_to_clients() {
     assert_eq!(r.status, 200, "{}", r.text());
     let url = json(&r)["images"][0]["url"].as_str().unwrap().to_owned();
     let parts: Vec<&str> = url.split('/').collect();
-    assert_eq!((parts[1], parts[2].len()), ("stream", 8), "{url}");
+    assert_eq!((parts[1], parts[2].len()), ("stream", 32), "an unguessable request id: {url}");
     let file = http_get(addr, &url).await;
     assert_eq!((file.status, file.header("content-type")), (200, Some("image/png")));
     assert_eq!(&file.body[..4], b"\x89PNG");
@@ -672,6 +672,124 @@ async fn byoc_jobs_through_the_gateway() {
         assert_eq!(v["data"], serde_json::json!({"original": "abc def", "reversed": "fed cba"}), "{target}: {v}");
         assert_eq!(v["status"], 200);
     }
+    gw.shutdown().await;
+    assert!(!o.log().contains("panicked"), "{}", o.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byoc_paid_by_the_second() {
+    let py = python();
+    if !std::process::Command::new(&py).args(["-c", "import json"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipped: python missing");
+        return;
+    }
+    let (worker, _w) = byoc_worker("wtok").await;
+    let okey = key_file("byoc-orch", ORCH_KEY);
+    let gkey = key_file("byoc-gateway", GATEWAY_KEY);
+    let o = OrchestratorProcess::start_paid(&okey, &["--transcoder", "echo", "--orch-secret", "s3cret"]).await;
+    let cap = format!(
+        r#"{{"name":"paid","url":"{worker}","capacity":1,"token":"wtok","price_per_unit":1000,"price_scaling":1}}"#
+    );
+    assert_eq!(register(&o, "s3cret", &cap).await.0, 200);
+    let gw = ai_gateway(&[&o], |c| {
+        c.payment.network = "arbitrum-one-mainnet".into();
+        c.payment.eth_key_file = Some(gkey.clone());
+    })
+    .await;
+    let h = job_header("paid", None, 30);
+    let r = http_request(
+        gw.http_addr,
+        "POST",
+        "/process/request/slow",
+        &[("Livepeer", &h), ("Content-Type", "application/json")],
+        br#"{"seconds":1.2}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let balance: i64 = r.header("livepeer-balance").expect("Livepeer-Balance").parse().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&http_get_tls(&o.uri, "/status").await).unwrap();
+    eprintln!("{status}");
+    assert!(status["tickets_received"].as_u64().unwrap() >= 1, "tickets were sent: {status}");
+    let debited = status["debited_wei"].as_f64().unwrap();
+    assert!(debited == 2000.0 || debited == 3000.0, "each started second at 1000 wei: {debited}");
+    let credited = status["credited_wei"].as_f64().unwrap();
+    assert_eq!(balance as f64, (credited - debited).floor(), "the balance header is what is left");
+    // A second job is covered by the credit left (two minutes' worth): no new tickets.
+    let r = http_request(
+        gw.http_addr,
+        "POST",
+        "/process/request/reverse-text",
+        &[("Livepeer", &h), ("Content-Type", "application/json")],
+        br#"{"text":"ab"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after: serde_json::Value = serde_json::from_slice(&http_get_tls(&o.uri, "/status").await).unwrap();
+    assert_eq!(after["tickets_received"], status["tickets_received"], "{after}");
+    // An off-chain gateway cannot prove who it is to a paid orchestrator.
+    let free = ai_gateway(&[&o], |_| {}).await;
+    let r =
+        http_request(free.http_addr, "POST", "/process/request/slow", &[("Livepeer", &h)], br#"{"seconds":0.1}"#).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(error_message(&r).contains("could not verify the sender address signature"), "{}", r.text());
+    free.shutdown().await;
+    gw.shutdown().await;
+    assert!(!o.log().contains("panicked"), "{}", o.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrator_forwards_to_an_ai_runner() {
+    use tokio::io::AsyncBufReadExt;
+    let py = python();
+    if !have("ffmpeg", "-version")
+        || !std::process::Command::new(&py).args(["-c", "import json"]).status().is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: python or ffmpeg missing");
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ai_runner.py");
+    let mut runner = tokio::process::Command::new(&py)
+        .arg(script)
+        .arg("rtok")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(runner.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let url = line.split_whitespace().nth(1).unwrap().to_owned();
+    let models = format!(
+        r#"[{{"pipeline":"text-to-image","model_id":"gpu/model","warm":true,"capacity":2,"url":"{url}","token":"rtok"}},
+            {{"pipeline":"upscale","model_id":"gpu/up","url":"{url}","token":"rtok"}},
+            {{"pipeline":"llm","model_id":"gpu/llm","url":"{url}","token":"rtok"}}]"#
+    );
+    let o = OrchestratorProcess::start(&["--transcoder", "echo", "--ai-models", &models]).await;
+    let gw = ai_gateway(&[&o], |_| {}).await;
+    let r = post_json(gw.http_addr, "/text-to-image", r#"{"prompt":"x","model_id":"gpu/model"}"#, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let url = json(&r)["images"][0]["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("/stream/") && url.ends_with(".png"), "the runner's data URL kept by the gateway: {url}");
+    let image = http_get(gw.http_addr, &url).await;
+    assert_eq!(image.body, orchestrator::ai::TINY_PNG, "the runner's image, byte for byte");
+    // A runner's 400 reaches the client as a 400 with its message.
+    let (ct, body) =
+        multipart("image", &std::fs::read(png(64, 48)).unwrap(), &[("prompt", "x"), ("model_id", "gpu/up")]);
+    let r = http_request(gw.http_addr, "POST", "/upscale", &[("Content-Type", &ct)], &body).await;
+    assert_eq!((r.status, error_message(&r)), (400, "runner refuses this image".into()));
+    // The runner's stream, [DONE] dropped, relayed chunk by chunk.
+    let r = post_json(
+        gw.http_addr,
+        "/llm",
+        r#"{"model":"gpu/llm","messages":[{"role":"user","content":"from the runner"}],"stream":true}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert_eq!(text.matches("data: ").count(), 3, "{text}");
+    assert!(!text.contains("[DONE]") && text.contains("\"finish_reason\":\"stop\""), "{text}");
+    // The default model is not offered by this orchestrator.
+    assert_eq!(post_json(gw.http_addr, "/text-to-image", r#"{"prompt":"x"}"#, None).await.status, 503);
     gw.shutdown().await;
     assert!(!o.log().contains("panicked"), "{}", o.log());
 }

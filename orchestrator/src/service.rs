@@ -188,7 +188,7 @@ impl Shared {
         1_000 + (self.started.elapsed().as_millis() / self.block_time.as_millis().max(1)) as u64
     }
 
-    fn round(&self, block: u64) -> TicketExpirationParams {
+    pub(crate) fn round(&self, block: u64) -> TicketExpirationParams {
         let round = (block / 100) as i64;
         TicketExpirationParams {
             creation_round: round,

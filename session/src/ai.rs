@@ -32,6 +32,9 @@ pub const MAX_PENALTY: Duration = Duration::from_secs(60);
 pub const MAX_TRIES: u32 = 20;
 /// Attempts on one orchestrator whose ticket params expired (`maxSameSessTries`).
 pub const SAME_SESSION_TRIES: u32 = 3;
+/// A list that left nothing usable is not asked again sooner than this (a request for a
+/// model nobody offers must not turn into a discovery round per request).
+pub const MIN_REFRESH_GAP: Duration = Duration::from_secs(5);
 /// Weight of the newest observation in the latency score.
 const EWMA: f64 = 0.3;
 
@@ -109,12 +112,21 @@ impl AiSelector {
     }
 
     /// True when the list should be asked again: never asked, older than [`REFRESH_TTL`],
-    /// or nothing in it is usable now.
+    /// or nothing in it is usable now and it was last asked [`MIN_REFRESH_GAP`] ago.
     pub fn needs_refresh(&self, now: Instant) -> bool {
         match self.refreshed_at {
             None => true,
-            Some(t) => now.saturating_duration_since(t) >= REFRESH_TTL || self.usable(now).next().is_none(),
+            Some(t) => {
+                let age = now.saturating_duration_since(t);
+                age >= REFRESH_TTL || (age >= MIN_REFRESH_GAP && self.usable(now).next().is_none())
+            }
         }
+    }
+
+    /// True when an orchestrator other than `chosen` and those in `skip` is usable now
+    /// (an attempt on `chosen` then keeps time for a retry elsewhere).
+    pub fn has_alternative(&self, now: Instant, chosen: OrchId, skip: &[OrchId]) -> bool {
+        self.usable(now).any(|s| s.orch != chosen && !skip.contains(&s.orch))
     }
 
     /// Takes a discovery round's answers (§2.4): an orchestrator stays if it lists the
@@ -259,7 +271,9 @@ pub enum Next {
     Try {
         /// The orchestrator.
         session: Box<AiSession>,
-        /// What is left of the request's deadline.
+        /// What is left of the request's deadline, or at most half the whole deadline
+        /// while another orchestrator could still take the job (a hung one then leaves
+        /// time for the retry).
         timeout: Duration,
     },
     /// No orchestrator can take it: 503 with this reason.
@@ -279,6 +293,7 @@ pub enum AfterFailure {
 #[derive(Debug)]
 pub struct AiAttempts {
     deadline: Instant,
+    total: Duration,
     tries: u32,
     per_orch: HashMap<OrchId, u32>,
     skip: Vec<OrchId>,
@@ -291,6 +306,7 @@ impl AiAttempts {
     pub fn new(now: Instant, deadline: Duration) -> Self {
         AiAttempts {
             deadline: now + deadline,
+            total: deadline,
             tries: 0,
             per_orch: HashMap::new(),
             skip: Vec::new(),
@@ -319,9 +335,12 @@ impl AiAttempts {
             Some(session) => {
                 self.tries += 1;
                 *self.per_orch.entry(session.orch).or_default() += 1;
-                Next::Try { session: Box::new(session), timeout: self.deadline.saturating_duration_since(now) }
+                let left = self.deadline.saturating_duration_since(now);
+                let timeout =
+                    if sel.has_alternative(now, session.orch, &self.skip) { left.min(self.total / 2) } else { left };
+                Next::Try { session: Box::new(session), timeout }
             }
-            None if !self.refreshed => {
+            None if !self.refreshed && sel.needs_refresh(now) => {
                 self.refreshed = true;
                 Next::Refresh
             }
@@ -459,9 +478,7 @@ mod tests {
         let Next::Try { session, .. } = a.next(&mut s, now) else { panic!() };
         let third = session.orch;
         a.failed(&mut s, third, &AiFailure::Other, "boom", now);
-        // Nothing left: the list is asked again once, then the request gives up.
-        assert!(matches!(a.next(&mut s, now), Next::Refresh));
-        s.refresh(now, vec![answer(0, true, 0), answer(1, true, 0), answer(2, true, 0)], None);
+        // Nothing left, and the list was just asked: the request gives up with the reasons.
         match a.next(&mut s, now) {
             Next::GiveUp(why) => {
                 assert!(why.contains("suspended for 2.0 s"), "{why}");
@@ -504,6 +521,19 @@ mod tests {
     }
 
     #[test]
+    fn attempts_keep_time_for_a_retry_while_others_remain() {
+        let now = Instant::now();
+        let mut s = selector(vec![answer(0, true, 0), answer(1, true, 0)], now);
+        let mut a = AiAttempts::new(now, Duration::from_secs(10));
+        let Next::Try { session, timeout } = a.next(&mut s, now) else { panic!() };
+        assert_eq!(timeout, Duration::from_secs(5), "another could take it: half");
+        let later = now + Duration::from_secs(5);
+        a.failed(&mut s, session.orch, &AiFailure::Other, "timed out", later);
+        let Next::Try { timeout, .. } = a.next(&mut s, later) else { panic!() };
+        assert_eq!(timeout, Duration::from_secs(5), "the last one gets all that is left");
+    }
+
+    #[test]
     fn bad_request_is_the_clients() {
         let now = Instant::now();
         let mut s = selector(vec![answer(0, true, 0)], now);
@@ -533,7 +563,10 @@ mod tests {
         let mut t = selector(vec![answer(0, true, 0)], now);
         assert!(!t.needs_refresh(now + Duration::from_secs(599)));
         assert!(t.needs_refresh(now + REFRESH_TTL));
-        t.suspend(OrchId(0), now);
-        assert!(t.needs_refresh(now + Duration::from_secs(1)), "nothing usable");
+        for _ in 0..3 {
+            t.suspend(OrchId(0), now); // 2, 4, then 8 s
+        }
+        assert!(!t.needs_refresh(now + Duration::from_secs(1)), "nothing usable, but just asked");
+        assert!(t.needs_refresh(now + MIN_REFRESH_GAP), "nothing usable");
     }
 }

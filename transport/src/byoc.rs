@@ -6,6 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Address, EthSigner, eip55};
+use crate::proto::{TicketExpirationParams, TicketParams};
 
 /// The job header: base64 of the [`JobRequest`] JSON.
 pub const JOB_HEADER: &str = "Livepeer";
@@ -246,6 +247,58 @@ pub struct JobToken {
     pub last_nonce: u32,
 }
 
+/// `TicketParams` as go-livepeer's `encoding/json` writes them in a job token: the
+/// protobuf field names, bytes as standard base64, the round as a number.
+pub fn ticket_params_json(tp: &TicketParams) -> serde_json::Value {
+    let b = |v: &[u8]| serde_json::Value::String(STANDARD.encode(v));
+    let mut v = serde_json::json!({
+        "recipient": b(&tp.recipient),
+        "face_value": b(&tp.face_value),
+        "win_prob": b(&tp.win_prob),
+        "recipient_rand_hash": b(&tp.recipient_rand_hash),
+        "seed": b(&tp.seed),
+        "expiration_block": b(&tp.expiration_block),
+    });
+    if let Some(e) = &tp.expiration_params {
+        v["expiration_params"] = serde_json::json!({
+            "creation_round": e.creation_round,
+            "creation_round_block_hash": b(&e.creation_round_block_hash),
+        });
+    }
+    v
+}
+
+/// Reads [`ticket_params_json`]'s shape (absent keys are empty, as Go's `omitempty` leaves
+/// them); `None` when a value has the wrong type or is not base64.
+pub fn ticket_params_from_json(v: &serde_json::Value) -> Option<TicketParams> {
+    let b = |v: &serde_json::Value, k: &str| -> Option<Vec<u8>> {
+        match v.get(k) {
+            None | Some(serde_json::Value::Null) => Some(Vec::new()),
+            Some(serde_json::Value::String(s)) => STANDARD.decode(s).ok(),
+            Some(_) => None,
+        }
+    };
+    let expiration_params = match v.get("expiration_params") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(e) => Some(TicketExpirationParams {
+            creation_round: match e.get("creation_round") {
+                None => 0,
+                Some(n) => n.as_i64()?,
+            },
+            creation_round_block_hash: b(e, "creation_round_block_hash")?,
+        }),
+    };
+    Some(TicketParams {
+        recipient: b(v, "recipient")?,
+        face_value: b(v, "face_value")?,
+        win_prob: b(v, "win_prob")?,
+        recipient_rand_hash: b(v, "recipient_rand_hash")?,
+        seed: b(v, "seed")?,
+        expiration_block: b(v, "expiration_block")?,
+        expiration_params,
+    })
+}
+
 /// Tickets to send with a job (§5.4): none while the credit covers
 /// [`COVERED_SECONDS`] at `price_per_second`; else enough for `timeout_seconds`, at most
 /// [`MAX_TICKETS`] (0 when a ticket is worth nothing).
@@ -353,6 +406,28 @@ mod tests {
         assert_eq!(parse_go_duration("1.5s"), Some(1.5));
         assert_eq!(parse_go_duration("5"), None);
         assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[test]
+    fn ticket_params_round_trip() {
+        let tp = TicketParams {
+            recipient: vec![7; 20],
+            face_value: vec![1, 2],
+            win_prob: vec![3],
+            recipient_rand_hash: vec![9; 32],
+            seed: vec![4; 32],
+            expiration_block: vec![5, 6],
+            expiration_params: Some(TicketExpirationParams {
+                creation_round: 42,
+                creation_round_block_hash: vec![8; 32],
+            }),
+        };
+        let j = ticket_params_json(&tp);
+        assert_eq!(j["recipient"], STANDARD.encode([7u8; 20]));
+        assert_eq!(j["expiration_params"]["creation_round"], 42);
+        assert_eq!(ticket_params_from_json(&j), Some(tp));
+        assert_eq!(ticket_params_from_json(&serde_json::json!({"seed": 5})), None);
+        assert_eq!(ticket_params_from_json(&serde_json::json!({"seed": "%%"})), None);
     }
 
     #[test]

@@ -9,12 +9,13 @@
 //! and `Livepeer-Orch-Search-Resp-Timeout` are honoured (go-livepeer ignores them); a job
 //! without `parameters` is taken as `{}`; when every orchestrator fails the client gets
 //! 503 with the reasons, not an empty 200; the worker's `Content-Type` is passed on.
-//! Jobs are not paid yet: a token quoting a price is skipped with that reason.
+//! A token quoting a price is paid with tickets for `timeout_seconds` (none while the
+//! credit it reports covers two minutes); a gateway without a key skips it.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -46,6 +47,46 @@ fn header_duration(h: &axum::http::HeaderMap, name: &str, default: Duration) -> 
 }
 
 impl Ai {
+    /// The `Livepeer-Payment` header for a job of `capability` under `token` (§5.4):
+    /// `None` when it is free or the credit the token reports covers two minutes;
+    /// otherwise tickets for `timeout_seconds` at the token's price, nonces continuing
+    /// after the orchestrator's `LastNonce`.
+    fn byoc_payment(&self, token: &JobToken, capability: &str, timeout_seconds: u64) -> Result<Option<String>, String> {
+        let (Some(p), Some(price)) = (&self.payer, token.price) else { return Ok(None) };
+        if price.price_per_unit <= 0 {
+            return Ok(None);
+        }
+        let json = token.ticket_params.as_ref().ok_or("a priced token without ticket params")?;
+        let tp = transport::byoc::ticket_params_from_json(json).ok_or("unreadable ticket params")?;
+        let ev = session::payment::params_ev(&tp).map_err(|e| format!("ticket params: {e}"))?;
+        let per_second = price.price_per_unit as f64 / price.pixels_per_unit.max(1) as f64;
+        let count = transport::byoc::tickets_for_job(
+            per_second,
+            timeout_seconds,
+            token.balance as f64,
+            num_traits::ToPrimitive::to_f64(&ev).unwrap_or(0.0),
+        );
+        if count == 0 {
+            return Ok(None);
+        }
+        let recipient: [u8; 20] = tp.recipient.as_slice().try_into().map_err(|_| "bad ticket recipient")?;
+        let mut senders = p.senders.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = senders
+            .entry((recipient, format!("byoc:{capability}")))
+            .or_insert_with(|| transport::pm::TicketSender::new(p.signer.clone()));
+        sender.update_params(&tp).map_err(|e| format!("ticket params: {e}"))?;
+        if sender.nonce() < token.last_nonce {
+            sender.resume_nonce(token.last_nonce);
+        }
+        let info = transport::proto::PriceInfo {
+            price_per_unit: price.price_per_unit,
+            pixels_per_unit: price.pixels_per_unit.max(1),
+            ..Default::default()
+        };
+        let payment = sender.payment(count as u32, &info).map_err(|e| format!("payment: {e}"))?;
+        Ok(Some(transport::segment::payment_header(Some(&payment))))
+    }
+
     /// Job tokens for `capability` from every orchestrator `allows` admits, within
     /// `search` (each within `per_response`): usable ones (capacity, service address),
     /// cheapest first, and why the others are not.
@@ -96,8 +137,8 @@ impl Ai {
                 Err(e) => why.push(format!("{uri}: token: {e}")),
                 Ok(t) if t.available_capacity <= 0 => why.push(format!("{uri}: no capacity for {capability}")),
                 Ok(t) if t.service_addr.is_empty() => why.push(format!("{uri}: token without a service address")),
-                Ok(t) if t.price.is_some_and(|p| p.price_per_unit > 0) => {
-                    why.push(format!("{uri}: quotes a price; paid BYOC jobs are not supported yet"))
+                Ok(t) if t.price.is_some_and(|p| p.price_per_unit > 0) && self.payer.is_none() => {
+                    why.push(format!("{uri}: quotes a price and this gateway has no key to pay with"))
                 }
                 Ok(t) => tokens.push((uri, t)),
             }
@@ -112,8 +153,11 @@ impl Ai {
 }
 
 /// `POST /process/request/{path}`.
-pub(crate) async fn request(State(ai): State<Arc<Ai>>, Path(path): Path<String>, req: Request) -> Response {
+pub(crate) async fn request(State(ai): State<Arc<Ai>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    let Some(path) = orchestrator::byoc::worker_path(parts.uri.path()).map(str::to_owned) else {
+        return error_response(&AiError::bad_request("invalid job path: no dot segments or encoded slashes"));
+    };
     let permit = match ai.keys.admit(&parts.headers, Scope::Jobs) {
         Ok(p) => p,
         Err(d) => return denied_response(&d),
@@ -142,12 +186,22 @@ pub(crate) async fn request(State(ai): State<Arc<Ai>>, Path(path): Path<String>,
         let filter = job.parameters.orchestrators.clone();
         let (tokens, mut why) = ai.byoc_tokens(&job.request.capability, |u| filter.allows(u), search, per).await;
         let mut signed = job.request.clone();
+        // The orchestrator sets the worker's URL; a client's is dropped.
+        signed.capability_url.clear();
         sign_job(&mut signed, ai.t.key().as_ref());
         let header_value = encode_job(&signed);
         let timeout = Duration::from_secs(job.request.timeout_seconds.clamp(1, 86_400) as u64 + 5);
         for (uri, token) in tokens {
             let url = format!("{}/process/request/{}", token.service_addr.trim_end_matches('/'), path);
             let mut fwd = http::Request::post(&url).header(JOB_HEADER, &header_value);
+            match ai.byoc_payment(&token, &job.request.capability, job.request.timeout_seconds.max(1) as u64) {
+                Ok(Some(payment)) => fwd = fwd.header(transport::segment::PAYMENT_HEADER, payment),
+                Ok(None) => {}
+                Err(e) => {
+                    why.push(format!("{uri}: cannot pay: {e}"));
+                    continue;
+                }
+            }
             if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
                 fwd = fwd.header(header::CONTENT_TYPE, ct);
             }
@@ -211,14 +265,15 @@ struct Deadline {
 
 impl http_body::Body for Deadline {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         if self.sleep.as_mut().poll(cx).is_ready() {
-            return std::task::Poll::Ready(None);
+            // Cut short: the client must not take this for a whole answer.
+            return std::task::Poll::Ready(Some(Err("the job ran past its timeout".into())));
         }
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into)
     }
 }

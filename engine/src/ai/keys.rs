@@ -261,18 +261,24 @@ pub struct KeyRing {
     loaded: RwLock<Option<std::time::SystemTime>>,
 }
 
-/// An admitted job: counts as running until dropped.
+/// An admitted request; a job counts as running until its permit is dropped, whatever
+/// ends it (an answer, an error, the client going away).
 #[derive(Debug)]
 pub struct Permit {
     ring: Arc<KeyRing>,
     /// The key's name (`None` when keys are off).
     pub key: KeyName,
+    /// Counted as a running job.
+    job: bool,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(name) = &self.key {
+        if let (Some(name), true) = (&self.key, self.job) {
             self.ring.limits.lock().unwrap_or_else(|e| e.into_inner()).finish(name);
+            if let Some(u) = self.ring.usage.lock().unwrap_or_else(|e| e.into_inner()).get_mut(name) {
+                u.running = u.running.saturating_sub(1);
+            }
         }
     }
 }
@@ -319,7 +325,7 @@ impl KeyRing {
     #[allow(clippy::disallowed_methods)] // IO shell: passes the clock to the limits
     pub fn admit(self: &Arc<Self>, headers: &HeaderMap, scope: Scope) -> Result<Permit, Denied> {
         if !self.enabled() {
-            return Ok(Permit { ring: self.clone(), key: None });
+            return Ok(Permit { ring: self.clone(), key: None, job: false });
         }
         let auth = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let r = self.limits.lock().unwrap_or_else(|e| e.into_inner()).admit(auth, scope, Instant::now());
@@ -331,7 +337,7 @@ impl KeyRing {
                     e.requests += 1;
                     e.running += 1;
                 }
-                Ok(Permit { ring: self.clone(), key: Some(name) })
+                Ok(Permit { ring: self.clone(), key: Some(name), job: scope == Scope::Jobs })
             }
             Err(d) => {
                 if d.status == StatusCode::TOO_MANY_REQUESTS
@@ -346,17 +352,18 @@ impl KeyRing {
     }
 
     fn name_of(&self, auth: Option<&str>) -> Option<String> {
-        let key = auth?.strip_prefix("Bearer ")?.trim();
+        let auth = auth?;
+        let key = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))?.trim();
         let l = self.limits.lock().unwrap_or_else(|e| e.into_inner());
         l.keys.get(&hash_key(key)).map(|k| k.name.clone())
     }
 
-    /// Records a finished job of `permit`: its units, LLM tokens produced, time and fee.
+    /// Records how a job of `permit` ended: its units, LLM tokens produced, time and fee
+    /// (a job whose client went away before it ended is neither succeeded nor failed).
     pub fn record(&self, permit: &Permit, outcome: Outcome) {
         let Some(name) = &permit.key else { return };
         let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         let e = u.entry(name.clone()).or_default();
-        e.running = e.running.saturating_sub(1);
         if !outcome.ok {
             e.failed += 1;
             return;

@@ -41,6 +41,10 @@ pub mod routes;
 const DISCOVERY_MIN_WAIT: Duration = Duration::from_millis(500);
 /// …and never longer than this.
 const DISCOVERY_MAX_WAIT: Duration = Duration::from_secs(6);
+/// Selectors kept before those for models nobody offers are dropped.
+const MAX_SELECTORS: usize = 256;
+/// Most tickets sent with one job (what an orchestrator accepts per ticket params).
+pub const MAX_TICKETS_PER_JOB: u32 = 600;
 /// Longest a result file download from an orchestrator may take.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -93,6 +97,8 @@ pub struct Answered {
     pub response: http::Response<hyper::body::Incoming>,
     /// Which orchestrator answered (its discovery address).
     pub orchestrator: String,
+    /// Where it took the job (`OrchestratorInfo.transcoder`).
+    pub transcoder: String,
     /// Attempts it took.
     pub tries: u32,
     /// What the job cost, wei (0 off-chain).
@@ -124,6 +130,58 @@ impl Timeouts {
     }
 }
 
+/// How an attempt failed.
+enum Attempt {
+    /// The orchestrator refused or did not answer: the retry logic reads this text.
+    Remote(String),
+    /// This gateway could not make the request (paying): no orchestrator's fault.
+    Local(AiError),
+}
+
+/// An orchestrator slot taken for an attempt, given back if the attempt is abandoned
+/// (the client went away and its future was dropped).
+struct Busy<'a> {
+    cell: &'a SelectorCell,
+    orch: session::OrchId,
+    armed: bool,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.cell.sel.lock().unwrap_or_else(|e| e.into_inner()).release(self.orch);
+        }
+    }
+}
+
+/// An attempt's payment: settled with what the answer says, or its reserved credit
+/// restored if the attempt ends without an answer.
+struct Paid<'a> {
+    payer: Option<&'a AiPayer>,
+    plan: Option<PaymentPlan>,
+}
+
+impl Paid<'_> {
+    /// The orchestrator answered: `units` were done. Returns the fee, wei.
+    fn settle(&mut self, units: u64) -> f64 {
+        let (Some(p), Some(plan)) = (self.payer, self.plan.take()) else { return 0.0 };
+        let fee = if units > 0 { num_traits::ToPrimitive::to_f64(&plan.fee).unwrap_or(0.0) } else { 0.0 };
+        plan.settle(&mut p.ledger.lock().unwrap_or_else(|e| e.into_inner()), units);
+        fee
+    }
+}
+
+impl Drop for Paid<'_> {
+    fn drop(&mut self) {
+        if let (Some(p), Some(plan)) = (self.payer, self.plan.take()) {
+            plan.restore(&mut p.ledger.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+}
+
+/// A model list and when it was asked: (model, the orchestrator offering it).
+type ModelList = (Instant, Vec<(String, String)>);
+
 struct SelectorCell {
     sel: Mutex<AiSelector>,
     refreshing: tokio::sync::Mutex<()>,
@@ -153,6 +211,8 @@ pub struct Ai {
     pub keys: Arc<keys::KeyRing>,
     /// image-to-video's async jobs.
     pub(crate) async_jobs: routes::AsyncJobs,
+    /// The last model list per pipeline (`GET /v1/models`).
+    models_cache: Mutex<HashMap<Pipeline, ModelList>>,
 }
 
 impl Ai {
@@ -196,11 +256,16 @@ impl Ai {
             meter,
             keys,
             async_jobs: routes::AsyncJobs::default(),
+            models_cache: Mutex::default(),
         }))
     }
 
     fn cell(&self, p: Pipeline, model: &str) -> Arc<SelectorCell> {
         let mut m = self.selectors.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_SELECTORS && !m.contains_key(&(p, model.to_owned())) {
+            // Clients name models freely: forget those no orchestrator offered.
+            m.retain(|_, c| !c.sel.lock().unwrap_or_else(|e| e.into_inner()).sessions().is_empty());
+        }
         m.entry((p, model.to_owned()))
             .or_insert_with(|| {
                 Arc::new(SelectorCell { sel: Mutex::new(AiSelector::new(p, model)), refreshing: Default::default() })
@@ -211,9 +276,12 @@ impl Ai {
     /// Sets one price ceiling at run time (`POST /ai/max-price` on the control API).
     pub fn set_max_price(&self, p: Pipeline, model: &str, ceiling: BigRational) {
         self.max_prices.lock().unwrap_or_else(|e| e.into_inner()).set(p, model, ceiling);
-        // Asked again with the new ceiling on the next request.
-        if let Some(c) = self.selectors.lock().unwrap_or_else(|e| e.into_inner()).get(&(p, model.to_owned())) {
-            *c.sel.lock().unwrap_or_else(|e| e.into_inner()) = AiSelector::new(p, model);
+        // Asked again with the new ceiling on the next request: that model's selector, or
+        // every one of the pipeline for its `default`.
+        for ((sp, sm), c) in self.selectors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if *sp == p && (sm == model || model == transport::ai::DEFAULT_MODEL_KEY) {
+                *c.sel.lock().unwrap_or_else(|e| e.into_inner()) = AiSelector::new(p, sm);
+            }
         }
     }
 
@@ -309,23 +377,27 @@ impl Ai {
                     }
                 }
                 Next::Try { session, timeout } => {
-                    // The first attempt keeps half the deadline for a retry elsewhere.
-                    let budget = if attempts.tries() == 1 && !job.stream { timeout / 2 } else { timeout };
                     let orch = session.orch;
                     let sent = Instant::now();
-                    match self.attempt(job, &session, budget).await {
+                    // Whatever happens to this future, the orchestrator's slot is given back.
+                    let mut busy = Busy { cell: &cell, orch, armed: true };
+                    match self.attempt(job, &session, timeout).await {
                         Ok((response, fee_wei)) => {
+                            busy.armed = false;
                             let mut sel = cell.sel.lock().unwrap_or_else(|e| e.into_inner());
                             sel.complete(orch, sent.elapsed(), job.units.count());
                             return Ok(Answered {
                                 response,
                                 orchestrator: session.uri.clone(),
+                                transcoder: session.info.transcoder.clone(),
                                 tries: attempts.tries(),
                                 fee_wei,
                                 started,
                             });
                         }
-                        Err(text) => {
+                        Err(Attempt::Local(e)) => return Err(e),
+                        Err(Attempt::Remote(text)) => {
+                            busy.armed = false;
                             let failure = AiFailure::classify(&text);
                             info!(
                                 pipeline = %job.pipeline, model = %job.model, orchestrator = %session.uri,
@@ -345,19 +417,22 @@ impl Ai {
         }
     }
 
-    /// One attempt on `s` within `budget`: the response when its status is 200, else the
-    /// error text the retry logic reads (the orchestrator's body, or the transport error).
+    /// One attempt on `s` within `budget`: the response when its status is 200; else what
+    /// the retry logic reads (the orchestrator's body, or the transport error), or a local
+    /// failure that is no orchestrator's fault.
     async fn attempt(
         &self,
         job: &Job,
         s: &AiSession,
         budget: Duration,
-    ) -> Result<(http::Response<hyper::body::Incoming>, f64), String> {
+    ) -> Result<(http::Response<hyper::body::Incoming>, f64), Attempt> {
         let caps = transport::ai::job_capabilities(job.pipeline, &job.model, &self.runner_version);
         let token = s.info.auth_token.as_ref();
         let signer = self.payer.as_ref().map(|p| &p.signer);
         let seg = transport::ai::seg_data(job.pipeline, &job.model, &caps, token, signer);
         let (payment, plan) = self.pay(job, s)?;
+        // The reserved credit comes back unless the orchestrator answers.
+        let mut paid = Paid { payer: self.payer.as_ref(), plan };
         let url = format!("{}/{}", s.info.transcoder.trim_end_matches('/'), job.pipeline.name());
         let req = Request::post(&url)
             .header(transport::segment::SEGMENT_HEADER, transport::segment::segment_header(&seg))
@@ -365,57 +440,58 @@ impl Ai {
             .header(http::header::AUTHORIZATION, transport::ai::AUTHORIZATION)
             .header(http::header::CONTENT_TYPE, &job.content_type)
             .body(Full::new(job.body.clone()))
-            .map_err(|e| format!("request to {url}: {e}"))?;
-        let sent = self.t.net().send(req, budget).await;
-        let settle = |units: u64| {
-            if let (Some(plan), Some(p)) = (plan.clone(), &self.payer) {
-                let fee = num_traits::ToPrimitive::to_f64(&plan.fee).unwrap_or(0.0);
-                plan.settle(&mut p.ledger.lock().unwrap_or_else(|e| e.into_inner()), units);
-                fee
-            } else {
-                0.0
-            }
-        };
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                if let (Some(plan), Some(p)) = (plan.clone(), &self.payer) {
-                    plan.restore(&mut p.ledger.lock().unwrap_or_else(|e| e.into_inner()));
-                }
-                return Err(e.to_string());
-            }
-        };
+            .map_err(|e| Attempt::Remote(format!("request to {url}: {e}")))?;
+        let resp = self.t.net().send(req, budget).await.map_err(|e| Attempt::Remote(e.to_string()))?;
         if resp.status() == StatusCode::OK {
-            return Ok((resp, settle(job.units.count())));
+            return Ok((resp, paid.settle(job.units.count())));
         }
         let status = resp.status();
-        settle(0);
+        paid.settle(0);
         let body = transport::client::OrchestratorNet::read_body(resp.into_body(), 64 << 10, Duration::from_secs(5))
             .await
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&body).trim().to_owned();
-        Err(if text.is_empty() { format!("HTTP {}", status.as_u16()) } else { text })
+        Err(Attempt::Remote(if text.is_empty() { format!("HTTP {}", status.as_u16()) } else { text }))
     }
 
     /// The `Livepeer-Payment` header for a job on `s`, and the plan to settle: empty
-    /// off-chain or when the orchestrator quotes no price (spec §3.4).
-    fn pay(&self, job: &Job, s: &AiSession) -> Result<(String, Option<PaymentPlan>), String> {
+    /// off-chain or when the orchestrator quotes no price (spec §3.4). A job needing more
+    /// tickets than an orchestrator takes at once ([`MAX_TICKETS_PER_JOB`]) is refused.
+    fn pay(&self, job: &Job, s: &AiSession) -> Result<(String, Option<PaymentPlan>), Attempt> {
         let (Some(p), Some(tp), Some(price_info)) = (&self.payer, &s.info.ticket_params, &s.info.price_info) else {
             return Ok((String::new(), None));
         };
+        let local = |m: String| Attempt::Local(AiError::internal(m));
         let session_id = s.info.auth_token.as_ref().map(|t| t.session_id.clone()).unwrap_or_default();
-        let recipient: [u8; 20] = tp.recipient.as_slice().try_into().map_err(|_| "bad ticket recipient".to_owned())?;
-        let ev = params_ev(tp).map_err(|e| format!("ticket params: {e}"))?;
+        let recipient: [u8; 20] =
+            tp.recipient.as_slice().try_into().map_err(|_| Attempt::Remote("bad ticket recipient".into()))?;
+        let ev = params_ev(tp).map_err(|e| Attempt::Remote(format!("ticket params: {e}")))?;
         let fee = transport::ai::job_fee(job.units.count(), &s.price);
         let plan = {
             let mut ledger = p.ledger.lock().unwrap_or_else(|e| e.into_inner());
             PaymentPlan::for_fee(&mut ledger, recipient, &session_id, s.price.clone(), fee, &ev)
         };
+        let restore = |plan: PaymentPlan| plan.restore(&mut p.ledger.lock().unwrap_or_else(|e| e.into_inner()));
+        if plan.tickets > MAX_TICKETS_PER_JOB {
+            let n = plan.tickets;
+            restore(plan);
+            return Err(Attempt::Local(AiError::bad_request(format!(
+                "the job would need {n} tickets at this orchestrator's price; at most {MAX_TICKETS_PER_JOB} go with one request (ask for fewer units)"
+            ))));
+        }
         let mut senders = p.senders.lock().unwrap_or_else(|e| e.into_inner());
         let sender = senders.entry((recipient, session_id)).or_insert_with(|| TicketSender::new(p.signer.clone()));
-        sender.update_params(tp).map_err(|e| format!("ticket params: {e}"))?;
-        let payment = sender.payment(plan.tickets, price_info).map_err(|e| format!("payment: {e}"))?;
-        Ok((transport::segment::payment_header(Some(&payment)), Some(plan)))
+        let payment = sender
+            .update_params(tp)
+            .map_err(|e| format!("ticket params: {e}"))
+            .and_then(|()| sender.payment(plan.tickets, price_info).map_err(|e| format!("payment: {e}")));
+        match payment {
+            Ok(payment) => Ok((transport::segment::payment_header(Some(&payment)), Some(plan))),
+            Err(e) => {
+                restore(plan);
+                Err(local(e))
+            }
+        }
     }
 
     /// Downloads a result file an orchestrator names by URL.

@@ -43,6 +43,7 @@ impl Ai {
     /// Reads a non-streamed answer and builds the client's reply, with result files in
     /// the store under `request`.
     pub async fn finish(&self, job: &Job, answered: Answered, request: &str) -> Result<serde_json::Value, AiError> {
+        let transcoder = answered.transcoder.clone();
         let deadline = self.timeouts.deadline(job.pipeline, false);
         let left = deadline.saturating_sub(answered.started.elapsed()).max(Duration::from_secs(1));
         let body = transport::client::OrchestratorNet::read_body(answered.response.into_body(), MAX_REPLY, left)
@@ -53,13 +54,13 @@ impl Ai {
             Pipeline::TextToImage | Pipeline::ImageToImage | Pipeline::Upscale | Pipeline::ImageToVideo => {
                 let mut r: ImageResponse = serde_json::from_slice(&body).map_err(|_| parse("ImageResponse"))?;
                 for (i, m) in r.images.iter_mut().enumerate() {
-                    m.url = self.keep(request, i, &m.url).await?;
+                    m.url = self.keep(request, i, &m.url, &transcoder).await?;
                 }
                 serde_json::to_value(r)
             }
             Pipeline::TextToSpeech => {
                 let mut r: AudioResponse = serde_json::from_slice(&body).map_err(|_| parse("AudioResponse"))?;
-                r.audio.url = self.keep(request, 0, &r.audio.url).await?;
+                r.audio.url = self.keep(request, 0, &r.audio.url, &transcoder).await?;
                 serde_json::to_value(r)
             }
             Pipeline::AudioToText => {
@@ -79,8 +80,11 @@ impl Ai {
     }
 
     /// Copies a result the orchestrator names (a `data:` URL, or a URL to download) into
-    /// the store; returns the gateway's URL for it.
-    async fn keep(&self, request: &str, index: usize, url: &str) -> Result<String, AiError> {
+    /// the store; returns the gateway's URL for it. Files are served with the type their
+    /// extension says (images, audio, video; anything else as bytes), never one the
+    /// orchestrator chose, and a download must be on the orchestrator's own host or a
+    /// public one ([`download_allowed`]).
+    async fn keep(&self, request: &str, index: usize, url: &str, transcoder: &str) -> Result<String, AiError> {
         let (name, mime, data) = if let Some(rest) = url.strip_prefix("data:") {
             let (meta, payload) =
                 rest.split_once(',').ok_or_else(|| AiError::internal("the orchestrator sent a malformed data URL"))?;
@@ -89,8 +93,15 @@ impl Ai {
                 .decode(payload.trim())
                 .map_err(|e| AiError::internal(format!("the orchestrator's data URL: {e}")))?;
             let hex: String = random_bytes::<4>().iter().map(|b| format!("{b:02x}")).collect();
-            (format!("{hex}.{}", extension(mime)), mime.to_owned(), Bytes::from(data))
+            let name = format!("{hex}.{}", extension(mime));
+            let mime = mime_of(&name).to_owned();
+            (name, mime, Bytes::from(data))
         } else {
+            if !download_allowed(url, transcoder) {
+                return Err(AiError::internal(format!(
+                    "the orchestrator named a result at {url}, neither on its own host nor a public one"
+                )));
+            }
             let data = self.download(url).await.map_err(AiError::internal)?;
             let base = url.split(['?', '#']).next().unwrap_or("").rsplit('/').next().unwrap_or("");
             let safe = !base.is_empty()
@@ -102,6 +113,38 @@ impl Ai {
             (name, mime, data)
         };
         Ok(self.results.put(request, &name, &mime, data))
+    }
+}
+
+/// Whether a result URL may be downloaded: `http(s)` on the orchestrator's own host, or
+/// `https` on a host that is a name or a public address (an object store). A loopback,
+/// private or link-local address other than the orchestrator's is refused, so an
+/// orchestrator cannot make the gateway fetch its internal services. (A name resolving
+/// to such an address is not caught here.)
+pub fn download_allowed(url: &str, transcoder: &str) -> bool {
+    let (Ok(u), Ok(t)) = (url.parse::<http::Uri>(), transcoder.parse::<http::Uri>()) else { return false };
+    let scheme = u.scheme_str().unwrap_or("");
+    if !matches!(scheme, "http" | "https") {
+        return false;
+    }
+    let Some(host) = u.host() else { return false };
+    if Some(host) == t.host() {
+        return true;
+    }
+    if scheme != "https" {
+        return false;
+    }
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => {
+            !(a.is_loopback() || a.is_private() || a.is_link_local() || a.is_unspecified() || a.is_broadcast())
+        }
+        Ok(std::net::IpAddr::V6(a)) => {
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || (a.segments()[0] & 0xfe00) == 0xfc00
+                || (a.segments()[0] & 0xffc0) == 0xfe80)
+        }
+        Err(_) => host != "localhost",
     }
 }
 
@@ -241,6 +284,27 @@ pub fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downloads_stay_off_internal_hosts() {
+        let o = "https://10.0.0.5:8935";
+        assert!(download_allowed("https://10.0.0.5:8935/stream/x/0.png", o), "the orchestrator itself");
+        assert!(download_allowed("http://10.0.0.5:9000/x.png", o), "its host, another port");
+        assert!(download_allowed("https://storage.example.com/b/x.png", o), "an object store");
+        assert!(download_allowed("https://8.8.8.8/x.png", o));
+        for bad in [
+            "http://storage.example.com/x.png",
+            "https://127.0.0.1/x",
+            "https://169.254.169.254/latest/meta-data",
+            "https://192.168.1.1/x",
+            "https://[::1]/x",
+            "https://localhost/x",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(!download_allowed(bad, o), "{bad}");
+        }
+    }
 
     #[test]
     fn openai_chunks() {

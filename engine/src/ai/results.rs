@@ -18,10 +18,14 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// A fresh request id: 8 hex characters, as go-livepeer's `RandomManifestID`.
+/// A fresh request id: 32 hex characters (128 random bits), so result URLs cannot be
+/// guessed (go-livepeer uses 8; clients treat it as opaque).
 pub fn request_id() -> String {
-    random_bytes::<4>().iter().map(|b| format!("{b:02x}")).collect()
+    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Most bytes the store holds; past it the oldest requests' files go first.
+pub const MAX_STORE_BYTES: usize = 1 << 30;
 
 #[derive(Debug, Clone)]
 struct File {
@@ -35,12 +39,13 @@ struct File {
 pub struct ResultStore {
     ttl: Duration,
     files: Mutex<HashMap<String, (Instant, Vec<File>)>>,
+    bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl ResultStore {
     /// A store keeping files for `ttl`.
     pub fn new(ttl: Duration) -> Self {
-        ResultStore { ttl, files: Mutex::default() }
+        ResultStore { ttl, files: Mutex::default(), bytes: Default::default() }
     }
 
     /// How long files are kept.
@@ -55,10 +60,24 @@ impl ResultStore {
     /// Stores `data` as `name` of `request`; returns its URL path.
     #[allow(clippy::disallowed_methods)] // IO shell: stamps the file for expiry
     pub fn put(&self, request: &str, name: &str, content_type: &str, data: Bytes) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut files = self.lock();
+        let size = data.len();
         let entry = files.entry(request.to_owned()).or_insert_with(|| (Instant::now(), Vec::new()));
+        let before: usize = entry.1.iter().filter(|f| f.name == name).map(|f| f.data.len()).sum();
         entry.1.retain(|f| f.name != name);
         entry.1.push(File { name: name.to_owned(), content_type: content_type.to_owned(), data });
+        let mut total = self.bytes.load(Relaxed) + size - before;
+        // Over the cap: the oldest other requests go.
+        while total > MAX_STORE_BYTES {
+            let oldest =
+                files.iter().filter(|(k, _)| *k != request).min_by_key(|(_, (t, _))| *t).map(|(k, _)| k.clone());
+            let Some(k) = oldest else { break };
+            if let Some((_, f)) = files.remove(&k) {
+                total -= f.iter().map(|f| f.data.len()).sum::<usize>();
+            }
+        }
+        self.bytes.store(total, Relaxed);
         format!("/stream/{request}/{name}")
     }
 
@@ -74,12 +93,14 @@ impl ResultStore {
         let mut files = self.lock();
         let before = files.len();
         files.retain(|_, (t, _)| now.saturating_duration_since(*t) < self.ttl);
+        let total = files.values().flat_map(|(_, f)| f.iter().map(|f| f.data.len())).sum();
+        self.bytes.store(total, std::sync::atomic::Ordering::Relaxed);
         before - files.len()
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.lock().values().flat_map(|(_, f)| f.iter().map(|f| f.data.len())).sum()
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -91,7 +112,8 @@ pub async fn serve_layer(State(store): State<Arc<ResultStore>>, req: Request, ne
         if let (Some(id), Some(file), None) = (parts.next(), parts.next(), parts.next())
             && let Some((ct, data)) = store.get(id, file)
         {
-            return ([(header::CONTENT_TYPE, ct)], data).into_response();
+            return ([(header::CONTENT_TYPE, ct), (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into())], data)
+                .into_response();
         }
     }
     next.run(req).await
@@ -139,7 +161,11 @@ mod tests {
         assert_eq!(s.expire(Instant::now()), 0);
         assert_eq!(s.expire(Instant::now() + Duration::from_secs(11)), 1);
         assert_eq!(s.get("abcd1234", "0.png"), None);
-        assert_eq!(request_id().len(), 8);
+        assert_eq!(request_id().len(), 32);
+        assert_eq!(s.bytes(), 0);
+        s.put("a", "x", "image/png", Bytes::from_static(b"abc"));
+        s.put("a", "x", "image/png", Bytes::from_static(b"ab"));
+        assert_eq!(s.bytes(), 2, "a file replaced is counted once");
         assert_eq!(extension("image/jpeg"), "jpg");
         assert_eq!(mime_of("a.wav"), "audio/wav");
     }

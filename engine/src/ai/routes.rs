@@ -23,6 +23,8 @@ use super::request::{json_job, llm_job, multipart_job};
 use super::results::request_id;
 use super::{Ai, AiError, Job};
 
+/// Async image-to-video jobs held at once (running, or finished within the result TTL).
+pub const MAX_ASYNC_JOBS: usize = 10_000;
 /// Largest request body (an image or audio upload).
 pub const MAX_REQUEST: usize = 100 << 20;
 
@@ -186,7 +188,15 @@ async fn stream(ai: Arc<Ai>, job: Job, flavor: Flavor, permit: Permit) -> Respon
 /// image-to-video with `Prefer: respond-async`: 202 with the request id; the job runs
 /// detached from the client.
 fn start_async(ai: Arc<Ai>, job: Job, request: String, permit: Permit) -> Response {
-    ai.async_jobs.lock().insert(request.clone(), (Instant::now(), None));
+    {
+        let mut jobs = ai.async_jobs.lock();
+        let ttl = ai.results.ttl();
+        jobs.retain(|_, (t, done)| done.is_none() || t.elapsed() < ttl);
+        if jobs.len() >= MAX_ASYNC_JOBS {
+            return error_response(&AiError::unavailable(format!("{MAX_ASYNC_JOBS} async jobs are held already")));
+        }
+        jobs.insert(request.clone(), (Instant::now(), None));
+    }
     let id = request.clone();
     tokio::spawn(
         async move {
@@ -201,11 +211,8 @@ fn start_async(ai: Arc<Ai>, job: Job, request: String, permit: Permit) -> Respon
                     serde_json::json!({ "error": { "message": e.message } })
                 }
             };
-            let mut jobs = ai.async_jobs.lock();
             // Finished async jobs are kept as long as their files.
-            let ttl = ai.results.ttl();
-            jobs.retain(|_, (t, _)| t.elapsed() < ttl);
-            jobs.insert(id, (Instant::now(), Some(result)));
+            ai.async_jobs.lock().insert(id, (Instant::now(), Some(result)));
         }
         .in_current_span(),
     );
@@ -377,9 +384,15 @@ async fn openai_models(State(ai): State<Arc<Ai>>, headers: HeaderMap) -> Respons
 }
 
 impl Ai {
-    /// The models of `p` the known orchestrators offer now, each with the first
-    /// orchestrator offering it.
+    /// The models of `p` the known orchestrators offer, each with the first orchestrator
+    /// offering it; asked again at most every [`MODELS_TTL`].
     pub async fn offered_models(&self, p: Pipeline) -> Vec<(String, String)> {
+        let cached = self.models_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&p).cloned();
+        if let Some((at, list)) = cached
+            && at.elapsed() < MODELS_TTL
+        {
+            return list;
+        }
         let answers = self.discover(p, p.default_model()).await;
         let mut out: Vec<(String, String)> = Vec::new();
         for a in answers {
@@ -392,9 +405,13 @@ impl Ai {
             }
         }
         out.sort();
+        self.models_cache.lock().unwrap_or_else(|e| e.into_inner()).insert(p, (Instant::now(), out.clone()));
         out
     }
 }
+
+/// How long a model list is reused.
+pub const MODELS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use tracing::Instrument;
 use transport::ai::{Pipeline, Units};
 use transport::ai_types::{
     AudioResponse, ImageResponse, ImageToTextResponse, LlmRequest, Media, MediaUrl, TextToImageParams,
@@ -345,7 +346,7 @@ pub(crate) async fn handle(pipeline: Pipeline, State(s): State<Arc<Shared>>, req
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     // 5. Capacity, before any payment is taken.
-    let Some(_slot) = s.ai.reserve(pipeline, &model) else {
+    let Some(slot) = s.ai.reserve(pipeline, &model) else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "insufficient capacity");
     };
     // 6. Payment.
@@ -358,17 +359,18 @@ pub(crate) async fn handle(pipeline: Pipeline, State(s): State<Arc<Shared>>, req
     }
     let request_id = hex8();
     let span = tracing::info_span!("ai", %pipeline, %model, request = %request_id);
-    let _enter = span.enter();
     let by_url = header("authorization") == transport::ai::AUTHORIZATION;
     let started = Instant::now();
     let spec = s.ai.model(pipeline, &model).cloned();
-    // 7. The job.
+    // 7. The job (a streamed reply from a runner keeps the capacity slot until it ends).
     let outcome = match spec.as_ref().and_then(|m| m.url.clone()) {
         Some(url) => {
-            forward(&s, pipeline, &url, spec.as_ref().and_then(|m| m.token.as_deref()), &parts.headers, raw).await
+            let token = spec.as_ref().and_then(|m| m.token.as_deref());
+            forward(&s, pipeline, &url, token, &parts.headers, raw, slot).instrument(span.clone()).await
         }
-        None => run_cpu(&s, pipeline, input, &model, &request_id, by_url).await,
+        None => run_cpu(&s, pipeline, input, &model, &request_id, by_url).instrument(span.clone()).await,
     };
+    let _enter = span.enter();
     match outcome {
         Ok(resp) => {
             if s.paid() {
@@ -482,8 +484,8 @@ async fn run_cpu(
             }
             let mut out = Vec::new();
             for i in 0..p.num_images_per_prompt.unwrap_or(1).clamp(1, 8) {
-                let png = cpu::text_to_image(&p.prompt, w, h, seed + i).await.map_err(|e| e.0)?;
-                out.push((png, seed + i));
+                let png = cpu::text_to_image(&p.prompt, w, h, seed.wrapping_add(i)).await.map_err(|e| e.0)?;
+                out.push((png, seed.wrapping_add(i)));
             }
             images(out)
         }
@@ -494,7 +496,10 @@ async fn run_cpu(
             let seed = f.number::<i64>("seed")?.unwrap_or_else(|| cpu::seed_of(f.get("prompt").unwrap_or("")));
             let mut out = Vec::new();
             for i in 0..f.number::<u32>("num_images_per_prompt")?.unwrap_or(1).clamp(1, 8) {
-                out.push((cpu::image_to_image(img.clone(), strength, i).await.map_err(|e| e.0)?, seed + i as i64));
+                out.push((
+                    cpu::image_to_image(img.clone(), strength, i).await.map_err(|e| e.0)?,
+                    seed.wrapping_add(i as i64),
+                ));
             }
             images(out)
         }
@@ -579,6 +584,7 @@ async fn forward(
     token: Option<&str>,
     headers: &HeaderMap,
     raw: Bytes,
+    slot: Slot<'_>,
 ) -> Result<Response, String> {
     let target = format!("{}/{}", url.trim_end_matches('/'), pipeline.name());
     let mut req = axum::http::Request::post(&target);
@@ -593,8 +599,10 @@ async fn forward(
     let status = resp.status();
     let ct = resp.headers().get(header::CONTENT_TYPE).cloned();
     if status == StatusCode::OK && ct.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")) {
-        // Relay the stream as it comes.
-        let mut r = Response::new(Body::new(resp.into_body()));
+        // Relay the stream as it comes, the capacity slot held until it ends.
+        let held = OwnedSlot { shared: s.clone(), key: slot.1.clone() };
+        std::mem::forget(slot);
+        let mut r = Response::new(Body::new(SlotBody { inner: resp.into_body(), _slot: held }));
         r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));
         return Ok(r);
     }
@@ -616,6 +624,37 @@ async fn forward(
         ));
     }
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A capacity slot owned by a streamed reply's body.
+struct OwnedSlot {
+    shared: Arc<Shared>,
+    key: (Pipeline, String),
+}
+
+impl Drop for OwnedSlot {
+    fn drop(&mut self) {
+        if let Some(n) = self.shared.ai.lock_running().get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// A runner's streamed body, holding the capacity slot until it ends.
+struct SlotBody {
+    inner: hyper::body::Incoming,
+    _slot: OwnedSlot,
+}
+
+impl http_body::Body for SlotBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
 }
 
 /// `GET /stream/{request}/{file}`: a stored result.

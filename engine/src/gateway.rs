@@ -21,7 +21,8 @@ use transport::trickle_http::TrickleHub;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
     /// The gateway's own tasks: the RTMP, HTTP and control listeners, the trickle idle
-    /// sweep, and discovery when transcoding is on.
+    /// sweep; discovery and the AI result expiry when orchestrators are configured; the
+    /// API key file watcher when keys are on.
     pub tasks: usize,
     /// Those that had not stopped 5 s after the signal and were aborted.
     pub aborted: usize,

@@ -553,15 +553,21 @@ fn job_header(capability: &str, parameters: Option<&str>, timeout: i64) -> Strin
 
 /// The BYOC test worker (`interop/byoc_worker.py`) requiring `token`: its URL and child.
 async fn byoc_worker(token: &str) -> (String, tokio::process::Child) {
+    interop_server("byoc_worker.py", token).await
+}
+
+/// A stdlib HTTP server script of `tests/interop` requiring `token`, which prints
+/// `Name: URL` first: its URL and the child (killed when dropped).
+async fn interop_server(script: &str, token: &str) -> (String, tokio::process::Child) {
     use tokio::io::AsyncBufReadExt;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/byoc_worker.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
     let mut child = tokio::process::Command::new(python())
         .arg(script)
         .arg(token)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("the worker starts");
+        .expect("the script starts");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
     (first.split_whitespace().nth(1).unwrap().to_owned(), child)
@@ -739,7 +745,6 @@ async fn byoc_paid_by_the_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_forwards_to_an_ai_runner() {
-    use tokio::io::AsyncBufReadExt;
     let py = python();
     if !have("ffmpeg", "-version")
         || !std::process::Command::new(&py).args(["-c", "import json"]).status().is_ok_and(|s| s.success())
@@ -747,17 +752,7 @@ async fn orchestrator_forwards_to_an_ai_runner() {
         eprintln!("skipped: python or ffmpeg missing");
         return;
     }
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ai_runner.py");
-    let mut runner = tokio::process::Command::new(&py)
-        .arg(script)
-        .arg("rtok")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(runner.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
-    let url = line.split_whitespace().nth(1).unwrap().to_owned();
+    let (url, _runner) = interop_server("ai_runner.py", "rtok").await;
     let models = format!(
         r#"[{{"pipeline":"text-to-image","model_id":"gpu/model","warm":true,"capacity":2,"url":"{url}","token":"rtok"}},
             {{"pipeline":"upscale","model_id":"gpu/up","url":"{url}","token":"rtok"}},

@@ -116,7 +116,10 @@ async fn shutdown_stops_discovery_and_every_listener() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     let report = gw.shutdown().await;
-    assert_eq!(report.tasks, 5, "RTMP, HTTP and control listeners, the trickle sweep and discovery");
+    assert_eq!(
+        report.tasks, 6,
+        "RTMP, HTTP and control listeners, the trickle sweep, discovery and the AI result expiry"
+    );
     assert_eq!(report.aborted, 0, "every task stopped by itself");
     assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
     let plain = gateway().await.shutdown().await;

@@ -315,7 +315,7 @@ pub(crate) async fn request(State(s): State<Arc<Shared>>, req: Request) -> Respo
     }
     out = out.header(BALANCE_HEADER, held.balance().to_string());
     // The slot is held until the body is done (streamed replies included).
-    let body = Body::new(HeldBody { inner: resp.into_body(), _held: held });
+    let body = Body::new(crate::ai::GuardedBody { inner: resp.into_body(), guard: held });
     tracing::info!(status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "BYOC job answered");
     out.body(body).unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"))
 }
@@ -372,23 +372,6 @@ fn decode_payment(header: &str) -> Result<transport::proto::Payment, String> {
     let raw =
         base64::engine::general_purpose::STANDARD.decode(header).map_err(|e| format!("base64 decode error: {e}"))?;
     transport::proto::Payment::decode(raw.as_slice()).map_err(|e| format!("protobuf unmarshal error: {e}"))
-}
-
-/// A worker's body relayed as it comes, holding the capability slot until it ends.
-struct HeldBody {
-    inner: hyper::body::Incoming,
-    _held: Held,
-}
-
-impl http_body::Body for HeldBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
 }
 
 #[cfg(test)]

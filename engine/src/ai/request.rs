@@ -62,8 +62,10 @@ fn json_body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, AiError> {
     serde_json::from_slice(raw).map_err(|e| AiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn encode(v: &impl serde::Serialize) -> Bytes {
-    Bytes::from(serde_json::to_vec(v).expect("request types serialize"))
+/// A JSON job whose body is `body` re-encoded.
+fn json_of(pipeline: Pipeline, model: String, body: &impl serde::Serialize, units: Units, stream: bool) -> Job {
+    let body = Bytes::from(serde_json::to_vec(body).expect("request types serialize"));
+    Job { pipeline, model, content_type: "application/json".into(), body, units, stream }
 }
 
 fn model_or_default(p: Pipeline, m: Option<String>) -> String {
@@ -88,14 +90,7 @@ pub fn json_job(p: Pipeline, raw: &[u8]) -> Result<Job, AiError> {
             let images = r.num_images_per_prompt.map_or(1, |n| n.max(1));
             r.num_images_per_prompt = Some(images);
             let units = Units::Images { height: height as u64, width: width as u64, images: images as u64 };
-            Ok(Job {
-                pipeline: p,
-                model,
-                content_type: "application/json".into(),
-                body: encode(&r),
-                units,
-                stream: false,
-            })
+            Ok(json_of(p, model, &r, units, false))
         }
         Pipeline::TextToSpeech => {
             let mut r: TextToSpeechParams = json_body(raw)?;
@@ -105,14 +100,7 @@ pub fn json_job(p: Pipeline, raw: &[u8]) -> Result<Job, AiError> {
             let units = Units::TextBytes(text.len() as u64);
             let model = model_or_default(p, r.model_id.take());
             r.model_id = Some(model.clone());
-            Ok(Job {
-                pipeline: p,
-                model,
-                content_type: "application/json".into(),
-                body: encode(&r),
-                units,
-                stream: false,
-            })
+            Ok(json_of(p, model, &r, units, false))
         }
         Pipeline::Llm => llm_job(json_body(raw)?),
         _ => Err(AiError::internal(format!("{p} is not a JSON pipeline"))),
@@ -131,14 +119,7 @@ pub fn llm_job(mut r: LlmRequest) -> Result<Job, AiError> {
         return Err(AiError::bad_request("max_tokens must be at least 1"));
     }
     let stream = *r.stream.get_or_insert(false);
-    Ok(Job {
-        pipeline: Pipeline::Llm,
-        model,
-        content_type: "application/json".into(),
-        body: encode(&r),
-        units: Units::Tokens(max_tokens as u64),
-        stream,
-    })
+    Ok(json_of(Pipeline::Llm, model, &r, Units::Tokens(max_tokens as u64), stream))
 }
 
 /// A multipart pipeline's job: the client's form checked and rewritten as go-livepeer

@@ -11,32 +11,17 @@ POST /upscale        -> 400 {"detail": {"msg": "runner refuses this image"}}
 Every request must carry `Authorization: Bearer TOKEN` (401 otherwise).
 """
 import json
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-TOKEN = sys.argv[1] if len(sys.argv) > 1 else ""
+from stdlib_server import JsonHandler, serve
+
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABAQMAAAAl21bKAAAAA1BMVEUAAACnej3aAAAAAXRSTlMAQObYZgAAAApJREFUCNdjYAAAAAIAAeIhvDMAAAAASUVORK5CYII=")
 
 
-class Runner(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, status, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Runner(JsonHandler):
     def do_POST(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n)
-        if TOKEN and self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self.reply(401, {"detail": {"msg": "bad token"}})
+        raw = self.read_authorized()
+        if raw is None:
+            return
         if self.path == "/text-to-image":
             req = json.loads(raw)
             return self.reply(200, {"images": [{"url": "data:image/png;base64," + PNG, "seed": 7, "nsfw": False}],
@@ -46,10 +31,7 @@ class Runner(BaseHTTPRequestHandler):
         if self.path == "/llm":
             req = json.loads(raw)
             words = req["messages"][-1]["content"].split()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Connection", "close")
-            self.end_headers()
+            self.start_events()
             for i, w in enumerate(words):
                 last = i + 1 == len(words)
                 chunk = {"id": "r1", "model": req.get("model", ""), "created": 1,
@@ -57,15 +39,11 @@ class Runner(BaseHTTPRequestHandler):
                                       "finish_reason": "stop" if last else None}],
                          "usage": {"prompt_tokens": len(words), "completion_tokens": i + 1,
                                    "total_tokens": len(words) + i + 1}}
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
+                self.event(json.dumps(chunk))
+            self.event("[DONE]")
             self.close_connection = True
             return
         return self.reply(404, {"detail": {"msg": f"no route {self.path}"}})
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Runner)
-print(f"Runner: http://127.0.0.1:{server.server_address[1]}", flush=True)
-server.serve_forever()
+serve(Runner, "Runner")

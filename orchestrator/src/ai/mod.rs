@@ -602,7 +602,7 @@ async fn forward(
         // Relay the stream as it comes, the capacity slot held until it ends.
         let held = OwnedSlot { shared: s.clone(), key: slot.1.clone() };
         std::mem::forget(slot);
-        let mut r = Response::new(Body::new(SlotBody { inner: resp.into_body(), _slot: held }));
+        let mut r = Response::new(Body::new(GuardedBody { inner: resp.into_body(), guard: held }));
         r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));
         return Ok(r);
     }
@@ -640,13 +640,15 @@ impl Drop for OwnedSlot {
     }
 }
 
-/// A runner's streamed body, holding the capacity slot until it ends.
-struct SlotBody {
-    inner: hyper::body::Incoming,
-    _slot: OwnedSlot,
+/// A relayed body that holds `guard` (a capacity slot) until it ends or is dropped.
+pub(crate) struct GuardedBody<G> {
+    pub(crate) inner: hyper::body::Incoming,
+    /// Held for its `Drop`.
+    #[allow(dead_code)]
+    pub(crate) guard: G,
 }
 
-impl http_body::Body for SlotBody {
+impl<G: Unpin> http_body::Body for GuardedBody<G> {
     type Data = Bytes;
     type Error = hyper::Error;
     fn poll_frame(

@@ -6,6 +6,7 @@
 //! * [`server`]: the tokio shell: accepts RTMP connections and hands each published stream
 //!   to a [`server::PublishHandler`].
 //! * [`publisher`]: an RTMP publishing client (for the demo, tests and load generation).
+//! * [`whip`]: WHIP offers and session resources, without IO.
 //!
 //! Depends on `media` only among Sluice's crates.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod publisher;
 pub mod redact;
 pub mod rtmp;
 pub mod server;
+pub mod whip;
 
 pub use error::{FlvError, RtmpError};
 

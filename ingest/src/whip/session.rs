@@ -1,0 +1,296 @@
+//! WHIP session resources (RFC 9725 §4.3–§4.4), without IO: creating one for an
+//! accepted offer (its id, `Location` and strong `ETag`), `PATCH` with trickle ICE
+//! candidates (`If-Match` checked: 428 without, 412 on a mismatch; an ICE restart is
+//! refused with 422), `DELETE`, and the timeouts that end sessions whose publisher never
+//! connected or went quiet. The shell passes `now` and random bytes in.
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How WHIP sessions are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WhipLimits {
+    /// Sessions at once; more are refused with 503.
+    pub max_sessions: usize,
+    /// A session whose media has not started within this is ended.
+    pub connect_timeout: Duration,
+    /// A session without media for this long is ended.
+    pub idle_timeout: Duration,
+}
+
+impl Default for WhipLimits {
+    fn default() -> Self {
+        WhipLimits {
+            max_sessions: 100,
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A session's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Answered; waiting for ICE, DTLS and the first media.
+    Connecting { since: Instant },
+    /// Media flows; the last packet's time.
+    Live { last: Instant },
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    stream: String,
+    etag: String,
+    state: State,
+}
+
+/// A created session resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The id (32 hex characters).
+    pub id: String,
+    /// The `Location`: `/live/{stream}/whip/{id}`.
+    pub location: String,
+    /// The strong `ETag` (quoted).
+    pub etag: String,
+}
+
+/// Why a request on the sessions was refused, with its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// No such session (404).
+    #[error("no WHIP session {0}")]
+    NotFound(String),
+    /// Full (503, retry later).
+    #[error("{0} WHIP sessions already; try again later")]
+    Full(usize),
+    /// `PATCH` without `If-Match` (428).
+    #[error("PATCH needs If-Match with the session's ETag")]
+    PreconditionRequired,
+    /// `If-Match` names another version (412).
+    #[error("If-Match does not match the session's ETag")]
+    PreconditionFailed,
+    /// ICE restart asked (`If-Match: "*"`) (422).
+    #[error("ICE restarts are not supported; start a new session")]
+    RestartUnsupported,
+    /// `PATCH` with another body type (415).
+    #[error("PATCH takes application/trickle-ice-sdpfrag")]
+    MediaType,
+}
+
+impl SessionError {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            SessionError::NotFound(_) => 404,
+            SessionError::Full(_) => 503,
+            SessionError::PreconditionRequired => 428,
+            SessionError::PreconditionFailed => 412,
+            SessionError::RestartUnsupported => 422,
+            SessionError::MediaType => 415,
+        }
+    }
+}
+
+/// Why a session ended on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The publisher never got media through.
+    NeverConnected,
+    /// Media stopped.
+    Idle,
+}
+
+/// One ICE candidate of a trickle `PATCH`: the media section (`a=mid`) it belongs to and
+/// the `candidate:` attribute value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// `a=mid` in force, if any.
+    pub mid: Option<String>,
+    /// `candidate:…` (without `a=`).
+    pub candidate: String,
+}
+
+/// The sessions of one gateway.
+#[derive(Debug, Default)]
+pub struct WhipSessions {
+    limits: WhipLimits,
+    sessions: HashMap<String, Entry>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl WhipSessions {
+    /// No sessions, within `limits`.
+    pub fn new(limits: WhipLimits) -> Self {
+        WhipSessions { limits, sessions: HashMap::new() }
+    }
+
+    /// A session for an accepted offer publishing `stream`; `random` makes its id and ETag.
+    pub fn create(&mut self, now: Instant, stream: &str, random: [u8; 24]) -> Result<Created, SessionError> {
+        if self.sessions.len() >= self.limits.max_sessions {
+            return Err(SessionError::Full(self.limits.max_sessions));
+        }
+        let id = hex(&random[..16]);
+        let etag = format!("\"{}\"", hex(&random[16..]));
+        let location = format!("/live/{stream}/whip/{id}");
+        let entry = Entry { stream: stream.to_owned(), etag: etag.clone(), state: State::Connecting { since: now } };
+        self.sessions.insert(id.clone(), entry);
+        Ok(Created { id, location, etag })
+    }
+
+    /// `DELETE`: ends session `id`; returns its stream.
+    pub fn delete(&mut self, id: &str) -> Result<String, SessionError> {
+        self.sessions.remove(id).map(|e| e.stream).ok_or_else(|| SessionError::NotFound(id.to_owned()))
+    }
+
+    /// `PATCH` with `content_type`, `If-Match` and the sdpfrag `body`: the candidates to add.
+    pub fn patch(
+        &mut self,
+        id: &str,
+        content_type: Option<&str>,
+        if_match: Option<&str>,
+        body: &str,
+    ) -> Result<Vec<Candidate>, SessionError> {
+        let e = self.sessions.get(id).ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
+        let ct = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
+        if !ct.eq_ignore_ascii_case("application/trickle-ice-sdpfrag") {
+            return Err(SessionError::MediaType);
+        }
+        match if_match.map(str::trim) {
+            None => Err(SessionError::PreconditionRequired),
+            Some("*") => Err(SessionError::RestartUnsupported),
+            Some(tag) if tag != e.etag => Err(SessionError::PreconditionFailed),
+            Some(_) => Ok(parse_sdpfrag(body)),
+        }
+    }
+
+    /// Media arrived on session `id` at `now`.
+    pub fn media(&mut self, id: &str, now: Instant) {
+        if let Some(e) = self.sessions.get_mut(id) {
+            e.state = State::Live { last: now };
+        }
+    }
+
+    /// The stream session `id` publishes.
+    pub fn stream(&self, id: &str) -> Option<&str> {
+        self.sessions.get(id).map(|e| e.stream.as_str())
+    }
+
+    /// Sessions at once.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// No sessions.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Removes and returns the sessions that timed out by `now`.
+    pub fn expire(&mut self, now: Instant) -> Vec<(String, Expiry)> {
+        let limits = self.limits;
+        let mut out = Vec::new();
+        self.sessions.retain(|id, e| {
+            let gone = match e.state {
+                State::Connecting { since } => {
+                    (now.saturating_duration_since(since) >= limits.connect_timeout).then_some(Expiry::NeverConnected)
+                }
+                State::Live { last } => {
+                    (now.saturating_duration_since(last) >= limits.idle_timeout).then_some(Expiry::Idle)
+                }
+            };
+            if let Some(why) = gone {
+                out.push((id.clone(), why));
+            }
+            gone.is_none()
+        });
+        out
+    }
+
+    /// When the next session could time out, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .map(|e| match e.state {
+                State::Connecting { since } => since + self.limits.connect_timeout,
+                State::Live { last } => last + self.limits.idle_timeout,
+            })
+            .min()
+    }
+}
+
+/// The candidates of a trickle-ICE sdpfrag (RFC 8840): `a=candidate:` lines, each with the
+/// `a=mid` before it; `a=end-of-candidates` and other lines are skipped.
+pub fn parse_sdpfrag(body: &str) -> Vec<Candidate> {
+    let mut mid = None;
+    let mut out = Vec::new();
+    for line in body.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.to_owned());
+        } else if let Some(c) = line.strip_prefix("a=") {
+            if c.starts_with("candidate:") {
+                out.push(Candidate { mid: mid.clone(), candidate: c.to_owned() });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one real instant as the epoch
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_patch_delete() {
+        let now = Instant::now();
+        let mut s = WhipSessions::new(WhipLimits { max_sessions: 2, ..Default::default() });
+        let c = s.create(now, "cam", [7; 24]).unwrap();
+        assert_eq!(c.id, "07".repeat(16));
+        assert_eq!(c.location, format!("/live/cam/whip/{}", c.id));
+        assert_eq!(c.etag, format!("\"{}\"", "07".repeat(8)));
+        let frag =
+            "a=ice-ufrag:x\r\na=mid:0\r\na=candidate:1 1 udp 2122 10.0.0.1 5000 typ host\r\na=end-of-candidates\r\n";
+        let ct = Some("application/trickle-ice-sdpfrag");
+        assert_eq!(s.patch(&c.id, ct, None, frag), Err(SessionError::PreconditionRequired));
+        assert_eq!(s.patch(&c.id, ct, Some("\"nope\""), frag), Err(SessionError::PreconditionFailed));
+        assert_eq!(s.patch(&c.id, ct, Some("*"), frag).unwrap_err().status(), 422);
+        assert_eq!(s.patch(&c.id, Some("application/sdp"), Some(&c.etag), frag).unwrap_err().status(), 415);
+        let got = s.patch(&c.id, ct, Some(&c.etag), frag).unwrap();
+        assert_eq!(
+            got,
+            vec![Candidate {
+                mid: Some("0".into()),
+                candidate: "candidate:1 1 udp 2122 10.0.0.1 5000 typ host".into()
+            }]
+        );
+        assert_eq!(s.patch("unknown", ct, Some(&c.etag), frag).unwrap_err().status(), 404);
+        s.create(now, "b", [1; 24]).unwrap();
+        assert_eq!(s.create(now, "c", [2; 24]).unwrap_err().status(), 503);
+        assert_eq!(s.delete(&c.id), Ok("cam".into()));
+        assert_eq!(s.delete(&c.id).unwrap_err().status(), 404);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn timeouts() {
+        let t0 = Instant::now();
+        let limits = WhipLimits {
+            max_sessions: 10,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(3),
+        };
+        let mut s = WhipSessions::new(limits);
+        let quiet = s.create(t0, "a", [1; 24]).unwrap().id;
+        let live = s.create(t0, "b", [2; 24]).unwrap().id;
+        s.media(&live, t0 + Duration::from_secs(1));
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(4)));
+        assert_eq!(s.expire(t0 + Duration::from_secs(2)), vec![]);
+        s.media(&live, t0 + Duration::from_secs(3));
+        assert_eq!(s.expire(t0 + Duration::from_secs(5)), vec![(quiet, Expiry::NeverConnected)]);
+        assert_eq!(s.expire(t0 + Duration::from_secs(6)), vec![(live, Expiry::Idle)]);
+        assert!(s.is_empty());
+    }
+}

@@ -18,15 +18,16 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 # its live runner (the -dev packages); the gateway's /start hook pulls streams with
 # ffmpeg; the tests call that hook with curl, as MediaMTX does. The orchestrator's CPU AI
 # pipelines run ffmpeg too, and write text-to-image prompts in DejaVu Sans (fontconfig).
+# WHIP ingest links GStreamer's WebRTC library (plugins-bad headers) and needs libnice's
+# elements (gstreamer1.0-nice) for webrtcbin's ICE.
 runtime_pkgs=(
   pkg-config protobuf-compiler nodejs npm ffmpeg fonts-dejavu-core
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
 )
 test_pkgs=(
   curl
-  libgstreamer-plugins-bad1.0-dev
   chromium python3 python3-venv
 )
 pkgs=("${runtime_pkgs[@]}")

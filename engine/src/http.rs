@@ -74,6 +74,7 @@ pub fn router(
         .route("/player/hls.min.js", get(|st| script(st, "hls.min.js")))
         .route("/player/dash.all.min.js", get(|st| script(st, "dash.all.min.js")))
         .route("/player/{id}", get(player))
+        .route("/publish/{id}", get(publish_page))
         .route("/stream/{file}", get(master))
         .route("/stream/{id}/{file}", get(media_playlist))
         .route("/stream/{id}/{rendition}/{file}", get(segment))
@@ -268,6 +269,13 @@ async fn index(State(st): State<AppState>) -> Html<String> {
         "<!doctype html><html><head><meta charset=utf-8><title>Sluice</title></head>\
          <body style=\"font-family:sans-serif\"><h1>Sluice streams</h1><ul>{rows}</ul></body></html>"
     ))
+}
+
+/// `GET /publish/{id}`: a page that publishes the camera and microphone with WHIP (`?auto`
+/// starts at once).
+async fn publish_page(Path(id): Path<String>) -> Html<String> {
+    let id = html_escape(&id);
+    Html(include_str!("publish_page.html").replace("{id}", &id))
 }
 
 async fn player(State(st): State<AppState>, Path(id): Path<String>) -> Html<String> {

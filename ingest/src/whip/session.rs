@@ -229,10 +229,10 @@ pub fn parse_sdpfrag(body: &str) -> Vec<Candidate> {
     for line in body.lines().map(|l| l.trim_end_matches('\r')) {
         if let Some(m) = line.strip_prefix("a=mid:") {
             mid = Some(m.to_owned());
-        } else if let Some(c) = line.strip_prefix("a=") {
-            if c.starts_with("candidate:") {
-                out.push(Candidate { mid: mid.clone(), candidate: c.to_owned() });
-            }
+        } else if let Some(c) = line.strip_prefix("a=")
+            && c.starts_with("candidate:")
+        {
+            out.push(Candidate { mid: mid.clone(), candidate: c.to_owned() });
         }
     }
     out

@@ -1,0 +1,406 @@
+//! WebRTC media for Sluice: a WHIP publisher's offer answered by GStreamer `webrtcbin`
+//! and its RTP turned into [`media::StreamEvent`]s (H.264 Annex B access units; Opus
+//! decoded and encoded to AAC in ADTS, as MPEG-TS and HLS carry it).
+//!
+//! The decisions (which codecs, session resources, timeouts) are `ingest::whip`'s; this
+//! crate is the media shell. GStreamer runs on its own threads: samples come out of
+//! `appsink` callbacks into a bounded channel without blocking, and no call here blocks
+//! a tokio worker except [`WhipPeer::answer`]'s wait for ICE gathering, which awaits a
+//! oneshot. Dropping the [`WhipPeer`] stops and tears down its pipeline.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_sdp as gst_sdp;
+use gstreamer_webrtc as gst_webrtc;
+use ingest::whip::sdp::Chosen;
+use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, StreamEvent, Timescale, TrackInfo, TrackKind};
+use tokio::sync::{mpsc, oneshot};
+
+/// Events queued between GStreamer's threads and the stream task before frames drop.
+pub const QUEUE: usize = 512;
+/// Longest wait for ICE gathering before answering.
+pub const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a peer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// GStreamer or one of its plugins is missing.
+    #[error("GStreamer: {0}")]
+    Gst(String),
+    /// The offer was refused by webrtcbin.
+    #[error("the offer could not be applied: {0}")]
+    Offer(String),
+    /// No answer in time.
+    #[error("no answer within {0:?} (ICE gathering)")]
+    Timeout(Duration),
+}
+
+fn gst_err(e: impl std::fmt::Display) -> PeerError {
+    PeerError::Gst(e.to_string())
+}
+
+/// How to reach the publisher, and how often to ask it for a keyframe.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// `stun://host:port`, if any.
+    pub stun_server: Option<String>,
+    /// A keyframe is asked for (PLI) when none came for this long: the segment duration.
+    pub keyframe_interval: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig { stun_server: None, keyframe_interval: Duration::from_secs(2) }
+    }
+}
+
+/// A publisher's WebRTC session: its pipeline, stopped when dropped.
+pub struct WhipPeer {
+    pipeline: gst::Pipeline,
+    webrtc: gst::Element,
+}
+
+impl std::fmt::Debug for WhipPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WhipPeer")
+    }
+}
+
+impl Drop for WhipPeer {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// What a publisher's session yields.
+pub struct Accepted {
+    /// The SDP answer (every local ICE candidate in it).
+    pub answer: String,
+    /// The stream's events: track configurations and access units.
+    pub events: mpsc::Receiver<StreamEvent>,
+    /// The session; dropping it ends the media.
+    pub peer: WhipPeer,
+}
+
+/// The track configurations seen so far, and the channel they go to.
+struct Emitter {
+    tx: mpsc::Sender<StreamEvent>,
+    tracks: Mutex<TrackInfo>,
+    /// Where keyframe requests go (the video depayloader's sink pad) and the media time
+    /// of the last keyframe seen or asked for.
+    keyframes: Mutex<(Option<gst::Pad>, Option<MediaTime>)>,
+    /// Ask for a keyframe when none came for this long.
+    keyframe_interval: Duration,
+}
+
+/// Asks the publisher for a keyframe (an upstream force-key-unit event, which the RTP
+/// session turns into a PLI).
+fn request_keyframe(pad: &gst::Pad) {
+    let ev = gst::event::CustomUpstream::builder(
+        gst::Structure::builder("GstForceKeyUnit").field("all-headers", true).build(),
+    )
+    .build();
+    let _ = pad.push_event(ev);
+}
+
+impl Emitter {
+    fn send(&self, ev: StreamEvent) {
+        if self.tx.try_send(ev).is_err() {
+            tracing::debug!("WHIP event queue full or closed; frame dropped");
+        }
+    }
+
+    /// Announces a changed configuration, then the unit.
+    fn unit(&self, au: AccessUnit, video: Option<H264Config>, audio: Option<AacConfig>) {
+        let changed = {
+            let mut t = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
+            let mut changed = false;
+            if let Some(v) = video
+                && t.video.as_ref() != Some(&v)
+            {
+                t.video = Some(v);
+                changed = true;
+            }
+            if let Some(a) = audio
+                && t.audio.as_ref() != Some(&a)
+            {
+                t.audio = Some(a);
+                changed = true;
+            }
+            changed.then(|| t.clone())
+        };
+        if let Some(t) = changed {
+            self.send(StreamEvent::Tracks(t));
+        }
+        let known = {
+            let t = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
+            match au.track {
+                TrackKind::Video => t.video.is_some(),
+                TrackKind::Audio => t.audio.is_some(),
+            }
+        };
+        if known {
+            self.send(StreamEvent::Media(au));
+        }
+    }
+}
+
+/// A GStreamer buffer time (ns) on the 90 kHz clock.
+fn mpeg_time(t: Option<gst::ClockTime>) -> Option<MediaTime> {
+    t.map(|t| MediaTime::new((t.nseconds() as i128 * 9 / 100_000) as i64, Timescale::MPEG))
+}
+
+/// The access unit delimiter an MPEG-TS access unit opens with.
+const AUD: &[u8] = &[0, 0, 0, 1, 9, 0xf0];
+
+fn video_sample(e: &Emitter, sample: &gst::Sample) {
+    let Some(buf) = sample.buffer() else { return };
+    let Ok(map) = buf.map_readable() else { return };
+    // The one copy: out of GStreamer's buffer into the access unit.
+    let data = Bytes::copy_from_slice(map.as_slice());
+    let (Some(pts), dts) = (mpeg_time(buf.pts()), mpeg_time(buf.dts())) else { return };
+    let keyframe = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
+    let nals = media::annexb_nal_units(&data);
+    let mut config = None;
+    if keyframe {
+        let (mut sps, mut pps) = (vec![], vec![]);
+        for nal in nals.iter().cloned() {
+            match nal.first().map(|h| h & 0x1f) {
+                Some(7) => sps.push(nal),
+                Some(8) => pps.push(nal),
+                _ => {}
+            }
+        }
+        if !sps.is_empty() && !pps.is_empty() {
+            config = H264Config::from_parameter_sets(sps, pps, 4).ok();
+        }
+    }
+    let starts_with_aud = nals.first().is_some_and(|n| n.first().map(|h| h & 0x1f) == Some(9));
+    let mut payload = Payload::new();
+    if !starts_with_aud {
+        payload.push(Bytes::from_static(AUD));
+    }
+    payload.push(data);
+    let au = AccessUnit { track: TrackKind::Video, pts, dts: dts.unwrap_or(pts), keyframe, data: payload };
+    // A keyframe every interval, so segments can be cut on time whatever the encoder's GOP.
+    {
+        let mut k = e.keyframes.lock().unwrap_or_else(|p| p.into_inner());
+        let interval = MediaTime::new((e.keyframe_interval.as_secs_f64() * 90_000.0) as i64, Timescale::MPEG);
+        match k.1 {
+            _ if keyframe => k.1 = Some(pts),
+            Some(last) if pts.ticks() - last.ticks() >= interval.ticks() => {
+                if let Some(pad) = &k.0 {
+                    request_keyframe(pad);
+                }
+                k.1 = Some(pts);
+            }
+            None => k.1 = Some(pts),
+            _ => {}
+        }
+    }
+    e.unit(au, config, None);
+}
+
+fn audio_sample(e: &Emitter, sample: &gst::Sample) {
+    let Some(buf) = sample.buffer() else { return };
+    let Ok(map) = buf.map_readable() else { return };
+    let data = map.as_slice();
+    let Some(pts) = mpeg_time(buf.pts()) else { return };
+    let Ok((config, _)) = AacConfig::from_adts_header(data) else { return };
+    let mut payload = Payload::new();
+    payload.push(Bytes::copy_from_slice(data));
+    let au = AccessUnit { track: TrackKind::Audio, pts, dts: pts, keyframe: true, data: payload };
+    e.unit(au, None, Some(config));
+}
+
+fn appsink(name: &str, caps: &str, e: Arc<Emitter>, video: bool) -> Result<gst::Element, PeerError> {
+    let sink = gst_app::AppSink::builder()
+        .name(name)
+        .caps(&caps.parse::<gst::Caps>().map_err(gst_err)?)
+        .sync(false)
+        .max_buffers(64)
+        .drop(true)
+        .callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if video {
+                        video_sample(&e, &sample);
+                    } else {
+                        audio_sample(&e, &sample);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        )
+        .build();
+    Ok(sink.upcast())
+}
+
+/// Links a new webrtcbin source pad to its depayloading chain.
+fn link_pad(pipeline: &gst::Pipeline, pad: &gst::Pad, e: &Arc<Emitter>) -> Result<(), PeerError> {
+    let caps = pad.current_caps().or_else(|| pad.allowed_caps()).ok_or_else(|| gst_err("pad without caps"))?;
+    let media = caps.structure(0).and_then(|s| s.get::<&str>("media").ok()).unwrap_or("").to_owned();
+    let (desc, sink) = match media.as_str() {
+        "video" => (
+            "rtph264depay request-keyframe=true wait-for-keyframe=true ! h264parse config-interval=-1",
+            appsink("video", "video/x-h264,stream-format=byte-stream,alignment=au", e.clone(), true)?,
+        ),
+        "audio" => (
+            "rtpopusdepay ! opusdec ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate=128000 ! aacparse",
+            appsink("audio", "audio/mpeg,mpegversion=4,stream-format=adts", e.clone(), false)?,
+        ),
+        other => return Err(gst_err(format!("unexpected {other} pad"))),
+    };
+    let bin = gst::parse::bin_from_description(desc, true).map_err(gst_err)?;
+    pipeline.add_many([bin.upcast_ref::<gst::Element>(), &sink]).map_err(gst_err)?;
+    bin.link(&sink).map_err(gst_err)?;
+    bin.sync_state_with_parent().map_err(gst_err)?;
+    sink.sync_state_with_parent().map_err(gst_err)?;
+    let sinkpad = bin.static_pad("sink").ok_or_else(|| gst_err("no sink pad"))?;
+    pad.link(&sinkpad).map_err(gst_err)?;
+    // A keyframe now, so the stream starts without waiting for the next GOP; and later
+    // ones from here.
+    if media == "video" {
+        request_keyframe(&sinkpad);
+        e.keyframes.lock().unwrap_or_else(|p| p.into_inner()).0 = Some(sinkpad.clone());
+    }
+    tracing::info!(%media, "WHIP track linked");
+    Ok(())
+}
+
+/// Emits `signal` on `webrtc` with a promise and waits (on a blocking thread) for its reply.
+async fn promise(
+    webrtc: &gst::Element,
+    signal: &str,
+    arg: Option<&gst_webrtc::WebRTCSessionDescription>,
+) -> Result<Option<gst::Structure>, PeerError> {
+    let (tx, rx) = oneshot::channel();
+    let tx = Mutex::new(Some(tx));
+    let p = gst::Promise::with_change_func(move |reply| {
+        let r = match reply {
+            Ok(Some(s)) => Ok(Some(s.to_owned())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        if let Some(tx) = tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(r);
+        }
+    });
+    match arg {
+        Some(d) => webrtc.emit_by_name::<()>(signal, &[d, &p]),
+        None => webrtc.emit_by_name::<()>(signal, &[&None::<gst::Structure>, &p]),
+    }
+    match tokio::time::timeout(GATHER_TIMEOUT, rx).await {
+        Ok(Ok(Ok(s))) => {
+            if let Some(err) = s.as_ref().and_then(|s| s.get::<glib_error::Error>("error").ok()) {
+                return Err(PeerError::Offer(err.to_string()));
+            }
+            Ok(s)
+        }
+        Ok(Ok(Err(e))) => Err(PeerError::Offer(e)),
+        Ok(Err(_)) => Err(PeerError::Offer(format!("{signal}: no reply"))),
+        Err(_) => Err(PeerError::Timeout(GATHER_TIMEOUT)),
+    }
+}
+
+mod glib_error {
+    pub(crate) use gstreamer::glib::Error;
+}
+
+impl WhipPeer {
+    /// Answers `offer` (already checked by `ingest::whip::sdp::choose`, which gave
+    /// `chosen`): receive-only transceivers for the chosen video and audio, the answer
+    /// once ICE gathering is complete, and the stream's events from then on.
+    pub async fn answer(offer: &str, chosen: &Chosen, cfg: &PeerConfig) -> Result<Accepted, PeerError> {
+        gst::init().map_err(gst_err)?;
+        let pipeline = gst::Pipeline::new();
+        let webrtc = gst::ElementFactory::make("webrtcbin")
+            .property_from_str("bundle-policy", "max-bundle")
+            .build()
+            .map_err(|_| gst_err("webrtcbin is missing (gstreamer1.0-plugins-bad and gstreamer1.0-nice)"))?;
+        if let Some(s) = &cfg.stun_server {
+            webrtc.set_property("stun-server", s);
+        }
+        pipeline.add(&webrtc).map_err(gst_err)?;
+        let (tx, events) = mpsc::channel(QUEUE);
+        let emitter = Arc::new(Emitter {
+            tx,
+            tracks: Mutex::default(),
+            keyframes: Mutex::new((None, None)),
+            keyframe_interval: cfg.keyframe_interval,
+        });
+        let weak = pipeline.downgrade();
+        webrtc.connect_pad_added(move |_, pad| {
+            if pad.direction() != gst::PadDirection::Src {
+                return;
+            }
+            if let Some(p) = weak.upgrade()
+                && let Err(e) = link_pad(&p, pad, &emitter)
+            {
+                tracing::warn!(error = %e, "WHIP track not linked");
+            }
+        });
+        // Receive-only transceivers for what was chosen, before the answer is made.
+        if let Some((_, pt, plid)) = &chosen.video {
+            let caps = format!(
+                "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={pt},packetization-mode=(string)1,profile-level-id=(string){plid}"
+            );
+            add_transceiver(&webrtc, &caps)?;
+        }
+        if let Some((_, pt)) = &chosen.audio {
+            add_transceiver(
+                &webrtc,
+                &format!("application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={pt}"),
+            )?;
+        }
+        let (gathered_tx, gathered) = oneshot::channel::<()>();
+        let gathered_tx = Mutex::new(Some(gathered_tx));
+        webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| {
+            let state = w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
+            if state == gst_webrtc::WebRTCICEGatheringState::Complete
+                && let Some(tx) = gathered_tx.lock().unwrap_or_else(|e| e.into_inner()).take()
+            {
+                let _ = tx.send(());
+            }
+        });
+        pipeline.set_state(gst::State::Playing).map_err(gst_err)?;
+        let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).map_err(|e| PeerError::Offer(e.to_string()))?;
+        let remote = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, sdp);
+        promise(&webrtc, "set-remote-description", Some(&remote)).await?;
+        let reply =
+            promise(&webrtc, "create-answer", None).await?.ok_or_else(|| PeerError::Offer("no answer".into()))?;
+        let answer = reply
+            .get::<gst_webrtc::WebRTCSessionDescription>("answer")
+            .map_err(|_| PeerError::Offer("webrtcbin made no answer".into()))?;
+        promise(&webrtc, "set-local-description", Some(&answer)).await?;
+        let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered).await;
+        let local = webrtc
+            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
+            .ok_or_else(|| PeerError::Offer("no local description".into()))?;
+        let answer = local.sdp().as_text().map_err(gst_err)?;
+        Ok(Accepted { answer, events, peer: WhipPeer { pipeline, webrtc } })
+    }
+
+    /// Adds a trickled ICE candidate (`candidate:…`) for media line `mline`.
+    pub fn add_candidate(&self, mline: u32, candidate: &str) {
+        self.webrtc.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
+    }
+}
+
+fn add_transceiver(webrtc: &gst::Element, caps: &str) -> Result<(), PeerError> {
+    let caps: gst::Caps = caps.parse().map_err(gst_err)?;
+    let t = webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
+        "add-transceiver",
+        &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
+    );
+    t.set_property("codec-preferences", &caps);
+    Ok(())
+}

@@ -53,6 +53,12 @@ pub fn router(registry: Arc<Registry>, stop: watch::Receiver<bool>) -> Router {
         running: Mutex::default(),
     });
     tokio::spawn(expiry(w.clone(), stop));
+    // GStreamer's plugin scan, once and off the async workers.
+    tokio::task::spawn_blocking(|| {
+        if let Err(e) = whip::init() {
+            warn!(error = %e, "GStreamer unavailable: WHIP ingest will refuse publishers");
+        }
+    });
     Router::new()
         .route("/live/{stream}/whip", post(publish).options(options))
         .route("/live/{stream}/whip/{id}", axum::routing::delete(end).patch(patch).options(options))
@@ -105,6 +111,23 @@ async fn publish(
     };
     let (offer, chosen) = chosen;
     let mids: Vec<Option<String>> = offer.sections.iter().map(|s| s.mid.clone()).collect();
+    // The name and a session slot first: a refused request must not disturb the stream.
+    let stream_id = match crate::registry::stream_id_for("live", &stream) {
+        Ok(id) => id,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let created = match lock(&w.sessions).create(Instant::now(), &stream_id, crate::ai::results::random_bytes()) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            return r;
+        }
+    };
+    // Whatever happens from here, a failure gives the slot back.
+    let forget = |w: &Whip| {
+        let _ = lock(&w.sessions).delete(&created.id);
+    };
     let cfg = whip::PeerConfig {
         keyframe_interval: Duration::from_secs_f64(w.registry.segment_duration()),
         ..Default::default()
@@ -112,24 +135,26 @@ async fn publish(
     let accepted = match whip::WhipPeer::answer(&offer_text, &chosen, &cfg).await {
         Ok(a) => a,
         Err(e) => {
+            forget(&w);
             warn!(%stream, error = %e, "WHIP answer failed");
-            return text(StatusCode::BAD_REQUEST, e.to_string());
+            let status = match e {
+                whip::PeerError::Offer(_) => StatusCode::BAD_REQUEST,
+                whip::PeerError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+                whip::PeerError::Gst(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return text(status, e.to_string());
         }
     };
     let req = PublishRequest { conn_id: 0, remote, app: "live".into(), name: stream.clone() };
     let publisher = match w.registry.publish(&req) {
         Ok(p) => p,
-        Err(e) => return text(StatusCode::FORBIDDEN, e.reason),
+        Err(e) => {
+            forget(&w);
+            let status =
+                if e.code.ends_with("BadName") { StatusCode::BAD_REQUEST } else { StatusCode::SERVICE_UNAVAILABLE };
+            return text(status, e.reason);
+        }
     };
-    let created =
-        match lock(&w.sessions).create(Instant::now(), &publisher.stream_id, crate::ai::results::random_bytes()) {
-            Ok(c) => c,
-            Err(e) => {
-                let mut r = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-                return r;
-            }
-        };
     let (stop_tx, stop_rx) = watch::channel(false);
     let peer = Arc::new(accepted.peer);
     lock(&w.running).insert(created.id.clone(), (stop_tx, peer.clone(), mids));
@@ -163,26 +188,27 @@ async fn relay(
     peer: Arc<whip::WhipPeer>,
 ) {
     let ingest::server::PublishAccepted { sink, mut kick, .. } = publisher;
-    let mut last_mark = Instant::now() - Duration::from_secs(1);
+    let mut last_mark: Option<Instant> = None;
     let why = loop {
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            r = &mut kick => break if r.is_ok() { "replaced by a new publisher" } else { "the stream ended" },
+            _ = stop.changed() => break "the session ended",
+        };
+        let Some(ev) = ev else { break "the media ended" };
+        if matches!(ev, StreamEvent::Media(_)) && last_mark.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            let now = Instant::now();
+            last_mark = Some(now);
+            lock(&w.sessions).media(&id, now);
+        }
+        // A stalled stream task must not keep the session from ending.
         tokio::select! {
-            ev = events.recv() => match ev {
-                Some(ev) => {
-                    if matches!(ev, StreamEvent::Media(_)) && last_mark.elapsed() >= Duration::from_millis(500) {
-                        last_mark = Instant::now();
-                        lock(&w.sessions).media(&id, last_mark);
-                    }
-                    if sink.send(ev).await.is_err() {
-                        break "the stream went away";
-                    }
-                }
-                None => break "the media ended",
-            },
+            sent = sink.send(ev) => if sent.is_err() { break "the stream went away" },
             r = &mut kick => break if r.is_ok() { "replaced by a new publisher" } else { "the stream ended" },
             _ = stop.changed() => break "the session ended",
         }
     };
-    let _ = sink.send(StreamEvent::End).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(StreamEvent::End)).await;
     let _ = lock(&w.sessions).delete(&id);
     lock(&w.running).remove(&id);
     drop(peer);
@@ -222,8 +248,14 @@ async fn patch(
     };
     if let Some((_, peer, mids)) = lock(&w.running).get(&id) {
         for c in candidates {
-            let mline = c.mid.as_ref().and_then(|m| mids.iter().position(|x| x.as_deref() == Some(m))).unwrap_or(0);
-            peer.add_candidate(mline as u32, &c.candidate);
+            // A candidate names its section by `mid`; one naming none goes to the first.
+            let mline = match &c.mid {
+                Some(m) => mids.iter().position(|x| x.as_deref() == Some(m.as_str())),
+                None => Some(0),
+            };
+            if let Some(mline) = mline {
+                peer.add_candidate(mline as u32, &c.candidate);
+            }
         }
     }
     let mut r = StatusCode::NO_CONTENT.into_response();

@@ -74,9 +74,19 @@ impl std::fmt::Debug for WhipPeer {
 }
 
 impl Drop for WhipPeer {
+    /// Stops the pipeline on a GStreamer thread: stopping webrtcbin waits for its threads
+    /// and ICE agent, which must not hold up the caller (a tokio worker).
     fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        self.pipeline.call_async(|p| {
+            let _ = p.set_state(gst::State::Null);
+        });
     }
+}
+
+/// Initialises GStreamer (the plugin registry scan): call once at start-up, off any async
+/// worker; [`WhipPeer::answer`] calls it too, cheaply once done.
+pub fn init() -> Result<(), PeerError> {
+    gst::init().map_err(gst_err)
 }
 
 /// What a publisher's session yields.
@@ -92,7 +102,9 @@ pub struct Accepted {
 /// The track configurations seen so far, and the channel they go to.
 struct Emitter {
     tx: mpsc::Sender<StreamEvent>,
-    tracks: Mutex<TrackInfo>,
+    /// The configurations announced, and whether the last announcement failed to queue
+    /// (it is sent again before any unit).
+    tracks: Mutex<(TrackInfo, bool)>,
     /// Where keyframe requests go (the video depayloader's sink pad) and the media time
     /// of the last keyframe seen or asked for.
     keyframes: Mutex<(Option<gst::Pad>, Option<MediaTime>)>,
@@ -111,48 +123,45 @@ fn request_keyframe(pad: &gst::Pad) {
 }
 
 impl Emitter {
-    fn send(&self, ev: StreamEvent) {
-        if self.tx.try_send(ev).is_err() {
+    /// Announces a changed configuration, then the unit; all under one lock, so the
+    /// video and audio threads' announcements cannot overtake each other. A unit whose
+    /// track has no configuration yet, or while an announcement could not be queued, is
+    /// dropped. Returns false when a video unit was dropped (a keyframe is then needed).
+    fn unit(&self, au: AccessUnit, video: Option<H264Config>, audio: Option<AacConfig>) -> bool {
+        let mut guard = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
+        let (t, pending) = &mut *guard;
+        if let Some(v) = video
+            && t.video.as_ref() != Some(&v)
+        {
+            t.video = Some(v);
+            *pending = true;
+        }
+        if let Some(a) = audio
+            && t.audio.as_ref() != Some(&a)
+        {
+            t.audio = Some(a);
+            *pending = true;
+        }
+        if *pending {
+            *pending = self.tx.try_send(StreamEvent::Tracks(t.clone())).is_err();
+        }
+        let known = match au.track {
+            TrackKind::Video => t.video.is_some(),
+            TrackKind::Audio => t.audio.is_some(),
+        };
+        if !known || *pending {
+            return false;
+        }
+        if self.tx.try_send(StreamEvent::Media(au)).is_err() {
             tracing::debug!("WHIP event queue full or closed; frame dropped");
+            return false;
         }
-    }
-
-    /// Announces a changed configuration, then the unit.
-    fn unit(&self, au: AccessUnit, video: Option<H264Config>, audio: Option<AacConfig>) {
-        let changed = {
-            let mut t = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
-            let mut changed = false;
-            if let Some(v) = video
-                && t.video.as_ref() != Some(&v)
-            {
-                t.video = Some(v);
-                changed = true;
-            }
-            if let Some(a) = audio
-                && t.audio.as_ref() != Some(&a)
-            {
-                t.audio = Some(a);
-                changed = true;
-            }
-            changed.then(|| t.clone())
-        };
-        if let Some(t) = changed {
-            self.send(StreamEvent::Tracks(t));
-        }
-        let known = {
-            let t = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
-            match au.track {
-                TrackKind::Video => t.video.is_some(),
-                TrackKind::Audio => t.audio.is_some(),
-            }
-        };
-        if known {
-            self.send(StreamEvent::Media(au));
-        }
+        true
     }
 }
 
-/// A GStreamer buffer time (ns) on the 90 kHz clock.
+/// A buffer's timestamp (ns, webrtcbin's: from the RTP timestamps, starting near zero) on
+/// the 90 kHz clock.
 fn mpeg_time(t: Option<gst::ClockTime>) -> Option<MediaTime> {
     t.map(|t| MediaTime::new((t.nseconds() as i128 * 9 / 100_000) as i64, Timescale::MPEG))
 }
@@ -205,7 +214,13 @@ fn video_sample(e: &Emitter, sample: &gst::Sample) {
             _ => {}
         }
     }
-    e.unit(au, config, None);
+    if !e.unit(au, config, None) && !keyframe {
+        // A dropped frame breaks the picture until the next keyframe: ask for one.
+        let k = e.keyframes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pad) = &k.0 {
+            request_keyframe(pad);
+        }
+    }
 }
 
 fn audio_sample(e: &Emitter, sample: &gst::Sample) {
@@ -217,7 +232,7 @@ fn audio_sample(e: &Emitter, sample: &gst::Sample) {
     let mut payload = Payload::new();
     payload.push(Bytes::copy_from_slice(data));
     let au = AccessUnit { track: TrackKind::Audio, pts, dts: pts, keyframe: true, data: payload };
-    e.unit(au, None, Some(config));
+    let _ = e.unit(au, None, Some(config));
 }
 
 fn appsink(name: &str, caps: &str, e: Arc<Emitter>, video: bool) -> Result<gst::Element, PeerError> {
@@ -321,6 +336,7 @@ impl WhipPeer {
     /// once ICE gathering is complete, and the stream's events from then on.
     pub async fn answer(offer: &str, chosen: &Chosen, cfg: &PeerConfig) -> Result<Accepted, PeerError> {
         gst::init().map_err(gst_err)?;
+        let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).map_err(|e| PeerError::Offer(e.to_string()))?;
         let pipeline = gst::Pipeline::new();
         let webrtc = gst::ElementFactory::make("webrtcbin")
             .property_from_str("bundle-policy", "max-bundle")
@@ -330,10 +346,12 @@ impl WhipPeer {
             webrtc.set_property("stun-server", s);
         }
         pipeline.add(&webrtc).map_err(gst_err)?;
+        // From here every exit, an error or the caller giving up, stops the pipeline.
+        let peer = WhipPeer { pipeline: pipeline.clone(), webrtc: webrtc.clone() };
         let (tx, events) = mpsc::channel(QUEUE);
         let emitter = Arc::new(Emitter {
             tx,
-            tracks: Mutex::default(),
+            tracks: Mutex::new((TrackInfo::default(), false)),
             keyframes: Mutex::new((None, None)),
             keyframe_interval: cfg.keyframe_interval,
         });
@@ -372,7 +390,6 @@ impl WhipPeer {
             }
         });
         pipeline.set_state(gst::State::Playing).map_err(gst_err)?;
-        let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).map_err(|e| PeerError::Offer(e.to_string()))?;
         let remote = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, sdp);
         promise(&webrtc, "set-remote-description", Some(&remote)).await?;
         let reply =
@@ -386,7 +403,7 @@ impl WhipPeer {
             .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
             .ok_or_else(|| PeerError::Offer("no local description".into()))?;
         let answer = local.sdp().as_text().map_err(gst_err)?;
-        Ok(Accepted { answer, events, peer: WhipPeer { pipeline, webrtc } })
+        Ok(Accepted { answer, events, peer })
     }
 
     /// Adds a trickled ICE candidate (`candidate:…`) for media line `mline`.

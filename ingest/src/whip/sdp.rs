@@ -183,6 +183,11 @@ fn profile_rank(plid: &str) -> u8 {
     }
 }
 
+/// A `profile-level-id` is exactly six hex digits (it ends up in the answer's caps).
+fn valid_plid(p: &str) -> bool {
+    p.len() == 6 && p.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Picks the codecs of a WHIP offer: at most one sending video section (H.264,
 /// packetization mode 1, 90 kHz) and one sending audio section (Opus, 48 kHz). Refuses
 /// an offer with nothing Sluice can take, more than one section of a kind, a section
@@ -230,6 +235,7 @@ pub fn choose(offer: &Offer) -> Result<Chosen, OfferError> {
                     f.encoding.eq_ignore_ascii_case("H264")
                         && f.clock_rate == 90_000
                         && f.params.get("packetization-mode").map(String::as_str) == Some("1")
+                        && f.params.get("profile-level-id").is_none_or(|p| valid_plid(p))
                 })
                 .min_by_key(|f| profile_rank(f.params.get("profile-level-id").map_or("", String::as_str)));
             let Some(f) = best else {
@@ -304,6 +310,12 @@ a=rtpmap:107 H264/90000\r\na=fmtp:107 packetization-mode=0;profile-level-id=42e0
         assert!(choose(&parse_offer(&recv).unwrap()).unwrap_err().to_string().contains("video section is recvonly"));
         let no_ice = CHROME.replace("a=ice-pwd:0123456789abcdefghijklmn\r\n", "");
         assert_eq!(choose(&parse_offer(&no_ice).unwrap()).unwrap_err().status(), 400);
+        let injected = CHROME.replace("profile-level-id=42e01f", "profile-level-id=42e01f,encoding-name=VP8");
+        assert_eq!(
+            choose(&parse_offer(&injected).unwrap()).unwrap().video.unwrap().1,
+            102,
+            "a malformed id is not taken"
+        );
         let two_video = format!("{CHROME}m=video 9 UDP/TLS/RTP/SAVPF 106\r\na=sendonly\r\na=rtpmap:106 H264/90000\r\n");
         assert!(choose(&parse_offer(&two_video).unwrap()).unwrap_err().to_string().contains("more than one video"));
         let g722 = CHROME.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 PCMU/8000");

@@ -158,12 +158,17 @@ impl WhipSessions {
         if !ct.eq_ignore_ascii_case("application/trickle-ice-sdpfrag") {
             return Err(SessionError::MediaType);
         }
-        match if_match.map(str::trim) {
-            None => Err(SessionError::PreconditionRequired),
-            Some("*") => Err(SessionError::RestartUnsupported),
-            Some(tag) if tag != e.etag => Err(SessionError::PreconditionFailed),
-            Some(_) => Ok(parse_sdpfrag(body)),
+        // New ICE credentials in the body ask for a restart, whatever the tag.
+        let restart = body.lines().any(|l| l.starts_with("a=ice-ufrag:") || l.starts_with("a=ice-pwd:"));
+        let Some(if_match) = if_match.map(str::trim) else { return Err(SessionError::PreconditionRequired) };
+        if if_match == "*" || restart {
+            return Err(SessionError::RestartUnsupported);
         }
+        // A list of tags matches if any of them is this one (strong comparison).
+        if !if_match.split(',').map(str::trim).any(|t| t == e.etag) {
+            return Err(SessionError::PreconditionFailed);
+        }
+        Ok(parse_sdpfrag(body))
     }
 
     /// Media arrived on session `id` at `now`.
@@ -251,13 +256,19 @@ mod tests {
         assert_eq!(c.id, "07".repeat(16));
         assert_eq!(c.location, format!("/live/cam/whip/{}", c.id));
         assert_eq!(c.etag, format!("\"{}\"", "07".repeat(8)));
-        let frag =
-            "a=ice-ufrag:x\r\na=mid:0\r\na=candidate:1 1 udp 2122 10.0.0.1 5000 typ host\r\na=end-of-candidates\r\n";
+        let frag = "a=mid:0\r\na=candidate:1 1 udp 2122 10.0.0.1 5000 typ host\r\na=end-of-candidates\r\n";
         let ct = Some("application/trickle-ice-sdpfrag");
         assert_eq!(s.patch(&c.id, ct, None, frag), Err(SessionError::PreconditionRequired));
         assert_eq!(s.patch(&c.id, ct, Some("\"nope\""), frag), Err(SessionError::PreconditionFailed));
         assert_eq!(s.patch(&c.id, ct, Some("*"), frag).unwrap_err().status(), 422);
         assert_eq!(s.patch(&c.id, Some("application/sdp"), Some(&c.etag), frag).unwrap_err().status(), 415);
+        let restart = format!("a=ice-ufrag:new\r\na=ice-pwd:newpassword\r\n{frag}");
+        assert_eq!(
+            s.patch(&c.id, ct, Some(&c.etag), &restart).unwrap_err().status(),
+            422,
+            "new credentials: a restart"
+        );
+        assert!(s.patch(&c.id, ct, Some(&format!("\"a\", {}", c.etag)), frag).is_ok(), "a list of tags");
         let got = s.patch(&c.id, ct, Some(&c.etag), frag).unwrap();
         assert_eq!(
             got,

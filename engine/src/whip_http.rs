@@ -37,6 +37,7 @@ type Running = (watch::Sender<bool>, Arc<whip::WhipPeer>, Vec<Option<String>>);
 
 struct Whip {
     registry: Arc<Registry>,
+    keys: Arc<crate::ai::keys::KeyRing>,
     sessions: Mutex<WhipSessions>,
     running: Mutex<HashMap<String, Running>>,
 }
@@ -46,9 +47,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The WHIP routes, with the task that ends timed-out sessions (stops with `stop`).
-pub fn router(registry: Arc<Registry>, stop: watch::Receiver<bool>) -> Router {
+pub fn router(registry: Arc<Registry>, keys: Arc<crate::ai::keys::KeyRing>, stop: watch::Receiver<bool>) -> Router {
     let w = Arc::new(Whip {
         registry,
+        keys,
         sessions: Mutex::new(WhipSessions::new(WhipLimits::default())),
         running: Mutex::default(),
     });
@@ -94,6 +96,18 @@ async fn publish(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
+    // With API keys on, publishing needs one (as the AI and live AI endpoints do); the
+    // session's Location is then its own capability for PATCH and DELETE.
+    if let Err(d) = w.keys.admit(&parts.headers, crate::ai::keys::Scope::Read) {
+        let mut r = text(d.status, d.reason);
+        if d.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(s) = d.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        return r;
+    }
     let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/sdp") {
         return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a WHIP offer is Content-Type: application/sdp");

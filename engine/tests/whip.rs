@@ -77,4 +77,19 @@ async fn offers_sluice_cannot_take_are_refused_with_the_reason() {
     // Nothing was published.
     assert_eq!(http_get(addr, "/stream/cam.m3u8").await.status, 404);
     gw.shutdown().await;
+
+    // With API keys on, publishing needs one.
+    let keys = std::env::temp_dir().join(format!("sluice-whip-keys-{}.toml", std::process::id()));
+    let hash = engine::ai::keys::hash_key("pub-key");
+    std::fs::write(&keys, format!("[[key]]\nname = \"cam\"\nsha256 = \"{hash}\"\n")).unwrap();
+    let gw = gateway_with(|c| c.auth.api_keys = Some(keys.clone())).await;
+    let addr = gw.http_addr;
+    let r =
+        http_request(addr, "POST", "/live/cam/whip", &[("Content-Type", "application/sdp")], OFFER.as_bytes()).await;
+    assert_eq!((r.status, r.header("www-authenticate")), (401, Some("Bearer")), "{}", r.text());
+    let auth = [("Content-Type", "application/sdp"), ("Authorization", "Bearer pub-key")];
+    let r = http_request(addr, "POST", "/live/cam/whip", &auth, OFFER.as_bytes()).await;
+    assert_eq!(r.status, 422, "the key admits it; the VP8 offer is then refused: {}", r.text());
+    gw.shutdown().await;
+    let _ = std::fs::remove_file(&keys);
 }

@@ -30,6 +30,7 @@ use crate::config::GatewayConfig;
 use crate::transcode::Transcoding;
 
 pub mod byoc;
+pub mod config;
 pub mod keys;
 pub mod meter;
 pub mod reply;

@@ -79,6 +79,9 @@ pub struct GatewayConfig {
     /// API keys, rate limits and usage.
     #[command(flatten)]
     pub auth: AuthConfig,
+    /// WHIP publishing and WHEP playback.
+    #[command(flatten)]
+    pub webrtc: crate::webrtc::WebrtcConfig,
 }
 
 /// Shortest input segment of a live AI stream, seconds: cut at the first IDR after this
@@ -438,6 +441,7 @@ impl GatewayConfig {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field, reason| Err(ConfigError::Invalid { field, reason });
+        self.webrtc.validate()?;
         if !(0.2..=10.0).contains(&self.live.live_min_segment) {
             return bad("live_min_segment", "must be between 0.2 and 10 seconds");
         }

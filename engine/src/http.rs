@@ -295,11 +295,13 @@ async fn player(State(st): State<AppState>, Path(id): Path<String>) -> Html<Stri
 <video id=v controls autoplay muted playsinline></video>
 <div id=q></div>
 <div id=s>loading</div>
+<div id=m style="padding:6px"><a href="?">HLS</a> · <a href="?ll">LL-HLS</a> · <a href="?dash">DASH</a> · <a href="?webrtc">WebRTC</a></div>
 <script src="/player/hls.min.js"></script>
+<script>{whep}</script>
 <script>
 // `?ll` plays Low-Latency HLS (CMAF parts) instead of the MPEG-TS playlists; `?dash`
-// plays the DASH MPD (the same CMAF fragments) with dash.js.
-const params = new URLSearchParams(location.search), ll = params.has("ll"), dash = params.has("dash");
+// plays the DASH MPD (the same CMAF fragments) with dash.js; `?webrtc` plays WHEP.
+const params = new URLSearchParams(location.search), ll = params.has("ll"), dash = params.has("dash"), webrtc = params.has("webrtc");
 const src = dash ? "/stream/{id}.mpd" : ll ? "/stream/{id}/ll.m3u8" : "/stream/{id}.m3u8", expected = ll ? 1 : {expected}, v = document.getElementById("v"), s = document.getElementById("s"), q = document.getElementById("q");
 // What the playback checks read: stalls after the start (ms each), and the live latency
 // hls.js estimates, once a second.
@@ -359,7 +361,9 @@ function startDash() {{
   p.initialize(v, src, true);
 }}
 async function start() {{
-  if (dash) {{
+  if (webrtc) {{
+    startWhep("{id}", v, status);
+  }} else if (dash) {{
     if (window.dashjs) startDash(); else status("dash.js is not available");
   }} else if (window.Hls && Hls.isSupported()) {{
     await waitForLadder();
@@ -393,7 +397,8 @@ if (dash) {{
   sc.src = "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"; sc.onload = start; sc.onerror = start;
   document.head.appendChild(sc);
 }}
-</script></body></html>"#
+</script></body></html>"#,
+        whep = include_str!("whep_player.js"),
     ))
 }
 

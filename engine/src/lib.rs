@@ -26,7 +26,7 @@ pub mod signer;
 pub mod status;
 pub mod transcode;
 pub mod trickle_cli;
-pub mod whip_http;
+pub mod webrtc;
 
 pub use config::GatewayConfig;
 pub use gateway::Gateway;

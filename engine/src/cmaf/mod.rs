@@ -202,6 +202,8 @@ pub struct CmafOutput {
     /// Media playlists as last rendered: (track, version, text). A thousand blocked
     /// reloads woken by one part share one rendering.
     rendered: std::sync::Mutex<Vec<(String, u64, Bytes)>>,
+    /// The source's units for WebRTC (WHEP) viewers.
+    frames: std::sync::Arc<crate::webrtc::feed::FrameFeed>,
 }
 
 impl CmafOutput {
@@ -218,7 +220,13 @@ impl CmafOutput {
             availability_start: None,
             version: watch::channel(0).0,
             rendered: std::sync::Mutex::new(Vec::new()),
+            frames: Default::default(),
         }
+    }
+
+    /// The source's units for WebRTC viewers (fed with everything this output is fed).
+    pub fn frames(&self) -> std::sync::Arc<crate::webrtc::feed::FrameFeed> {
+        self.frames.clone()
     }
 
     /// Changes to wait on (bumped on every new part, segment or init).
@@ -232,6 +240,7 @@ impl CmafOutput {
 
     /// The stream's track configurations.
     pub fn handle_tracks(&mut self, t: &TrackInfo) {
+        self.frames.handle_tracks(t);
         self.has_video = t.video.is_some();
         self.audio.cutter.follow_video(self.has_video);
         if let Some(v) = &t.video {
@@ -245,6 +254,7 @@ impl CmafOutput {
 
     /// One access unit of the source, received at `now_unix` (Unix seconds).
     pub fn handle_access_unit(&mut self, au: &AccessUnit, now_unix: f64) {
+        self.frames.handle_access_unit(au);
         self.ended = false;
         if self.clock.is_none() {
             self.clock = Some((au.dts.as_secs_f64(), now_unix));
@@ -280,6 +290,7 @@ impl CmafOutput {
     /// A new publisher (a new timeline): the open segments end, and the next ones start
     /// with a fresh init segment after a discontinuity.
     pub fn restart(&mut self) {
+        self.frames.restart();
         let clock = self.clock.take();
         for t in [&mut self.video, &mut self.audio] {
             t.cutter.flush();

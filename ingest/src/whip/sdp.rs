@@ -170,8 +170,8 @@ pub struct Chosen {
     pub audio: Option<(usize, u8)>,
 }
 
-/// `profile-level-id` preference: constrained baseline (`42e0xx`), baseline (`4200xx`),
-/// then any other H.264 profile.
+/// `profile-level-id` preference for a publisher: constrained baseline (`42e0xx`),
+/// baseline (`4200xx`), then any other H.264 profile.
 fn profile_rank(plid: &str) -> u8 {
     let p = plid.to_ascii_lowercase();
     if p.starts_with("42e0") {
@@ -181,6 +181,33 @@ fn profile_rank(plid: &str) -> u8 {
     } else {
         2
     }
+}
+
+/// `profile-level-id` preference for a viewer of a stream whose video has `profile_idc`:
+/// the same profile first (the answer then describes what is sent), then the others by
+/// how much they decode (high, main, baseline).
+fn playback_rank(plid: &str, profile_idc: Option<u8>) -> u8 {
+    let idc = u8::from_str_radix(plid.get(..2).unwrap_or(""), 16).ok();
+    match idc {
+        Some(i) if Some(i) == profile_idc => 0,
+        Some(100) => 1,
+        Some(77) => 2,
+        Some(66) => 3,
+        _ => 4,
+    }
+}
+
+/// Who sends: the offerer (a WHIP publisher) or Sluice (a WHEP viewer's offer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A publisher's offer: its sections send (`sendonly` or `sendrecv`).
+    Publish,
+    /// A viewer's offer: its sections receive (`recvonly` or `sendrecv`); the stream's
+    /// H.264 `profile_idc`, if known, picks the matching format.
+    Play {
+        /// The stream's H.264 `profile_idc` (66 baseline, 77 main, 100 high).
+        profile_idc: Option<u8>,
+    },
 }
 
 /// A `profile-level-id` is exactly six hex digits (it ends up in the answer's caps).
@@ -193,6 +220,12 @@ fn valid_plid(p: &str) -> bool {
 /// an offer with nothing Sluice can take, more than one section of a kind, a section
 /// that does not send, or missing ICE/DTLS credentials, saying which.
 pub fn choose(offer: &Offer) -> Result<Chosen, OfferError> {
+    choose_for(offer, Role::Publish)
+}
+
+/// Picks the codecs of an offer made by a publisher ([`Role::Publish`], as [`choose`]) or
+/// by a WHEP viewer ([`Role::Play`]: its sections receive), with the same refusals.
+pub fn choose_for(offer: &Offer, role: Role) -> Result<Chosen, OfferError> {
     if !offer.has_ice_credentials {
         return Err(OfferError::Malformed("no a=ice-ufrag and a=ice-pwd".into()));
     }
@@ -204,11 +237,20 @@ pub fn choose(offer: &Offer) -> Result<Chosen, OfferError> {
         if s.disabled || !matches!(s.kind.as_str(), "video" | "audio") {
             continue;
         }
-        if !matches!(s.direction.as_str(), "sendonly" | "sendrecv") {
-            return Err(OfferError::Unsupported(format!(
-                "the {} section is {}: a WHIP publisher sends (sendonly)",
-                s.kind, s.direction
-            )));
+        match role {
+            Role::Publish if !matches!(s.direction.as_str(), "sendonly" | "sendrecv") => {
+                return Err(OfferError::Unsupported(format!(
+                    "the {} section is {}: a WHIP publisher sends (sendonly)",
+                    s.kind, s.direction
+                )));
+            }
+            Role::Play { .. } if !matches!(s.direction.as_str(), "recvonly" | "sendrecv") => {
+                return Err(OfferError::Unsupported(format!(
+                    "the {} section is {}: a WHEP viewer receives (recvonly)",
+                    s.kind, s.direction
+                )));
+            }
+            _ => {}
         }
         // The codecs offered, once each, without retransmission and FEC formats.
         let offered = || {
@@ -237,7 +279,13 @@ pub fn choose(offer: &Offer) -> Result<Chosen, OfferError> {
                         && f.params.get("packetization-mode").map(String::as_str) == Some("1")
                         && f.params.get("profile-level-id").is_none_or(|p| valid_plid(p))
                 })
-                .min_by_key(|f| profile_rank(f.params.get("profile-level-id").map_or("", String::as_str)));
+                .min_by_key(|f| {
+                    let plid = f.params.get("profile-level-id").map_or("42001f", String::as_str);
+                    match role {
+                        Role::Publish => profile_rank(plid),
+                        Role::Play { profile_idc } => playback_rank(plid, profile_idc),
+                    }
+                });
             let Some(f) = best else {
                 return Err(OfferError::Unsupported(format!(
                     "no supported video codec: offered {}; Sluice takes H.264 (packetization-mode=1)",
@@ -292,6 +340,26 @@ a=rtpmap:107 H264/90000\r\na=fmtp:107 packetization-mode=0;profile-level-id=42e0
         let c = choose(&o).unwrap();
         assert_eq!(c.video, Some((1, 106, "42e01f".into())), "constrained baseline, mode 1");
         assert_eq!(c.audio, Some((0, 111)));
+    }
+
+    #[test]
+    fn viewer_offers_choose_the_streams_profile() {
+        let recv = CHROME.replace("a=sendonly", "a=recvonly").replace(
+            "a=rtpmap:107 H264/90000\r\n",
+            "a=rtpmap:107 H264/90000\r\na=rtpmap:108 H264/90000\r\n\
+a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f\r\n",
+        );
+        let recv = recv.replace("96 97 102 103 106 107", "96 97 102 103 106 107 108");
+        let o = parse_offer(&recv).unwrap();
+        assert!(choose(&o).unwrap_err().to_string().contains("a WHIP publisher sends"));
+        let play = |idc| choose_for(&o, Role::Play { profile_idc: idc }).unwrap();
+        assert_eq!(play(Some(100)).video, Some((1, 108, "64001f".into())), "high for a high-profile stream");
+        assert_eq!(play(Some(66)).video.unwrap().1, 102, "baseline for baseline");
+        assert_eq!(play(None).video.unwrap().1, 108, "unknown: the most capable");
+        assert_eq!(play(None).audio, Some((0, 111)));
+        let send = parse_offer(CHROME).unwrap();
+        let e = choose_for(&send, Role::Play { profile_idc: None }).unwrap_err();
+        assert_eq!(e.to_string(), "the audio section is sendonly: a WHEP viewer receives (recvonly)");
     }
 
     #[test]

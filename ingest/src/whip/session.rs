@@ -15,6 +15,8 @@ pub struct WhipLimits {
     pub connect_timeout: Duration,
     /// A session without media for this long is ended.
     pub idle_timeout: Duration,
+    /// Sessions of one stream at once (a WHEP stream's viewers); more are refused with 503.
+    pub max_per_stream: usize,
 }
 
 impl Default for WhipLimits {
@@ -23,6 +25,7 @@ impl Default for WhipLimits {
             max_sessions: 100,
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
+            max_per_stream: usize::MAX,
         }
     }
 }
@@ -63,6 +66,14 @@ pub enum SessionError {
     /// Full (503, retry later).
     #[error("{0} WHIP sessions already; try again later")]
     Full(usize),
+    /// The stream has as many sessions as it may (503, retry later).
+    #[error("stream {stream} already has {max} sessions; try again later")]
+    StreamFull {
+        /// The stream.
+        stream: String,
+        /// Its limit.
+        max: usize,
+    },
     /// `PATCH` without `If-Match` (428).
     #[error("PATCH needs If-Match with the session's ETag")]
     PreconditionRequired,
@@ -82,7 +93,7 @@ impl SessionError {
     pub fn status(&self) -> u16 {
         match self {
             SessionError::NotFound(_) => 404,
-            SessionError::Full(_) => 503,
+            SessionError::Full(_) | SessionError::StreamFull { .. } => 503,
             SessionError::PreconditionRequired => 428,
             SessionError::PreconditionFailed => 412,
             SessionError::RestartUnsupported => 422,
@@ -110,10 +121,13 @@ pub struct Candidate {
     pub candidate: String,
 }
 
-/// The sessions of one gateway.
-#[derive(Debug, Default)]
+/// The sessions of one gateway: its WHIP publishers' (`/live/{stream}/whip/{id}`) or its
+/// WHEP viewers' (`/live/{stream}/whep/{id}`).
+#[derive(Debug)]
 pub struct WhipSessions {
     limits: WhipLimits,
+    /// The path element of session resources: `whip` or `whep`.
+    resource: &'static str,
     sessions: HashMap<String, Entry>,
 }
 
@@ -122,19 +136,30 @@ fn hex(b: &[u8]) -> String {
 }
 
 impl WhipSessions {
-    /// No sessions, within `limits`.
+    /// No WHIP sessions, within `limits`.
     pub fn new(limits: WhipLimits) -> Self {
-        WhipSessions { limits, sessions: HashMap::new() }
+        Self::for_resource(limits, "whip")
     }
 
-    /// A session for an accepted offer publishing `stream`; `random` makes its id and ETag.
+    /// No sessions, within `limits`, their resources under `/live/{stream}/{resource}/`.
+    pub fn for_resource(limits: WhipLimits, resource: &'static str) -> Self {
+        WhipSessions { limits, resource, sessions: HashMap::new() }
+    }
+
+    /// A session for an accepted offer publishing (or playing) `stream`; `random` makes
+    /// its id and ETag.
     pub fn create(&mut self, now: Instant, stream: &str, random: [u8; 24]) -> Result<Created, SessionError> {
         if self.sessions.len() >= self.limits.max_sessions {
             return Err(SessionError::Full(self.limits.max_sessions));
         }
+        if self.limits.max_per_stream != usize::MAX
+            && self.sessions.values().filter(|e| e.stream == stream).count() >= self.limits.max_per_stream
+        {
+            return Err(SessionError::StreamFull { stream: stream.to_owned(), max: self.limits.max_per_stream });
+        }
         let id = hex(&random[..16]);
         let etag = format!("\"{}\"", hex(&random[16..]));
-        let location = format!("/live/{stream}/whip/{id}");
+        let location = format!("/live/{stream}/{}/{id}", self.resource);
         let entry = Entry { stream: stream.to_owned(), etag: etag.clone(), state: State::Connecting { since: now } };
         self.sessions.insert(id.clone(), entry);
         Ok(Created { id, location, etag })
@@ -286,12 +311,28 @@ mod tests {
     }
 
     #[test]
+    fn viewers_per_stream() {
+        let now = Instant::now();
+        let limits = WhipLimits { max_per_stream: 2, ..Default::default() };
+        let mut s = WhipSessions::for_resource(limits, "whep");
+        let a = s.create(now, "cam", [1; 24]).unwrap();
+        assert_eq!(a.location, format!("/live/cam/whep/{}", a.id));
+        s.create(now, "cam", [2; 24]).unwrap();
+        let e = s.create(now, "cam", [3; 24]).unwrap_err();
+        assert_eq!((e.status(), e.to_string()), (503, "stream cam already has 2 sessions; try again later".into()));
+        s.create(now, "other", [4; 24]).unwrap();
+        s.delete(&a.id).unwrap();
+        s.create(now, "cam", [5; 24]).unwrap();
+    }
+
+    #[test]
     fn timeouts() {
         let t0 = Instant::now();
         let limits = WhipLimits {
             max_sessions: 10,
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(3),
+            ..Default::default()
         };
         let mut s = WhipSessions::new(limits);
         let quiet = s.create(t0, "a", [1; 24]).unwrap().id;

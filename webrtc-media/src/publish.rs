@@ -1,15 +1,6 @@
-//! WebRTC media for Sluice: a WHIP publisher's offer answered by GStreamer `webrtcbin`
-//! and its RTP turned into [`media::StreamEvent`]s (H.264 Annex B access units; Opus
-//! decoded and encoded to AAC in ADTS, as MPEG-TS and HLS carry it).
-//!
-//! The decisions (which codecs, session resources, timeouts) are `ingest::whip`'s; this
-//! crate is the media shell. GStreamer runs on its own threads: samples come out of
-//! `appsink` callbacks into a bounded channel without blocking, and no call here blocks
-//! a tokio worker except [`WhipPeer::answer`]'s wait for ICE gathering, which awaits a
-//! oneshot. Dropping the [`WhipPeer`] stops and tears down its pipeline.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
+//! The WHIP side: a publisher's offer answered with receive-only transceivers, its RTP
+//! depayloaded into access units (H.264 Annex B with an AUD; Opus decoded and encoded to
+//! AAC in ADTS, as MPEG-TS and HLS carry it), keyframes asked for every segment duration.
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,45 +12,12 @@ use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 use ingest::whip::sdp::Chosen;
 use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, StreamEvent, Timescale, TrackInfo, TrackKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use crate::{PeerConfig, PeerError, add_transceiver, gst_err, negotiate, webrtcbin};
 
 /// Events queued between GStreamer's threads and the stream task before frames drop.
 pub const QUEUE: usize = 512;
-/// Longest wait for ICE gathering before answering.
-pub const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a peer could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum PeerError {
-    /// GStreamer or one of its plugins is missing.
-    #[error("GStreamer: {0}")]
-    Gst(String),
-    /// The offer was refused by webrtcbin.
-    #[error("the offer could not be applied: {0}")]
-    Offer(String),
-    /// No answer in time.
-    #[error("no answer within {0:?} (ICE gathering)")]
-    Timeout(Duration),
-}
-
-fn gst_err(e: impl std::fmt::Display) -> PeerError {
-    PeerError::Gst(e.to_string())
-}
-
-/// How to reach the publisher, and how often to ask it for a keyframe.
-#[derive(Debug, Clone)]
-pub struct PeerConfig {
-    /// `stun://host:port`, if any.
-    pub stun_server: Option<String>,
-    /// A keyframe is asked for (PLI) when none came for this long: the segment duration.
-    pub keyframe_interval: Duration,
-}
-
-impl Default for PeerConfig {
-    fn default() -> Self {
-        PeerConfig { stun_server: None, keyframe_interval: Duration::from_secs(2) }
-    }
-}
 
 /// A publisher's WebRTC session: its pipeline, stopped when dropped.
 pub struct WhipPeer {
@@ -81,12 +39,6 @@ impl Drop for WhipPeer {
             let _ = p.set_state(gst::State::Null);
         });
     }
-}
-
-/// Initialises GStreamer (the plugin registry scan): call once at start-up, off any async
-/// worker; [`WhipPeer::answer`] calls it too, cheaply once done.
-pub fn init() -> Result<(), PeerError> {
-    gst::init().map_err(gst_err)
 }
 
 /// What a publisher's session yields.
@@ -291,45 +243,6 @@ fn link_pad(pipeline: &gst::Pipeline, pad: &gst::Pad, e: &Arc<Emitter>) -> Resul
     Ok(())
 }
 
-/// Emits `signal` on `webrtc` with a promise and waits (on a blocking thread) for its reply.
-async fn promise(
-    webrtc: &gst::Element,
-    signal: &str,
-    arg: Option<&gst_webrtc::WebRTCSessionDescription>,
-) -> Result<Option<gst::Structure>, PeerError> {
-    let (tx, rx) = oneshot::channel();
-    let tx = Mutex::new(Some(tx));
-    let p = gst::Promise::with_change_func(move |reply| {
-        let r = match reply {
-            Ok(Some(s)) => Ok(Some(s.to_owned())),
-            Ok(None) => Ok(None),
-            Err(e) => Err(format!("{e:?}")),
-        };
-        if let Some(tx) = tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = tx.send(r);
-        }
-    });
-    match arg {
-        Some(d) => webrtc.emit_by_name::<()>(signal, &[d, &p]),
-        None => webrtc.emit_by_name::<()>(signal, &[&None::<gst::Structure>, &p]),
-    }
-    match tokio::time::timeout(GATHER_TIMEOUT, rx).await {
-        Ok(Ok(Ok(s))) => {
-            if let Some(err) = s.as_ref().and_then(|s| s.get::<glib_error::Error>("error").ok()) {
-                return Err(PeerError::Offer(err.to_string()));
-            }
-            Ok(s)
-        }
-        Ok(Ok(Err(e))) => Err(PeerError::Offer(e)),
-        Ok(Err(_)) => Err(PeerError::Offer(format!("{signal}: no reply"))),
-        Err(_) => Err(PeerError::Timeout(GATHER_TIMEOUT)),
-    }
-}
-
-mod glib_error {
-    pub(crate) use gstreamer::glib::Error;
-}
-
 impl WhipPeer {
     /// Answers `offer` (already checked by `ingest::whip::sdp::choose`, which gave
     /// `chosen`): receive-only transceivers for the chosen video and audio, the answer
@@ -338,13 +251,8 @@ impl WhipPeer {
         gst::init().map_err(gst_err)?;
         let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).map_err(|e| PeerError::Offer(e.to_string()))?;
         let pipeline = gst::Pipeline::new();
-        let webrtc = gst::ElementFactory::make("webrtcbin")
-            .property_from_str("bundle-policy", "max-bundle")
-            .build()
-            .map_err(|_| gst_err("webrtcbin is missing (gstreamer1.0-plugins-bad and gstreamer1.0-nice)"))?;
-        if let Some(s) = &cfg.stun_server {
-            webrtc.set_property("stun-server", s);
-        }
+        crate::log_errors(&pipeline, "WHIP");
+        let webrtc = webrtcbin(cfg)?;
         pipeline.add(&webrtc).map_err(gst_err)?;
         // From here every exit, an error or the caller giving up, stops the pipeline.
         let peer = WhipPeer { pipeline: pipeline.clone(), webrtc: webrtc.clone() };
@@ -371,38 +279,17 @@ impl WhipPeer {
             let caps = format!(
                 "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={pt},packetization-mode=(string)1,profile-level-id=(string){plid}"
             );
-            add_transceiver(&webrtc, &caps)?;
+            add_transceiver(&webrtc, gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps)?;
         }
         if let Some((_, pt)) = &chosen.audio {
             add_transceiver(
                 &webrtc,
+                gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly,
                 &format!("application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={pt}"),
             )?;
         }
-        let (gathered_tx, gathered) = oneshot::channel::<()>();
-        let gathered_tx = Mutex::new(Some(gathered_tx));
-        webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| {
-            let state = w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
-            if state == gst_webrtc::WebRTCICEGatheringState::Complete
-                && let Some(tx) = gathered_tx.lock().unwrap_or_else(|e| e.into_inner()).take()
-            {
-                let _ = tx.send(());
-            }
-        });
         pipeline.set_state(gst::State::Playing).map_err(gst_err)?;
-        let remote = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, sdp);
-        promise(&webrtc, "set-remote-description", Some(&remote)).await?;
-        let reply =
-            promise(&webrtc, "create-answer", None).await?.ok_or_else(|| PeerError::Offer("no answer".into()))?;
-        let answer = reply
-            .get::<gst_webrtc::WebRTCSessionDescription>("answer")
-            .map_err(|_| PeerError::Offer("webrtcbin made no answer".into()))?;
-        promise(&webrtc, "set-local-description", Some(&answer)).await?;
-        let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered).await;
-        let local = webrtc
-            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
-            .ok_or_else(|| PeerError::Offer("no local description".into()))?;
-        let answer = local.sdp().as_text().map_err(gst_err)?;
+        let answer = negotiate(&webrtc, sdp).await?;
         Ok(Accepted { answer, events, peer })
     }
 
@@ -410,14 +297,4 @@ impl WhipPeer {
     pub fn add_candidate(&self, mline: u32, candidate: &str) {
         self.webrtc.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
     }
-}
-
-fn add_transceiver(webrtc: &gst::Element, caps: &str) -> Result<(), PeerError> {
-    let caps: gst::Caps = caps.parse().map_err(gst_err)?;
-    let t = webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
-        "add-transceiver",
-        &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
-    );
-    t.set_property("codec-preferences", &caps);
-    Ok(())
 }

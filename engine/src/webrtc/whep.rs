@@ -1,0 +1,245 @@
+//! WHEP playback on the HTTP port: `POST /live/{stream}/whep` with a viewer's SDP offer
+//! (receive-only) plays `stream` over WebRTC, an RTMP or WHIP publisher's stream or a
+//! live AI stream's processed output `{stream}-out`; `PATCH` and `DELETE` on the
+//! session's `Location` (`/live/{stream}/whep/{id}`) trickle ICE candidates and end it.
+//!
+//! The video goes out as it came in (H.264, so a stream with B-frames is refused with
+//! 422), the AAC audio decoded and encoded to Opus. A viewer starts on the current GOP,
+//! sent at once and compressed into the first milliseconds, so the first frame shows
+//! without waiting for the next keyframe; it then follows the live edge. A stream
+//! without media is waited for [`MEDIA_WAIT`], then refused with 404 and the reason.
+//! Each stream takes at most `webrtc_max_viewers` viewers (503 beyond).
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use ingest::whip::sdp::{Role, choose_for, parse_offer};
+use ingest::whip::session::WhipSessions;
+use media::TrackKind;
+use tokio::sync::watch;
+use tracing::{Instrument, info, info_span, warn};
+use webrtc_media::{ConnectionState, Push, WhepPeer};
+
+use super::feed::{Decision, FeedEvent, Readiness, Subscription, ViewerClock};
+use super::{Table, WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
+use crate::registry::Registry;
+
+/// How long a request for a stream without media (no publisher yet, or no keyframe)
+/// waits before it is refused with 404.
+pub const MEDIA_WAIT: Duration = Duration::from_secs(2);
+
+struct Whep {
+    registry: Arc<Registry>,
+    keys: Arc<crate::ai::keys::KeyRing>,
+    peer: webrtc_media::PeerConfig,
+    links: Vec<String>,
+    table: Arc<Table<WhepPeer>>,
+}
+
+/// The WHEP routes, with the task that ends sessions that never connected or lost their
+/// connection (stops with `stop`).
+pub fn router(
+    registry: Arc<Registry>,
+    keys: Arc<crate::ai::keys::KeyRing>,
+    cfg: &WebrtcConfig,
+    stop: watch::Receiver<bool>,
+) -> Router {
+    let peer = cfg.peer_config(Duration::from_secs_f64(registry.segment_duration()));
+    let w = Arc::new(Whep {
+        registry,
+        keys,
+        links: peer.ice_servers.iter().map(|s| s.link()).collect(),
+        peer,
+        table: Table::new(WhipSessions::for_resource(cfg.limits(usize::MAX, cfg.webrtc_max_viewers), "whep")),
+    });
+    tokio::spawn(w.table.clone().expire("WHEP", stop));
+    let links = w.links.clone();
+    let options = move || {
+        let links = links.clone();
+        async move { super::options(&links) }
+    };
+    Router::new()
+        .route("/live/{stream}/whep", post(play).options(options.clone()))
+        .route("/live/{stream}/whep/{id}", axum::routing::delete(end).patch(patch).options(options))
+        .with_state(w)
+}
+
+/// Waits up to [`MEDIA_WAIT`] for `stream` to have media a viewer can start on.
+async fn ready(registry: &Registry, stream: &str) -> Result<Option<u8>, Response> {
+    let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
+    loop {
+        if let Some(c) = registry.cmaf(stream) {
+            let frames = c.read().unwrap_or_else(|e| e.into_inner()).frames();
+            match frames.readiness() {
+                Readiness::Ready => return Ok(frames.video_profile()),
+                Readiness::Reordered => {
+                    return Err(text(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!(
+                            "stream {stream} has B-frames, which WebRTC does not carry; publish without them \
+                             (x264: -bf 0; OBS: the baseline profile) or play its HLS"
+                        ),
+                    ));
+                }
+                Readiness::NoMedia => {}
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(text(
+                StatusCode::NOT_FOUND,
+                format!("stream {stream} has no media to play (no publisher, or no keyframe within {MEDIA_WAIT:?})"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `POST /live/{stream}/whep`.
+#[allow(clippy::disallowed_methods)] // IO shell: the session table's clock
+async fn play(State(w): State<Arc<Whep>>, Path(stream): Path<String>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    // With API keys on, a viewer needs one too: each costs an Opus encoder.
+    if let Some(r) = refused(&w.keys, &parts.headers) {
+        return r;
+    }
+    let offer_text = match offer_body(&parts, body).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let offer = match parse_offer(&offer_text) {
+        Ok(o) => o,
+        Err(e) => return text(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string()),
+    };
+    let profile_idc = match ready(&w.registry, &stream).await {
+        Ok(p) => p,
+        Err(r) => {
+            info!(%stream, "WHEP viewer refused: no playable media");
+            return r;
+        }
+    };
+    let chosen = match choose_for(&offer, Role::Play { profile_idc }) {
+        Ok(c) => c,
+        Err(e) => {
+            info!(%stream, status = e.status(), reason = %e, "WHEP offer refused");
+            return text(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string());
+        }
+    };
+    let mids: Vec<Option<String>> = offer.sections.iter().map(|s| s.mid.clone()).collect();
+    let created = match lock(&w.table.sessions).create(Instant::now(), &stream, crate::ai::results::random_bytes()) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("10"));
+            return r;
+        }
+    };
+    let forget = |w: &Whep| {
+        let _ = lock(&w.table.sessions).delete(&created.id);
+    };
+    let (answer, peer) = match WhepPeer::answer(&offer_text, &chosen, &w.peer).await {
+        Ok(a) => a,
+        Err(e) => {
+            forget(&w);
+            warn!(%stream, error = %e, "WHEP answer failed");
+            return text(peer_status(&e), e.to_string());
+        }
+    };
+    // Subscribed last: the GOP it starts on is the freshest.
+    let Some(sub) =
+        w.registry.cmaf(&stream).and_then(|c| c.read().unwrap_or_else(|e| e.into_inner()).frames().subscribe())
+    else {
+        forget(&w);
+        return text(StatusCode::NOT_FOUND, format!("stream {stream} ended"));
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let peer = Arc::new(peer);
+    w.table.started(&created.id, stop_tx, peer.clone(), mids);
+    let span = info_span!("whep", stream_id = %stream, session = %created.id);
+    tokio::spawn(relay(w.clone(), created.id.clone(), peer, sub, stop_rx).instrument(span));
+    info!(stream_id = %stream, session = %created.id, "WHEP viewer answered");
+    answered(answer, &created, &w.links)
+}
+
+/// Sends the stream to one viewer until it ends.
+#[allow(clippy::disallowed_methods)] // IO shell: marks the connection for the idle timeout
+async fn relay(w: Arc<Whep>, id: String, peer: Arc<WhepPeer>, mut sub: Subscription, mut stop: watch::Receiver<bool>) {
+    let (mut clock, start) = ViewerClock::start(&sub.tracks, &sub.gop);
+    let started = Instant::now();
+    for (au, at) in &start {
+        if peer.push(au, *at) != Push::Sent {
+            clock.lost();
+        }
+    }
+    let mut conn = peer.connection();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut connected = false;
+    let (mut sent, mut skipped) = (start.len() as u64, 0u64);
+    let why = loop {
+        tokio::select! {
+            ev = sub.events.recv() => match ev {
+                None => break "the stream ended",
+                Some(FeedEvent::Tracks(_)) => {}
+                Some(FeedEvent::Restart) => clock.restart(),
+                Some(FeedEvent::Unit(au)) => match clock.handle_unit(&au) {
+                    Decision::Send(at) => match peer.push(&au, at) {
+                        Push::Sent => sent += 1,
+                        Push::NoTrack => {}
+                        Push::Full => {
+                            skipped += 1;
+                            if au.track == TrackKind::Video {
+                                clock.lost();
+                            }
+                        }
+                        Push::Closed => break "the viewer's pipeline stopped",
+                    },
+                    Decision::Skip => skipped += 1,
+                    Decision::Reordered => break "the stream's video has B-frames",
+                },
+            },
+            r = conn.changed() => {
+                if r.is_err() {
+                    break "the peer connection closed";
+                }
+                let state = *conn.borrow_and_update();
+                match state {
+                    ConnectionState::Connected => {
+                        if !connected {
+                            info!(after_ms = started.elapsed().as_millis() as u64, "WHEP viewer connected");
+                        }
+                        connected = true;
+                        lock(&w.table.sessions).media(&id, Instant::now());
+                    }
+                    ConnectionState::Failed => break "the connection failed",
+                    ConnectionState::Closed => break "the connection closed",
+                    _ => connected = false,
+                }
+            }
+            _ = tick.tick() => if connected {
+                lock(&w.table.sessions).media(&id, Instant::now());
+            },
+            _ = stop.changed() => break "the session ended",
+        }
+    };
+    w.table.finished(&id);
+    drop(peer);
+    info!(reason = why, sent, skipped, "WHEP session over");
+}
+
+/// `DELETE /live/{stream}/whep/{id}`.
+async fn end(State(w): State<Arc<Whep>>, Path((_, id)): Path<(String, String)>) -> Response {
+    w.table.delete(&id)
+}
+
+/// `PATCH /live/{stream}/whep/{id}`: trickled candidates.
+async fn patch(
+    State(w): State<Arc<Whep>>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    w.table.patch(&id, &headers, &body)
+}

@@ -1,0 +1,193 @@
+//! WHIP ingest on the HTTP port (RFC 9725): `POST /live/{stream}/whip` with an SDP offer
+//! publishes `stream` as an RTMP publisher would (the same registry, segmenter, HLS and
+//! CMAF outputs); `PATCH` and `DELETE` on the session's `Location`
+//! (`/live/{stream}/whip/{id}`) trickle ICE candidates and end it.
+//!
+//! The offer is checked by `ingest::whip::sdp` (400 malformed, 422 no codec Sluice
+//! takes, with what was offered), the session resources kept by
+//! `ingest::whip::session`, the media received by `whip::WhipPeer` (GStreamer
+//! `webrtcbin`). A session ends when its publisher sends `DELETE`, when another
+//! publisher takes the stream, when no media came within the session timeout (30 s) of
+//! the answer, or after that long without media.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::post;
+use ingest::server::PublishRequest;
+use ingest::whip::sdp::{choose, parse_offer};
+use ingest::whip::session::WhipSessions;
+use media::StreamEvent;
+use tokio::sync::watch;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{Table, WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
+use crate::registry::Registry;
+
+struct Whip {
+    registry: Arc<Registry>,
+    keys: Arc<crate::ai::keys::KeyRing>,
+    peer: webrtc_media::PeerConfig,
+    links: Vec<String>,
+    table: Arc<Table<webrtc_media::WhipPeer>>,
+}
+
+/// The WHIP routes, with the task that ends timed-out sessions (stops with `stop`).
+pub fn router(
+    registry: Arc<Registry>,
+    keys: Arc<crate::ai::keys::KeyRing>,
+    cfg: &WebrtcConfig,
+    stop: watch::Receiver<bool>,
+) -> Router {
+    let peer = cfg.peer_config(Duration::from_secs_f64(registry.segment_duration()));
+    let w = Arc::new(Whip {
+        registry,
+        keys,
+        links: peer.ice_servers.iter().map(|s| s.link()).collect(),
+        peer,
+        table: Table::new(WhipSessions::new(cfg.limits(cfg.webrtc_max_publishers, 1))),
+    });
+    tokio::spawn(w.table.clone().expire("WHIP", stop));
+    // GStreamer's plugin scan, once and off the async workers.
+    tokio::task::spawn_blocking(|| {
+        if let Err(e) = webrtc_media::init() {
+            warn!(error = %e, "GStreamer unavailable: WHIP and WHEP will refuse sessions");
+        }
+    });
+    let links = w.links.clone();
+    let options = move || {
+        let links = links.clone();
+        async move { super::options(&links) }
+    };
+    Router::new()
+        .route("/live/{stream}/whip", post(publish).options(options.clone()))
+        .route("/live/{stream}/whip/{id}", axum::routing::delete(end).patch(patch).options(options))
+        .with_state(w)
+}
+
+/// `POST /live/{stream}/whip`.
+#[allow(clippy::disallowed_methods)] // IO shell: the session table's clock
+async fn publish(
+    State(w): State<Arc<Whip>>,
+    Path(stream): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    // With API keys on, publishing needs one (as the AI and live AI endpoints do); the
+    // session's Location is then its own capability for PATCH and DELETE.
+    if let Some(r) = refused(&w.keys, &parts.headers) {
+        return r;
+    }
+    let offer_text = match offer_body(&parts, body).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let chosen = match parse_offer(&offer_text).and_then(|o| choose(&o).map(|c| (o, c))) {
+        Ok(c) => c,
+        Err(e) => {
+            info!(%stream, status = e.status(), reason = %e, "WHIP offer refused");
+            return text(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string());
+        }
+    };
+    let (offer, chosen) = chosen;
+    let mids: Vec<Option<String>> = offer.sections.iter().map(|s| s.mid.clone()).collect();
+    // The name and a session slot first: a refused request must not disturb the stream.
+    let stream_id = match crate::registry::stream_id_for("live", &stream) {
+        Ok(id) => id,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let created = match lock(&w.table.sessions).create(Instant::now(), &stream_id, crate::ai::results::random_bytes()) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            return r;
+        }
+    };
+    // Whatever happens from here, a failure gives the slot back.
+    let forget = |w: &Whip| {
+        let _ = lock(&w.table.sessions).delete(&created.id);
+    };
+    let accepted = match webrtc_media::WhipPeer::answer(&offer_text, &chosen, &w.peer).await {
+        Ok(a) => a,
+        Err(e) => {
+            forget(&w);
+            warn!(%stream, error = %e, "WHIP answer failed");
+            return text(peer_status(&e), e.to_string());
+        }
+    };
+    let req = PublishRequest { conn_id: 0, remote, app: "live".into(), name: stream.clone() };
+    let publisher = match w.registry.publish(&req) {
+        Ok(p) => p,
+        Err(e) => {
+            forget(&w);
+            let status =
+                if e.code.ends_with("BadName") { StatusCode::BAD_REQUEST } else { StatusCode::SERVICE_UNAVAILABLE };
+            return text(status, e.reason);
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let peer = Arc::new(accepted.peer);
+    w.table.started(&created.id, stop_tx, peer.clone(), mids);
+    let span = info_span!("whip", stream_id = %publisher.stream_id, session = %created.id);
+    tokio::spawn(relay(w.clone(), created.id.clone(), accepted.events, publisher, stop_rx, peer).instrument(span));
+    info!(stream_id = %stream, session = %created.id, %remote, "WHIP publisher answered");
+    answered(accepted.answer, &created, &w.links)
+}
+
+/// Moves a session's events into its stream until it ends.
+#[allow(clippy::disallowed_methods)] // IO shell: marks media arrival for the idle timeout
+async fn relay(
+    w: Arc<Whip>,
+    id: String,
+    mut events: tokio::sync::mpsc::Receiver<StreamEvent>,
+    publisher: ingest::server::PublishAccepted,
+    mut stop: watch::Receiver<bool>,
+    peer: Arc<webrtc_media::WhipPeer>,
+) {
+    let ingest::server::PublishAccepted { sink, mut kick, .. } = publisher;
+    let mut last_mark: Option<Instant> = None;
+    let why = loop {
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            r = &mut kick => break if r.is_ok() { "replaced by a new publisher" } else { "the stream ended" },
+            _ = stop.changed() => break "the session ended",
+        };
+        let Some(ev) = ev else { break "the media ended" };
+        if matches!(ev, StreamEvent::Media(_)) && last_mark.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            let now = Instant::now();
+            last_mark = Some(now);
+            lock(&w.table.sessions).media(&id, now);
+        }
+        // A stalled stream task must not keep the session from ending.
+        tokio::select! {
+            sent = sink.send(ev) => if sent.is_err() { break "the stream went away" },
+            r = &mut kick => break if r.is_ok() { "replaced by a new publisher" } else { "the stream ended" },
+            _ = stop.changed() => break "the session ended",
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(StreamEvent::End)).await;
+    w.table.finished(&id);
+    drop(peer);
+    info!(reason = why, "WHIP session over");
+}
+
+/// `DELETE /live/{stream}/whip/{id}`.
+async fn end(State(w): State<Arc<Whip>>, Path((_, id)): Path<(String, String)>) -> Response {
+    w.table.delete(&id)
+}
+
+/// `PATCH /live/{stream}/whip/{id}`: trickled candidates.
+async fn patch(
+    State(w): State<Arc<Whip>>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    w.table.patch(&id, &headers, &body)
+}

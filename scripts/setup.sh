@@ -26,9 +26,12 @@ runtime_pkgs=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
 )
+# The WebRTC loss test makes a network namespace (iproute2) and drops packets in it with
+# tc netem or, on kernels without netem, an nftables random-drop rule.
 test_pkgs=(
   curl
   chromium python3 python3-venv
+  iproute2 nftables
 )
 pkgs=("${runtime_pkgs[@]}")
 if [ "$mode" != "--runtime" ]; then pkgs+=("${test_pkgs[@]}"); fi

@@ -47,6 +47,9 @@ enum Command {
     Segment(SegmentArgs),
     /// Publish an FLV file to an RTMP server (as an encoder would).
     Publish(PublishArgs),
+    /// Publish a test pattern and tone over WebRTC to a WHIP endpoint (GStreamer
+    /// webrtcbin, no browser): for trying WHIP ingest, lossy links and load.
+    WhipPublish(WhipPublishArgs),
     /// Run a Livepeer-compatible orchestrator that transcodes on this machine's CPU with
     /// GStreamer (for development, the demo and tests).
     Orchestrator(OrchestratorArgs),
@@ -254,6 +257,30 @@ struct PublishArgs {
     loops: u64,
 }
 
+#[derive(Args, Debug)]
+struct WhipPublishArgs {
+    /// The WHIP endpoint, e.g. http://127.0.0.1:9935/live/cam/whip
+    url: String,
+    /// Seconds to publish.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// Picture size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x360")]
+    size: String,
+    /// Frames a second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Video bit rate, kbit/s.
+    #[arg(long, default_value_t = 1000)]
+    kbps: u32,
+    /// Sessions sending the one encoding (load tests).
+    #[arg(long, default_value_t = 1)]
+    sessions: usize,
+    /// API key, sent as `Authorization: Bearer`.
+    #[arg(long, env = "SLUICE_API_KEY", hide_env_values = true)]
+    token: Option<String>,
+}
+
 fn init_logging(filter: &str, format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -337,6 +364,36 @@ async fn run(command: Command, m: &ArgMatches) -> anyhow::Result<()> {
                 _ = wait_for_signal() => return Ok(()),
             };
             println!("sent {sent} tags to {}", a.url);
+            Ok(())
+        }
+        Command::WhipPublish(a) => {
+            let (width, height) = a
+                .size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                .context("--size is WIDTHxHEIGHT, e.g. 1280x720")?;
+            let plan = engine::webrtc::client::PublishPlan {
+                url: a.url.clone(),
+                token: a.token,
+                duration: std::time::Duration::from_secs_f64(a.seconds.max(0.0)),
+                media: webrtc_media::ClientConfig {
+                    width,
+                    height,
+                    fps: a.fps,
+                    video_kbps: a.kbps,
+                    sessions: a.sessions,
+                    ..Default::default()
+                },
+            };
+            let r = tokio::select! {
+                r = engine::webrtc::client::publish(&plan) => r?,
+                _ = wait_for_signal() => return Ok(()),
+            };
+            println!(
+                "{}: {} sessions answered, {} connected, {} failed, {} ended with DELETE",
+                a.url, r.answered, r.connected, r.failed, r.deleted
+            );
+            anyhow::ensure!(r.connected > 0, "no session connected");
             Ok(())
         }
         Command::Orchestrator(a) => {

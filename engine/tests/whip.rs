@@ -93,3 +93,148 @@ async fn offers_sluice_cannot_take_are_refused_with_the_reason() {
     gw.shutdown().await;
     let _ = std::fs::remove_file(&keys);
 }
+
+/// Publishes with `sluice whip-publish` (GStreamer webrtcbin: x264 with two slices a
+/// picture, Opus) for `secs`, optionally inside network namespace `netns`.
+async fn gst_whip_publish(url: &str, secs: u32, netns: Option<&str>) -> String {
+    let exe = env!("CARGO_BIN_EXE_sluice");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", ns, exe]);
+            c
+        }
+        None => tokio::process::Command::new(exe),
+    };
+    cmd.args(["whip-publish", url, "--seconds", &secs.to_string()]);
+    run(&mut cmd, "sluice whip-publish").await
+}
+
+fn check_whip_stream(check: &StreamCheck, secs: f64) {
+    assert!(check.packets.iter().any(|p| !p.video), "AAC audio in the segments");
+    assert!(
+        (secs - 3.0..=secs + 1.0).contains(&check.duration),
+        "{secs} s published, {:.1} s in the playlist",
+        check.duration
+    );
+    let n = check.playlist.segments.len();
+    for s in &check.playlist.segments[..n - 1] {
+        // The first keyframe asked for (PLI) shifts the encoder's 2 s grid once.
+        assert!(s.duration <= 3.01, "segments cut at the publisher's 2 s keyframes: {:?}", check.playlist.segments);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gstreamer_webrtcbin_publishes_with_whip() {
+    if !have("gst-inspect-1.0", "webrtcbin") || !have("ffprobe", "-version") {
+        eprintln!("skipped: GStreamer webrtcbin or ffprobe missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let gw = gateway().await;
+    let url = format!("http://{}/live/gst/whip", gw.http_addr);
+    let out = gst_whip_publish(&url, 12, None).await;
+    assert!(out.contains("1 sessions answered, 1 connected, 0 failed, 1 ended with DELETE"), "{out}");
+    let check = fetch_and_check(&gw, "gst").await;
+    check_whip_stream(&check, 12.0);
+    gw.shutdown().await;
+}
+
+/// A network namespace joined to this one by a veth pair, removed when dropped.
+struct LossyLink {
+    ns: String,
+    host: std::net::Ipv4Addr,
+    how: &'static str,
+}
+
+impl LossyLink {
+    /// Makes the namespace and drops `percent` % of the UDP packets leaving it: with
+    /// `tc netem` where the kernel has it, else with an nftables random-drop rule (the
+    /// same independent loss).
+    fn new(percent: u32) -> Result<LossyLink, String> {
+        let id = std::process::id() % 250;
+        let ns = format!("sluice-loss-{}", std::process::id());
+        let (a, b) = (format!("slv{id}a"), format!("slv{id}b"));
+        let host = std::net::Ipv4Addr::new(10, 231, id as u8, 1);
+        let sh = |args: &[&str]| -> Result<(), String> {
+            let o = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .map_err(|e| format!("{}: {e}", args[0]))?;
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()))
+            }
+        };
+        sh(&["ip", "netns", "add", &ns])?;
+        let mut link = LossyLink { ns: ns.clone(), host, how: "" };
+        sh(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b])?;
+        sh(&["ip", "link", "set", &b, "netns", &ns])?;
+        sh(&["ip", "addr", "add", &format!("{host}/24"), "dev", &a])?;
+        sh(&["ip", "link", "set", &a, "up"])?;
+        let peer = format!("10.231.{id}.2/24");
+        sh(&["ip", "netns", "exec", &ns, "ip", "addr", "add", &peer, "dev", &b])?;
+        sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", &b, "up"])?;
+        sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
+        let loss = format!("{percent}%");
+        link.how = if sh(&["ip", "netns", "exec", &ns, "tc", "qdisc", "add", "dev", &b, "root", "netem", "loss", &loss])
+            .is_ok()
+        {
+            "tc netem"
+        } else {
+            let nft = |rule: &str| {
+                let mut args = vec!["ip", "netns", "exec", &ns, "nft"];
+                args.extend(rule.split(' '));
+                sh(&args)
+            };
+            nft("add table inet loss")?;
+            nft("add chain inet loss out { type filter hook output priority 0 ; }")?;
+            nft(&format!("add rule inet loss out meta l4proto udp numgen random mod 100 < {percent} drop"))?;
+            "nftables numgen"
+        };
+        Ok(link)
+    }
+}
+
+impl Drop for LossyLink {
+    fn drop(&mut self) {
+        // The veth pair goes with the namespace.
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_through_a_link_losing_two_percent_stays_up() {
+    if !have("gst-inspect-1.0", "webrtcbin") || !have("ffprobe", "-version") {
+        eprintln!("skipped: GStreamer webrtcbin or ffprobe missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let link = match LossyLink::new(2) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("skipped: no network namespace with loss here (needs root, ip, and tc netem or nft): {e}");
+            return;
+        }
+    };
+    eprintln!("2% loss by {}", link.how);
+    let host = link.host;
+    let gw = gateway_with(|c| c.listen.http_addr = std::net::SocketAddr::from((host, 0))).await;
+    let url = format!("http://{}/live/lossy/whip", gw.http_addr);
+    let out = gst_whip_publish(&url, 20, Some(&link.ns)).await;
+    assert!(out.contains("1 sessions answered, 1 connected, 0 failed"), "the session stayed up: {out}");
+    // Every segment decodes and starts on a keyframe: pictures broken by a lost packet
+    // are left out until the keyframe asked for (PLI) arrives.
+    let check = fetch_and_check(&gw, "lossy").await;
+    assert!(check.packets.iter().any(|p| !p.video), "AAC audio in the segments");
+    assert!((15.0..=23.0).contains(&check.duration), "20 s published, {:.1} s in the playlist", check.duration);
+    let frames = check.packets.iter().filter(|p| p.video).count();
+    assert!(frames > 20 * 30 / 4, "a good part of 600 frames arrives through 2% loss: {frames}");
+    eprintln!(
+        "through 2% loss ({}): {frames} video frames in {} segments, {:.1} s",
+        link.how,
+        check.playlist.segments.len(),
+        check.duration
+    );
+    gw.shutdown().await;
+    drop(link);
+}

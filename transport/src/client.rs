@@ -127,6 +127,14 @@ impl std::fmt::Debug for OrchestratorNet {
     }
 }
 
+/// An HTTP(S) client for tools (HTTP/1.1 and HTTP/2 by ALPN), with `Full` bodies.
+pub type HttpClient = Client<Connector, Full<Bytes>>;
+
+/// An [`HttpClient`] accepting server certificates under `policy`.
+pub fn http_client(policy: CertPolicy) -> HttpClient {
+    Client::builder(TokioExecutor::new()).build(connector(policy, true))
+}
+
 /// A connector offering HTTP/2 and, when `http1`, HTTP/1.1 by ALPN.
 pub(crate) fn connector(policy: CertPolicy, http1: bool) -> Connector {
     let mut tcp = HttpConnector::new();

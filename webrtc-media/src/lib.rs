@@ -23,9 +23,11 @@ use gstreamer_webrtc as gst_webrtc;
 use ingest::whip::ice::IceServer;
 use tokio::sync::oneshot;
 
+mod client;
 mod play;
 mod publish;
 
+pub use client::{ClientConfig, WhipClient};
 pub use play::{ConnectionState, MAX_QUEUED, Push, WhepPeer};
 pub use publish::{Accepted, QUEUE, WhipPeer};
 
@@ -141,6 +143,8 @@ pub(crate) fn add_transceiver(
     let caps: gst::Caps = caps.parse().map_err(gst_err)?;
     let t = webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>("add-transceiver", &[&direction, &caps]);
     t.set_property("codec-preferences", &caps);
+    // Lost packets are asked for again (NACK) and resent (RTX) where the peer offers it.
+    t.set_property("do-nack", true);
     Ok(t)
 }
 
@@ -148,16 +152,7 @@ pub(crate) fn add_transceiver(
 /// gathering is complete (every local candidate in it) or [`GATHER_TIMEOUT`] passed. The
 /// offer's sections are matched, by kind, to the transceivers added before.
 pub(crate) async fn negotiate(webrtc: &gst::Element, offer: gst_sdp::SDPMessage) -> Result<String, PeerError> {
-    let (gathered_tx, gathered) = oneshot::channel::<()>();
-    let gathered_tx = Mutex::new(Some(gathered_tx));
-    webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| {
-        let state = w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
-        if state == gst_webrtc::WebRTCICEGatheringState::Complete
-            && let Some(tx) = gathered_tx.lock().unwrap_or_else(|e| e.into_inner()).take()
-        {
-            let _ = tx.send(());
-        }
-    });
+    let gathered = gathering_complete(webrtc);
     let t0 = std::time::Instant::now();
     let remote = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
     promise(webrtc, "set-remote-description", Some(&remote)).await?;
@@ -175,8 +170,39 @@ pub(crate) async fn negotiate(webrtc: &gst::Element, offer: gst_sdp::SDPMessage)
     local.sdp().as_text().map_err(gst_err)
 }
 
+/// Makes and applies an offer; returns it once ICE gathering is complete (every local
+/// candidate in it) or [`GATHER_TIMEOUT`] passed.
+pub(crate) async fn offer(webrtc: &gst::Element) -> Result<String, PeerError> {
+    let gathered = gathering_complete(webrtc);
+    let reply = promise(webrtc, "create-offer", None).await?.ok_or_else(|| PeerError::Offer("no offer".into()))?;
+    let offer = reply
+        .get::<gst_webrtc::WebRTCSessionDescription>("offer")
+        .map_err(|_| PeerError::Offer("webrtcbin made no offer".into()))?;
+    promise(webrtc, "set-local-description", Some(&offer)).await?;
+    let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered).await;
+    let local = webrtc
+        .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
+        .ok_or_else(|| PeerError::Offer("no local description".into()))?;
+    local.sdp().as_text().map_err(gst_err)
+}
+
+/// Resolves once `webrtc`'s ICE gathering is complete.
+fn gathering_complete(webrtc: &gst::Element) -> oneshot::Receiver<()> {
+    let (gathered_tx, gathered) = oneshot::channel::<()>();
+    let gathered_tx = Mutex::new(Some(gathered_tx));
+    webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| {
+        let state = w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
+        if state == gst_webrtc::WebRTCICEGatheringState::Complete
+            && let Some(tx) = gathered_tx.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            let _ = tx.send(());
+        }
+    });
+    gathered
+}
+
 /// Emits `signal` on `webrtc` with a promise and awaits its reply.
-async fn promise(
+pub(crate) async fn promise(
     webrtc: &gst::Element,
     signal: &str,
     arg: Option<&gst_webrtc::WebRTCSessionDescription>,

@@ -60,6 +60,8 @@ struct Emitter {
     /// Where keyframe requests go (the video depayloader's sink pad) and the media time
     /// of the last keyframe seen or asked for.
     keyframes: Mutex<(Option<gst::Pad>, Option<MediaTime>)>,
+    /// The picture being gathered.
+    assembler: Mutex<Assembler>,
     /// Ask for a keyframe when none came for this long.
     keyframe_interval: Duration,
 }
@@ -113,13 +115,69 @@ impl Emitter {
 }
 
 /// A buffer's timestamp (ns, webrtcbin's: from the RTP timestamps, starting near zero) on
-/// the 90 kHz clock.
+/// the 90 kHz clock, rounded to the nearest tick (GStreamer truncates the 90 kHz RTP times
+/// to whole nanoseconds; truncating again would put a 2 s keyframe a tick short of 2 s).
 fn mpeg_time(t: Option<gst::ClockTime>) -> Option<MediaTime> {
-    t.map(|t| MediaTime::new((t.nseconds() as i128 * 9 / 100_000) as i64, Timescale::MPEG))
+    t.map(|t| MediaTime::new(((t.nseconds() as i128 * 9 + 50_000) / 100_000) as i64, Timescale::MPEG))
 }
 
 /// The access unit delimiter an MPEG-TS access unit opens with.
 const AUD: &[u8] = &[0, 0, 0, 1, 9, 0xf0];
+/// The start code before each NAL unit.
+const START_CODE: &[u8] = &[0, 0, 0, 1];
+
+/// `nal`'s type (the low five bits of its header).
+fn nal_type(nal: &[u8]) -> Option<u8> {
+    nal.first().map(|h| h & 0x1f)
+}
+
+/// One picture's NAL units, gathered from the depayloader's buffers.
+#[derive(Debug, Default)]
+struct Assembler {
+    pts: Option<MediaTime>,
+    dts: Option<MediaTime>,
+    nals: Vec<Bytes>,
+    /// A slice (a picture's coded data) is among them.
+    slices: bool,
+}
+
+/// An access unit's parts.
+#[derive(Debug, PartialEq)]
+struct Picture {
+    pts: MediaTime,
+    dts: MediaTime,
+    nals: Vec<Bytes>,
+}
+
+impl Assembler {
+    /// Adds one buffer's NAL units at `pts`: returns the picture before it when this
+    /// buffer starts the next one. A picture is everything up to the next buffer with
+    /// slices and another timestamp, so pictures of several slices sent with parameter
+    /// sets between them, and parameter sets sent ahead, stay whole (one picture of
+    /// delay).
+    fn push(&mut self, pts: MediaTime, dts: Option<MediaTime>, nals: Vec<Bytes>) -> Option<Picture> {
+        let slices = nals.iter().any(|n| matches!(nal_type(n), Some(1..=5)));
+        let next_picture = self.slices && slices && self.pts.is_some_and(|p| p.ticks() != pts.ticks());
+        let done = if next_picture { self.take() } else { None };
+        if slices || self.pts.is_none() {
+            self.pts = Some(pts);
+            self.dts = dts;
+        }
+        self.slices |= slices;
+        // A runaway of parameter sets without pictures is bounded.
+        if self.nals.len() < 512 {
+            self.nals.extend(nals);
+        }
+        done
+    }
+
+    /// The picture gathered so far, if it has slices.
+    fn take(&mut self) -> Option<Picture> {
+        let a = std::mem::take(self);
+        let pts = a.pts?;
+        a.slices.then(|| Picture { pts, dts: a.dts.unwrap_or(pts), nals: a.nals })
+    }
+}
 
 fn video_sample(e: &Emitter, sample: &gst::Sample) {
     let Some(buf) = sample.buffer() else { return };
@@ -127,29 +185,58 @@ fn video_sample(e: &Emitter, sample: &gst::Sample) {
     // The one copy: out of GStreamer's buffer into the access unit.
     let data = Bytes::copy_from_slice(map.as_slice());
     let (Some(pts), dts) = (mpeg_time(buf.pts()), mpeg_time(buf.dts())) else { return };
-    let keyframe = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
-    let nals = media::annexb_nal_units(&data);
-    let mut config = None;
-    if keyframe {
-        let (mut sps, mut pps) = (vec![], vec![]);
-        for nal in nals.iter().cloned() {
-            match nal.first().map(|h| h & 0x1f) {
-                Some(7) => sps.push(nal),
-                Some(8) => pps.push(nal),
-                _ => {}
-            }
-        }
-        if !sps.is_empty() && !pps.is_empty() {
-            config = H264Config::from_parameter_sets(sps, pps, 4).ok();
+    let done = e.assembler.lock().unwrap_or_else(|p| p.into_inner()).push(pts, dts, media::annexb_nal_units(&data));
+    if let Some(p) = done {
+        video_unit(e, p);
+    }
+}
+
+/// The access unit of a whole picture (H.264 §7.4.1.2.3 order): an AUD, each parameter
+/// set once, the SEI and other non-picture units, then the slices; and its configuration
+/// when it is a keyframe. A sender may repeat parameter sets before every slice, which a
+/// decoder would take for the start of another picture. NAL units are sliced, not copied.
+fn access_unit(p: Picture, known: Option<&H264Config>) -> (AccessUnit, Option<H264Config>) {
+    let (mut sps, mut pps, mut other, mut slices, mut end) = (vec![], vec![], vec![], vec![], vec![]);
+    for nal in p.nals {
+        let list = match nal_type(&nal) {
+            Some(9) | Some(12) | None => continue, // delimiters (one is added), filler
+            Some(7) => &mut sps,
+            Some(8) => &mut pps,
+            Some(1..=5) => &mut slices,
+            Some(10 | 11) => &mut end,
+            _ => &mut other,
+        };
+        if !(matches!(nal_type(&nal), Some(7 | 8)) && list.contains(&nal)) {
+            list.push(nal);
         }
     }
-    let starts_with_aud = nals.first().is_some_and(|n| n.first().map(|h| h & 0x1f) == Some(9));
-    let mut payload = Payload::new();
-    if !starts_with_aud {
-        payload.push(Bytes::from_static(AUD));
+    // A keyframe is a picture with an IDR slice (whatever the depayloader flagged).
+    let keyframe = slices.iter().any(|n| nal_type(n) == Some(5));
+    // A keyframe whose parameter sets were lost (or never sent in band) gets the last
+    // ones, so every segment starting on it decodes.
+    if keyframe
+        && (sps.is_empty() || pps.is_empty())
+        && let Some(k) = known
+    {
+        sps = k.sps.clone();
+        pps = k.pps.clone();
     }
-    payload.push(data);
-    let au = AccessUnit { track: TrackKind::Video, pts, dts: dts.unwrap_or(pts), keyframe, data: payload };
+    let config = (keyframe && !sps.is_empty() && !pps.is_empty())
+        .then(|| H264Config::from_parameter_sets(sps.clone(), pps.clone(), 4).ok())
+        .flatten();
+    let mut payload = Payload::with_capacity(1 + 2 * (sps.len() + pps.len() + other.len() + slices.len() + end.len()));
+    payload.push(Bytes::from_static(AUD));
+    for nal in sps.into_iter().chain(pps).chain(other).chain(slices).chain(end) {
+        payload.push(Bytes::from_static(START_CODE));
+        payload.push(nal);
+    }
+    (AccessUnit { track: TrackKind::Video, pts: p.pts, dts: p.dts, keyframe, data: payload }, config)
+}
+
+fn video_unit(e: &Emitter, p: Picture) {
+    let known = e.tracks.lock().unwrap_or_else(|p| p.into_inner()).0.video.clone();
+    let (au, config) = access_unit(p, known.as_ref());
+    let (pts, keyframe) = (au.pts, au.keyframe);
     // A keyframe every interval, so segments can be cut on time whatever the encoder's GOP.
     {
         let mut k = e.keyframes.lock().unwrap_or_else(|p| p.into_inner());
@@ -217,7 +304,9 @@ fn link_pad(pipeline: &gst::Pipeline, pad: &gst::Pad, e: &Arc<Emitter>) -> Resul
     let media = caps.structure(0).and_then(|s| s.get::<&str>("media").ok()).unwrap_or("").to_owned();
     let (desc, sink) = match media.as_str() {
         "video" => (
-            "rtph264depay request-keyframe=true wait-for-keyframe=true ! h264parse config-interval=-1",
+            // Access units straight from the depayloader (h264parse here splits pictures
+            // of several slices from the parameter sets sent ahead of them).
+            "rtph264depay request-keyframe=true wait-for-keyframe=true",
             appsink("video", "video/x-h264,stream-format=byte-stream,alignment=au", e.clone(), true)?,
         ),
         "audio" => (
@@ -261,8 +350,16 @@ impl WhipPeer {
             tx,
             tracks: Mutex::new((TrackInfo::default(), false)),
             keyframes: Mutex::new((None, None)),
+            assembler: Mutex::default(),
             keyframe_interval: cfg.keyframe_interval,
         });
+        // Timestamps from the RTP timestamps alone (no smoothing by arrival times), so a
+        // publisher's keyframe interval stays what its encoder made it.
+        if let Some(rtpbin) = webrtc.downcast_ref::<gst::Bin>().and_then(|b| {
+            b.iterate_recurse().into_iter().flatten().find(|e| e.factory().is_some_and(|f| f.name() == "rtpbin"))
+        }) {
+            rtpbin.set_property_from_str("buffer-mode", "none");
+        }
         let weak = pipeline.downgrade();
         webrtc.connect_pad_added(move |_, pad| {
             if pad.direction() != gst::PadDirection::Src {
@@ -296,5 +393,61 @@ impl WhipPeer {
     /// Adds a trickled ICE candidate (`candidate:…`) for media line `mline`.
     pub fn add_candidate(&self, mline: u32, candidate: &str) {
         self.webrtc.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1280x720 high-profile SPS.
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00,
+        0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
+    ];
+
+    fn nal(t: u8, n: u8) -> Bytes {
+        if t == 0x67 { Bytes::from_static(SPS) } else { Bytes::from(vec![t, n, n]) }
+    }
+
+    fn t(ticks: i64) -> MediaTime {
+        MediaTime::new(ticks, Timescale::MPEG)
+    }
+
+    #[test]
+    fn pictures_of_several_slices_and_repeated_parameter_sets_stay_whole() {
+        let mut a = Assembler::default();
+        // Parameter sets ahead of the picture, then an IDR in two buffers (parameter sets
+        // repeated before the second slice), then a P picture.
+        assert_eq!(a.push(t(0), None, vec![nal(0x67, 1), nal(0x68, 1)]), None);
+        assert_eq!(a.push(t(0), None, vec![nal(0x09, 0), nal(0x65, 1)]), None);
+        assert_eq!(a.push(t(0), None, vec![nal(0x67, 1), nal(0x68, 1), nal(0x65, 2)]), None);
+        let idr = a.push(t(3000), None, vec![nal(0x09, 0), nal(0x41, 3), nal(0x41, 4)]).unwrap();
+        assert_eq!(idr.pts.ticks(), 0);
+        assert_eq!(idr.nals.len(), 7);
+        let (au, config) = access_unit(idr, None);
+        assert!(au.keyframe);
+        let c = config.unwrap_or_else(|| panic!("parameter sets: {:?}", au.data));
+        assert_eq!((c.sps.len(), c.pps.len()), (1, 1), "each once");
+        let bytes = au.data.to_contiguous();
+        let types: Vec<u8> = media::annexb_nal_units(&bytes).iter().map(|n| n[0] & 0x1f).collect();
+        assert_eq!(types, [9, 7, 8, 5, 5], "AUD, parameter sets once, then the slices");
+        let p = a.take().unwrap();
+        assert_eq!(p.pts.ticks(), 3000);
+        let (au, config) = access_unit(p, None);
+        assert!(!au.keyframe && config.is_none());
+        // An IDR whose parameter sets were lost gets the known ones.
+        a.push(t(6000), None, vec![nal(0x65, 5)]);
+        let (au, _) = access_unit(a.take().unwrap(), Some(&c));
+        let types: Vec<u8> = media::annexb_nal_units(&au.data.to_contiguous()).iter().map(|n| n[0] & 0x1f).collect();
+        assert_eq!(types, [9, 7, 8, 5]);
+        assert_eq!(a.take(), None);
+    }
+
+    #[test]
+    fn parameter_sets_alone_are_no_picture() {
+        let mut a = Assembler::default();
+        assert_eq!(a.push(t(0), None, vec![nal(0x67, 1), nal(0x68, 1)]), None);
+        assert_eq!(a.take(), None);
     }
 }

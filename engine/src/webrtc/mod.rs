@@ -17,6 +17,7 @@ use tracing::info;
 
 use crate::config::ConfigError;
 
+pub mod client;
 pub mod feed;
 pub mod whep;
 pub mod whip;

@@ -161,6 +161,7 @@ async fn play(State(w): State<Arc<Whep>>, Path(stream): Path<String>, req: Reque
     let span = info_span!("whep", stream_id = %stream, session = %created.id);
     tokio::spawn(relay(w.clone(), created.id.clone(), peer, sub, stop_rx).instrument(span));
     info!(stream_id = %stream, session = %created.id, "WHEP viewer answered");
+    tracing::debug!(offer = %offer_text, answer = %answer, "WHEP negotiation");
     answered(answer, &created, &w.links)
 }
 

@@ -137,6 +137,7 @@ async fn publish(
     let span = info_span!("whip", stream_id = %publisher.stream_id, session = %created.id);
     tokio::spawn(relay(w.clone(), created.id.clone(), accepted.events, publisher, stop_rx, peer).instrument(span));
     info!(stream_id = %stream, session = %created.id, %remote, "WHIP publisher answered");
+    tracing::debug!(offer = %offer_text, answer = %accepted.answer, "WHIP negotiation");
     answered(accepted.answer, &created, &w.links)
 }
 

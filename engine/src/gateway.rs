@@ -123,8 +123,20 @@ impl Gateway {
             tasks.push(tokio::spawn(expire_results(ai.clone(), rx.clone())));
         }
         playback = playback
-            .merge(crate::webrtc::whip::router(registry.clone(), keys.clone(), &config.webrtc, rx.clone()))
-            .merge(crate::webrtc::whep::router(registry.clone(), keys.clone(), &config.webrtc, rx.clone()));
+            .merge(crate::webrtc::whip::router(
+                registry.clone(),
+                keys.clone(),
+                metrics.webrtc.clone(),
+                &config.webrtc,
+                rx.clone(),
+            ))
+            .merge(crate::webrtc::whep::router(
+                registry.clone(),
+                keys.clone(),
+                metrics.webrtc.clone(),
+                &config.webrtc,
+                rx.clone(),
+            ));
         tasks.extend(keys.watch(rx.clone()));
         tasks.push(spawn_http(http, playback, rx.clone()));
         tasks.push(spawn_http(cli, crate::control::router(registry.clone(), metrics.clone(), ai, keys), rx));

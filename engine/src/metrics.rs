@@ -113,6 +113,8 @@ fn live_histograms() -> [Histogram; 4] {
 pub struct Metrics {
     /// Batch AI per pipeline.
     pub ai: Arc<crate::ai::meter::AiMeter>,
+    /// WHIP publishers and WHEP viewers.
+    pub webrtc: Arc<crate::webrtc::WebrtcGauges>,
     /// API key usage, when keys are on.
     pub keys: std::sync::OnceLock<Arc<crate::ai::keys::KeyRing>>,
     /// Streams currently registered (live or in their grace period).
@@ -395,6 +397,7 @@ impl Metrics {
             }
         }
         s.push_str(&self.ai.render());
+        s.push_str(&self.webrtc.render());
         if let Some(k) = self.keys.get() {
             s.push_str(&k.render());
         }

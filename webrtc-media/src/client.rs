@@ -39,7 +39,8 @@ impl Default for ClientConfig {
 
 /// A running publisher: its pipeline, stopped when dropped.
 pub struct WhipClient {
-    pipeline: gst::Pipeline,
+    /// Stopped and torn down when this is dropped.
+    _pipeline: crate::Pipeline,
     peers: Vec<gst::Element>,
     states: Vec<watch::Receiver<gst_webrtc::WebRTCPeerConnectionState>>,
 }
@@ -47,14 +48,6 @@ pub struct WhipClient {
 impl std::fmt::Debug for WhipClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "WhipClient({} sessions)", self.peers.len())
-    }
-}
-
-impl Drop for WhipClient {
-    fn drop(&mut self) {
-        self.pipeline.call_async(|p| {
-            let _ = p.set_state(gst::State::Null);
-        });
     }
 }
 
@@ -79,12 +72,12 @@ impl WhipClient {
     /// session's offer (every local ICE candidate in it).
     pub async fn start(cfg: &ClientConfig) -> Result<(WhipClient, Vec<String>), PeerError> {
         crate::init()?;
-        let pipeline = gst::parse::launch(&sources(cfg))
-            .map_err(gst_err)?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| gst_err("not a pipeline"))?;
+        let counted = crate::Pipeline::new();
+        let pipeline: gst::Pipeline = (*counted).clone();
+        let bin = gst::parse::bin_from_description(&sources(cfg), false).map_err(gst_err)?;
+        pipeline.add(&bin).map_err(gst_err)?;
         crate::log_errors(&pipeline, "WHIP client");
-        let mut client = WhipClient { pipeline: pipeline.clone(), peers: Vec::new(), states: Vec::new() };
+        let mut client = WhipClient { _pipeline: counted, peers: Vec::new(), states: Vec::new() };
         for _ in 0..cfg.sessions.max(1) {
             let webrtc = webrtcbin(&cfg.peer)?;
             pipeline.add(&webrtc).map_err(gst_err)?;
@@ -97,7 +90,7 @@ impl WhipClient {
             ] {
                 let queue = gst::ElementFactory::make("queue").build().map_err(gst_err)?;
                 pipeline.add(&queue).map_err(gst_err)?;
-                let tee = pipeline.by_name(tee).ok_or_else(|| gst_err("no tee"))?;
+                let tee = bin.by_name(tee).ok_or_else(|| gst_err("no tee"))?;
                 tee.link(&queue).map_err(gst_err)?;
                 let sink = webrtc.request_pad_simple("sink_%u").ok_or_else(|| gst_err("no webrtcbin pad"))?;
                 queue.static_pad("src").ok_or_else(|| gst_err("no queue pad"))?.link(&sink).map_err(gst_err)?;

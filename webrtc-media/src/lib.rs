@@ -28,8 +28,46 @@ mod play;
 mod publish;
 
 pub use client::{ClientConfig, WhipClient};
+
 pub use play::{ConnectionState, MAX_QUEUED, Push, WhepPeer};
 pub use publish::{Accepted, QUEUE, WhipPeer};
+
+/// Pipelines made by this crate that have not yet been stopped and torn down.
+static PIPELINES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Pipelines (peers and publishers) alive in the process: made and not yet torn down.
+/// Back at its former value once every session has ended and its teardown has run.
+pub fn pipelines() -> usize {
+    PIPELINES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A counted pipeline: dropping it stops it on a GStreamer thread (stopping webrtcbin
+/// waits for its threads and ICE agent, which must not hold up the caller, a tokio
+/// worker), then uncounts it.
+pub(crate) struct Pipeline(gst::Pipeline);
+
+impl Pipeline {
+    pub(crate) fn new() -> Self {
+        PIPELINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Pipeline(gst::Pipeline::new())
+    }
+}
+
+impl std::ops::Deref for Pipeline {
+    type Target = gst::Pipeline;
+    fn deref(&self) -> &gst::Pipeline {
+        &self.0
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.0.call_async(|p| {
+            let _ = p.set_state(gst::State::Null);
+            PIPELINES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+}
 
 /// Longest wait for ICE gathering before answering.
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(5);

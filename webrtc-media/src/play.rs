@@ -37,7 +37,8 @@ pub enum Push {
 
 /// A viewer's WebRTC session: its pipeline, stopped when dropped.
 pub struct WhepPeer {
-    pipeline: gst::Pipeline,
+    /// Stopped and torn down when this is dropped.
+    _pipeline: crate::Pipeline,
     webrtc: gst::Element,
     video: Option<gst_app::AppSrc>,
     audio: Option<gst_app::AppSrc>,
@@ -47,15 +48,6 @@ pub struct WhepPeer {
 impl std::fmt::Debug for WhepPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WhepPeer")
-    }
-}
-
-impl Drop for WhepPeer {
-    /// Stops the pipeline on a GStreamer thread (see `WhipPeer`'s drop).
-    fn drop(&mut self) {
-        self.pipeline.call_async(|p| {
-            let _ = p.set_state(gst::State::Null);
-        });
     }
 }
 
@@ -120,7 +112,8 @@ impl WhepPeer {
     pub async fn answer(offer: &str, chosen: &Chosen, cfg: &PeerConfig) -> Result<(String, WhepPeer), PeerError> {
         gst::init().map_err(gst_err)?;
         let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).map_err(|e| PeerError::Offer(e.to_string()))?;
-        let pipeline = gst::Pipeline::new();
+        let counted = crate::Pipeline::new();
+        let pipeline: gst::Pipeline = (*counted).clone();
         crate::log_errors(&pipeline, "WHEP");
         // Nothing here waits on the clock; a known latency lets the RTP session map
         // running time to NTP for its sender reports.
@@ -131,7 +124,7 @@ impl WhepPeer {
         webrtc.connect_notify(Some("connection-state"), move |w, _| {
             let _ = state_tx.send(w.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state"));
         });
-        let mut peer = WhepPeer { pipeline: pipeline.clone(), webrtc: webrtc.clone(), video: None, audio: None, state };
+        let mut peer = WhepPeer { _pipeline: counted, webrtc: webrtc.clone(), video: None, audio: None, state };
         pipeline.set_state(gst::State::Playing).map_err(gst_err)?;
         // Send-only transceivers for what was chosen: the offer's sections are matched to
         // them by kind when the answer is made.

@@ -21,23 +21,14 @@ pub const QUEUE: usize = 512;
 
 /// A publisher's WebRTC session: its pipeline, stopped when dropped.
 pub struct WhipPeer {
-    pipeline: gst::Pipeline,
+    /// Stopped and torn down when this is dropped.
+    _pipeline: crate::Pipeline,
     webrtc: gst::Element,
 }
 
 impl std::fmt::Debug for WhipPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WhipPeer")
-    }
-}
-
-impl Drop for WhipPeer {
-    /// Stops the pipeline on a GStreamer thread: stopping webrtcbin waits for its threads
-    /// and ICE agent, which must not hold up the caller (a tokio worker).
-    fn drop(&mut self) {
-        self.pipeline.call_async(|p| {
-            let _ = p.set_state(gst::State::Null);
-        });
     }
 }
 
@@ -339,12 +330,13 @@ impl WhipPeer {
     pub async fn answer(offer: &str, chosen: &Chosen, cfg: &PeerConfig) -> Result<Accepted, PeerError> {
         gst::init().map_err(gst_err)?;
         let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).map_err(|e| PeerError::Offer(e.to_string()))?;
-        let pipeline = gst::Pipeline::new();
+        let counted = crate::Pipeline::new();
+        let pipeline: gst::Pipeline = (*counted).clone();
         crate::log_errors(&pipeline, "WHIP");
         let webrtc = webrtcbin(cfg)?;
         pipeline.add(&webrtc).map_err(gst_err)?;
         // From here every exit, an error or the caller giving up, stops the pipeline.
-        let peer = WhipPeer { pipeline: pipeline.clone(), webrtc: webrtc.clone() };
+        let peer = WhipPeer { _pipeline: counted, webrtc: webrtc.clone() };
         let (tx, events) = mpsc::channel(QUEUE);
         let emitter = Arc::new(Emitter {
             tx,

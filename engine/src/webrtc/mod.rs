@@ -116,6 +116,50 @@ impl WebrtcConfig {
     }
 }
 
+/// WebRTC sessions, for the metrics.
+#[derive(Debug, Default)]
+pub struct WebrtcGauges {
+    /// WHIP sessions (answered, not yet ended).
+    pub whip_sessions: std::sync::atomic::AtomicU64,
+    /// WHEP sessions.
+    pub whep_sessions: std::sync::atomic::AtomicU64,
+    /// WHIP offers refused (4xx, 5xx).
+    pub whip_refused_total: std::sync::atomic::AtomicU64,
+    /// WHEP offers refused.
+    pub whep_refused_total: std::sync::atomic::AtomicU64,
+}
+
+impl WebrtcGauges {
+    /// The Prometheus exposition: sessions by kind, refusals, and GStreamer pipelines
+    /// alive (a session's pipeline is counted until its teardown has run).
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# HELP sluice_webrtc_sessions WHIP publishers and WHEP viewers with a session.\n# TYPE sluice_webrtc_sessions gauge\n\
+sluice_webrtc_sessions{{kind=\"whip\"}} {}\nsluice_webrtc_sessions{{kind=\"whep\"}} {}",
+            self.whip_sessions.load(Relaxed),
+            self.whep_sessions.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sluice_webrtc_refused_total WHIP and WHEP offers refused.\n# TYPE sluice_webrtc_refused_total counter\n\
+sluice_webrtc_refused_total{{kind=\"whip\"}} {}\nsluice_webrtc_refused_total{{kind=\"whep\"}} {}",
+            self.whip_refused_total.load(Relaxed),
+            self.whep_refused_total.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sluice_webrtc_pipelines GStreamer WebRTC pipelines alive (torn down after their session).\n\
+# TYPE sluice_webrtc_pipelines gauge\nsluice_webrtc_pipelines {}",
+            webrtc_media::pipelines()
+        );
+        s
+    }
+}
+
 /// Headers a page on another origin may read from WHIP and WHEP answers.
 const EXPOSE: &str = "Location, ETag, Link, Accept-Patch";
 
@@ -249,22 +293,52 @@ type Running<P> = (watch::Sender<bool>, Arc<P>, Vec<Option<String>>);
 struct Table<P> {
     sessions: Mutex<WhipSessions>,
     running: Mutex<HashMap<String, Running<P>>>,
+    gauges: Arc<WebrtcGauges>,
+    /// WHIP (publishers) or WHEP (viewers).
+    whep: bool,
 }
 
 impl<P: Peer> Table<P> {
-    fn new(sessions: WhipSessions) -> Arc<Self> {
-        Arc::new(Table { sessions: Mutex::new(sessions), running: Mutex::default() })
+    fn new(sessions: WhipSessions, gauges: Arc<WebrtcGauges>, whep: bool) -> Arc<Self> {
+        Arc::new(Table { sessions: Mutex::new(sessions), running: Mutex::default(), gauges, whep })
     }
 
-    /// A session's task has started.
-    fn started(&self, id: &str, stop: watch::Sender<bool>, peer: Arc<P>, mids: Vec<Option<String>>) {
-        lock(&self.running).insert(id.to_owned(), (stop, peer, mids));
+    /// Sets the sessions gauge from the table.
+    fn count(&self) {
+        let n = lock(&self.sessions).len() as u64;
+        let g = if self.whep { &self.gauges.whep_sessions } else { &self.gauges.whip_sessions };
+        g.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// An offer was refused.
+    fn refused(&self) {
+        let c = if self.whep { &self.gauges.whep_refused_total } else { &self.gauges.whip_refused_total };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A session's task is starting: false if the session timed out meanwhile (the
+    /// answer took longer than the connect timeout), when the task must not start. Checked
+    /// and recorded under the sessions lock, so an expiry either comes first (false) or
+    /// finds the task to stop.
+    #[must_use]
+    #[allow(clippy::disallowed_methods)] // IO shell: the connect timeout runs from the answer
+    fn started(&self, id: &str, stop: watch::Sender<bool>, peer: Arc<P>, mids: Vec<Option<String>>) -> bool {
+        {
+            let mut sessions = lock(&self.sessions);
+            if !sessions.answered(id, Instant::now()) {
+                return false;
+            }
+            lock(&self.running).insert(id.to_owned(), (stop, peer, mids));
+        }
+        self.count();
+        true
     }
 
     /// A session's task has ended (whatever ended it).
     fn finished(&self, id: &str) {
         let _ = lock(&self.sessions).delete(id);
         lock(&self.running).remove(id);
+        self.count();
     }
 
     /// `DELETE` on a session: 200, or 404.
@@ -275,6 +349,7 @@ impl<P: Peer> Table<P> {
         if let Some((stop, _, _)) = lock(&self.running).remove(id) {
             let _ = stop.send(true);
         }
+        self.count();
         ok()
     }
 
@@ -322,11 +397,15 @@ impl<P: Peer> Table<P> {
                 _ = stop.changed() => return,
                 _ = tick.tick() => {
                     let gone = lock(&self.sessions).expire(Instant::now());
+                    let expired = !gone.is_empty();
                     for (id, why) in gone {
                         info!(session = %id, reason = ?why, "{what} session timed out");
                         if let Some((stop, _, _)) = lock(&self.running).remove(&id) {
                             let _ = stop.send(true);
                         }
+                    }
+                    if expired {
+                        self.count();
                     }
                 }
             }

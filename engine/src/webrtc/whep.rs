@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
 use ingest::whip::sdp::{Role, choose_for, parse_offer};
@@ -45,6 +45,7 @@ struct Whep {
 pub fn router(
     registry: Arc<Registry>,
     keys: Arc<crate::ai::keys::KeyRing>,
+    gauges: Arc<super::WebrtcGauges>,
     cfg: &WebrtcConfig,
     stop: watch::Receiver<bool>,
 ) -> Router {
@@ -54,7 +55,11 @@ pub fn router(
         keys,
         links: peer.ice_servers.iter().map(|s| s.link()).collect(),
         peer,
-        table: Table::new(WhipSessions::for_resource(cfg.limits(usize::MAX, cfg.webrtc_max_viewers), "whep")),
+        table: Table::new(
+            WhipSessions::for_resource(cfg.limits(usize::MAX, cfg.webrtc_max_viewers), "whep"),
+            gauges,
+            true,
+        ),
     });
     tokio::spawn(w.table.clone().expire("WHEP", stop));
     let links = w.links.clone();
@@ -98,9 +103,17 @@ async fn ready(registry: &Registry, stream: &str) -> Result<Option<u8>, Response
     }
 }
 
-/// `POST /live/{stream}/whep`.
-#[allow(clippy::disallowed_methods)] // IO shell: the session table's clock
+/// `POST /live/{stream}/whep` (refusals counted).
 async fn play(State(w): State<Arc<Whep>>, Path(stream): Path<String>, req: Request) -> Response {
+    let r = answer_viewer(&w, stream, req).await;
+    if !r.status().is_success() {
+        w.table.refused();
+    }
+    r
+}
+
+#[allow(clippy::disallowed_methods)] // IO shell: the session table's clock
+async fn answer_viewer(w: &Arc<Whep>, stream: String, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     // With API keys on, a viewer needs one too: each costs an Opus encoder.
     if let Some(r) = refused(&w.keys, &parts.headers) {
@@ -133,7 +146,7 @@ async fn play(State(w): State<Arc<Whep>>, Path(stream): Path<String>, req: Reque
         Ok(c) => c,
         Err(e) => {
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("10"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             return r;
         }
     };
@@ -157,7 +170,12 @@ async fn play(State(w): State<Arc<Whep>>, Path(stream): Path<String>, req: Reque
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let peer = Arc::new(peer);
-    w.table.started(&created.id, stop_tx, peer.clone(), mids);
+    if !w.table.started(&created.id, stop_tx, peer.clone(), mids) {
+        warn!(%stream, "WHEP session timed out before its answer");
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "the session timed out before it was answered; try again");
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
     let span = info_span!("whep", stream_id = %stream, session = %created.id);
     tokio::spawn(relay(w.clone(), created.id.clone(), peer, sub, stop_rx).instrument(span));
     info!(stream_id = %stream, session = %created.id, "WHEP viewer answered");

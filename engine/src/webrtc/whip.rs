@@ -40,6 +40,7 @@ struct Whip {
 pub fn router(
     registry: Arc<Registry>,
     keys: Arc<crate::ai::keys::KeyRing>,
+    gauges: Arc<super::WebrtcGauges>,
     cfg: &WebrtcConfig,
     stop: watch::Receiver<bool>,
 ) -> Router {
@@ -49,7 +50,7 @@ pub fn router(
         keys,
         links: peer.ice_servers.iter().map(|s| s.link()).collect(),
         peer,
-        table: Table::new(WhipSessions::new(cfg.limits(cfg.webrtc_max_publishers, 1))),
+        table: Table::new(WhipSessions::new(cfg.limits(cfg.webrtc_max_publishers, 1)), gauges, false),
     });
     tokio::spawn(w.table.clone().expire("WHIP", stop));
     // GStreamer's plugin scan, once and off the async workers.
@@ -69,14 +70,22 @@ pub fn router(
         .with_state(w)
 }
 
-/// `POST /live/{stream}/whip`.
-#[allow(clippy::disallowed_methods)] // IO shell: the session table's clock
+/// `POST /live/{stream}/whip` (refusals counted).
 async fn publish(
     State(w): State<Arc<Whip>>,
     Path(stream): Path<String>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
+    let r = answer_publisher(&w, stream, remote, req).await;
+    if !r.status().is_success() {
+        w.table.refused();
+    }
+    r
+}
+
+#[allow(clippy::disallowed_methods)] // IO shell: the session table's clock
+async fn answer_publisher(w: &Arc<Whip>, stream: String, remote: SocketAddr, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     // With API keys on, publishing needs one (as the AI and live AI endpoints do); the
     // session's Location is then its own capability for PATCH and DELETE.
@@ -122,42 +131,61 @@ async fn publish(
         }
     };
     let req = PublishRequest { conn_id: 0, remote, app: "live".into(), name: stream.clone() };
-    let publisher = match w.registry.publish(&req) {
-        Ok(p) => p,
-        Err(e) => {
-            forget(&w);
-            let status =
-                if e.code.ends_with("BadName") { StatusCode::BAD_REQUEST } else { StatusCode::SERVICE_UNAVAILABLE };
-            return text(status, e.reason);
-        }
-    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let peer = Arc::new(accepted.peer);
-    w.table.started(&created.id, stop_tx, peer.clone(), mids);
-    let span = info_span!("whip", stream_id = %publisher.stream_id, session = %created.id);
-    tokio::spawn(relay(w.clone(), created.id.clone(), accepted.events, publisher, stop_rx, peer).instrument(span));
+    if !w.table.started(&created.id, stop_tx, peer.clone(), mids) {
+        warn!(%stream, "WHIP session timed out before its answer");
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "the session timed out before it was answered; try again");
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    let span = info_span!("whip", %stream_id, session = %created.id);
+    tokio::spawn(relay(w.clone(), created.id.clone(), accepted.events, req, stop_rx, peer).instrument(span));
     info!(stream_id = %stream, session = %created.id, %remote, "WHIP publisher answered");
     tracing::debug!(offer = %offer_text, answer = %accepted.answer, "WHIP negotiation");
     answered(accepted.answer, &created, &w.links)
 }
 
-/// Moves a session's events into its stream until it ends.
+/// Moves a session's events into its stream until it ends. The stream is taken (a
+/// publisher already on it replaced) only once media flows: an offer whose peer never
+/// connects takes nothing over and holds no stream.
 #[allow(clippy::disallowed_methods)] // IO shell: marks media arrival for the idle timeout
 async fn relay(
     w: Arc<Whip>,
     id: String,
     mut events: tokio::sync::mpsc::Receiver<StreamEvent>,
-    publisher: ingest::server::PublishAccepted,
+    req: PublishRequest,
     mut stop: watch::Receiver<bool>,
     peer: Arc<webrtc_media::WhipPeer>,
 ) {
+    let first = tokio::select! {
+        ev = events.recv() => ev,
+        _ = stop.changed() => None,
+    };
+    let Some(first) = first else {
+        w.table.finished(&id);
+        info!("WHIP session over before any media");
+        return;
+    };
+    let publisher = match w.registry.publish(&req) {
+        Ok(p) => p,
+        Err(e) => {
+            w.table.finished(&id);
+            warn!(code = %e.code, reason = %e.reason, "WHIP stream refused; session ended");
+            return;
+        }
+    };
     let ingest::server::PublishAccepted { sink, mut kick, .. } = publisher;
     let mut last_mark: Option<Instant> = None;
+    let mut next = Some(first);
     let why = loop {
-        let ev = tokio::select! {
-            ev = events.recv() => ev,
-            r = &mut kick => break if r.is_ok() { "replaced by a new publisher" } else { "the stream ended" },
-            _ = stop.changed() => break "the session ended",
+        let ev = match next.take() {
+            Some(ev) => Some(ev),
+            None => tokio::select! {
+                ev = events.recv() => ev,
+                r = &mut kick => break if r.is_ok() { "replaced by a new publisher" } else { "the stream ended" },
+                _ = stop.changed() => break "the session ended",
+            },
         };
         let Some(ev) = ev else { break "the media ended" };
         if matches!(ev, StreamEvent::Media(_)) && last_mark.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {

@@ -196,6 +196,20 @@ impl WhipSessions {
         Ok(parse_sdpfrag(body))
     }
 
+    /// Session `id` was answered at `now`: its connect timeout runs from here (making the
+    /// answer may take a while under load). False if there is no such session.
+    pub fn answered(&mut self, id: &str, now: Instant) -> bool {
+        match self.sessions.get_mut(id) {
+            Some(e) => {
+                if let State::Connecting { since } = &mut e.state {
+                    *since = now;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Media arrived on session `id` at `now`.
     pub fn media(&mut self, id: &str, now: Instant) {
         if let Some(e) = self.sessions.get_mut(id) {
@@ -337,6 +351,7 @@ mod tests {
         let mut s = WhipSessions::new(limits);
         let quiet = s.create(t0, "a", [1; 24]).unwrap().id;
         let live = s.create(t0, "b", [2; 24]).unwrap().id;
+        assert!(s.answered(&quiet, t0) && !s.answered("nope", t0));
         s.media(&live, t0 + Duration::from_secs(1));
         assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(4)));
         assert_eq!(s.expire(t0 + Duration::from_secs(2)), vec![]);

@@ -156,7 +156,7 @@ async fn answer_viewer(w: &Arc<Whep>, stream: String, req: Request) -> Response 
     let (answer, peer) = match WhepPeer::answer(&offer_text, &chosen, &w.peer).await {
         Ok(a) => a,
         Err(e) => {
-            forget(&w);
+            forget(w);
             warn!(%stream, error = %e, "WHEP answer failed");
             return text(peer_status(&e), e.to_string());
         }
@@ -165,7 +165,7 @@ async fn answer_viewer(w: &Arc<Whep>, stream: String, req: Request) -> Response 
     let Some(sub) =
         w.registry.cmaf(&stream).and_then(|c| c.read().unwrap_or_else(|e| e.into_inner()).frames().subscribe())
     else {
-        forget(&w);
+        forget(w);
         return text(StatusCode::NOT_FOUND, format!("stream {stream} ended"));
     };
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -125,7 +125,7 @@ async fn answer_publisher(w: &Arc<Whip>, stream: String, remote: SocketAddr, req
     let accepted = match webrtc_media::WhipPeer::answer(&offer_text, &chosen, &w.peer).await {
         Ok(a) => a,
         Err(e) => {
-            forget(&w);
+            forget(w);
             warn!(%stream, error = %e, "WHIP answer failed");
             return text(peer_status(&e), e.to_string());
         }

@@ -259,7 +259,8 @@ struct PublishArgs {
 
 #[derive(Args, Debug)]
 struct WhipPublishArgs {
-    /// The WHIP endpoint, e.g. http://127.0.0.1:9935/live/cam/whip
+    /// The WHIP endpoint, e.g. http://127.0.0.1:9935/live/cam/whip; with --sessions,
+    /// `{n}` in it becomes each session's number (a stream each: /live/cam{n}/whip).
     url: String,
     /// Seconds to publish.
     #[arg(long, default_value_t = 30.0)]

@@ -13,7 +13,8 @@ use tracing::{info, warn};
 /// What `whip-publish` was asked for.
 #[derive(Debug, Clone)]
 pub struct PublishPlan {
-    /// The WHIP endpoint, e.g. `http://127.0.0.1:9935/live/cam/whip`.
+    /// The WHIP endpoint, e.g. `http://127.0.0.1:9935/live/cam/whip`; `{n}` in it is
+    /// replaced by each session's number (`/live/cam{n}/whip`: a stream each).
     pub url: String,
     /// Sent as `Authorization: Bearer …` (API keys).
     pub token: Option<String>,
@@ -82,24 +83,26 @@ async fn connect(
     plan: &PublishPlan,
 ) -> Result<(webrtc_media::WhipClient, Vec<String>, PublishReport), PublishError> {
     let (client, offers) = webrtc_media::WhipClient::start(&plan.media).await?;
-    let base: http::Uri =
-        plan.url.parse().map_err(|_| PublishError::Http { url: plan.url.clone(), reason: "not a URL".into() })?;
     let mut report = PublishReport::default();
     let mut locations = Vec::new();
     for (i, offer) in offers.into_iter().enumerate() {
-        let mut req = Request::post(&plan.url).header(header::CONTENT_TYPE, "application/sdp");
+        // Each session its own stream when the URL numbers them.
+        let url = plan.url.replace("{n}", &i.to_string());
+        let base: http::Uri =
+            url.parse().map_err(|_| PublishError::Http { url: url.clone(), reason: "not a URL".into() })?;
+        let mut req = Request::post(&url).header(header::CONTENT_TYPE, "application/sdp");
         if let Some(t) = &plan.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = req
             .body(Full::new(Bytes::from(offer)))
-            .map_err(|e| PublishError::Http { url: plan.url.clone(), reason: e.to_string() })?;
+            .map_err(|e| PublishError::Http { url: url.clone(), reason: e.to_string() })?;
         let (status, headers, body) =
-            send(http, req).await.map_err(|reason| PublishError::Http { url: plan.url.clone(), reason })?;
+            send(http, req).await.map_err(|reason| PublishError::Http { url: url.clone(), reason })?;
         if status != StatusCode::CREATED {
             // A refusal ends a single session's run; in a load run, the others go on.
             if plan.media.sessions <= 1 {
-                return Err(PublishError::Refused { url: plan.url.clone(), status, body: body.trim().to_owned() });
+                return Err(PublishError::Refused { url, status, body: body.trim().to_owned() });
             }
             warn!(session = i, %status, reason = body.trim(), "WHIP session refused");
             continue;

@@ -1,5 +1,5 @@
-//! Sessions opened and abandoned: a thousand WHIP offers and two hundred WHEP offers
-//! whose peers never connect. Each is answered (201) while the table has room and
+//! Sessions opened and abandoned: 1,100 WHIP offers and 550 WHEP offers whose peers
+//! never connect. Each is answered (201) while the table has room and
 //! refused with 503 and Retry-After when it is full; each answered one ends on the
 //! connect timeout. Afterwards the GStreamer pipelines (from `/metrics`) and the process's
 //! file descriptors are back where they were, and memory stays flat once the first wave

@@ -52,12 +52,23 @@ async fn chromium_plays_rtmp_and_whip_streams_over_whep() {
         return;
     }
     let Some(gw) = player_gateway().await else { return };
-    // RTMP: x264 ultrafast (no B-frames), AAC.
-    let _ff = publish_test_pattern(&rtmp_url(&gw, "pat"), 30);
+    // RTMP: x264 ultrafast (no B-frames), AAC, keyframes 5 s apart: a first frame within
+    // a second needs the cached GOP, not the next keyframe.
+    let ff = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=40"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=40"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "150", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-f", "flv"])
+        .arg(rtmp_url(&gw, "pat"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    poll_http(&gw, "/stream/pat/source.m3u8", 30, |t| t.contains("#EXTINF")).await;
     let page = whep_in_chromium(&gw, "pat", 6).await;
     assert_played(&page, 6.0);
     assert_eq!((page["width"].as_u64(), page["height"].as_u64()), (Some(640), Some(360)), "{page}");
 
+    drop(ff);
     // WHIP in, WHEP out: one Chromium publishes its fake camera, another plays it.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut publisher = tokio::process::Command::new("node")
@@ -111,19 +122,13 @@ async fn whep_requests_sluice_cannot_serve_are_refused_with_the_reason() {
     assert_eq!(r.status, 400, "{}", r.text());
     let r = http_request(addr, "DELETE", "/live/nobody/whep/0123", &[], b"").await;
     assert_eq!(r.status, 404);
-    // Discovery: the ICE servers in Link headers (RFC 9725 §4.6), credentials for TURN.
+    // Discovery: a preflight (which carries no key) is told the STUN server only.
     let r = http_request(addr, "OPTIONS", "/live/any/whep", &[("Origin", "http://elsewhere")], b"").await;
     assert_eq!(r.status, 204);
-    let links: Vec<&str> =
-        r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("link")).map(|(_, v)| v.as_str()).collect();
-    assert_eq!(
-        links,
-        [
-            "<stun:stun.example.net:3478>; rel=\"ice-server\"",
-            "<turn:relay.example.net?transport=udp>; rel=\"ice-server\"; username=\"user\"; credential=\"secret\"; \
-credential-type=\"password\""
-        ]
-    );
+    let links = |r: &HttpResponse| -> Vec<String> {
+        r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("link")).map(|(_, v)| v.clone()).collect()
+    };
+    assert_eq!(links(&r), ["<stun:stun.example.net:3478>; rel=\"ice-server\""]);
 
     // A stream with B-frames (x264's default) cannot go out as it is: 422.
     let _bf = tokio::process::Command::new("ffmpeg")
@@ -155,6 +160,16 @@ credential-type=\"password\""
     );
     let location = r.header("location").unwrap().to_owned();
     assert!(location.starts_with("/live/plain/whep/"), "{location}");
+    // The answer carries every ICE server (RFC 9725 §4.6), the TURN credentials too.
+    assert_eq!(
+        links(&r),
+        [
+            "<stun:stun.example.net:3478>; rel=\"ice-server\"".to_owned(),
+            "<turn:relay.example.net?transport=udp>; rel=\"ice-server\"; username=\"user\"; credential=\"secret\"; \
+credential-type=\"password\""
+                .to_owned()
+        ]
+    );
     let r2 = http_request(addr, "POST", "/live/plain/whep", &sdp, RECV_OFFER.as_bytes()).await;
     assert_eq!(r2.status, 503, "{}", r2.text());
     assert!(r2.text().contains("already has 1 sessions"), "{}", r2.text());

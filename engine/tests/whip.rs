@@ -31,6 +31,8 @@ async fn chromium_publishes_with_whip() {
     let check = fetch_and_check(&gw, "cam").await;
     assert!(check.packets.iter().any(|p| !p.video), "AAC audio in the segments");
     assert!((25.0..=35.0).contains(&check.duration), "30 s published, {:.1} s in the playlist", check.duration);
+    let frames = check.packets.iter().filter(|p| p.video).count() as f64;
+    assert!(frames >= 12.0 * check.duration, "the camera's frames arrive: {frames} in {:.1} s", check.duration);
     let n = check.playlist.segments.len();
     assert!(n >= 12, "keyframes asked every 2 s: {n} segments");
     for s in &check.playlist.segments[..n - 1] {

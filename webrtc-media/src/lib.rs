@@ -156,7 +156,9 @@ pub(crate) fn webrtcbin(cfg: &PeerConfig) -> Result<gst::Element, PeerError> {
     let mut stun_set = false;
     for s in &cfg.ice_servers {
         if s.is_turn() {
-            let _ = webrtc.emit_by_name::<bool>("add-turn-server", &[&s.gstreamer_uri()]);
+            if !webrtc.emit_by_name::<bool>("add-turn-server", &[&s.gstreamer_uri()]) {
+                tracing::warn!(server = %s.uri(), "webrtcbin refused the TURN server");
+            }
         } else if !stun_set {
             // webrtcbin takes one STUN server.
             webrtc.set_property("stun-server", s.gstreamer_uri());

@@ -2,7 +2,6 @@
 //! depayloaded into access units (H.264 Annex B with an AUD; Opus decoded and encoded to
 //! AAC in ADTS, as MPEG-TS and HLS carry it), keyframes asked for every segment duration.
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use gstreamer as gst;
@@ -50,11 +49,9 @@ struct Emitter {
     tracks: Mutex<(TrackInfo, bool)>,
     /// Where keyframe requests go (the video depayloader's sink pad) and the media time
     /// of the last keyframe seen or asked for.
-    keyframes: Mutex<(Option<gst::Pad>, Option<MediaTime>)>,
+    keyframes: Mutex<(Option<gst::Pad>, KeyframePacer)>,
     /// The picture being gathered.
     assembler: Mutex<Assembler>,
-    /// Ask for a keyframe when none came for this long.
-    keyframe_interval: Duration,
 }
 
 /// Asks the publisher for a keyframe (an upstream force-key-unit event, which the RTP
@@ -122,6 +119,54 @@ fn nal_type(nal: &[u8]) -> Option<u8> {
     nal.first().map(|h| h & 0x1f)
 }
 
+/// When to ask a publisher for a keyframe (PLI) so that one lands just after each segment
+/// target: the delay from asking to receiving is measured, and the next request goes out
+/// that much ahead. Times in 90 kHz ticks.
+#[derive(Debug)]
+struct KeyframePacer {
+    interval: i64,
+    /// The last keyframe's time.
+    last: Option<i64>,
+    /// When a keyframe was asked for and has not come yet.
+    asked: Option<i64>,
+    /// The measured delay from asking to receiving (smoothed).
+    lead: i64,
+}
+
+/// How far past the target a keyframe is aimed (a little late cuts on time; a little
+/// early waits a whole interval).
+const KEYFRAME_MARGIN: i64 = 9_000;
+
+impl KeyframePacer {
+    fn new(interval: i64) -> Self {
+        KeyframePacer { interval: interval.max(1), last: None, asked: None, lead: 0 }
+    }
+
+    /// A picture at `pts`: true when a keyframe should be asked for now.
+    fn handle_picture(&mut self, pts: i64, keyframe: bool) -> bool {
+        if keyframe {
+            if let Some(a) = self.asked.take() {
+                let observed = (pts - a).clamp(0, self.interval / 2);
+                self.lead = (3 * self.lead + observed) / 4;
+            }
+            self.last = Some(pts);
+            return false;
+        }
+        let Some(last) = self.last else {
+            self.last = Some(pts);
+            return false;
+        };
+        let ask_at = last + self.interval + KEYFRAME_MARGIN - self.lead;
+        // Asked and nothing came within half an interval: ask again.
+        let waiting = self.asked.is_some_and(|a| pts - a < self.interval / 2);
+        if pts >= ask_at && !waiting {
+            self.asked = Some(pts);
+            return true;
+        }
+        false
+    }
+}
+
 /// One picture's NAL units, gathered from the depayloader's buffers.
 #[derive(Debug, Default)]
 struct Assembler {
@@ -142,13 +187,15 @@ struct Picture {
 
 impl Assembler {
     /// Adds one buffer's NAL units at `pts`: returns the picture before it when this
-    /// buffer starts the next one. A picture is everything up to the next buffer with
-    /// slices and another timestamp, so pictures of several slices sent with parameter
-    /// sets between them, and parameter sets sent ahead, stay whole (one picture of
-    /// delay).
+    /// buffer starts the next one. A picture is its slices and everything with their
+    /// timestamp, plus what came ahead of them (parameter sets at the next timestamp start
+    /// the next picture), so pictures of several slices sent with parameter sets between
+    /// them, and parameter sets sent ahead, stay whole (one picture of delay).
     fn push(&mut self, pts: MediaTime, dts: Option<MediaTime>, nals: Vec<Bytes>) -> Option<Picture> {
         let slices = nals.iter().any(|n| matches!(nal_type(n), Some(1..=5)));
-        let next_picture = self.slices && slices && self.pts.is_some_and(|p| p.ticks() != pts.ticks());
+        // Another timestamp after slices: a new picture (parameter sets sent ahead of the
+        // next picture included).
+        let next_picture = self.slices && self.pts.is_some_and(|p| p.ticks() != pts.ticks());
         let done = if next_picture { self.take() } else { None };
         if slices || self.pts.is_none() {
             self.pts = Some(pts);
@@ -205,12 +252,13 @@ fn access_unit(p: Picture, known: Option<&H264Config>) -> (AccessUnit, Option<H2
     let keyframe = slices.iter().any(|n| nal_type(n) == Some(5));
     // A keyframe whose parameter sets were lost (or never sent in band) gets the last
     // ones, so every segment starting on it decodes.
-    if keyframe
-        && (sps.is_empty() || pps.is_empty())
-        && let Some(k) = known
-    {
-        sps = k.sps.clone();
-        pps = k.pps.clone();
+    if keyframe && let Some(k) = known {
+        if sps.is_empty() {
+            sps = k.sps.clone();
+        }
+        if pps.is_empty() {
+            pps = k.pps.clone();
+        }
     }
     let config = (keyframe && !sps.is_empty() && !pps.is_empty())
         .then(|| H264Config::from_parameter_sets(sps.clone(), pps.clone(), 4).ok())
@@ -231,17 +279,10 @@ fn video_unit(e: &Emitter, p: Picture) {
     // A keyframe every interval, so segments can be cut on time whatever the encoder's GOP.
     {
         let mut k = e.keyframes.lock().unwrap_or_else(|p| p.into_inner());
-        let interval = MediaTime::new((e.keyframe_interval.as_secs_f64() * 90_000.0) as i64, Timescale::MPEG);
-        match k.1 {
-            _ if keyframe => k.1 = Some(pts),
-            Some(last) if pts.ticks() - last.ticks() >= interval.ticks() => {
-                if let Some(pad) = &k.0 {
-                    request_keyframe(pad);
-                }
-                k.1 = Some(pts);
-            }
-            None => k.1 = Some(pts),
-            _ => {}
+        if k.1.handle_picture(pts.ticks(), keyframe)
+            && let Some(pad) = &k.0
+        {
+            request_keyframe(pad);
         }
     }
     if !e.unit(au, config, None) && !keyframe {
@@ -341,16 +382,16 @@ impl WhipPeer {
         let emitter = Arc::new(Emitter {
             tx,
             tracks: Mutex::new((TrackInfo::default(), false)),
-            keyframes: Mutex::new((None, None)),
+            keyframes: Mutex::new((None, KeyframePacer::new((cfg.keyframe_interval.as_secs_f64() * 90_000.0) as i64))),
             assembler: Mutex::default(),
-            keyframe_interval: cfg.keyframe_interval,
         });
-        // Timestamps from the RTP timestamps alone (no smoothing by arrival times), so a
-        // publisher's keyframe interval stays what its encoder made it.
+        // Timestamps from the sender's RTP clock (synchronised through its sender reports,
+        // not smoothed by arrival times), so a publisher's keyframe interval stays what its
+        // encoder made it. (`none` dropped most of a loaded browser's frames as late.)
         if let Some(rtpbin) = webrtc.downcast_ref::<gst::Bin>().and_then(|b| {
             b.iterate_recurse().into_iter().flatten().find(|e| e.factory().is_some_and(|f| f.name() == "rtpbin"))
         }) {
-            rtpbin.set_property_from_str("buffer-mode", "none");
+            rtpbin.set_property_from_str("buffer-mode", "synced");
         }
         let weak = pipeline.downgrade();
         webrtc.connect_pad_added(move |_, pad| {
@@ -434,6 +475,48 @@ mod tests {
         let types: Vec<u8> = media::annexb_nal_units(&au.data.to_contiguous()).iter().map(|n| n[0] & 0x1f).collect();
         assert_eq!(types, [9, 7, 8, 5]);
         assert_eq!(a.take(), None);
+    }
+
+    #[test]
+    fn parameter_sets_at_the_next_timestamp_go_with_the_next_picture() {
+        let mut a = Assembler::default();
+        assert_eq!(a.push(t(0), None, vec![nal(0x41, 1)]), None);
+        // New parameter sets with the next picture's timestamp, then its IDR.
+        let p = a.push(t(3000), None, vec![nal(0x67, 2), nal(0x68, 2)]).unwrap();
+        assert_eq!(p.nals.len(), 1, "the P picture alone");
+        assert_eq!(a.push(t(3000), None, vec![nal(0x65, 2)]), None);
+        let idr = a.take().unwrap();
+        let types: Vec<u8> = idr.nals.iter().map(|n| n[0] & 0x1f).collect();
+        assert_eq!(types, [7, 8, 5]);
+    }
+
+    #[test]
+    fn keyframes_are_asked_ahead_by_the_measured_delay() {
+        // 2 s segments, 30 fps (3000 ticks a frame), a publisher answering in 300 ms.
+        let mut p = KeyframePacer::new(180_000);
+        let mut asked_at = vec![];
+        let mut keyframes = vec![0i64];
+        let mut pending: Option<i64> = None;
+        p.handle_picture(0, true);
+        for f in 1..600i64 {
+            let pts = f * 3000;
+            let key = pending.is_some_and(|a| pts >= a + 27_000);
+            if key {
+                pending = None;
+                keyframes.push(pts);
+            }
+            if p.handle_picture(pts, key) {
+                asked_at.push(pts);
+                pending = Some(pts);
+            }
+        }
+        let gaps: Vec<i64> = keyframes.windows(2).map(|w| w[1] - w[0]).collect();
+        // The first lands 100 ms + 300 ms late; the delay is learnt and the rest land
+        // within a frame or two of 2.1 s.
+        assert!(gaps[0] >= 180_000 + 27_000, "{gaps:?}");
+        for g in &gaps[4..] {
+            assert!((180_000..=180_000 + 9_000 + 9_000).contains(g), "{gaps:?}");
+        }
     }
 
     #[test]

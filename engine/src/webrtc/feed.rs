@@ -46,6 +46,8 @@ struct Viewer {
     tx: mpsc::Sender<FeedEvent>,
     /// Lost a unit to a full queue: nothing more until the next video keyframe.
     skipping: bool,
+    /// A `Restart` or `Tracks` could not be queued: sent before the next keyframe.
+    owed: Vec<FeedEvent>,
 }
 
 #[derive(Debug, Default)]
@@ -99,7 +101,9 @@ impl FrameFeed {
         let video = au.track == TrackKind::Video;
         if video {
             let pts = au.pts.rescale(Timescale::MPEG).ticks();
-            if i.last_video_pts.is_some_and(|last| pts < last) {
+            // A picture presented before the one decoded ahead of it is a B-frame; a
+            // keyframe stepping back is a timestamp reset, not reordering.
+            if !au.keyframe && i.last_video_pts.is_some_and(|last| pts < last) {
                 i.reordered = true;
             }
             i.last_video_pts = Some(pts);
@@ -136,7 +140,8 @@ impl FrameFeed {
     pub fn readiness(&self) -> Readiness {
         let i = self.lock();
         let has_video = i.tracks.video.is_some();
-        if i.tracks.video.is_none() && i.tracks.audio.is_none() || has_video && i.gop.is_empty() {
+        // A GOP too long to cache still plays: the viewer starts at the next keyframe.
+        if i.tracks.video.is_none() && i.tracks.audio.is_none() || has_video && i.gop.is_empty() && !i.gop_overflow {
             Readiness::NoMedia
         } else if i.reordered {
             Readiness::Reordered
@@ -157,7 +162,7 @@ impl FrameFeed {
         }
         let mut i = self.lock();
         let (tx, events) = mpsc::channel(VIEWER_QUEUE);
-        i.viewers.push(Viewer { tx, skipping: false });
+        i.viewers.push(Viewer { tx, skipping: false, owed: Vec::new() });
         Some(Subscription { tracks: i.tracks.clone(), gop: i.gop.clone(), events })
     }
 
@@ -176,12 +181,35 @@ impl Inner {
             if unit && v.skipping && !keyframe {
                 return !v.tx.is_closed();
             }
+            // What could not be queued before goes first (a restart must not be lost:
+            // without it the new timeline would look like reordered frames).
+            while let Some(owed) = v.owed.first() {
+                match v.tx.try_send(owed.clone()) {
+                    Ok(()) => {
+                        v.owed.remove(0);
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => break,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            if !v.owed.is_empty() {
+                if !unit {
+                    v.owed.push(ev.clone());
+                }
+                v.skipping = true;
+                return true;
+            }
             match v.tx.try_send(ev.clone()) {
                 Ok(()) => {
-                    v.skipping = false;
+                    if unit {
+                        v.skipping = false;
+                    }
                     true
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    if !unit {
+                        v.owed.push(ev.clone());
+                    }
                     v.skipping = true;
                     true
                 }
@@ -265,6 +293,11 @@ impl ViewerClock {
         self.last_video_pts = None;
     }
 
+    /// New track configurations (a new publisher may bring or drop video).
+    pub fn tracks(&mut self, t: &TrackInfo) {
+        self.has_video = t.video.is_some();
+    }
+
     /// A video unit could not be sent: the picture is broken until the next keyframe.
     pub fn lost(&mut self) {
         self.awaiting_keyframe = true;
@@ -276,7 +309,11 @@ impl ViewerClock {
         let video = au.track == TrackKind::Video;
         if video {
             if self.last_video_pts.is_some_and(|last| pts < last) && !self.rebase {
-                return Decision::Reordered;
+                if !au.keyframe {
+                    return Decision::Reordered;
+                }
+                // Timestamps reset within a publisher: a new timeline from this keyframe.
+                self.restart();
             }
             if self.awaiting_keyframe && !au.keyframe {
                 return Decision::Skip;
@@ -374,6 +411,11 @@ mod tests {
         assert_eq!(f.readiness(), Readiness::Reordered);
         f.restart();
         f.handle_access_unit(&v(0, true));
+        f.handle_access_unit(&v(33, false));
+        f.handle_access_unit(&v(0, true));
+        assert_eq!(f.readiness(), Readiness::Ready, "a keyframe stepping back is a reset, not a B-frame");
+        f.restart();
+        f.handle_access_unit(&v(0, true));
         assert_eq!(f.readiness(), Readiness::Ready, "a new publisher is judged afresh");
     }
 
@@ -395,6 +437,41 @@ mod tests {
         assert!(s.events.try_recv().is_err(), "skipping until a keyframe");
         f.handle_access_unit(&v(5033, true));
         assert!(matches!(s.events.try_recv(), Ok(FeedEvent::Unit(u)) if u.keyframe));
+    }
+
+    #[test]
+    fn a_restart_reaches_a_viewer_whose_queue_was_full() {
+        let f = FrameFeed::default();
+        f.handle_tracks(&tracks());
+        f.handle_access_unit(&v(0, true));
+        let mut s = f.subscribe().unwrap();
+        for k in 0..VIEWER_QUEUE {
+            f.handle_access_unit(&v(33 + k as i64, false));
+        }
+        f.restart();
+        f.handle_access_unit(&v(0, true));
+        while let Ok(FeedEvent::Unit(_)) = s.events.try_recv() {}
+        // Room again: the owed restart comes before the next keyframe.
+        f.handle_access_unit(&v(33, false));
+        f.handle_access_unit(&v(66, true));
+        assert!(matches!(s.events.try_recv(), Ok(FeedEvent::Restart)));
+        assert!(matches!(s.events.try_recv(), Ok(FeedEvent::Unit(u)) if u.keyframe));
+    }
+
+    #[test]
+    fn a_gop_too_long_to_cache_still_plays() {
+        let f = FrameFeed::default();
+        f.handle_tracks(&tracks());
+        for k in 0..=GOP_LIMIT as i64 {
+            f.handle_access_unit(&v(k * 33, k == 0));
+        }
+        assert_eq!(f.readiness(), Readiness::Ready);
+        let s = f.subscribe().unwrap();
+        assert!(s.gop.is_empty(), "nothing cached: the viewer waits for the next keyframe");
+        let (mut c, start) = ViewerClock::start(&s.tracks, &s.gop);
+        assert!(start.is_empty());
+        assert_eq!(c.handle_unit(&v(99_000, false)), Decision::Skip);
+        assert_eq!(c.handle_unit(&v(99_033, true)), Decision::Send(Duration::ZERO));
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub mod whip;
 pub const DEFAULT_MAX_PUBLISHERS: usize = 100;
 /// WHEP viewers of one stream at once, by default.
 pub const DEFAULT_MAX_VIEWERS: usize = 50;
+/// WHEP viewers of all streams at once, by default.
+pub const DEFAULT_MAX_VIEWERS_TOTAL: usize = 500;
 /// Seconds a session may take to connect, or go without media, by default.
 pub const DEFAULT_SESSION_TIMEOUT: f64 = 30.0;
 
@@ -48,6 +50,9 @@ pub struct WebrtcConfig {
     /// WHEP viewers of one stream at once; more are refused with 503.
     #[arg(long, env = "SLUICE_WEBRTC_MAX_VIEWERS", value_name = "N", default_value_t = DEFAULT_MAX_VIEWERS)]
     pub webrtc_max_viewers: usize,
+    /// WHEP viewers of all streams at once; more are refused with 503.
+    #[arg(long, env = "SLUICE_WEBRTC_MAX_VIEWERS_TOTAL", value_name = "N", default_value_t = DEFAULT_MAX_VIEWERS_TOTAL)]
+    pub webrtc_max_viewers_total: usize,
     /// Seconds a WHIP or WHEP session may take to connect (ICE, DTLS, first media), and
     /// a connected one may go without media, before it is ended (1–600).
     #[arg(long, env = "SLUICE_WEBRTC_SESSION_TIMEOUT", value_name = "S", default_value_t = DEFAULT_SESSION_TIMEOUT)]
@@ -61,6 +66,7 @@ impl Default for WebrtcConfig {
             webrtc_udp_ports: None,
             webrtc_max_publishers: DEFAULT_MAX_PUBLISHERS,
             webrtc_max_viewers: DEFAULT_MAX_VIEWERS,
+            webrtc_max_viewers_total: DEFAULT_MAX_VIEWERS_TOTAL,
             webrtc_session_timeout: DEFAULT_SESSION_TIMEOUT,
         }
     }
@@ -79,7 +85,7 @@ impl WebrtcConfig {
         if self.webrtc_udp_ports.is_some() && self.udp_ports().is_none() {
             return bad("webrtc_udp_ports", "must be MIN-MAX, two ports with MIN <= MAX");
         }
-        if self.webrtc_max_publishers == 0 || self.webrtc_max_viewers == 0 {
+        if self.webrtc_max_publishers == 0 || self.webrtc_max_viewers == 0 || self.webrtc_max_viewers_total == 0 {
             return bad("webrtc_max_publishers", "session limits must be at least 1");
         }
         if !(1.0..=600.0).contains(&self.webrtc_session_timeout) {
@@ -119,7 +125,7 @@ impl WebrtcConfig {
 /// WebRTC sessions, for the metrics.
 #[derive(Debug, Default)]
 pub struct WebrtcGauges {
-    /// WHIP sessions (answered, not yet ended).
+    /// WHIP sessions (answers in progress included, not yet ended).
     pub whip_sessions: std::sync::atomic::AtomicU64,
     /// WHEP sessions.
     pub whep_sessions: std::sync::atomic::AtomicU64,
@@ -289,6 +295,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// order (to place trickled candidates).
 type Running<P> = (watch::Sender<bool>, Arc<P>, Vec<Option<String>>);
 
+/// A session slot taken while its answer is made: given back (and the gauge recounted)
+/// if the request fails or its client goes away before the session starts.
+struct Slot<P: Peer> {
+    table: Arc<Table<P>>,
+    id: String,
+    armed: bool,
+}
+
+impl<P: Peer> Slot<P> {
+    fn new(table: &Arc<Table<P>>, id: &str) -> Self {
+        Slot { table: table.clone(), id: id.to_owned(), armed: true }
+    }
+
+    /// The session started: its task owns the slot now.
+    fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<P: Peer> Drop for Slot<P> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = lock(&self.table.sessions).delete(&self.id);
+            self.table.count();
+        }
+    }
+}
+
 /// The sessions of WHIP or WHEP: their resources and their running tasks.
 struct Table<P> {
     sessions: Mutex<WhipSessions>,
@@ -394,7 +428,13 @@ impl<P: Peer> Table<P> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    // Shutting down: every session's task ends.
+                    for (_, (stop, _, _)) in lock(&self.running).drain() {
+                        let _ = stop.send(true);
+                    }
+                    return;
+                }
                 _ = tick.tick() => {
                     let gone = lock(&self.sessions).expire(Instant::now());
                     let expired = !gone.is_empty();

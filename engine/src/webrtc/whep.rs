@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 use webrtc_media::{ConnectionState, Push, WhepPeer};
 
-use super::feed::{Decision, FeedEvent, Readiness, Subscription, ViewerClock};
+use super::feed::{Decision, FeedEvent, FrameFeed, Readiness, ViewerClock};
 use super::{Table, WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
 use crate::registry::Registry;
 
@@ -56,13 +56,14 @@ pub fn router(
         links: peer.ice_servers.iter().map(|s| s.link()).collect(),
         peer,
         table: Table::new(
-            WhipSessions::for_resource(cfg.limits(usize::MAX, cfg.webrtc_max_viewers), "whep"),
+            WhipSessions::for_resource(cfg.limits(cfg.webrtc_max_viewers_total, cfg.webrtc_max_viewers), "whep"),
             gauges,
             true,
         ),
     });
     tokio::spawn(w.table.clone().expire("WHEP", stop));
-    let links = w.links.clone();
+    // A preflight carries no key: it is told the STUN servers only, never TURN credentials.
+    let links: Vec<String> = w.peer.ice_servers.iter().filter(|s| !s.is_turn()).map(|s| s.link()).collect();
     let options = move || {
         let links = links.clone();
         async move { super::options(&links) }
@@ -150,22 +151,17 @@ async fn answer_viewer(w: &Arc<Whep>, stream: String, req: Request) -> Response 
             return r;
         }
     };
-    let forget = |w: &Whep| {
-        let _ = lock(&w.table.sessions).delete(&created.id);
-    };
+    // Whatever happens from here, a failure (or the client going away) gives the slot back.
+    let slot = super::Slot::new(&w.table, &created.id);
     let (answer, peer) = match WhepPeer::answer(&offer_text, &chosen, &w.peer).await {
         Ok(a) => a,
         Err(e) => {
-            forget(w);
             warn!(%stream, error = %e, "WHEP answer failed");
             return text(peer_status(&e), e.to_string());
         }
     };
     // Subscribed last: the GOP it starts on is the freshest.
-    let Some(sub) =
-        w.registry.cmaf(&stream).and_then(|c| c.read().unwrap_or_else(|e| e.into_inner()).frames().subscribe())
-    else {
-        forget(w);
+    let Some(feed) = w.registry.cmaf(&stream).map(|c| c.read().unwrap_or_else(|e| e.into_inner()).frames()) else {
         return text(StatusCode::NOT_FOUND, format!("stream {stream} ended"));
     };
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -176,32 +172,63 @@ async fn answer_viewer(w: &Arc<Whep>, stream: String, req: Request) -> Response 
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
+    slot.keep();
     let span = info_span!("whep", stream_id = %stream, session = %created.id);
-    tokio::spawn(relay(w.clone(), created.id.clone(), peer, sub, stop_rx).instrument(span));
+    tokio::spawn(relay(w.clone(), created.id.clone(), peer, feed, stop_rx).instrument(span));
     info!(stream_id = %stream, session = %created.id, "WHEP viewer answered");
     tracing::debug!(offer = %offer_text, answer = %answer, "WHEP negotiation");
     answered(answer, &created, &w.links)
 }
 
-/// Sends the stream to one viewer until it ends.
+/// Sends the stream to one viewer until it ends. Nothing is sent before the peer
+/// connection is up: the viewer then starts on the freshest GOP, at the live edge.
 #[allow(clippy::disallowed_methods)] // IO shell: marks the connection for the idle timeout
-async fn relay(w: Arc<Whep>, id: String, peer: Arc<WhepPeer>, mut sub: Subscription, mut stop: watch::Receiver<bool>) {
-    let (mut clock, start) = ViewerClock::start(&sub.tracks, &sub.gop);
+async fn relay(w: Arc<Whep>, id: String, peer: Arc<WhepPeer>, feed: Arc<FrameFeed>, mut stop: watch::Receiver<bool>) {
     let started = Instant::now();
+    let mut conn = peer.connection();
+    let not_connected = loop {
+        let state = *conn.borrow_and_update();
+        match state {
+            ConnectionState::Connected => break None,
+            ConnectionState::Failed => break Some("the connection failed"),
+            ConnectionState::Closed => break Some("the connection closed"),
+            _ => {}
+        }
+        tokio::select! {
+            r = conn.changed() => if r.is_err() { break Some("the peer connection closed") },
+            _ = stop.changed() => break Some("the session ended"),
+        }
+    };
+    if let Some(why) = not_connected {
+        w.table.finished(&id);
+        info!(reason = why, "WHEP session over before it connected");
+        return;
+    }
+    info!(after_ms = started.elapsed().as_millis() as u64, "WHEP viewer connected");
+    lock(&w.table.sessions).media(&id, Instant::now());
+    let Some(mut sub) = feed.subscribe() else {
+        w.table.finished(&id);
+        info!("WHEP session over: the stream has no playable media any more");
+        return;
+    };
+    let (mut clock, start) = ViewerClock::start(&sub.tracks, &sub.gop);
+    let mut sent = 0u64;
     for (au, at) in &start {
         if peer.push(au, *at) != Push::Sent {
+            // The rest of the GOP depends on what was not sent: wait for a keyframe.
             clock.lost();
+            break;
         }
+        sent += 1;
     }
-    let mut conn = peer.connection();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut connected = false;
-    let (mut sent, mut skipped) = (start.len() as u64, 0u64);
+    let mut connected = true;
+    let mut skipped = 0u64;
     let why = loop {
         tokio::select! {
             ev = sub.events.recv() => match ev {
                 None => break "the stream ended",
-                Some(FeedEvent::Tracks(_)) => {}
+                Some(FeedEvent::Tracks(t)) => clock.tracks(&t),
                 Some(FeedEvent::Restart) => clock.restart(),
                 Some(FeedEvent::Unit(au)) => match clock.handle_unit(&au) {
                     Decision::Send(at) => match peer.push(&au, at) {
@@ -226,9 +253,6 @@ async fn relay(w: Arc<Whep>, id: String, peer: Arc<WhepPeer>, mut sub: Subscript
                 let state = *conn.borrow_and_update();
                 match state {
                     ConnectionState::Connected => {
-                        if !connected {
-                            info!(after_ms = started.elapsed().as_millis() as u64, "WHEP viewer connected");
-                        }
                         connected = true;
                         lock(&w.table.sessions).media(&id, Instant::now());
                     }

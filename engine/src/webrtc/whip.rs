@@ -28,6 +28,9 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{Table, WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
 use crate::registry::Registry;
 
+/// WHIP sessions one stream may have at once (the newest with media is the publisher).
+pub const MAX_SESSIONS_PER_STREAM: usize = 3;
+
 struct Whip {
     registry: Arc<Registry>,
     keys: Arc<crate::ai::keys::KeyRing>,
@@ -50,7 +53,13 @@ pub fn router(
         keys,
         links: peer.ice_servers.iter().map(|s| s.link()).collect(),
         peer,
-        table: Table::new(WhipSessions::new(cfg.limits(cfg.webrtc_max_publishers, 1)), gauges, false),
+        // A stream takes a few sessions at once: a publisher reconnecting while its stale
+        // session times out gets in, and takes the stream once its media flows.
+        table: Table::new(
+            WhipSessions::new(cfg.limits(cfg.webrtc_max_publishers, MAX_SESSIONS_PER_STREAM)),
+            gauges,
+            false,
+        ),
     });
     tokio::spawn(w.table.clone().expire("WHIP", stop));
     // GStreamer's plugin scan, once and off the async workers.
@@ -59,7 +68,8 @@ pub fn router(
             warn!(error = %e, "GStreamer unavailable: WHIP and WHEP will refuse sessions");
         }
     });
-    let links = w.links.clone();
+    // A preflight carries no key: it is told the STUN servers only, never TURN credentials.
+    let links: Vec<String> = w.peer.ice_servers.iter().filter(|s| !s.is_turn()).map(|s| s.link()).collect();
     let options = move || {
         let links = links.clone();
         async move { super::options(&links) }
@@ -118,14 +128,11 @@ async fn answer_publisher(w: &Arc<Whip>, stream: String, remote: SocketAddr, req
             return r;
         }
     };
-    // Whatever happens from here, a failure gives the slot back.
-    let forget = |w: &Whip| {
-        let _ = lock(&w.table.sessions).delete(&created.id);
-    };
+    // Whatever happens from here, a failure (or the client going away) gives the slot back.
+    let slot = super::Slot::new(&w.table, &created.id);
     let accepted = match webrtc_media::WhipPeer::answer(&offer_text, &chosen, &w.peer).await {
         Ok(a) => a,
         Err(e) => {
-            forget(w);
             warn!(%stream, error = %e, "WHIP answer failed");
             return text(peer_status(&e), e.to_string());
         }
@@ -139,6 +146,7 @@ async fn answer_publisher(w: &Arc<Whip>, stream: String, remote: SocketAddr, req
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
+    slot.keep();
     let span = info_span!("whip", %stream_id, session = %created.id);
     tokio::spawn(relay(w.clone(), created.id.clone(), accepted.events, req, stop_rx, peer).instrument(span));
     info!(stream_id = %stream, session = %created.id, %remote, "WHIP publisher answered");

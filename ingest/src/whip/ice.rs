@@ -24,8 +24,10 @@ pub enum IceServerError {
     /// Not `stun:`, `stuns:`, `turn:` or `turns:`.
     #[error("ICE server {0:?}: the scheme is stun:, stuns:, turn: or turns:")]
     Scheme(String),
-    /// No host, or characters that cannot go in a header.
-    #[error("ICE server {0:?}: expected scheme:[user:password@]host[:port][?transport=udp|tcp]")]
+    /// No host, or characters that cannot go in a header or a URI's credentials.
+    #[error(
+        "ICE server {0:?}: expected scheme:[user:password@]host[:port][?transport=udp|tcp] (no / # % @ ? : in the credentials)"
+    )]
     Malformed(String),
     /// A TURN server without both user name and password.
     #[error("ICE server {0:?}: a TURN server needs user:password@")]
@@ -59,7 +61,10 @@ impl std::str::FromStr for IceServer {
         let (username, credential) = match userinfo {
             Some(u) => {
                 let (name, pass) = u.split_once(':').ok_or_else(|| IceServerError::TurnCredentials(s.to_owned()))?;
-                if !clean(name) || !clean(pass) {
+                // Credentials go into webrtcbin's URI unencoded: characters with a meaning
+                // there are refused rather than silently breaking TURN.
+                let plain = |t: &str| clean(t) && !t.contains(['/', '#', '%', '@', '?', ':']);
+                if !plain(name) || !plain(pass) {
                     return Err(IceServerError::Malformed(s.to_owned()));
                 }
                 (Some(name.to_owned()), Some(pass.to_owned()))
@@ -144,6 +149,7 @@ credential=\"myPassword\"; credential-type=\"password\""
         assert!(matches!("turn:relay.example.net".parse::<IceServer>(), Err(IceServerError::TurnCredentials(_))));
         assert!(matches!("turn:user@relay".parse::<IceServer>(), Err(IceServerError::TurnCredentials(_))));
         assert!(matches!("turn:u:p;x@relay".parse::<IceServer>(), Err(IceServerError::Malformed(_))));
+        assert!(matches!("turn:u:p/w#d@relay".parse::<IceServer>(), Err(IceServerError::Malformed(_))));
     }
 
     proptest::proptest! {

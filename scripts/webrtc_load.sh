@@ -11,14 +11,14 @@
 # CPU time (/proc/PID/stat) and RSS over WINDOW seconds (default 20) and checks that
 # every stream is live and cutting segments.
 #
-#   scripts/webrtc_load.sh            # release build, N = 10 25 50
-#   SESSIONS="50 75" scripts/webrtc_load.sh
+#   scripts/webrtc_load.sh            # release build, N = 10 25 50, then WHEP viewers
+#   SESSIONS="50 75" VIEWERS="" scripts/webrtc_load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 cargo build -q --release -p engine --bin sluice
 BIN="$CARGO_TARGET_DIR/release/sluice"
-SESSIONS="${SESSIONS:-10 25 50}"
+SESSIONS="${SESSIONS-10 25 50}"
 WINDOW="${WINDOW:-20}"
 HTTP=127.0.0.1:19480
 CLI=127.0.0.1:19490
@@ -27,6 +27,8 @@ TICKS=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_mib() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
 metric() { curl -s "http://$CLI/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+# Source segments cut so far over all streams (each stream's own count, not its renditions').
+segments() { curl -s "http://$CLI/streams" | grep -E '^    "segments": [0-9]+' | awk '{s += $2} END {print s + 0}'; }
 
 printf '%-9s %-10s %-12s %-14s %-12s %-10s %s\n' sessions connected "gateway CPU" "CPU/session" "RSS MiB" "MiB/sess" "streams cutting"
 for n in $SESSIONS; do
@@ -45,9 +47,9 @@ for n in $SESSIONS; do
     sleep 0.5
   done
   sleep 8
-  t0=$(cpu_ticks "$gw"); s0=$(curl -s "http://$CLI/streams" | grep -o '"segments": [0-9]*' | awk '{s += $2} END {print s + 0}')
+  t0=$(cpu_ticks "$gw"); s0=$(segments)
   sleep "$WINDOW"
-  t1=$(cpu_ticks "$gw"); s1=$(curl -s "http://$CLI/streams" | grep -o '"segments": [0-9]*' | awk '{s += $2} END {print s + 0}')
+  t1=$(cpu_ticks "$gw"); s1=$(segments)
   rss=$(rss_mib "$gw")
   connected=$(metric 'sluice_webrtc_sessions{kind="whip"}')
   live=$(curl -s "http://$CLI/streams" | grep -c '"live": true' || true)
@@ -60,4 +62,40 @@ for n in $SESSIONS; do
   kill "$gw" 2>/dev/null || true
   wait "$gw" 2>/dev/null || true
   rm -f "$log" "$log.pub"
+done
+
+# WHEP: one RTMP stream (720p30, x264 without B-frames, AAC) and V headless Chromium
+# viewers over WHEP; the gateway's CPU and memory over the window, for V in $VIEWERS
+# (default "0 1 2"; Chromium decoding 720p shares the two cores).
+VIEWERS="${VIEWERS-0 1 2}"
+echo
+printf '%-8s %-12s %-12s %s\n' viewers "gateway CPU" "RSS MiB" "frames decoded per viewer"
+for v in $VIEWERS; do
+  log=$(mktemp)
+  "$BIN" gateway --rtmp-addr 127.0.0.1:19485 --http-addr "$HTTP" --cli-addr "$CLI" --log warn >"$log" 2>&1 &
+  gw=$!
+  for _ in $(seq 50); do curl -sf "http://$CLI/metrics" >/dev/null && break; sleep 0.2; done
+  ffmpeg -v error -re -f lavfi -i "testsrc2=size=1280x720:rate=30:duration=$((WINDOW + 30))" \
+    -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=$((WINDOW + 30))" \
+    -c:v libx264 -preset ultrafast -tune zerolatency -bf 0 -g 60 -b:v 2500k -pix_fmt yuv420p -c:a aac \
+    -f flv rtmp://127.0.0.1:19485/live/pat >/dev/null 2>&1 &
+  ff=$!
+  sleep 6
+  pids=()
+  for i in $(seq "$v"); do
+    node web/test/whep.mjs "http://$HTTP/player/pat?webrtc" $((WINDOW + 6)) >"$log.v$i" 2>&1 &
+    pids+=($!)
+  done
+  sleep 6
+  t0=$(cpu_ticks "$gw")
+  sleep "$WINDOW"
+  t1=$(cpu_ticks "$gw")
+  rss=$(rss_mib "$gw")
+  for p in ${pids[@]+"${pids[@]}"}; do wait "$p" || true; done
+  frames=$( (cat "$log".v* 2>/dev/null || true) | (grep -o '"framesDecoded":[0-9]*' || true) | cut -d: -f2 | tr '\n' ' ')
+  cpu=$(awk -v a="$t0" -v b="$t1" -v t="$TICKS" -v w="$WINDOW" 'BEGIN {printf "%.0f%%", 100 * (b - a) / t / w}')
+  printf '%-8s %-12s %-12s %s\n' "$v" "$cpu" "$rss" "${frames:--}"
+  kill "$ff" "$gw" 2>/dev/null || true
+  wait "$ff" "$gw" 2>/dev/null || true
+  rm -f "$log" "$log".v*
 done

@@ -240,3 +240,88 @@ async fn whip_through_a_link_losing_two_percent_stays_up() {
     gw.shutdown().await;
     drop(link);
 }
+
+/// A sending offer from an ICE agent that never answers (for refusals and headers).
+const SEND_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijklmn\r\n\
+a=fingerprint:sha-256 AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89\r\n\
+a=setup:actpass\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_ai_over_whip_in_and_whep_out() {
+    if !have("gst-inspect-1.0", "webrtcbin") || !have("ffprobe", "-version") {
+        eprintln!("skipped: GStreamer webrtcbin or ffprobe missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let sdp = [("Content-Type", "application/sdp")];
+    // Without orchestrators there is no live AI: 503 with the reason.
+    let gw = gateway().await;
+    let r = http_request(
+        gw.http_addr,
+        "POST",
+        "/live/video-to-video/cam/whip?pipeline=negate",
+        &sdp,
+        SEND_OFFER.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("--orch-addr"), "{}", r.text());
+    gw.shutdown().await;
+
+    let orch = OrchestratorProcess::start(&["--transcoder", "echo"]).await;
+    let uri = orch.uri.clone();
+    let gw = gateway_with(move |c| c.orchestrators.orch_addr = uri).await;
+    let addr = gw.http_addr;
+    poll_http(&gw, "/", 20, |_| true).await;
+    for _ in 0..100 {
+        if http_get(gw.cli_addr, "/orchestrators").await.text().contains("negate") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // go-livepeer's query keys: a pipeline is needed, params must be a JSON object.
+    let r = http_request(addr, "POST", "/live/video-to-video/cam/whip", &sdp, SEND_OFFER.as_bytes()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("pipeline"), "{}", r.text());
+    let r = http_request(
+        addr,
+        "POST",
+        "/live/video-to-video/cam/whip?pipeline=negate&params=%7Bbad",
+        &sdp,
+        SEND_OFFER.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // The answer names the processed output's WHEP URL.
+    let r = http_request(addr, "POST", "/live/video-to-video/other/whip?pipeline=negate", &sdp, SEND_OFFER.as_bytes())
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(r.header("livepeer-playback-url").is_some_and(|u| u.ends_with("/live/other-out/whep")), "{:?}", r.headers);
+    assert_eq!(http_request(addr, "DELETE", r.header("location").unwrap(), &[], b"").await.status, 200);
+
+    // A GStreamer publisher over WHIP with ?pipeline=: the processed stream plays as HLS
+    // and over WHEP at go-livepeer's path.
+    let exe = env!("CARGO_BIN_EXE_sluice");
+    let mut publisher = tokio::process::Command::new(exe)
+        .args([
+            "whip-publish",
+            &format!("http://{addr}/live/video-to-video/cam/whip?pipeline=negate"),
+            "--seconds",
+            "25",
+        ])
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll_http(&gw, "/stream/cam-out/source.m3u8", 40, |t| t.matches(".ts").count() >= 2).await;
+    let recv = SEND_OFFER.replace("a=sendonly", "a=recvonly");
+    let r = http_request(addr, "POST", "/live/video-to-video/cam-out/whep", &sdp, recv.as_bytes()).await;
+    assert_eq!(r.status, 201, "the processed output plays over WHEP: {}", r.text());
+    assert_eq!(http_request(addr, "DELETE", r.header("location").unwrap(), &[], b"").await.status, 200);
+    let status = http_get(addr, "/live/video-to-video/cam/status").await;
+    assert_eq!(status.status, 200, "{}", status.text());
+    let _ = publisher.kill().await;
+    gw.shutdown().await;
+    drop(orch);
+}

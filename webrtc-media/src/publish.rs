@@ -52,6 +52,10 @@ struct Emitter {
     keyframes: Mutex<(Option<gst::Pad>, KeyframePacer)>,
     /// The picture being gathered.
     assembler: Mutex<Assembler>,
+    /// The video timestamps' rate checked against arrival.
+    clock: Mutex<ClockGuard>,
+    /// When the session started (arrival times count from here).
+    started: std::time::Instant,
 }
 
 /// Asks the publisher for a keyframe (an upstream force-key-unit event, which the RTP
@@ -167,6 +171,59 @@ impl KeyframePacer {
     }
 }
 
+/// Corrects a publisher whose video RTP timestamps run at 1 MHz while its SDP says
+/// 90 kHz (iOS WebKit 18.4–18.5; go-livepeer #3603, which compares the first two
+/// timestamps): the pictures of the first 300 ms of arrival are held, the timestamps'
+/// rate is compared with the arrival rate, and when it is about eleven times too fast
+/// every timestamp is scaled by 9/100 from the first picture's. Arrival times in ns.
+#[derive(Debug, Default)]
+struct ClockGuard {
+    /// The first picture's timestamp (ticks) and arrival.
+    first: Option<(i64, u64)>,
+    held: Vec<Picture>,
+    /// Decided: the scale (numerator, denominator).
+    scale: Option<(i64, i64)>,
+}
+
+/// Arrival time over which the timestamps' rate is measured.
+const CLOCK_PROBE_NS: u64 = 300_000_000;
+
+impl ClockGuard {
+    /// A picture arrived at `arrival_ns`: the pictures to pass on now (held ones first).
+    fn push(&mut self, p: Picture, arrival_ns: u64) -> Vec<Picture> {
+        if self.scale.is_some() {
+            return vec![self.rescaled(p)];
+        }
+        let (p0, a0) = *self.first.get_or_insert((p.pts.ticks(), arrival_ns));
+        let (pts, elapsed) = (p.pts.ticks(), arrival_ns.saturating_sub(a0));
+        self.held.push(p);
+        if elapsed < CLOCK_PROBE_NS && self.held.len() < 64 {
+            return Vec::new();
+        }
+        // Timestamp seconds per arrival second, at the 90 kHz the SDP promised.
+        let rate = (pts - p0) as f64 / 90_000.0 / (elapsed.max(1) as f64 / 1e9);
+        self.scale = Some(if (8.0..15.0).contains(&rate) {
+            tracing::warn!(rate, "video timestamps run at 1 MHz, not the 90 kHz announced (iOS WebKit): rescaled");
+            (9, 100)
+        } else {
+            (1, 1)
+        });
+        let held = std::mem::take(&mut self.held);
+        held.into_iter().map(|p| self.rescaled(p)).collect()
+    }
+
+    fn rescaled(&self, mut p: Picture) -> Picture {
+        if let (Some((n, d)), Some((p0, _))) = (self.scale, self.first)
+            && n != d
+        {
+            let f = |t: MediaTime| MediaTime::new(p0 + (t.ticks() - p0) * n / d, Timescale::MPEG);
+            p.pts = f(p.pts);
+            p.dts = f(p.dts);
+        }
+        p
+    }
+}
+
 /// One picture's NAL units, gathered from the depayloader's buffers.
 #[derive(Debug, Default)]
 struct Assembler {
@@ -225,7 +282,11 @@ fn video_sample(e: &Emitter, sample: &gst::Sample) {
     let (Some(pts), dts) = (mpeg_time(buf.pts()), mpeg_time(buf.dts())) else { return };
     let done = e.assembler.lock().unwrap_or_else(|p| p.into_inner()).push(pts, dts, media::annexb_nal_units(&data));
     if let Some(p) = done {
-        video_unit(e, p);
+        let arrival = e.started.elapsed().as_nanos() as u64;
+        let pictures = e.clock.lock().unwrap_or_else(|p| p.into_inner()).push(p, arrival);
+        for p in pictures {
+            video_unit(e, p);
+        }
     }
 }
 
@@ -384,6 +445,8 @@ impl WhipPeer {
             tracks: Mutex::new((TrackInfo::default(), false)),
             keyframes: Mutex::new((None, KeyframePacer::new((cfg.keyframe_interval.as_secs_f64() * 90_000.0) as i64))),
             assembler: Mutex::default(),
+            clock: Mutex::default(),
+            started: std::time::Instant::now(),
         });
         // Timestamps from the sender's RTP clock (synchronised through its sender reports,
         // not smoothed by arrival times), so a publisher's keyframe interval stays what its
@@ -517,6 +580,34 @@ mod tests {
         for g in &gaps[4..] {
             assert!((180_000..=180_000 + 9_000 + 9_000).contains(g), "{gaps:?}");
         }
+    }
+
+    fn picture(ticks: i64) -> Picture {
+        Picture { pts: t(ticks), dts: t(ticks), nals: vec![] }
+    }
+
+    #[test]
+    fn microsecond_video_timestamps_are_rescaled() {
+        // 30 fps for 0.43 s, timestamps at 1 MHz (33,333 ticks a frame read as 90 kHz).
+        let mut g = ClockGuard::default();
+        let mut out = vec![];
+        for f in 0..13u64 {
+            out.extend(g.push(picture(1_000 + f as i64 * 33_333), f * 33_333_333));
+        }
+        assert_eq!(out.len(), 13, "held for 300 ms, then passed on");
+        let gaps: Vec<i64> = out.windows(2).map(|w| w[1].pts.ticks() - w[0].pts.ticks()).collect();
+        assert!(gaps.iter().all(|g| (2_999..=3_000).contains(g)), "{gaps:?}");
+        assert_eq!(out[0].pts.ticks(), 1_000);
+        // A normal publisher is left alone.
+        let mut g = ClockGuard::default();
+        let mut out = vec![];
+        for f in 0..13u64 {
+            out.extend(g.push(picture(f as i64 * 3_000), f * 33_333_333));
+        }
+        assert_eq!(
+            out.iter().map(|p| p.pts.ticks()).collect::<Vec<_>>(),
+            (0..13).map(|f| f * 3_000).collect::<Vec<_>>()
+        );
     }
 
     #[test]

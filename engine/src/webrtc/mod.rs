@@ -167,7 +167,7 @@ sluice_webrtc_refused_total{{kind=\"whip\"}} {}\nsluice_webrtc_refused_total{{ki
 }
 
 /// Headers a page on another origin may read from WHIP and WHEP answers.
-const EXPOSE: &str = "Location, ETag, Link, Accept-Patch";
+const EXPOSE: &str = "Location, ETag, Link, Accept-Patch, Livepeer-Playback-URL";
 
 /// A plain-text answer (the reason), readable from any origin.
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -294,6 +294,68 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A running session: the stop signal of its task, its peer, and its offer's `mid`s in
 /// order (to place trickled candidates).
 type Running<P> = (watch::Sender<bool>, Arc<P>, Vec<Option<String>>);
+
+/// What the WHIP and WHEP routes share: the registry, keys, the peers' settings, the ICE
+/// servers' `Link` headers, and the session table (with its expiry task).
+struct Endpoint<P> {
+    registry: Arc<crate::registry::Registry>,
+    keys: Arc<crate::ai::keys::KeyRing>,
+    peer: webrtc_media::PeerConfig,
+    links: Vec<String>,
+    table: Arc<Table<P>>,
+}
+
+impl<P: Peer> Endpoint<P> {
+    /// The `OPTIONS` handler. A preflight carries no key: it is told the STUN servers
+    /// only, never TURN credentials (those come with the 201).
+    fn preflight(&self) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+        let links: Vec<String> = self.peer.ice_servers.iter().filter(|s| !s.is_turn()).map(|s| s.link()).collect();
+        move || std::future::ready(options(&links))
+    }
+
+    /// An endpoint keeping `sessions` (`whep`: viewers), whose expiry runs until `stop`.
+    fn start(
+        registry: Arc<crate::registry::Registry>,
+        keys: Arc<crate::ai::keys::KeyRing>,
+        gauges: Arc<WebrtcGauges>,
+        cfg: &WebrtcConfig,
+        sessions: WhipSessions,
+        whep: bool,
+        stop: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let peer = cfg.peer_config(Duration::from_secs_f64(registry.segment_duration()));
+        let e = Arc::new(Endpoint {
+            registry,
+            keys,
+            links: peer.ice_servers.iter().map(|s| s.link()).collect(),
+            peer,
+            table: Table::new(sessions, gauges, whep),
+        });
+        tokio::spawn(e.table.clone().expire(if whep { "WHEP" } else { "WHIP" }, stop));
+        e
+    }
+
+    /// `/live/{stream}/{resource}` (`POST` to `post`, `OPTIONS`) and
+    /// `/live/{stream}/{resource}/{id}` (`PATCH`, `DELETE`, `OPTIONS`).
+    fn routes(self: Arc<Self>, resource: &str, post: axum::routing::MethodRouter<Arc<Self>>) -> axum::Router {
+        let preflight = self.preflight();
+        let end = |axum::extract::State(e): axum::extract::State<Arc<Self>>,
+                   axum::extract::Path((_, id)): axum::extract::Path<(String, String)>| async move {
+            e.table.delete(&id)
+        };
+        let patch = |axum::extract::State(e): axum::extract::State<Arc<Self>>,
+                     axum::extract::Path((_, id)): axum::extract::Path<(String, String)>,
+                     headers: HeaderMap,
+                     body: String| async move { e.table.patch(&id, &headers, &body) };
+        axum::Router::new()
+            .route(&format!("/live/{{stream}}/{resource}"), post.options(preflight.clone()))
+            .route(
+                &format!("/live/{{stream}}/{resource}/{{id}}"),
+                axum::routing::delete(end).patch(patch).options(preflight),
+            )
+            .with_state(self)
+    }
+}
 
 /// A session slot taken while its answer is made: given back (and the gauge recounted)
 /// if the request fails or its client goes away before the session starts.

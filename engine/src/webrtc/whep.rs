@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
 use ingest::whip::sdp::{Role, choose_for, parse_offer};
@@ -25,20 +25,14 @@ use tracing::{Instrument, info, info_span, warn};
 use webrtc_media::{ConnectionState, Push, WhepPeer};
 
 use super::feed::{Decision, FeedEvent, FrameFeed, Readiness, ViewerClock};
-use super::{Table, WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
+use super::{WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
 use crate::registry::Registry;
 
 /// How long a request for a stream without media (no publisher yet, or no keyframe)
 /// waits before it is refused with 404.
 pub const MEDIA_WAIT: Duration = Duration::from_secs(2);
 
-struct Whep {
-    registry: Arc<Registry>,
-    keys: Arc<crate::ai::keys::KeyRing>,
-    peer: webrtc_media::PeerConfig,
-    links: Vec<String>,
-    table: Arc<Table<WhepPeer>>,
-}
+type Whep = super::Endpoint<WhepPeer>;
 
 /// The WHEP routes, with the task that ends sessions that never connected or lost their
 /// connection (stops with `stop`).
@@ -49,29 +43,12 @@ pub fn router(
     cfg: &WebrtcConfig,
     stop: watch::Receiver<bool>,
 ) -> Router {
-    let peer = cfg.peer_config(Duration::from_secs_f64(registry.segment_duration()));
-    let w = Arc::new(Whep {
-        registry,
-        keys,
-        links: peer.ice_servers.iter().map(|s| s.link()).collect(),
-        peer,
-        table: Table::new(
-            WhipSessions::for_resource(cfg.limits(cfg.webrtc_max_viewers_total, cfg.webrtc_max_viewers), "whep"),
-            gauges,
-            true,
-        ),
-    });
-    tokio::spawn(w.table.clone().expire("WHEP", stop));
-    // A preflight carries no key: it is told the STUN servers only, never TURN credentials.
-    let links: Vec<String> = w.peer.ice_servers.iter().filter(|s| !s.is_turn()).map(|s| s.link()).collect();
-    let options = move || {
-        let links = links.clone();
-        async move { super::options(&links) }
-    };
-    Router::new()
-        .route("/live/{stream}/whep", post(play).options(options.clone()))
-        .route("/live/{stream}/whep/{id}", axum::routing::delete(end).patch(patch).options(options))
-        .with_state(w)
+    let limits = cfg.limits(cfg.webrtc_max_viewers_total, cfg.webrtc_max_viewers);
+    let w = Whep::start(registry, keys, gauges, cfg, WhipSessions::for_resource(limits, "whep"), true, stop);
+    // go-livepeer's path for a live AI stream's output plays the same.
+    w.clone().routes("whep", post(play)).merge(
+        Router::new().route("/live/video-to-video/{stream}/whep", post(play).options(w.preflight())).with_state(w),
+    )
 }
 
 /// Waits up to [`MEDIA_WAIT`] for `stream` to have media a viewer can start on.
@@ -270,19 +247,4 @@ async fn relay(w: Arc<Whep>, id: String, peer: Arc<WhepPeer>, feed: Arc<FrameFee
     w.table.finished(&id);
     drop(peer);
     info!(reason = why, sent, skipped, "WHEP session over");
-}
-
-/// `DELETE /live/{stream}/whep/{id}`.
-async fn end(State(w): State<Arc<Whep>>, Path((_, id)): Path<(String, String)>) -> Response {
-    w.table.delete(&id)
-}
-
-/// `PATCH /live/{stream}/whep/{id}`: trickled candidates.
-async fn patch(
-    State(w): State<Arc<Whep>>,
-    Path((_, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    w.table.patch(&id, &headers, &body)
 }

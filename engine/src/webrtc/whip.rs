@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
 use ingest::server::PublishRequest;
@@ -25,19 +25,13 @@ use media::StreamEvent;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{Table, WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
+use super::{WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
 use crate::registry::Registry;
 
 /// WHIP sessions one stream may have at once (the newest with media is the publisher).
 pub const MAX_SESSIONS_PER_STREAM: usize = 3;
 
-struct Whip {
-    registry: Arc<Registry>,
-    keys: Arc<crate::ai::keys::KeyRing>,
-    peer: webrtc_media::PeerConfig,
-    links: Vec<String>,
-    table: Arc<Table<webrtc_media::WhipPeer>>,
-}
+type Whip = super::Endpoint<webrtc_media::WhipPeer>;
 
 /// The WHIP routes, with the task that ends timed-out sessions (stops with `stop`).
 pub fn router(
@@ -47,37 +41,21 @@ pub fn router(
     cfg: &WebrtcConfig,
     stop: watch::Receiver<bool>,
 ) -> Router {
-    let peer = cfg.peer_config(Duration::from_secs_f64(registry.segment_duration()));
-    let w = Arc::new(Whip {
-        registry,
-        keys,
-        links: peer.ice_servers.iter().map(|s| s.link()).collect(),
-        peer,
-        // A stream takes a few sessions at once: a publisher reconnecting while its stale
-        // session times out gets in, and takes the stream once its media flows.
-        table: Table::new(
-            WhipSessions::new(cfg.limits(cfg.webrtc_max_publishers, MAX_SESSIONS_PER_STREAM)),
-            gauges,
-            false,
-        ),
-    });
-    tokio::spawn(w.table.clone().expire("WHIP", stop));
+    // A stream takes a few sessions at once: a publisher reconnecting while its stale
+    // session times out gets in, and takes the stream once its media flows.
+    let sessions = WhipSessions::new(cfg.limits(cfg.webrtc_max_publishers, MAX_SESSIONS_PER_STREAM));
+    let w = Whip::start(registry, keys, gauges, cfg, sessions, false, stop);
     // GStreamer's plugin scan, once and off the async workers.
     tokio::task::spawn_blocking(|| {
         if let Err(e) = webrtc_media::init() {
             warn!(error = %e, "GStreamer unavailable: WHIP and WHEP will refuse sessions");
         }
     });
-    // A preflight carries no key: it is told the STUN servers only, never TURN credentials.
-    let links: Vec<String> = w.peer.ice_servers.iter().filter(|s| !s.is_turn()).map(|s| s.link()).collect();
-    let options = move || {
-        let links = links.clone();
-        async move { super::options(&links) }
-    };
-    Router::new()
-        .route("/live/{stream}/whip", post(publish).options(options.clone()))
-        .route("/live/{stream}/whip/{id}", axum::routing::delete(end).patch(patch).options(options))
-        .with_state(w)
+    w.clone().routes("whip", post(publish)).merge(
+        Router::new()
+            .route("/live/video-to-video/{stream}/whip", post(publish_live).options(w.preflight()))
+            .with_state(w),
+    )
 }
 
 /// `POST /live/{stream}/whip` (refusals counted).
@@ -87,15 +65,56 @@ async fn publish(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let r = answer_publisher(&w, stream, remote, req).await;
+    let r = answer_publisher(&w, stream, None, remote, req).await;
     if !r.status().is_success() {
         w.table.refused();
     }
     r
 }
 
+/// `POST /live/video-to-video/{stream}/whip?pipeline=…&params=…&streamId=…` (go-livepeer's
+/// live AI WHIP ingest): a live AI stream published over WebRTC, as an RTMP publish with
+/// the same query would be. The processed output plays at `/live/{stream}-out/whep`,
+/// named in `Livepeer-Playback-URL`.
+async fn publish_live(
+    State(w): State<Arc<Whip>>,
+    Path(stream): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let live = match crate::live::parse_query("live", &format!("{stream}?{query}")) {
+        Err(e) => Err(text(StatusCode::BAD_REQUEST, e.to_string())),
+        Ok(None) => Err(text(StatusCode::BAD_REQUEST, "a live AI stream needs ?pipeline= (the model)")),
+        Ok(Some(_)) if w.registry.live_ai().is_none() => Err(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "live AI needs orchestrators: start the gateway with --orch-addr",
+        )),
+        Ok(Some(l)) => Ok(crate::live::LiveRequest { source: "whip", ..l }),
+    };
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_owned();
+    let mut r = match live {
+        Err(r) => r,
+        Ok(live) => answer_publisher(&w, stream.clone(), Some(live), remote, req).await,
+    };
+    if r.status().is_success() {
+        if let Ok(v) = HeaderValue::from_str(&format!("http://{host}/live/{stream}-out/whep")) {
+            r.headers_mut().insert("livepeer-playback-url", v);
+        }
+    } else {
+        w.table.refused();
+    }
+    r
+}
+
 #[allow(clippy::disallowed_methods)] // IO shell: the session table's clock
-async fn answer_publisher(w: &Arc<Whip>, stream: String, remote: SocketAddr, req: Request) -> Response {
+async fn answer_publisher(
+    w: &Arc<Whip>,
+    stream: String,
+    live: Option<crate::live::LiveRequest>,
+    remote: SocketAddr,
+    req: Request,
+) -> Response {
     let (parts, body) = req.into_parts();
     // With API keys on, publishing needs one (as the AI and live AI endpoints do); the
     // session's Location is then its own capability for PATCH and DELETE.
@@ -148,7 +167,7 @@ async fn answer_publisher(w: &Arc<Whip>, stream: String, remote: SocketAddr, req
     }
     slot.keep();
     let span = info_span!("whip", %stream_id, session = %created.id);
-    tokio::spawn(relay(w.clone(), created.id.clone(), accepted.events, req, stop_rx, peer).instrument(span));
+    tokio::spawn(relay(w.clone(), created.id.clone(), accepted.events, req, live, stop_rx, peer).instrument(span));
     info!(stream_id = %stream, session = %created.id, %remote, "WHIP publisher answered");
     tracing::debug!(offer = %offer_text, answer = %accepted.answer, "WHIP negotiation");
     answered(accepted.answer, &created, &w.links)
@@ -163,6 +182,7 @@ async fn relay(
     id: String,
     mut events: tokio::sync::mpsc::Receiver<StreamEvent>,
     req: PublishRequest,
+    live: Option<crate::live::LiveRequest>,
     mut stop: watch::Receiver<bool>,
     peer: Arc<webrtc_media::WhipPeer>,
 ) {
@@ -175,7 +195,11 @@ async fn relay(
         info!("WHIP session over before any media");
         return;
     };
-    let publisher = match w.registry.publish(&req) {
+    let published = match live {
+        Some(l) => w.registry.publish_live(&req, l),
+        None => w.registry.publish(&req),
+    };
+    let publisher = match published {
         Ok(p) => p,
         Err(e) => {
             w.table.finished(&id);
@@ -212,19 +236,4 @@ async fn relay(
     w.table.finished(&id);
     drop(peer);
     info!(reason = why, "WHIP session over");
-}
-
-/// `DELETE /live/{stream}/whip/{id}`.
-async fn end(State(w): State<Arc<Whip>>, Path((_, id)): Path<(String, String)>) -> Response {
-    w.table.delete(&id)
-}
-
-/// `PATCH /live/{stream}/whip/{id}`: trickled candidates.
-async fn patch(
-    State(w): State<Arc<Whip>>,
-    Path((_, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    w.table.patch(&id, &headers, &body)
 }

@@ -133,6 +133,12 @@ async fn abandoned_sessions_are_refused_when_full_and_cleaned_up_on_timeout() {
         rss_viewer_waves.push(rss_kib() / 1024);
     }
     assert!((475..=500).contains(&viewers), "{viewers} viewers answered");
+    // Teardown finishes on GStreamer's threads (an ICE agent closes its sockets when it
+    // is finalised, after its pipeline has stopped): give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while open_fds() > fds + 16 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let (fds_after, rss_after) = (open_fds(), rss_kib());
     eprintln!(
         "{answered} WHIP and {viewers} WHEP sessions abandoned in {:.0} s: pipelines back to 0; fds {fds} -> {fds_after}; \

@@ -19,12 +19,19 @@ fn browsers_here() -> bool {
 
 /// Plays `id` over WHEP in headless Chromium for `secs`; what the page saw.
 async fn whep_in_chromium(gw: &engine::gateway::Gateway, id: &str, secs: u32) -> serde_json::Value {
+    whep_in_chromium_then(gw, id, secs, "delete").await
+}
+
+/// [`whep_in_chromium`], then `delete` (DELETE the session) or `leave` (close the
+/// browser without it).
+async fn whep_in_chromium_then(gw: &engine::gateway::Gateway, id: &str, secs: u32, then: &str) -> serde_json::Value {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = run(
         tokio::process::Command::new("node")
             .arg(root.join("web/test/whep.mjs"))
             .arg(format!("http://{}/player/{id}?webrtc", gw.http_addr))
-            .arg(secs.to_string()),
+            .arg(secs.to_string())
+            .arg(then),
         "headless Chromium WHEP playback",
     )
     .await;
@@ -68,6 +75,20 @@ async fn chromium_plays_rtmp_and_whip_streams_over_whep() {
     assert_played(&page, 6.0);
     assert_eq!((page["width"].as_u64(), page["height"].as_u64()), (Some(640), Some(360)), "{page}");
 
+    // A viewer that goes without DELETE (the browser closed): its RTCP stops, and the
+    // session ends.
+    let page = whep_in_chromium_then(&gw, "pat", 3, "leave").await;
+    assert!(page["framesDecoded"].as_u64().unwrap() > 30, "{page}");
+    let t0 = Instant::now();
+    loop {
+        let m = http_get(gw.cli_addr, "/metrics").await.text();
+        if m.contains("sluice_webrtc_sessions{kind=\"whep\"} 0") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(45), "the vanished viewer's session is still there:\n{m}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("a viewer gone without DELETE ended after {:.1} s", t0.elapsed().as_secs_f64());
     drop(ff);
     // WHIP in, WHEP out: one Chromium publishes its fake camera, another plays it.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

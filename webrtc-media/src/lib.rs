@@ -174,6 +174,16 @@ pub(crate) fn webrtcbin(cfg: &PeerConfig) -> Result<gst::Element, PeerError> {
     Ok(webrtc)
 }
 
+/// The `rtpbin` inside a `webrtcbin` (made when the webrtcbin is).
+pub(crate) fn rtpbin(webrtc: &gst::Element) -> Option<gst::Element> {
+    webrtc
+        .downcast_ref::<gst::Bin>()?
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "rtpbin"))
+}
+
 /// Adds a transceiver of `direction` whose codec is `caps`.
 pub(crate) fn add_transceiver(
     webrtc: &gst::Element,

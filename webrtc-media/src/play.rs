@@ -43,6 +43,8 @@ pub struct WhepPeer {
     video: Option<gst_app::AppSrc>,
     audio: Option<gst_app::AppSrc>,
     state: watch::Receiver<gst_webrtc::WebRTCPeerConnectionState>,
+    /// Set when the viewer's RTCP says it left (a BYE) or stopped (its source timed out).
+    left: watch::Receiver<Option<&'static str>>,
 }
 
 impl std::fmt::Debug for WhepPeer {
@@ -124,7 +126,23 @@ impl WhepPeer {
         webrtc.connect_notify(Some("connection-state"), move |w, _| {
             let _ = state_tx.send(w.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state"));
         });
-        let mut peer = WhepPeer { _pipeline: counted, webrtc: webrtc.clone(), video: None, audio: None, state };
+        // The viewer's RTCP is its sign of life: a BYE, or its receiver reports stopping
+        // (rtpbin times a source out after five report intervals), ends the session even
+        // when ICE goes on (webrtcbin here does no consent freshness checks).
+        let (left_tx, left) = watch::channel(None);
+        let left_tx = std::sync::Arc::new(left_tx);
+        if let Some(rtpbin) = crate::rtpbin(&webrtc) {
+            let tx = left_tx.clone();
+            rtpbin.connect("on-bye-ssrc", false, move |_| {
+                let _ = tx.send(Some("the viewer said goodbye (RTCP BYE)"));
+                None
+            });
+            rtpbin.connect("on-timeout", false, move |_| {
+                let _ = left_tx.send(Some("the viewer's RTCP stopped"));
+                None
+            });
+        }
+        let mut peer = WhepPeer { _pipeline: counted, webrtc: webrtc.clone(), video: None, audio: None, state, left };
         pipeline.set_state(gst::State::Playing).map_err(gst_err)?;
         // Send-only transceivers for what was chosen: the offer's sections are matched to
         // them by kind when the answer is made.
@@ -210,6 +228,11 @@ impl WhepPeer {
     /// The peer connection's state as it changes (ICE and DTLS together).
     pub fn connection(&self) -> watch::Receiver<gst_webrtc::WebRTCPeerConnectionState> {
         self.state.clone()
+    }
+
+    /// Why the viewer left, once its RTCP says so (a BYE, or its reports stopping).
+    pub fn left(&self) -> watch::Receiver<Option<&'static str>> {
+        self.left.clone()
     }
 
     /// Adds a trickled ICE candidate (`candidate:…`) for media line `mline`.

@@ -451,9 +451,7 @@ impl WhipPeer {
         // Timestamps from the sender's RTP clock (synchronised through its sender reports,
         // not smoothed by arrival times), so a publisher's keyframe interval stays what its
         // encoder made it. (`none` dropped most of a loaded browser's frames as late.)
-        if let Some(rtpbin) = webrtc.downcast_ref::<gst::Bin>().and_then(|b| {
-            b.iterate_recurse().into_iter().flatten().find(|e| e.factory().is_some_and(|f| f.name() == "rtpbin"))
-        }) {
+        if let Some(rtpbin) = crate::rtpbin(&webrtc) {
             rtpbin.set_property_from_str("buffer-mode", "synced");
         }
         let weak = pipeline.downgrade();

@@ -357,6 +357,37 @@ impl<P: Peer> Endpoint<P> {
     }
 }
 
+/// A 503 that says when to try again.
+fn unavailable(msg: impl Into<String>, retry_after: &'static str) -> Response {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, msg);
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+    r
+}
+
+impl<P: Peer> Slot<P> {
+    /// Takes a session slot for `stream` (503 with `Retry-After` when full): the
+    /// session's resource and the guard that gives it back unless the session starts.
+    #[allow(clippy::disallowed_methods)] // IO shell: the session table's clock
+    fn take(table: &Arc<Table<P>>, stream: &str) -> Result<(ingest::whip::session::Created, Self), Box<Response>> {
+        let created = lock(&table.sessions)
+            .create(Instant::now(), stream, crate::ai::results::random_bytes())
+            .map_err(|e| Box::new(unavailable(e.to_string(), "10")))?;
+        let slot = Slot::new(table, &created.id);
+        Ok((created, slot))
+    }
+
+    /// Starts the session's task bookkeeping (see [`Table::started`]) and keeps the slot;
+    /// a 503 if the session timed out while its answer was made.
+    fn start(self, stop: watch::Sender<bool>, peer: Arc<P>, mids: Vec<Option<String>>) -> Result<(), Box<Response>> {
+        if !self.table.started(&self.id, stop, peer, mids) {
+            tracing::warn!(session = %self.id, "session timed out before its answer");
+            return Err(Box::new(unavailable("the session timed out before it was answered; try again", "1")));
+        }
+        self.keep();
+        Ok(())
+    }
+}
+
 /// A session slot taken while its answer is made: given back (and the gauge recounted)
 /// if the request fails or its client goes away before the session starts.
 struct Slot<P: Peer> {

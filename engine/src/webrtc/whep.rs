@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use ingest::whip::sdp::{Role, choose_for, parse_offer};
@@ -120,16 +120,11 @@ async fn answer_viewer(w: &Arc<Whep>, stream: String, req: Request) -> Response 
         }
     };
     let mids: Vec<Option<String>> = offer.sections.iter().map(|s| s.mid.clone()).collect();
-    let created = match lock(&w.table.sessions).create(Instant::now(), &stream, crate::ai::results::random_bytes()) {
-        Ok(c) => c,
-        Err(e) => {
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-            return r;
-        }
-    };
     // Whatever happens from here, a failure (or the client going away) gives the slot back.
-    let slot = super::Slot::new(&w.table, &created.id);
+    let (created, slot) = match super::Slot::take(&w.table, &stream) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let (answer, peer) = match WhepPeer::answer(&offer_text, &chosen, &w.peer).await {
         Ok(a) => a,
         Err(e) => {
@@ -143,13 +138,9 @@ async fn answer_viewer(w: &Arc<Whep>, stream: String, req: Request) -> Response 
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let peer = Arc::new(peer);
-    if !w.table.started(&created.id, stop_tx, peer.clone(), mids) {
-        warn!(%stream, "WHEP session timed out before its answer");
-        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "the session timed out before it was answered; try again");
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    if let Err(r) = slot.start(stop_tx, peer.clone(), mids) {
+        return *r;
     }
-    slot.keep();
     let span = info_span!("whep", stream_id = %stream, session = %created.id);
     tokio::spawn(relay(w.clone(), created.id.clone(), peer, feed, stop_rx).instrument(span));
     info!(stream_id = %stream, session = %created.id, "WHEP viewer answered");
@@ -199,6 +190,7 @@ async fn relay(w: Arc<Whep>, id: String, peer: Arc<WhepPeer>, feed: Arc<FrameFee
         sent += 1;
     }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut left = peer.left();
     let mut connected = true;
     let mut skipped = 0u64;
     let why = loop {
@@ -240,6 +232,11 @@ async fn relay(w: Arc<Whep>, id: String, peer: Arc<WhepPeer>, feed: Arc<FrameFee
             }
             _ = tick.tick() => if connected {
                 lock(&w.table.sessions).media(&id, Instant::now());
+            },
+            r = left.changed() => match (r, *left.borrow_and_update()) {
+                (Ok(()), Some(why)) => break why,
+                (Err(_), _) => break "the peer connection closed",
+                _ => {}
             },
             _ = stop.changed() => break "the session ended",
         }

@@ -139,16 +139,11 @@ async fn answer_publisher(
         Ok(id) => id,
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
-    let created = match lock(&w.table.sessions).create(Instant::now(), &stream_id, crate::ai::results::random_bytes()) {
-        Ok(c) => c,
-        Err(e) => {
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-            return r;
-        }
-    };
     // Whatever happens from here, a failure (or the client going away) gives the slot back.
-    let slot = super::Slot::new(&w.table, &created.id);
+    let (created, slot) = match super::Slot::take(&w.table, &stream_id) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let accepted = match webrtc_media::WhipPeer::answer(&offer_text, &chosen, &w.peer).await {
         Ok(a) => a,
         Err(e) => {
@@ -159,13 +154,9 @@ async fn answer_publisher(
     let req = PublishRequest { conn_id: 0, remote, app: "live".into(), name: stream.clone() };
     let (stop_tx, stop_rx) = watch::channel(false);
     let peer = Arc::new(accepted.peer);
-    if !w.table.started(&created.id, stop_tx, peer.clone(), mids) {
-        warn!(%stream, "WHIP session timed out before its answer");
-        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "the session timed out before it was answered; try again");
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    if let Err(r) = slot.start(stop_tx, peer.clone(), mids) {
+        return *r;
     }
-    slot.keep();
     let span = info_span!("whip", %stream_id, session = %created.id);
     tokio::spawn(relay(w.clone(), created.id.clone(), accepted.events, req, live, stop_rx, peer).instrument(span));
     info!(stream_id = %stream, session = %created.id, %remote, "WHIP publisher answered");

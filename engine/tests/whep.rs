@@ -123,8 +123,16 @@ async fn whep_requests_sluice_cannot_serve_are_refused_with_the_reason() {
         eprintln!("skipped: ffmpeg missing (scripts/setup.sh installs it)");
         return;
     }
+    // This machine's first IPv4 address (ICE agents leave loopback out when there are
+    // others): host candidates are to be offered on it alone.
+    let host: Option<std::net::IpAddr> = std::process::Command::new("hostname").arg("-I").output().ok().and_then(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .find_map(|a| a.parse().ok().filter(std::net::IpAddr::is_ipv4))
+    });
     let gw = gateway_with(|c| {
         c.webrtc.webrtc_max_viewers = 1;
+        c.webrtc.webrtc_host_addresses = host.into_iter().collect();
         c.webrtc.webrtc_ice_servers =
             vec!["stun:stun.example.net:3478".into(), "turn:user:secret@relay.example.net?transport=udp".into()];
     })

@@ -44,6 +44,15 @@ pub struct WebrtcConfig {
     /// UDP ports ICE candidates use, `MIN-MAX` (by default any port the system gives).
     #[arg(long, env = "SLUICE_WEBRTC_UDP_PORTS", value_name = "MIN-MAX")]
     pub webrtc_udp_ports: Option<String>,
+    /// Offer host candidates on these addresses only (the interfaces clients reach);
+    /// repeat or comma-separate. By default every interface's.
+    #[arg(
+        long = "webrtc-host-address",
+        env = "SLUICE_WEBRTC_HOST_ADDRESSES",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub webrtc_host_addresses: Vec<std::net::IpAddr>,
     /// WHIP publishing sessions at once; more are refused with 503.
     #[arg(long, env = "SLUICE_WEBRTC_MAX_PUBLISHERS", value_name = "N", default_value_t = DEFAULT_MAX_PUBLISHERS)]
     pub webrtc_max_publishers: usize,
@@ -64,6 +73,7 @@ impl Default for WebrtcConfig {
         WebrtcConfig {
             webrtc_ice_servers: Vec::new(),
             webrtc_udp_ports: None,
+            webrtc_host_addresses: Vec::new(),
             webrtc_max_publishers: DEFAULT_MAX_PUBLISHERS,
             webrtc_max_viewers: DEFAULT_MAX_VIEWERS,
             webrtc_max_viewers_total: DEFAULT_MAX_VIEWERS_TOTAL,
@@ -201,6 +211,11 @@ fn add_links(r: &mut Response, links: &[String]) {
     }
 }
 
+/// `answer` with host candidates on the configured addresses only, if any are set.
+fn restrict_candidates(answer: String, cfg_addresses: &[std::net::IpAddr]) -> String {
+    if cfg_addresses.is_empty() { answer } else { ingest::whip::ice::keep_host_candidates(&answer, cfg_addresses) }
+}
+
 /// A `201 Created` answer: the SDP answer, the session's `Location` and `ETag`, the ICE
 /// servers' `Link`s.
 fn answered(answer: String, created: &ingest::whip::session::Created, links: &[String]) -> Response {
@@ -302,10 +317,18 @@ struct Endpoint<P> {
     keys: Arc<crate::ai::keys::KeyRing>,
     peer: webrtc_media::PeerConfig,
     links: Vec<String>,
+    /// Host candidates are offered on these only (all when empty).
+    host_addresses: Vec<std::net::IpAddr>,
     table: Arc<Table<P>>,
 }
 
 impl<P: Peer> Endpoint<P> {
+    /// The `201` for a session: the answer (host candidates restricted as configured)
+    /// and its headers.
+    fn answer(&self, answer: String, created: &ingest::whip::session::Created) -> Response {
+        answered(restrict_candidates(answer, &self.host_addresses), created, &self.links)
+    }
+
     /// The `OPTIONS` handler. A preflight carries no key: it is told the STUN servers
     /// only, never TURN credentials (those come with the 201).
     fn preflight(&self) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
@@ -329,6 +352,7 @@ impl<P: Peer> Endpoint<P> {
             keys,
             links: peer.ice_servers.iter().map(|s| s.link()).collect(),
             peer,
+            host_addresses: cfg.webrtc_host_addresses.clone(),
             table: Table::new(sessions, gauges, whep),
         });
         tokio::spawn(e.table.clone().expire(if whep { "WHEP" } else { "WHIP" }, stop));

@@ -25,7 +25,7 @@ use tracing::{Instrument, info, info_span, warn};
 use webrtc_media::{ConnectionState, Push, WhepPeer};
 
 use super::feed::{Decision, FeedEvent, FrameFeed, Readiness, ViewerClock};
-use super::{WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
+use super::{WebrtcConfig, lock, offer_body, peer_status, refused, text};
 use crate::registry::Registry;
 
 /// How long a request for a stream without media (no publisher yet, or no keyframe)
@@ -145,7 +145,7 @@ async fn answer_viewer(w: &Arc<Whep>, stream: String, req: Request) -> Response 
     tokio::spawn(relay(w.clone(), created.id.clone(), peer, feed, stop_rx).instrument(span));
     info!(stream_id = %stream, session = %created.id, "WHEP viewer answered");
     tracing::debug!(offer = %offer_text, answer = %answer, "WHEP negotiation");
-    answered(answer, &created, &w.links)
+    w.answer(answer, &created)
 }
 
 /// Sends the stream to one viewer until it ends. Nothing is sent before the peer

@@ -25,7 +25,7 @@ use media::StreamEvent;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{WebrtcConfig, answered, lock, offer_body, peer_status, refused, text};
+use super::{WebrtcConfig, lock, offer_body, peer_status, refused, text};
 use crate::registry::Registry;
 
 /// WHIP sessions one stream may have at once (the newest with media is the publisher).
@@ -161,7 +161,7 @@ async fn answer_publisher(
     tokio::spawn(relay(w.clone(), created.id.clone(), accepted.events, req, live, stop_rx, peer).instrument(span));
     info!(stream_id = %stream, session = %created.id, %remote, "WHIP publisher answered");
     tracing::debug!(offer = %offer_text, answer = %accepted.answer, "WHIP negotiation");
-    answered(accepted.answer, &created, &w.links)
+    w.answer(accepted.answer, &created)
 }
 
 /// Moves a session's events into its stream until it ends. The stream is taken (a

@@ -120,9 +120,46 @@ impl IceServer {
     }
 }
 
+/// `sdp` (an answer) with only the host candidates on `addresses`: the ICE agent gathers
+/// on every interface, and a peer learns of the others only from the answer, so this
+/// keeps sessions on the configured interfaces. Server-reflexive and relayed candidates
+/// (from STUN and TURN) stay. A candidate line that cannot be read is dropped.
+pub fn keep_host_candidates(sdp: &str, addresses: &[std::net::IpAddr]) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if let Some(c) = line.trim_end().strip_prefix("a=candidate:") {
+            // foundation component transport priority address port typ type …
+            let f: Vec<&str> = c.split_whitespace().collect();
+            let host = f.get(7) == Some(&"host");
+            let ours =
+                f.get(4).and_then(|a| a.parse::<std::net::IpAddr>().ok()).is_some_and(|a| addresses.contains(&a));
+            if f.len() < 8 || (host && !ours) {
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_candidates_on_other_interfaces_are_dropped() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+a=candidate:1 1 UDP 2015363327 10.0.0.5 40000 typ host\r\n\
+a=candidate:2 1 UDP 2015363327 192.0.2.2 40001 typ host\r\n\
+a=candidate:3 1 UDP 1677732095 203.0.113.9 40002 typ srflx raddr 10.0.0.5 rport 40000\r\n\
+a=candidate:4 1 UDP 2015363327 fd00::2 40003 typ host\r\n\
+a=candidate:bad\r\na=end-of-candidates\r\n";
+        let kept = keep_host_candidates(sdp, &["192.0.2.2".parse().unwrap()]);
+        assert!(!kept.contains("10.0.0.5 40000 typ host") && !kept.contains("fd00::2"), "{kept}");
+        assert!(kept.contains("192.0.2.2 40001 typ host") && kept.contains("typ srflx"), "{kept}");
+        assert!(!kept.contains("candidate:bad") && kept.ends_with("a=end-of-candidates\r\n"), "{kept}");
+        assert!(kept.starts_with("v=0\r\nm=video"));
+    }
 
     #[test]
     fn stun_and_turn() {

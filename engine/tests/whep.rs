@@ -46,9 +46,10 @@ fn assert_played(page: &serde_json::Value, secs: f64) {
     assert!(frames >= 20.0 * secs, "about 30 frames a second decoded: {page}");
     let first = page["firstFrameMs"].as_f64().unwrap_or(f64::MAX);
     assert!(first < 1000.0, "first frame {first} ms after the request: {page}");
-    // The sine publishers send is about -21 dBFS (RMS 0.09); silence would be 0.
+    // ffmpeg's sine is about -21 dBFS (RMS 0.09); Chromium's fake microphone beeps now
+    // and then (0.02-0.3 measured over a few seconds); silence would be 0.
     let rms = page["audioRms"].as_f64().unwrap_or(0.0);
-    assert!(rms > 0.02, "audio heard through WebRTC: {page}");
+    assert!(rms > 0.005, "audio heard through WebRTC: {page}");
     assert!(page["audioPackets"].as_f64().unwrap() > 30.0 * secs, "Opus packets received: {page}");
     assert_eq!(page["deleteStatus"], 200, "{page}");
 }

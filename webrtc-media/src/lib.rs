@@ -24,6 +24,7 @@ use ingest::whip::ice::IceServer;
 use tokio::sync::oneshot;
 
 mod client;
+mod pictures;
 mod play;
 mod publish;
 

@@ -248,6 +248,15 @@ async fn offer_body(parts: &axum::http::request::Parts, body: axum::body::Body) 
     Ok(String::from_utf8_lossy(&raw).into_owned())
 }
 
+/// A `POST`'s key check and offer body: the offer's text, or the refusal.
+async fn admitted_offer(keys: &Arc<crate::ai::keys::KeyRing>, req: axum::extract::Request) -> Result<String, Response> {
+    let (parts, body) = req.into_parts();
+    if let Some(r) = refused(keys, &parts.headers) {
+        return Err(r);
+    }
+    offer_body(&parts, body).await
+}
+
 /// The key check of `POST` (API keys on: a key of any scope): the refusal, if refused.
 fn refused(keys: &Arc<crate::ai::keys::KeyRing>, headers: &axum::http::HeaderMap) -> Option<Response> {
     keys.admit(headers, crate::ai::keys::Scope::Read).err().map(|d| {

@@ -25,7 +25,7 @@ use tracing::{Instrument, info, info_span, warn};
 use webrtc_media::{ConnectionState, Push, WhepPeer};
 
 use super::feed::{Decision, FeedEvent, FrameFeed, Readiness, ViewerClock};
-use super::{WebrtcConfig, lock, offer_body, peer_status, refused, text};
+use super::{WebrtcConfig, lock, peer_status, text};
 use crate::registry::Registry;
 
 /// How long a request for a stream without media (no publisher yet, or no keyframe)
@@ -92,12 +92,8 @@ async fn play(State(w): State<Arc<Whep>>, Path(stream): Path<String>, req: Reque
 
 #[allow(clippy::disallowed_methods)] // IO shell: the session table's clock
 async fn answer_viewer(w: &Arc<Whep>, stream: String, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
     // With API keys on, a viewer needs one too: each costs an Opus encoder.
-    if let Some(r) = refused(&w.keys, &parts.headers) {
-        return r;
-    }
-    let offer_text = match offer_body(&parts, body).await {
+    let offer_text = match super::admitted_offer(&w.keys, req).await {
         Ok(t) => t,
         Err(r) => return r,
     };

@@ -25,7 +25,7 @@ use media::StreamEvent;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{WebrtcConfig, lock, offer_body, peer_status, refused, text};
+use super::{WebrtcConfig, lock, peer_status, text};
 use crate::registry::Registry;
 
 /// WHIP sessions one stream may have at once (the newest with media is the publisher).
@@ -115,13 +115,9 @@ async fn answer_publisher(
     remote: SocketAddr,
     req: Request,
 ) -> Response {
-    let (parts, body) = req.into_parts();
     // With API keys on, publishing needs one (as the AI and live AI endpoints do); the
     // session's Location is then its own capability for PATCH and DELETE.
-    if let Some(r) = refused(&w.keys, &parts.headers) {
-        return r;
-    }
-    let offer_text = match offer_body(&parts, body).await {
+    let offer_text = match super::admitted_offer(&w.keys, req).await {
         Ok(t) => t,
         Err(r) => return r,
     };

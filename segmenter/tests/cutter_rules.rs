@@ -505,6 +505,31 @@ fn audio_before_the_video_configuration_does_not_make_a_stub() {
     assert!(seg.stats().audio_dropped_before_keyframe <= 10, "only the audio before the first picture");
 }
 
+/// The video configuration arrives just after audio alone reached a cut (a WebRTC
+/// publisher whose video starts late): the cut still waiting for the next unit goes back
+/// with the held audio, the timeline opens at the first keyframe, and the unit count
+/// matches what was written (it once went below zero).
+#[test]
+fn video_announced_when_audio_alone_has_reached_a_cut() {
+    let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    seg.handle_tracks(TrackInfo { video: None, audio: Some(aac()) });
+    let aus = stream(0, 8000, 2200, |ms| (ms - 2200) % 2000 == 0, |ms| ms);
+    let mut announced = false;
+    for au in &aus {
+        seg.handle_access_unit(au);
+        if !announced && au.pts.rescale(Timescale::MPEG).ticks() >= 2000 * 90 {
+            seg.handle_tracks(av_tracks());
+            announced = true;
+        }
+    }
+    seg.flush();
+    let cuts = drain(&mut seg);
+    assert!(cuts.iter().all(|c| c.seg.tracks.video && c.seg.tracks.audio), "no audio-only segment");
+    assert_keyframe_starts(&cuts);
+    let written = cuts.iter().map(|c| c.aus.len() as u64).sum::<u64>();
+    assert_eq!(seg.stats().access_units, written);
+}
+
 /// Streaming mode hands out the same bytes as whole-segment mode, in order, segment by
 /// segment, access unit by access unit as they are written (before the segment closes),
 /// each ended by its metadata; a timeline's first segment too (its tracks are declared

@@ -12,13 +12,15 @@ impl Segmenter {
     /// a short audio-only segment and a discontinuity.
     pub(super) fn restart_for_video(&mut self) {
         let Some(o) = self.open.take() else { return };
+        // The probing segment's units (held, and counted as written) are written again;
+        // the unit a cut was waiting on was never counted.
+        self.stats.access_units = self.stats.access_units.saturating_sub(self.pending.len() as u64);
         if let Some((au, _)) = self.deferred_cut.take() {
             self.pending.push(au);
         }
         self.next_seq = o.seq;
         self.discontinuity_pending = o.discontinuity;
         self.end = None;
-        self.stats.access_units -= self.pending.len() as u64;
         self.waiting_since = self.pending.first().map(|a| a.pts.rescale(Timescale::MPEG));
     }
 

@@ -9,15 +9,16 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use media::{AacConfig, AccessUnit, H264Config, MediaTime, Timescale, TrackKind};
+use media::{AacConfig, AccessUnit, H264Config, MediaTime, Payload, Timescale, TrackKind};
 use mp4_atom::{Any, Decode};
 use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig};
 
 #[derive(Arbitrary, Debug)]
 enum Step {
     /// A video frame `step_ms` after the previous one, with these payload bytes after an
-    /// AUD (start codes and NAL headers included, or not).
-    Video { step_ms: i16, cts_ms: u8, key: bool, payload: Vec<u8> },
+    /// AUD (start codes and NAL headers included, or not); `framed`: as NAL units between
+    /// start code markers (split at each 0xFF byte), as FLV and WebRTC ingest write them.
+    Video { step_ms: i16, cts_ms: u8, key: bool, framed: bool, payload: Vec<u8> },
     /// An audio unit with these bytes after a valid ADTS header, or these bytes alone.
     Audio { step_ms: i16, header: bool, payload: Vec<u8> },
     /// The other video configuration.
@@ -80,16 +81,28 @@ fuzz_target!(|steps: Vec<Step>| {
     let (mut v_ms, mut a_ms) = (0i64, 0i64);
     for step in steps {
         match step {
-            Step::Video { step_ms, cts_ms, key, payload } => {
+            Step::Video { step_ms, cts_ms, key, framed, payload } => {
                 v_ms += i64::from(step_ms);
-                let mut v = vec![0, 0, 0, 1, 9, 0xf0];
-                v.extend_from_slice(&payload);
+                let data = if framed {
+                    let mut p = Payload::new();
+                    p.push_start_code();
+                    p.push(Bytes::from_static(&[9, 0xf0]));
+                    for nal in payload.split(|&b| b == 0xff) {
+                        p.push_start_code();
+                        p.push(Bytes::copy_from_slice(nal));
+                    }
+                    p
+                } else {
+                    let mut v = vec![0, 0, 0, 1, 9, 0xf0];
+                    v.extend_from_slice(&payload);
+                    Bytes::from(v).into()
+                };
                 let au = AccessUnit {
                     track: TrackKind::Video,
                     dts: MediaTime::new(v_ms, Timescale::MILLIS),
                     pts: MediaTime::new(v_ms + i64::from(cts_ms), Timescale::MILLIS),
                     keyframe: key,
-                    data: Bytes::from(v).into(),
+                    data,
                 };
                 video.handle_access_unit(&au);
             }

@@ -1,8 +1,9 @@
 //! FLV tag bodies (as carried in RTMP audio/video messages and FLV files) to access units.
 //!
 //! Video: H.264 in AVCC framing becomes Annex B without copying the NAL units. Each
-//! 4-byte length prefix is replaced by a static start code fragment and the NAL body is a
-//! slice of the incoming buffer. An access unit delimiter leads every access unit and the
+//! 4-byte length prefix is replaced by a static start code fragment (a NAL unit marker,
+//! `media::Payload::push_start_code`, so CMAF finds the units without a scan) and the NAL
+//! body is a slice of the incoming buffer. An access unit delimiter leads every access unit and the
 //! SPS/PPS from the sequence header are put in front of every keyframe that lacks them, so
 //! each segment decodes on its own (ISO/IEC 13818-1 Amendment 3 / Apple HLS authoring
 //! rules). Composition time offsets become PTS = DTS + CTS.
@@ -41,8 +42,9 @@ pub const TAG_VIDEO: u8 = 9;
 /// FLV tag type for script data.
 pub const TAG_SCRIPT: u8 = 18;
 
-static START_CODE: &[u8] = &[0, 0, 0, 1];
-static AUD: &[u8] = &[0, 0, 0, 1, 0x09, 0xf0];
+/// An access unit delimiter NAL unit (primary_pic_type 7: any slice type), behind its
+/// start code ([`Payload::push_start_code`]).
+static AUD: &[u8] = &[0x09, 0xf0];
 
 const NAL_IDR: u8 = 5;
 const NAL_SPS: u8 = 7;
@@ -389,14 +391,15 @@ fn avcc_to_annexb(
     });
     // AUD, start code + fragments per NAL, parameter sets: sized once, never regrown.
     let sets = cfg.map_or(0, |c| 2 * (c.sps.len() + c.pps.len()));
-    let mut out = Payload::with_capacity(1 + sets + nals.len() + body.parts().len() + nals.len());
+    let mut out = Payload::with_capacity(2 + sets + nals.len() + body.parts().len() + nals.len());
+    out.push_start_code();
     out.push(Bytes::from_static(AUD));
     if let Some(cfg) = cfg
         && (has_idr || flagged_key)
         && !has_sps
     {
         for ps in cfg.sps.iter().chain(&cfg.pps) {
-            out.push(Bytes::from_static(START_CODE));
+            out.push_start_code();
             out.push(ps.clone());
         }
     }
@@ -405,7 +408,7 @@ fn avcc_to_annexb(
             continue;
         }
         // In-band SPS/PPS are kept: they may be new ones (a resolution change).
-        out.push(Bytes::from_static(START_CODE));
+        out.push_start_code();
         for p in body.slice(b, e).unwrap_or_default().parts() {
             out.push(p.clone());
         }
@@ -575,9 +578,9 @@ mod tests {
         assert!(au.keyframe);
         assert_eq!(au.dts.ticks(), 40);
         assert_eq!(au.pts.ticks(), 120);
-        let mut want = AUD.to_vec();
+        let mut want = [&[0, 0, 0, 1], AUD].concat();
         for ps in [SPS, PPS, &[0x65, 1, 2, 3][..]] {
-            want.extend_from_slice(START_CODE);
+            want.extend_from_slice(&[0, 0, 0, 1]);
             want.extend_from_slice(ps);
         }
         assert_eq!(au.data.to_contiguous().as_ref(), want.as_slice());

@@ -352,32 +352,6 @@ impl AacConfig {
     }
 }
 
-/// The NAL units of an Annex B byte stream, without their start codes, as handles into
-/// `data` (no copy). Trailing zero bytes before a start code belong to no unit.
-pub fn annexb_nal_units(data: &Bytes) -> Vec<Bytes> {
-    let mut starts = Vec::new();
-    let mut zeros = 0;
-    for (i, &b) in data.iter().enumerate() {
-        if b == 1 && zeros >= 2 {
-            starts.push((i + 1, i - zeros));
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-    }
-    let mut out = Vec::with_capacity(starts.len());
-    for (k, &(begin, _)) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).map(|&(_, code_at)| code_at).unwrap_or(data.len());
-        if end > begin {
-            out.push(data.slice(begin..end));
-        }
-    }
-    out
-}
-
-/// The first sequence parameter set (NAL type 7) of an Annex B access unit.
-pub fn annexb_sps(data: &Bytes) -> Option<Bytes> {
-    annexb_nal_units(data).into_iter().find(|n| n.first().is_some_and(|h| h & 0x1f == 7))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,17 +396,5 @@ mod tests {
         assert_eq!(back, cfg);
         assert_eq!(len, 307);
         assert_eq!(cfg.to_audio_specific_config(), [0x12, 0x10]);
-    }
-
-    #[test]
-    fn annexb_units_split_on_both_start_code_lengths() {
-        let data =
-            Bytes::from_static(&[0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 1, 0x65, 4, 5]);
-        let units = annexb_nal_units(&data);
-        let want: Vec<&[u8]> = vec![&[9, 0xf0], &[0x67, 1, 2], &[0x68, 3], &[0x65, 4, 5]];
-        assert_eq!(units.iter().map(|u| u.as_ref()).collect::<Vec<_>>(), want);
-        assert_eq!(annexb_sps(&data).unwrap().as_ref(), &[0x67, 1, 2]);
-        assert!(annexb_sps(&Bytes::from_static(&[0, 0, 1, 0x65, 1])).is_none());
-        assert!(annexb_nal_units(&Bytes::new()).is_empty());
     }
 }

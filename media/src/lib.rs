@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod annexb;
 mod bits;
 mod codec;
 mod event;
@@ -22,7 +23,8 @@ mod frame;
 mod segment;
 mod time;
 
-pub use codec::{AacConfig, CodecError, H264Config, VideoDimensions, annexb_nal_units, annexb_sps};
+pub use annexb::{NalUnit, NalUnits, annexb_nal_units, annexb_sps};
+pub use codec::{AacConfig, CodecError, H264Config, VideoDimensions};
 pub use event::{StreamEvent, TrackInfo};
 pub use frame::{AccessUnit, Payload, TrackKind};
 pub use segment::{Segment, TrackSet};

@@ -64,13 +64,22 @@ impl MediaTime {
     }
 
     /// Converts to another timescale, rounding to the nearest tick (half away from zero).
+    #[inline]
     pub fn rescale(self, to: Timescale) -> MediaTime {
         if to == self.scale {
             return self;
         }
-        let num = self.ticks as i128 * to.hz() as i128;
-        let den = self.scale.hz() as i128;
+        // In 64 bits while the product fits (any time under about 3 years at 90 kHz), else
+        // in 128: the same rounding either way, the 64-bit division being the fast one.
+        let den = self.scale.hz() as i64;
         let half = den / 2;
+        if let Some(num) = self.ticks.checked_mul(to.hz() as i64)
+            && let Some(q) = if num >= 0 { num.checked_add(half) } else { num.checked_sub(half) }
+        {
+            return MediaTime::new(q / den, to);
+        }
+        let num = self.ticks as i128 * to.hz() as i128;
+        let (den, half) = (den as i128, half as i128);
         let q = if num >= 0 { (num + half) / den } else { (num - half) / den };
         MediaTime::new(q.clamp(i64::MIN as i128, i64::MAX as i128) as i64, to)
     }
@@ -160,6 +169,21 @@ mod tests {
         fn millis_roundtrip_through_mpeg(ms in -1_000_000_000i64..1_000_000_000) {
             let t = MediaTime::new(ms, Timescale::MILLIS);
             prop_assert_eq!(t.rescale(Timescale::MPEG).rescale(Timescale::MILLIS).ticks(), ms);
+        }
+
+        /// The 64-bit path rounds as the exact 128-bit computation does, and huge times
+        /// (past the 64-bit product) clamp instead of wrapping.
+        #[test]
+        fn rescale_matches_exact_rounding(
+            ticks in prop_oneof![-10_000_000_000i64..10_000_000_000, any::<i64>()],
+            from in 1u32..200_000,
+            to in 1u32..200_000,
+        ) {
+            let num = ticks as i128 * to as i128;
+            let (den, half) = (from as i128, from as i128 / 2);
+            let exact = if num >= 0 { (num + half) / den } else { (num - half) / den };
+            let want = exact.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            prop_assert_eq!(MediaTime::new(ticks, Timescale::new(from)).rescale(Timescale::new(to)).ticks(), want);
         }
     }
 }

@@ -7,7 +7,7 @@ mod support;
 
 use bytes::Bytes;
 use media::{AacConfig, AccessUnit, MediaTime, Timescale, TrackKind};
-use mp4_atom::{Any, Codec, Decode, Ftyp, Mdat, Moof, Moov, Styp};
+use mp4_atom::{Any, Codec, Decode, Ftyp, Mdat, Moof, Moov, Styp, Traf, TrunEntry};
 use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig, init_segment};
 use support::{SPS, SPS_360, h264};
 
@@ -58,6 +58,42 @@ fn parse_part(data: &[u8]) -> (bool, Moof, Mdat) {
         }
     }
     (styp, moof.expect("moof"), mdat.expect("mdat"))
+}
+
+/// The samples of a `traf`'s first `trun`, with what they leave to the `tfhd`'s defaults
+/// filled in from there.
+fn trun_samples(traf: &Traf) -> Vec<TrunEntry> {
+    let t = &traf.tfhd;
+    traf.trun[0]
+        .samples
+        .iter()
+        .map(|e| TrunEntry {
+            duration: e.duration.or(t.default_sample_duration),
+            size: e.size.or(t.default_sample_size),
+            flags: e.flags.or(t.default_sample_flags),
+            cts: e.cts.or(Some(0)),
+        })
+        .collect()
+}
+
+#[test]
+fn shared_sample_fields_are_written_once() {
+    let mut c = CmafCutter::new(TrackKind::Audio, CmafConfig::default(), 0);
+    c.handle_config(TrackConfig::Audio(aac()));
+    for i in 0..100 {
+        c.handle_access_unit(&audio(i));
+    }
+    c.flush();
+    let part = drain(&mut c)
+        .into_iter()
+        .find_map(|e| if let CmafEvent::Part { data, .. } = e { Some(data) } else { None })
+        .unwrap();
+    let (_, moof, _) = parse_part(&part);
+    let traf = &moof.traf[0];
+    // Audio frames: one duration and one set of flags for all, in the tfhd.
+    assert_eq!((traf.tfhd.default_sample_duration, traf.tfhd.default_sample_flags), (Some(1024), Some(0x0200_0000)));
+    let raw: Vec<TrunEntry> = traf.trun[0].samples.iter().collect();
+    assert!(raw.iter().all(|e| e.duration.is_none() && e.flags.is_none() && e.cts.is_none() && e.size.is_some()));
 }
 
 #[test]
@@ -118,8 +154,7 @@ fn video_segments_start_at_keyframes_and_parts_close_after_the_target() {
                 assert_eq!(styp, *part == 0, "segment {msn} part {part}: styp opens a segment");
                 let traf = &moof.traf[0];
                 assert_eq!(traf.tfdt.as_ref().unwrap().base_media_decode_time, next_dts, "no gap before {msn}.{part}");
-                let trun = &traf.trun[0];
-                let entries: Vec<_> = trun.samples.iter().collect();
+                let entries = trun_samples(traf);
                 let total: u64 = entries.iter().map(|e| e.duration.unwrap() as u64).sum();
                 let size: u32 = entries.iter().map(|e| e.size.unwrap()).sum();
                 assert_eq!(size as usize, mdat.data.len(), "trun sizes cover the mdat");

@@ -4,10 +4,8 @@
 use bytes::Bytes;
 use media::{AccessUnit, H264Config, MediaTime, Payload, Timescale, TrackKind};
 
-/// The access unit delimiter an MPEG-TS access unit opens with.
-const AUD: &[u8] = &[0, 0, 0, 1, 9, 0xf0];
-/// The start code before each NAL unit.
-const START_CODE: &[u8] = &[0, 0, 0, 1];
+/// The access unit delimiter an MPEG-TS access unit opens with (behind its start code).
+const AUD: &[u8] = &[9, 0xf0];
 
 /// `nal`'s type (the low five bits of its header).
 fn nal_type(nal: &[u8]) -> Option<u8> {
@@ -199,10 +197,11 @@ pub(crate) fn access_unit(p: Picture, known: Option<&H264Config>) -> (AccessUnit
     let config = (keyframe && !sps.is_empty() && !pps.is_empty())
         .then(|| H264Config::from_parameter_sets(sps.clone(), pps.clone(), 4).ok())
         .flatten();
-    let mut payload = Payload::with_capacity(1 + 2 * (sps.len() + pps.len() + other.len() + slices.len() + end.len()));
+    let mut payload = Payload::with_capacity(2 + 2 * (sps.len() + pps.len() + other.len() + slices.len() + end.len()));
+    payload.push_start_code();
     payload.push(Bytes::from_static(AUD));
     for nal in sps.into_iter().chain(pps).chain(other).chain(slices).chain(end) {
-        payload.push(Bytes::from_static(START_CODE));
+        payload.push_start_code();
         payload.push(nal);
     }
     (AccessUnit { track: TrackKind::Video, pts: p.pts, dts: p.dts, keyframe, data: payload }, config)

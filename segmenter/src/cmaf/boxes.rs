@@ -1,7 +1,7 @@
 //! The boxes: init segments, chunks (`moof` + `mdat`), and the samples of an access unit
 //! as slices of its fragments.
 use bytes::{BufMut, Bytes, BytesMut};
-use media::{AacConfig, AccessUnit, H264Config, Payload, TrackKind};
+use media::{AacConfig, AccessUnit, H264Config, NalUnits, Payload, TrackKind};
 use mp4_atom::{
     Audio, Avc1, Avcc, Codec, Dinf, Dref, Encode, FourCC, Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex,
     Mvhd, Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Styp, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry,
@@ -213,15 +213,50 @@ pub(super) enum Piece {
     Data(Bytes),
 }
 
-/// One sample: its timing, kind, and bytes (as slices of the access unit's payload).
+/// The pieces of the samples a cutter holds (the open part's and the one waiting for its
+/// duration), in one buffer kept between parts. Indices count from the first piece ever
+/// pushed, so a sample's range stays valid while finished parts' pieces leave the front.
+#[derive(Debug, Default)]
+pub(super) struct Pieces {
+    /// The index of `items[0]`.
+    base: usize,
+    items: Vec<Piece>,
+}
+
+impl Pieces {
+    /// The index the next piece will get.
+    pub(super) fn end(&self) -> usize {
+        self.base + self.items.len()
+    }
+
+    pub(super) fn push(&mut self, p: Piece) {
+        self.items.push(p);
+    }
+
+    /// The pieces of `s`.
+    pub(super) fn of(&self, s: &Sample) -> &[Piece] {
+        &self.items[s.pieces.0 - self.base..s.pieces.1 - self.base]
+    }
+
+    /// Drops every piece before index `until` (those of written samples).
+    pub(super) fn release(&mut self, until: usize) {
+        let n = until.saturating_sub(self.base).min(self.items.len());
+        self.items.drain(..n);
+        self.base += n;
+    }
+}
+
+/// One sample: its timing, kind, and where its bytes are (slices of the access unit's
+/// payload, in a [`Pieces`]).
 #[derive(Debug, Clone)]
 pub(super) struct Sample {
     pub(super) dts: u64,
     pub(super) cts_offset: i64,
     pub(super) duration: u32,
     pub(super) sync: bool,
-    /// Video: (NAL length, NAL) pairs; audio: the raw AAC frame.
-    pub(super) parts: Vec<Piece>,
+    /// Its pieces' indices in the cutter's [`Pieces`], `start..end`. Video: (NAL length,
+    /// NAL fragments) runs; audio: the raw AAC frame.
+    pub(super) pieces: (usize, usize),
     pub(super) size: usize,
 }
 
@@ -249,46 +284,91 @@ pub(super) fn producer_reference_time(media_time: u64, unix: f64) -> Result<Vec<
     Ok(out)
 }
 
-/// A chunk (`moof` + `mdat`) of `samples`, sequence number `sequence`, behind `prefix`
-/// (the `styp` and `prft` that open a segment, or nothing), in one buffer: the samples'
-/// bytes are copied once, here.
-pub(super) fn chunk(sequence: u32, samples: &[Sample], prefix: &[u8]) -> Result<Bytes, CmafError> {
-    let entries: Vec<TrunEntry> = samples
-        .iter()
-        .map(|s| TrunEntry {
-            duration: Some(s.duration),
-            size: Some(s.size as u32),
-            flags: Some(if s.sync { SYNC } else { NON_SYNC }),
-            cts: Some(s.cts_offset),
-        })
-        .collect();
-    let mut moof = Moof {
-        mfhd: Mfhd { sequence_number: sequence },
-        traf: vec![Traf {
-            tfhd: Tfhd { track_id: TRACK_ID, default_base_is_moof: true, ..Default::default() },
-            tfdt: Some(Tfdt { base_media_decode_time: samples.first().map_or(0, |s| s.dts) }),
-            trun: vec![Trun { data_offset: Some(0), samples: TrunSamples::Explicit(entries) }],
-            ..Default::default()
-        }],
+/// What [`chunk`] keeps between chunks: the `moof` (its vectors reused) and the buffer
+/// it is encoded into.
+#[derive(Debug)]
+pub(super) struct ChunkScratch {
+    moof: Moof,
+    buf: Vec<u8>,
+}
+
+impl Default for ChunkScratch {
+    fn default() -> Self {
+        let moof = Moof {
+            mfhd: Mfhd::default(),
+            traf: vec![Traf {
+                tfhd: Tfhd { track_id: TRACK_ID, default_base_is_moof: true, ..Default::default() },
+                tfdt: Some(Tfdt::default()),
+                trun: vec![Trun { data_offset: Some(0), samples: TrunSamples::Explicit(Vec::new()) }],
+                ..Default::default()
+            }],
+        };
+        ChunkScratch { moof, buf: Vec::new() }
+    }
+}
+
+/// A chunk (`moof` + `mdat`) of `samples` (their bytes in `pieces`), sequence number
+/// `sequence`, behind `prefix` (the `styp` and `prft` that open a segment, or nothing), in
+/// one buffer: the samples' bytes are copied once, here.
+///
+/// Errors: [`CmafError::Encode`] for no samples or a box that cannot be encoded.
+pub(super) fn chunk(
+    sequence: u32,
+    samples: &[Sample],
+    pieces: &Pieces,
+    prefix: &[u8],
+    scratch: &mut ChunkScratch,
+) -> Result<Bytes, CmafError> {
+    let flags = |s: &Sample| if s.sync { SYNC } else { NON_SYNC };
+    let (Some(first), Some(later)) = (samples.first(), samples.get(1).or(samples.first())) else {
+        return Err(CmafError::Encode("a chunk without samples".into()));
     };
+    // What the samples share goes into `tfhd` once (ISO/IEC 14496-12 §8.8.7): a common
+    // duration, and the flags of every sample after the first (the first's own go into
+    // `trun`'s first_sample_flags when they differ). Only sizes, and composition offsets
+    // where there are any, are per sample.
+    let duration = samples.iter().all(|s| s.duration == first.duration).then_some(first.duration);
+    let default_flags = flags(later);
+    let flags_per_sample = samples.iter().skip(1).any(|s| flags(s) != default_flags);
+    let offsets = samples.iter().any(|s| s.cts_offset != 0);
+    let ChunkScratch { moof, buf } = scratch;
+    moof.mfhd.sequence_number = sequence;
+    let traf = &mut moof.traf[0];
+    (traf.tfhd.default_sample_duration, traf.tfhd.default_sample_flags) = (duration, Some(default_flags));
+    traf.tfdt = Some(Tfdt { base_media_decode_time: first.dts });
+    let trun = &mut traf.trun[0];
+    trun.data_offset = Some(0);
+    if !matches!(trun.samples, TrunSamples::Explicit(_)) {
+        trun.samples = TrunSamples::Explicit(Vec::new());
+    }
+    if let TrunSamples::Explicit(entries) = &mut trun.samples {
+        entries.clear();
+        entries.extend(samples.iter().enumerate().map(|(i, s)| TrunEntry {
+            duration: if duration.is_some() { None } else { Some(s.duration) },
+            size: Some(s.size as u32),
+            flags: (flags_per_sample || (i == 0 && flags(s) != default_flags)).then(|| flags(s)),
+            cts: offsets.then_some(s.cts_offset),
+        }));
+    }
     // The data offset counts from the moof's first byte to the first sample: known once
-    // the moof is encoded, and written into its `trun` in place.
-    let mut head = Vec::with_capacity(64 + 16 * samples.len());
-    moof.encode(&mut head)?;
-    let offset = (head.len() + 8) as i32;
-    if !patch_data_offset(&mut head, offset) {
+    // the moof is encoded, and written into its `trun` in place. The moof is encoded into
+    // the scratch buffer (small appends are cheapest on a Vec) and copied after.
+    buf.clear();
+    moof.encode(buf)?;
+    let offset = (buf.len() + 8) as i32;
+    if !patch_data_offset(buf, offset) {
         moof.traf[0].trun[0].data_offset = Some(offset);
-        head.clear();
-        moof.encode(&mut head)?;
+        buf.clear();
+        moof.encode(buf)?;
     }
     let body: usize = samples.iter().map(|s| s.size).sum();
-    let mut out = BytesMut::with_capacity(prefix.len() + head.len() + 8 + body);
+    let mut out = BytesMut::with_capacity(prefix.len() + buf.len() + 8 + body);
     out.extend_from_slice(prefix);
-    out.extend_from_slice(&head);
+    out.extend_from_slice(buf);
     out.put_u32((8 + body) as u32);
     out.extend_from_slice(b"mdat");
     for s in samples {
-        for p in &s.parts {
+        for p in pieces.of(s) {
             match p {
                 Piece::Length(n) => out.put_u32(*n),
                 Piece::Data(d) => out.extend_from_slice(d),
@@ -329,83 +409,35 @@ fn patch_data_offset(moof: &mut [u8], offset: i32) -> bool {
     true
 }
 
-/// Bytes `begin..end` of `p` as slices of its fragments (no copy), appended to `out`.
-fn push_range(p: &Payload, begin: usize, end: usize, out: &mut Vec<Piece>) {
-    let mut off = 0;
-    for f in p.parts() {
-        let (fs, fe) = (off, off + f.len());
-        off = fe;
-        if fe <= begin {
-            continue;
-        }
-        if fs >= end {
-            break;
-        }
-        out.push(Piece::Data(f.slice(begin.max(fs) - fs..end.min(fe) - fs)));
-    }
-}
-
-/// The NAL units of a fragmented Annex B payload as `(begin, end)` byte ranges, start
-/// codes (and zeros before them) excluded; the scan crosses fragment boundaries.
-fn nal_ranges(p: &Payload, starts: &mut Vec<(usize, usize)>) {
-    // First (first byte of the NAL, first byte of its start code) for each start code,
-    // then turned into the ranges in place.
-    starts.clear();
-    // Zeros at the end of the fragments before this one (a start code may straddle).
-    let (mut carry, mut base) = (0usize, 0usize);
-    for part in p.parts() {
-        let zeros_before = |j: usize| {
-            let z = part[..j].iter().rev().take_while(|&&b| b == 0).count();
-            if z == j { z + carry } else { z }
-        };
-        for j in memchr::memchr_iter(1, part) {
-            let z = zeros_before(j);
-            if z >= 2 {
-                starts.push((base + j + 1, base + j - z));
-            }
-        }
-        carry = zeros_before(part.len());
-        base += part.len();
-    }
-    for k in 0..starts.len() {
-        starts[k].1 = starts.get(k + 1).map_or(p.len(), |n| n.1);
-    }
-}
-
-/// The samples of `au`, at `dts`/`pts` in track ticks. Their bytes are slices of the
-/// access unit's fragments (nothing is copied here; the chunk writer copies once).
-///
-/// `ranges` is scratch space; the samples are appended to `out`.
+/// The samples of `au`, at `dts`/`pts` in track ticks, appended to `out`, their bytes
+/// pushed to `pieces` as slices of the access unit's fragments (nothing is copied here;
+/// the chunk writer copies once). `nals` is scratch space.
 pub(super) fn samples_of(
     au: &AccessUnit,
-    config: &TrackConfig,
-    dts: u64,
-    pts: u64,
-    ranges: &mut Vec<(usize, usize)>,
+    (dts, pts): (u64, u64),
+    nals: &mut NalUnits,
+    pieces: &mut Pieces,
     out: &mut Vec<Sample>,
 ) {
     let data = &au.data;
-    match config {
-        TrackConfig::Video(_) => {
-            nal_ranges(data, ranges);
-            let mut parts = Vec::with_capacity(2 * ranges.len() + 2);
-            let mut size = 0;
-            for &(begin, end) in ranges.iter() {
-                let mut kind = [0u8];
-                if begin >= end || !data.copy_range(begin, &mut kind) {
-                    continue;
-                }
+    match au.track {
+        TrackKind::Video => {
+            let (start, mut size) = (pieces.end(), 0);
+            for nal in nals.split(data) {
                 // AUD (9), SPS (7) and PPS (8) are not samples' business in `avc1`.
-                if matches!(kind[0] & 0x1f, 7..=9) {
+                if matches!(nal.nal_type(), 7..=9) {
                     continue;
                 }
-                size += 4 + (end - begin);
-                parts.push(Piece::Length((end - begin) as u32));
-                push_range(data, begin, end, &mut parts);
+                size += 4 + nal.len();
+                pieces.push(Piece::Length(nal.len() as u32));
+                for f in nal.fragments() {
+                    pieces.push(Piece::Data(f.clone()));
+                }
             }
-            out.push(Sample { dts, cts_offset: pts as i64 - dts as i64, duration: 0, sync: au.keyframe, parts, size });
+            let cts_offset = pts as i64 - dts as i64;
+            out.push(Sample { dts, cts_offset, duration: 0, sync: au.keyframe, pieces: (start, pieces.end()), size });
         }
-        TrackConfig::Audio(_) => {
+        TrackKind::Audio => {
             // One sample per ADTS frame (1024 PCM samples each).
             let (mut at, mut offset) = (dts, 0usize);
             let mut head = [0u8; 9];
@@ -419,19 +451,35 @@ pub(super) fn samples_of(
                 if frame_len < header || offset + frame_len > data.len() {
                     break;
                 }
-                let mut parts = Vec::with_capacity(1);
-                push_range(data, offset + header, offset + frame_len, &mut parts);
+                let start = pieces.end();
+                push_range(data, offset + header, offset + frame_len, pieces);
                 out.push(Sample {
                     dts: at,
                     cts_offset: 0,
                     duration: 1024,
                     sync: true,
                     size: frame_len - header,
-                    parts,
+                    pieces: (start, pieces.end()),
                 });
                 at += 1024;
                 offset += frame_len;
             }
         }
+    }
+}
+
+/// Bytes `begin..end` of `p` as slices of its fragments (no copy), pushed to `out`.
+fn push_range(p: &Payload, begin: usize, end: usize, out: &mut Pieces) {
+    let mut off = 0;
+    for f in p.parts() {
+        let (fs, fe) = (off, off + f.len());
+        off = fe;
+        if fe <= begin {
+            continue;
+        }
+        if fs >= end {
+            break;
+        }
+        out.push(Piece::Data(f.slice(begin.max(fs) - fs..end.min(fe) - fs)));
     }
 }

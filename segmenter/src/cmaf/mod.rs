@@ -19,11 +19,11 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use media::{AccessUnit, MediaTime, Timescale, TrackKind};
+use media::{AccessUnit, MediaTime, NalUnits, Timescale, TrackKind};
 
 mod boxes;
+use boxes::{ChunkScratch, Pieces, Sample, chunk, producer_reference_time, samples_of};
 pub use boxes::{CmafError, TRACK_ID, TrackConfig, init_segment, segment_type};
-use boxes::{Sample, chunk, producer_reference_time, samples_of};
 
 /// What the cutter hands out.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,10 +108,14 @@ pub struct CmafCutter {
     config: Option<TrackConfig>,
     /// The configuration's timescale (90 kHz before one arrives).
     timescale: u32,
+    /// The segment and part targets in that timescale's ticks.
+    segment_ticks: u64,
+    part_ticks: u64,
     /// The last sample, waiting for the next one to know its duration.
     pending: Option<Sample>,
-    /// Samples of the part being built.
+    /// Samples of the part being built, and their total duration (ticks).
     part: Vec<Sample>,
+    part_duration: u64,
     msn: u64,
     part_index: u32,
     sequence: u32,
@@ -131,9 +135,16 @@ pub struct CmafCutter {
     part_cut: Option<i64>,
     /// A media time (seconds) and the Unix time it reached the gateway, for `prft`.
     clock: Option<(f64, f64)>,
-    /// Scratch space kept between units: NAL ranges, and the samples of one unit.
-    ranges: Vec<(usize, usize)>,
+    /// The bytes of the samples held (the part's and the pending one).
+    pieces: Pieces,
+    /// Scratch space kept between units: NAL units, and the samples of one unit.
+    nals: NalUnits,
     unit_samples: Vec<Sample>,
+    /// Scratch space for encoding a `moof`, and for what precedes it.
+    scratch: ChunkScratch,
+    prefix: Vec<u8>,
+    /// The `styp` that opens each segment.
+    styp: Bytes,
     events: VecDeque<CmafEvent>,
 }
 
@@ -145,8 +156,11 @@ impl CmafCutter {
             kind,
             config: None,
             timescale: 90_000,
+            segment_ticks: cfg.segment_target.ticks().max(0) as u64,
+            part_ticks: cfg.part_target.ticks().max(0) as u64,
             pending: None,
             part: Vec::new(),
+            part_duration: 0,
             msn: first_msn,
             part_index: 0,
             sequence: 1,
@@ -157,8 +171,12 @@ impl CmafCutter {
             follow: false,
             part_cut: None,
             clock: None,
-            ranges: Vec::new(),
+            pieces: Pieces::default(),
+            nals: NalUnits::new(),
             unit_samples: Vec::new(),
+            scratch: ChunkScratch::default(),
+            prefix: Vec::new(),
+            styp: segment_type(),
             events: VecDeque::new(),
         }
     }
@@ -175,6 +193,8 @@ impl CmafCutter {
             Err(_) => return,
         }
         self.timescale = config.timescale();
+        let ticks = |m: MediaTime| m.rescale(Timescale::new(self.timescale)).ticks().max(0) as u64;
+        (self.segment_ticks, self.part_ticks) = (ticks(self.cfg.segment_target), ticks(self.cfg.part_target));
         self.config = Some(config);
     }
 
@@ -210,33 +230,28 @@ impl CmafCutter {
         if au.track != self.kind {
             return;
         }
-        // Taken for the call (and put back) rather than cloned per unit.
-        let Some(config) = self.config.take() else { return };
-        self.handle_configured(au, &config);
-        self.config = Some(config);
-    }
-
-    fn handle_configured(&mut self, au: &AccessUnit, config: &TrackConfig) {
-        let scale = Timescale::new(config.timescale());
+        if self.config.is_none() {
+            return;
+        }
+        let scale = Timescale::new(self.timescale);
         let (dts, pts) = (au.dts.rescale(scale).ticks().max(0) as u64, au.pts.rescale(scale).ticks().max(0) as u64);
-        let target = self.cfg.segment_target.rescale(scale).ticks().max(0) as u64;
         if self.kind == TrackKind::Video
             && au.keyframe
-            && self.segment_start.is_some_and(|start| dts.saturating_sub(start) >= target)
+            && self.segment_start.is_some_and(|start| dts.saturating_sub(start) >= self.segment_ticks)
         {
             self.events.push_back(CmafEvent::SegmentStart { at: au.dts.rescale(Timescale::MPEG) });
         }
         let mut samples = std::mem::take(&mut self.unit_samples);
-        samples_of(au, config, dts, pts, &mut self.ranges, &mut samples);
+        samples_of(au, (dts, pts), &mut self.nals, &mut self.pieces, &mut samples);
         for mut s in samples.drain(..) {
             if let Some(mut prev) = self.pending.take() {
                 prev.duration = s.dts.saturating_sub(prev.dts).min(u32::MAX as u64) as u32;
                 if prev.duration == 0 {
                     prev.duration = 1;
                 }
-                self.place(prev, config);
+                self.place(prev);
             }
-            if s.parts.is_empty() {
+            if s.pieces.0 == s.pieces.1 {
                 s.size = 0;
             }
             self.pending = Some(s);
@@ -246,12 +261,11 @@ impl CmafCutter {
 
     /// Decides where the complete sample `s` goes: a new segment, a new part, or the
     /// open part.
-    fn place(&mut self, s: Sample, config: &TrackConfig) {
-        let scale = config.timescale() as u64;
-        let ticks = |m: MediaTime| m.rescale(Timescale::new(config.timescale())).ticks().max(0) as u64;
+    fn place(&mut self, s: Sample) {
+        let scale = self.timescale as u64;
         let starts_segment = match (self.kind, self.segment_start) {
             (_, None) => true,
-            (TrackKind::Video, Some(start)) => s.sync && s.dts.saturating_sub(start) >= ticks(self.cfg.segment_target),
+            (TrackKind::Video, Some(start)) => s.sync && s.dts.saturating_sub(start) >= self.segment_ticks,
             (TrackKind::Audio, Some(start)) => match self.cut_after {
                 // In the common unit (ticks × both rates): the sample at or after the
                 // cut, the open segment before it.
@@ -259,7 +273,7 @@ impl CmafCutter {
                     let cut = at as i128 * scale as i128;
                     s.dts as i128 * 90_000 >= cut && (start as i128 * 90_000) < cut
                 }
-                None => !self.follow && s.dts.saturating_sub(start) >= ticks(self.cfg.segment_target),
+                None => !self.follow && s.dts.saturating_sub(start) >= self.segment_ticks,
             },
         };
         let at_part_cut = self.part_cut.is_some_and(|at| s.dts as i128 * 90_000 >= at as i128 * scale as i128);
@@ -272,32 +286,30 @@ impl CmafCutter {
         } else if at_part_cut && !self.part.is_empty() {
             self.finish_part();
             self.part_cut = None;
-        } else if !self.part.is_empty()
-            && self.part.iter().map(|p| p.duration as u64).sum::<u64>() + s.duration as u64
-                > ticks(self.cfg.part_target)
-        {
+        } else if !self.part.is_empty() && self.part_duration + s.duration as u64 > self.part_ticks {
             // This sample would take the part past its target (LL-HLS: no part longer
             // than PART-TARGET): it opens the next one.
             self.finish_part();
             if self.kind == TrackKind::Video {
-                let at = MediaTime::new(s.dts as i64, Timescale::new(config.timescale())).rescale(Timescale::MPEG);
+                let at = MediaTime::new(s.dts as i64, Timescale::new(self.timescale)).rescale(Timescale::MPEG);
                 self.events.push_back(CmafEvent::PartStart { at });
             }
         }
+        self.part_duration += s.duration as u64;
         self.part.push(s);
     }
 
     fn finish_part(&mut self) {
-        if self.part.is_empty() {
-            return;
-        }
-        let samples = std::mem::take(&mut self.part);
+        let (Some(first), Some(last)) = (self.part.first(), self.part.last()) else { return };
+        let (start, independent) = (first.dts, first.sync);
+        let (end, written_until) = (last.dts + last.duration as u64, last.pieces.1);
+        let duration = std::mem::take(&mut self.part_duration) as f64 / self.timescale as f64;
         let timescale = self.timescale as f64;
         // A segment opens with `styp`, and `prft` when the wall clock is known.
-        let mut prefix = Vec::new();
+        let prefix = &mut self.prefix;
+        prefix.clear();
         if self.part_index == 0 {
-            prefix.extend_from_slice(&segment_type());
-            let first = &samples[0];
+            prefix.extend_from_slice(&self.styp);
             let presented = first.dts.saturating_add_signed(first.cts_offset);
             if let Some((media, unix)) = self.clock
                 && let Ok(prft) = producer_reference_time(presented, unix + (presented as f64 / timescale - media))
@@ -305,20 +317,24 @@ impl CmafCutter {
                 prefix.extend_from_slice(&prft);
             }
         }
-        let Ok(data) = chunk(self.sequence, &samples, &prefix) else { return };
+        let written = chunk(self.sequence, &self.part, &self.pieces, &self.prefix, &mut self.scratch);
+        // The samples' bytes are in the chunk now (or the chunk is lost with them); the
+        // part's vector is kept for the next.
+        self.part.clear();
+        self.pieces.release(written_until);
+        let Ok(data) = written else { return };
         self.sequence = self.sequence.wrapping_add(1);
-        let duration = samples.iter().map(|s| s.duration as u64).sum::<u64>() as f64 / timescale;
         self.events.push_back(CmafEvent::Part {
             msn: self.msn,
             part: self.part_index,
-            independent: samples[0].sync,
-            start: samples[0].dts as f64 / timescale,
+            independent,
+            start: start as f64 / timescale,
             duration,
             data,
         });
         self.part_index += 1;
         // Keep the segment's running length for its end.
-        self.last_end = samples.last().map(|s| s.dts + s.duration as u64);
+        self.last_end = Some(end);
     }
 
     fn finish_segment(&mut self) {
@@ -349,13 +365,15 @@ impl CmafCutter {
     /// starting at `end`, follows without a gap. Used for transcoded segments, whose
     /// length is the source segment's.
     pub fn flush_until(&mut self, end: Option<MediaTime>) {
-        if let (Some(mut last), Some(config)) = (self.pending.take(), self.config.clone()) {
-            let until = end.map(|e| e.rescale(Timescale::new(config.timescale())).ticks().max(0) as u64);
+        if let Some(mut last) = self.pending.take()
+            && self.config.is_some()
+        {
+            let until = end.map(|e| e.rescale(Timescale::new(self.timescale)).ticks().max(0) as u64);
             last.duration = match until {
                 Some(e) if e > last.dts => (e - last.dts).min(u32::MAX as u64) as u32,
                 _ => self.part.last().map_or(3000, |p| p.duration).max(1),
             };
-            self.place(last, &config);
+            self.place(last);
         }
         self.finish_segment();
     }

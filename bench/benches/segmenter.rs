@@ -178,6 +178,8 @@ fn cmaf(c: &mut Criterion) {
     let segments: Vec<SegmentEntry> = (0..8u64)
         .map(|msn| SegmentEntry {
             msn,
+            file: msn,
+            gap: false,
             duration: 2.0,
             parts: (0..if msn == 7 { 3 } else { 6 })
                 .map(|p| PartEntry { duration: 0.333, independent: p == 0 })

@@ -27,7 +27,7 @@ pub type UnixSecs = f64;
 /// One listed segment of a representation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimelineEntry {
-    /// Its number (`$Number$`, the LL-HLS media sequence number).
+    /// Its number (`$Number$`: the number in its files' names, which LL-HLS shares).
     pub number: u64,
     /// Its earliest presentation time, in the representation's ticks.
     pub start: u64,

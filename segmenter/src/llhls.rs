@@ -18,11 +18,19 @@ pub struct PartEntry {
     pub independent: bool,
 }
 
-/// A segment of a track, complete or still being written.
+/// A segment of a track, complete or still being written, or a gap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentEntry {
     /// Media sequence number.
     pub msn: u64,
+    /// The number in its files' names ([`segment_uri`], [`part_uri`]): the media sequence
+    /// number less the gaps before it (DASH numbers the same files and has no gaps). For
+    /// a gap, the number of the next segment's files.
+    pub file: u64,
+    /// `EXT-X-GAP` (RFC 8216bis §4.4.4.7): the track has no media for this span (a
+    /// transcode that failed). Complete, without parts of its own: near the live edge it
+    /// is listed as parts with `GAP=YES`, none longer than the part target.
+    pub gap: bool,
     /// Seconds (complete segments).
     pub duration: f64,
     /// Its parts so far.
@@ -91,6 +99,15 @@ pub fn segment_uri(name: &str, msn: u64) -> String {
 /// See [`init_uri`].
 pub fn part_uri(name: &str, msn: u64, part: u32) -> String {
     format!("{name}-{msn}.{part}.m4s")
+}
+
+/// The URI listed for a gap segment or part (`{name}-gap{msn}[.{part}].m4s`): never
+/// loaded by a client, and not one of [`parse_file_name`]'s names (the server answers 404).
+fn gap_uri(name: &str, msn: u64, part: Option<usize>) -> String {
+    match part {
+        Some(k) => format!("{name}-gap{msn}.{k}.m4s"),
+        None => format!("{name}-gap{msn}.m4s"),
+    }
 }
 
 /// A file name of [`init_uri`], [`segment_uri`] or [`part_uri`], read back.
@@ -190,11 +207,12 @@ pub fn target_duration(segments: &[SegmentEntry]) -> u64 {
 }
 
 impl TrackPlaylist<'_> {
-    /// The `(msn, part)` the next part will have (the preload hint).
+    /// The file number and part index the next part will have (the preload hint).
     pub fn next_part(&self) -> Option<(u64, u32)> {
         match self.segments.last() {
-            Some(s) if !s.complete => Some((s.msn, s.parts.len() as u32)),
-            Some(s) => Some((s.msn + 1, 0)),
+            Some(s) if !s.complete => Some((s.file, s.parts.len() as u32)),
+            Some(s) if s.gap => Some((s.file, 0)),
+            Some(s) => Some((s.file + 1, 0)),
             None => None,
         }
     }
@@ -246,14 +264,24 @@ impl TrackPlaylist<'_> {
                 init = Some(s.init);
             }
             if i >= first_with_parts && !self.ended {
+                if s.gap {
+                    let n = (s.duration / self.part_target).ceil().max(1.0) as usize;
+                    for k in 0..n {
+                        let uri = gap_uri(self.name, s.msn, Some(k));
+                        let _ =
+                            writeln!(out, "#EXT-X-PART:DURATION={:.5},URI=\"{uri}\",GAP=YES", s.duration / n as f64);
+                    }
+                }
                 for (k, p) in s.parts.iter().enumerate() {
-                    let uri = part_uri(self.name, s.msn, k as u32);
+                    let uri = part_uri(self.name, s.file, k as u32);
                     let _ = write!(out, "#EXT-X-PART:DURATION={:.5},URI=\"{uri}\"", p.duration);
                     out.push_str(if p.independent { ",INDEPENDENT=YES\n" } else { "\n" });
                 }
             }
-            if s.complete {
-                let _ = writeln!(out, "#EXTINF:{:.5},\n{}", s.duration, segment_uri(self.name, s.msn));
+            if s.gap {
+                let _ = writeln!(out, "#EXT-X-GAP\n#EXTINF:{:.5},\n{}", s.duration, gap_uri(self.name, s.msn, None));
+            } else if s.complete {
+                let _ = writeln!(out, "#EXTINF:{:.5},\n{}", s.duration, segment_uri(self.name, s.file));
             }
         }
         if self.ended {
@@ -327,6 +355,8 @@ mod tests {
     fn seg(msn: u64, parts: usize, complete: bool) -> SegmentEntry {
         SegmentEntry {
             msn,
+            file: msn,
+            gap: false,
             duration: parts as f64 * 0.5,
             parts: (0..parts).map(|k| PartEntry { duration: 0.5, independent: k == 0 }).collect(),
             complete,
@@ -372,6 +402,37 @@ mod tests {
         assert_eq!(parsed.segments.len(), 7, "the open segment has no URI yet");
         assert_eq!(parsed.media_sequence, 3);
         assert_eq!(parsed.target_duration, 2);
+    }
+
+    #[test]
+    fn a_gap_is_listed_with_its_own_number_and_no_media() {
+        // A rendition whose segment 5 failed: its files are numbered without the gap.
+        let mut segs: Vec<SegmentEntry> = (3..8).map(|m| seg(m, 4, true)).collect();
+        segs[2] = SegmentEntry { gap: true, file: 5, parts: vec![], duration: 2.0, ..seg(5, 0, true) };
+        for s in &mut segs[3..] {
+            s.file = s.msn - 1;
+        }
+        let p = TrackPlaylist {
+            name: "P240p",
+            segments: &segs,
+            discontinuity_sequence: 0,
+            part_target: 0.5,
+            ended: false,
+            reports: &[],
+        };
+        let text = p.render();
+        assert!(text.contains("#EXT-X-GAP\n#EXTINF:2.00000,\nP240p-gap5.m4s\n"), "{text}");
+        assert_eq!(text.matches(",GAP=YES\n").count(), 4, "2 s of gap parts of 0.5 s: {text}");
+        assert!(text.contains("#EXTINF:2.00000,\nP240p-5.m4s\n#EXT-X-PART:DURATION=0.50000,URI=\"P240p-6.0.m4s\""));
+        assert!(text.contains("PRELOAD-HINT:TYPE=PART,URI=\"P240p-7.0.m4s\""), "{text}");
+        assert_eq!(parse_file_name("P240p-gap5.m4s"), None, "a gap's URI is not a file");
+        assert_eq!(parse_file_name("P240p-gap5.0.m4s"), None);
+        let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("m3u8-rs parses it");
+        assert_eq!(parsed.segments.len(), 5);
+        assert!(parsed.segments[2].unknown_tags.iter().any(|t| t.tag == "X-GAP"), "{:?}", parsed.segments[2]);
+        // The gap as the newest segment: the hint names the next segment's first file.
+        let p = TrackPlaylist { segments: &segs[..3], ..p };
+        assert_eq!(p.next_part(), Some((5, 0)));
     }
 
     #[test]

@@ -60,6 +60,9 @@ struct Track {
     timelines: Vec<Timeline>,
     /// Publishers so far (a new one starts a new DASH period).
     epoch: u32,
+    /// Gaps listed so far: a segment's media sequence number is its file number plus
+    /// the gaps before it.
+    gaps: u64,
 }
 
 /// Where a DASH period of a track begins: the first complete segment of an init segment
@@ -87,6 +90,7 @@ impl Track {
             bytes: 0,
             timelines: Vec::new(),
             epoch: 0,
+            gaps: 0,
         }
     }
 
@@ -104,14 +108,16 @@ impl Track {
                     self.config = Some(config);
                 }
                 e @ (CmafEvent::SegmentStart { .. } | CmafEvent::PartStart { .. }) => cuts.push(e),
-                CmafEvent::Part { msn, independent, start, duration, data, .. } => {
-                    if self.segments.back().is_none_or(|s| s.entry.msn != msn) {
+                CmafEvent::Part { msn: file, independent, start, duration, data, .. } => {
+                    if self.segments.back().is_none_or(|s| s.entry.gap || s.entry.file != file) {
                         let init = self.inits.len().saturating_sub(1) as u32;
                         let discontinuity = std::mem::take(&mut self.discontinuity);
                         let program_date_time = clock.map(|(media, unix)| unix + (start - media));
                         self.segments.push_back(Segment {
                             entry: SegmentEntry {
-                                msn,
+                                msn: file + self.gaps,
+                                file,
+                                gap: false,
                                 duration: 0.0,
                                 parts: Vec::new(),
                                 complete: false,
@@ -130,8 +136,8 @@ impl Track {
                         s.parts.push(data);
                     }
                 }
-                CmafEvent::SegmentEnd { msn, presented, duration, timescale, .. } => {
-                    if let Some(s) = self.segments.iter_mut().find(|s| s.entry.msn == msn) {
+                CmafEvent::SegmentEnd { msn: file, presented, duration, timescale, .. } => {
+                    if let Some(s) = self.segments.iter_mut().find(|s| !s.entry.gap && s.entry.file == file) {
                         s.entry.complete = true;
                         s.ticks = Some((presented, duration));
                         let (epoch, init, date) = (s.epoch, s.entry.init, s.entry.program_date_time);
@@ -143,25 +149,55 @@ impl Track {
                         s.entry.duration = duration as f64 / timescale as f64;
                         self.bytes += s.parts.iter().map(|p| p.len() as u64).sum::<u64>();
                     }
-                    while self.segments.len() > WINDOW {
-                        if let Some(old) = self.segments.pop_front() {
-                            self.bytes -= old.parts.iter().map(|p| p.len() as u64).sum::<u64>();
-                            if self.segments.front().is_some_and(|s| s.entry.discontinuity) {
-                                self.discontinuity_sequence += 1;
-                            }
-                            if let Some(front) = self.segments.front().map(|s| s.entry.init) {
-                                self.timelines.retain(|t| t.init >= front);
-                            }
-                        }
-                    }
+                    self.trim();
                 }
             }
         }
         cuts
     }
 
-    fn segment(&self, msn: u64) -> Option<&Segment> {
-        self.segments.iter().find(|s| s.entry.msn == msn)
+    /// Drops segments beyond the window.
+    fn trim(&mut self) {
+        while self.segments.len() > WINDOW {
+            if let Some(old) = self.segments.pop_front() {
+                self.bytes -= old.parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                if self.segments.front().is_some_and(|s| s.entry.discontinuity) {
+                    self.discontinuity_sequence += 1;
+                }
+                if let Some(front) = self.segments.front().map(|s| s.entry.init) {
+                    self.timelines.retain(|t| t.init >= front);
+                }
+            }
+        }
+    }
+
+    /// The segment whose files have number `file` (not a gap).
+    fn segment(&self, file: u64) -> Option<&Segment> {
+        self.segments.iter().find(|s| !s.entry.gap && s.entry.file == file)
+    }
+
+    /// Lists a gap of `duration` seconds starting at `start` (track seconds): the next
+    /// segment's media sequence number moves on by one, its file number does not.
+    fn gap(&mut self, start: f64, duration: f64, clock: Option<(f64, f64)>) {
+        let file = self.cutter.next_msn();
+        self.segments.push_back(Segment {
+            entry: SegmentEntry {
+                msn: file + self.gaps,
+                file,
+                gap: true,
+                duration,
+                parts: Vec::new(),
+                complete: true,
+                init: self.inits.len().saturating_sub(1) as u32,
+                discontinuity: std::mem::take(&mut self.discontinuity),
+                program_date_time: clock.map(|(media, unix)| unix + (start - media)),
+            },
+            parts: Vec::new(),
+            ticks: None,
+            epoch: self.epoch,
+        });
+        self.gaps += 1;
+        self.trim();
     }
 
     /// Peak-ish bits per second of the kept segments.
@@ -417,7 +453,7 @@ impl CmafOutput {
         if self.ended || t.segments.back().is_some_and(|s| s.entry.msn > msn) {
             return true;
         }
-        match t.segment(msn) {
+        match t.segments.iter().find(|s| s.entry.msn == msn) {
             Some(s) => match part {
                 Some(p) => s.entry.complete || s.parts.len() > p as usize,
                 None => s.entry.complete,
@@ -442,9 +478,10 @@ impl CmafOutput {
         self.track(name)?.inits.get(n as usize).cloned()
     }
 
-    /// Complete segment `msn` of track `name` (its parts, in order).
-    pub fn segment(&self, name: &str, msn: u64) -> Option<Bytes> {
-        let s = self.track(name)?.segment(msn).filter(|s| s.entry.complete)?;
+    /// Complete segment of track `name` whose files have number `file` (its parts, in
+    /// order).
+    pub fn segment(&self, name: &str, file: u64) -> Option<Bytes> {
+        let s = self.track(name)?.segment(file).filter(|s| s.entry.complete)?;
         let mut out = BytesMut::with_capacity(s.parts.iter().map(Bytes::len).sum());
         for p in &s.parts {
             out.extend_from_slice(p);
@@ -452,15 +489,15 @@ impl CmafOutput {
         Some(out.freeze())
     }
 
-    /// Parts of segment `msn` of track `name` from index `from` on, and whether the
-    /// segment is complete: what a request for a segment still being written streams.
-    /// `None` if the segment is not in the window (yet, or any more).
-    pub fn segment_parts(&self, name: &str, msn: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
-        let s = self.track(name)?.segment(msn)?;
+    /// Parts of the segment with file number `file` of track `name` from index `from`
+    /// on, and whether the segment is complete: what a request for a segment still being
+    /// written streams. `None` if the segment is not in the window (yet, or any more).
+    pub fn segment_parts(&self, name: &str, file: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
+        let s = self.track(name)?.segment(file)?;
         Some((s.parts.get(from..).unwrap_or_default().to_vec(), s.entry.complete || self.ended))
     }
 
-    /// Part `part` of segment `msn` of track `name`.
+    /// Part `part` of the segment with file number `msn` of track `name`.
     pub fn part(&self, name: &str, msn: u64, part: u32) -> PartState {
         let Some(t) = self.track(name) else { return PartState::Gone };
         if let Some(p) = t.segment(msn).and_then(|s| s.parts.get(part as usize)) {
@@ -471,11 +508,11 @@ impl CmafOutput {
         }
         // The hinted part (next in the open segment, or the first of the next segment)
         // and the one after are worth waiting for.
-        let last = t.segments.back().map(|s| (s.entry.msn, s.parts.len() as u32, s.entry.complete));
+        let last = t.segments.back().map(|s| (s.entry.file, s.parts.len() as u32, s.entry.complete));
         let soon = match last {
             Some((m, n, false)) => (msn == m && part <= n + 1) || (msn == m + 1 && part == 0),
-            Some((m, _, true)) => msn == m + 1 && part <= 1,
-            None => msn == t.cutter.next_msn() && part <= 1,
+            // After a complete segment or a gap (or before any): the next segment's files.
+            _ => msn == t.cutter.next_msn() && part <= 1,
         };
         if soon { PartState::Soon } else { PartState::Gone }
     }

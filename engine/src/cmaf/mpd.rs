@@ -65,7 +65,7 @@ impl CmafOutput {
                             .filter(|s| s.entry.init == t_init)
                             .filter_map(|s| {
                                 let (start, duration) = s.ticks?;
-                                Some(dash::TimelineEntry { number: s.entry.msn, start, duration })
+                                Some(dash::TimelineEntry { number: s.entry.file, start, duration })
                             })
                             .collect();
                         let config = t.config.as_ref()?;

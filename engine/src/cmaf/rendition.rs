@@ -9,8 +9,8 @@ use super::{AUDIO, CmafOutput, Track, VIDEO};
 /// [`CmafOutput::handle_rendition_segment`].
 #[derive(Debug)]
 pub struct RenditionUnits {
-    config: media::H264Config,
-    units: Vec<AccessUnit>,
+    pub(super) config: media::H264Config,
+    pub(super) units: Vec<AccessUnit>,
 }
 
 /// Demuxes a transcoded segment: its H.264 configuration and video access units.
@@ -89,6 +89,20 @@ impl CmafOutput {
         let first_dts = units.iter().map(|a| a.dts).min();
         r.cutter.flush_until(first_dts.map(|f| f + mpeg(source.duration)));
         r.drain(clock);
+        self.bump();
+    }
+
+    /// Rendition `name` has nothing for source segment `source` (its transcode failed,
+    /// or it was not sent): once the rendition has joined, its LL-HLS playlist lists the
+    /// span as `EXT-X-GAP`, as the TS playlists do, so the next segment keeps its place
+    /// in time. DASH numbers only real segments: its timeline jumps over the span.
+    pub fn handle_rendition_gap(&mut self, name: &str, source: &media::Segment) {
+        let clock = self.clock;
+        let Some(r) = self.renditions.iter_mut().find(|r| r.name == name && r.config.is_some()) else { return };
+        if source.discontinuity {
+            r.discontinuity = true;
+        }
+        r.gap(source.start.as_secs_f64(), source.duration.as_secs_f64(), clock);
         self.bump();
     }
 }

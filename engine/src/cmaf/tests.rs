@@ -80,3 +80,55 @@ fn a_new_publisher_is_a_new_period_holding_only_its_own_segments() {
     let second = m.periods[1].start.unwrap().as_secs_f64();
     assert!((second - 7.3).abs() < 0.01, "AST is a second before the first unit: {text}");
 }
+
+#[test]
+fn a_missing_rendition_segment_is_a_gap_in_ll_hls_and_a_jump_in_dash() {
+    let mut o = CmafOutput::new(CmafConfig::default());
+    publish(&mut o, 1_780_000_000.0, 10.2);
+    let two = MediaTime::new(180_000, Timescale::MPEG);
+    let source = |n: u64| media::Segment {
+        seq: n,
+        start: MediaTime::new(n as i64 * 180_000, Timescale::MPEG),
+        duration: two,
+        discontinuity: false,
+        independent: true,
+        tracks: media::TrackSet { video: true, audio: true },
+        data: Bytes::new(),
+        digest: None,
+    };
+    let units = |n: u64| RenditionUnits {
+        config: tracks().video.unwrap(),
+        units: (0..60).map(|i| video(n as i64 * 60 + i)).collect(),
+    };
+    // Nothing is listed for a rendition before it has joined.
+    o.handle_rendition_gap("P240p", &source(0));
+    assert!(!o.has_track("P240p"));
+    for n in 0..5 {
+        if n == 2 {
+            o.handle_rendition_gap("P240p", &source(n));
+        } else {
+            o.handle_rendition_segment("P240p", units(n), &source(n));
+        }
+    }
+    let text = String::from_utf8(o.media_playlist("P240p").unwrap().to_vec()).unwrap();
+    let pl = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("m3u8-rs parses it");
+    let uris: Vec<&str> = pl.segments.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(uris, ["P240p-0.m4s", "P240p-1.m4s", "P240p-gap2.m4s", "P240p-2.m4s", "P240p-3.m4s"], "{text}");
+    assert!(pl.segments[2].unknown_tags.iter().any(|t| t.tag == "X-GAP"), "{text}");
+    assert!((pl.segments[2].duration - 2.0).abs() < 1e-3);
+    // Media sequence numbers count the gap; file numbers do not.
+    assert!(o.has("P240p", 4, None) && !o.has("P240p", 5, None));
+    assert!(o.segment("P240p", 3).is_some() && o.segment("P240p", 4).is_none());
+    assert!(text.contains("PRELOAD-HINT:TYPE=PART,URI=\"P240p-4.0.m4s\""), "{text}");
+    assert_eq!(o.part("P240p", 4, 0), PartState::Soon);
+    // DASH lists the three real segments by file number, its timeline jumping the gap.
+    let mpd = o.mpd("s/ll/", 1_780_000_011.0, None).unwrap();
+    let m = dash_mpd_core::parse(&mpd).unwrap();
+    let r = m.periods[0].adaptations.iter().flat_map(|a| &a.representations).find(|r| r.id.as_deref() == Some("P240p"));
+    let t = r.and_then(|r| r.SegmentTemplate.as_ref()).unwrap_or_else(|| panic!("{mpd}"));
+    assert_eq!(t.startNumber, Some(0));
+    let s = &t.SegmentTimeline.as_ref().unwrap().segments;
+    let listed: u64 = s.iter().map(|s| 1 + s.r.unwrap_or(0) as u64).sum();
+    assert_eq!(listed, 4, "{mpd}");
+    assert!(s.iter().any(|s| s.t == Some(6 * 90_000)), "the segment after the gap restates its time: {mpd}");
+}

@@ -241,21 +241,25 @@ impl Driver {
             })
             .collect::<Vec<_>>();
         // The renditions' CMAF tracks (DASH, LL-HLS) take the same segments, demuxed
-        // before the output is locked.
+        // before the output is locked, and the same gaps.
         let units: Vec<_> = self
             .t
             .profiles
             .iter()
             .zip(&outcomes)
             .filter_map(|(profile, outcome)| match outcome {
-                RenditionOutcome::Stored(data) => Some((profile.name.as_str(), crate::cmaf::rendition_units(data)?)),
-                _ => None,
+                RenditionOutcome::Stored(data) => Some((profile.name.as_str(), crate::cmaf::rendition_units(data))),
+                RenditionOutcome::NotOffered => None,
+                _ => Some((profile.name.as_str(), None)),
             })
             .collect();
         if !units.is_empty() {
             let mut c = self.cmaf.write().unwrap_or_else(|e| e.into_inner());
             for (name, u) in units {
-                c.handle_rendition_segment(name, u, &p.seg);
+                match u {
+                    Some(u) => c.handle_rendition_segment(name, u, &p.seg),
+                    None => c.handle_rendition_gap(name, &p.seg),
+                }
             }
         }
         self.output.write().unwrap_or_else(|e| e.into_inner()).add_renditions(&p.seg, outcomes);

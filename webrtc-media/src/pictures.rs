@@ -18,7 +18,7 @@ fn nal_type(nal: &[u8]) -> Option<u8> {
 #[derive(Debug)]
 pub(crate) struct KeyframePacer {
     interval: i64,
-    /// The last keyframe's time.
+    /// The last keyframe that started a segment.
     last: Option<i64>,
     /// When a keyframe was asked for and has not come yet.
     asked: Option<i64>,
@@ -42,7 +42,12 @@ impl KeyframePacer {
                 let observed = (pts - a).clamp(0, self.interval / 2);
                 self.lead = (3 * self.lead + observed) / 4;
             }
-            self.last = Some(pts);
+            // Only a keyframe that starts a segment (an interval or more after the last
+            // one that did) moves the aim: one that comes early (the publisher's answer
+            // to a loss, say) is no cut, and the next cut is still due on time.
+            if self.last.is_none_or(|l| pts - l >= self.interval) {
+                self.last = Some(pts);
+            }
             return false;
         }
         let Some(last) = self.last else {
@@ -295,6 +300,33 @@ mod tests {
         for g in &gaps[4..] {
             assert!((180_000..=180_000 + 9_000 + 9_000).contains(g), "{gaps:?}");
         }
+    }
+
+    #[test]
+    fn an_early_keyframe_does_not_delay_the_next_cut() {
+        // The publisher's encoder keeps its own 2 s grid, counted from its last keyframe,
+        // and answers a request in 300 ms; at 1.7 s it sends one keyframe of its own
+        // (a loss it repaired). The cut after it must still come near 2 s, not at 3.7 s.
+        let mut p = KeyframePacer::new(180_000);
+        let (mut last_key, mut pending, mut cuts) = (0i64, None::<i64>, vec![0i64]);
+        p.handle_picture(0, true);
+        for f in 1..300i64 {
+            let pts = f * 3000;
+            let asked = pending.is_some_and(|a| pts >= a + 27_000);
+            let key = asked || f == 51 || pts - last_key >= 180_000;
+            if key {
+                pending = None;
+                last_key = pts;
+                if pts - cuts.last().unwrap() >= 180_000 {
+                    cuts.push(pts);
+                }
+            }
+            if p.handle_picture(pts, key) {
+                pending = Some(pts);
+            }
+        }
+        let gaps: Vec<i64> = cuts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g <= 180_000 + 9_000 + 27_000), "segments of {gaps:?} ticks");
     }
 
     fn picture(ticks: i64) -> Picture {

@@ -369,10 +369,6 @@ impl CmafOutput {
         self.renditions.iter().filter(|r| r.config.is_some() && r.segments.iter().any(|s| s.entry.complete))
     }
 
-    fn other(&self, name: &str) -> Option<&Track> {
-        self.track(if name == VIDEO { AUDIO } else { VIDEO })
-    }
-
     /// The multivariant playlist (`ll.m3u8`); `None` before any track is configured.
     pub fn multivariant(&self) -> Option<String> {
         let audio_bw = self.track(AUDIO).map_or(0, Track::bandwidth);
@@ -419,14 +415,19 @@ impl CmafOutput {
     fn render_media_playlist(&self, name: &str) -> Option<String> {
         let t = self.track(name)?;
         let entries: Vec<SegmentEntry> = t.segments.iter().map(|s| s.entry.clone()).collect();
+        // A report for every other playlist of the multivariant (RFC 8216bis §4.4.5.4),
+        // so a player switching to one knows where its live edge is.
         let reports: Vec<(String, u64, Option<u32>)> = self
-            .other(name)
-            .and_then(|o| {
+            .track(VIDEO)
+            .into_iter()
+            .chain(self.track(AUDIO))
+            .chain(self.joined())
+            .filter(|o| o.name != name)
+            .filter_map(|o| {
                 let last = o.segments.back()?;
                 let part = last.entry.parts.len().checked_sub(1).map(|p| p as u32);
                 Some((o.name.clone(), last.entry.msn, part))
             })
-            .into_iter()
             .collect();
         let p = TrackPlaylist {
             name: &t.name,

@@ -121,6 +121,12 @@ fn a_missing_rendition_segment_is_a_gap_in_ll_hls_and_a_jump_in_dash() {
     assert!(o.segment("P240p", 3).is_some() && o.segment("P240p", 4).is_none());
     assert!(text.contains("PRELOAD-HINT:TYPE=PART,URI=\"P240p-4.0.m4s\""), "{text}");
     assert_eq!(o.part("P240p", 4, 0), PartState::Soon);
+    // Every playlist reports on every other one of the multivariant.
+    assert!(text.contains("#EXT-X-RENDITION-REPORT:URI=\"video.m3u8\""), "{text}");
+    assert!(text.contains("#EXT-X-RENDITION-REPORT:URI=\"audio.m3u8\""), "{text}");
+    assert!(!text.contains("URI=\"P240p.m3u8\""), "{text}");
+    let video = String::from_utf8(o.media_playlist(VIDEO).unwrap().to_vec()).unwrap();
+    assert!(video.contains("#EXT-X-RENDITION-REPORT:URI=\"P240p.m3u8\",LAST-MSN=4,LAST-PART="), "{video}");
     // DASH lists the three real segments by file number, its timeline jumping the gap.
     let mpd = o.mpd("s/ll/", 1_780_000_011.0, None).unwrap();
     let m = dash_mpd_core::parse(&mpd).unwrap();

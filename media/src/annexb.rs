@@ -238,21 +238,6 @@ mod tests {
         assert_eq!(units_of(&p), vec![vec![0x41, 5]]);
     }
 
-    /// `data` split at `cuts` into fragments.
-    fn fragmented(data: &[u8], cuts: &[usize]) -> Payload {
-        let b = Bytes::copy_from_slice(data);
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut p = Payload::new();
-        let mut last = 0;
-        for c in cuts {
-            p.push(b.slice(last..c));
-            last = c;
-        }
-        p.push(b.slice(last..));
-        p
-    }
-
     proptest! {
         /// Fragmenting never changes the units, and the framed form of a stream gives the
         /// units the scan finds.
@@ -273,7 +258,7 @@ mod tests {
             }
             let whole = units_of(&Payload::from(Bytes::from(stream.clone())));
             prop_assert_eq!(&whole, &nals);
-            prop_assert_eq!(&units_of(&fragmented(&stream, &cuts)), &nals);
+            prop_assert_eq!(&units_of(&crate::frame::split(&stream, &cuts)), &nals);
             prop_assert_eq!(&units_of(&framed), &nals);
         }
 
@@ -284,7 +269,7 @@ mod tests {
             cuts in proptest::collection::vec(any::<usize>(), 0..12),
         ) {
             let whole = units_of(&Payload::from(Bytes::from(data.clone())));
-            prop_assert_eq!(units_of(&fragmented(&data, &cuts)), whole);
+            prop_assert_eq!(units_of(&crate::frame::split(&data, &cuts)), whole);
         }
     }
 }

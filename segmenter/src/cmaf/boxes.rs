@@ -224,6 +224,11 @@ pub(super) struct Pieces {
 }
 
 impl Pieces {
+    /// Empty, with room for `n` pieces.
+    pub(super) fn with_capacity(n: usize) -> Self {
+        Pieces { base: 0, items: Vec::with_capacity(n) }
+    }
+
     /// The index the next piece will get.
     pub(super) fn end(&self) -> usize {
         self.base + self.items.len()
@@ -299,11 +304,11 @@ impl Default for ChunkScratch {
             traf: vec![Traf {
                 tfhd: Tfhd { track_id: TRACK_ID, default_base_is_moof: true, ..Default::default() },
                 tfdt: Some(Tfdt::default()),
-                trun: vec![Trun { data_offset: Some(0), samples: TrunSamples::Explicit(Vec::new()) }],
+                trun: vec![Trun { data_offset: Some(0), samples: TrunSamples::Explicit(Vec::with_capacity(32)) }],
                 ..Default::default()
             }],
         };
-        ChunkScratch { moof, buf: Vec::new() }
+        ChunkScratch { moof, buf: Vec::with_capacity(1024) }
     }
 }
 

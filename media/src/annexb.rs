@@ -13,12 +13,14 @@ use bytes::Bytes;
 
 use crate::Payload;
 
-/// The start code pushed by [`Payload::push_start_code`]: a `static` has one address, so
-/// a fragment pointing at it is a marker and not a start code that happens to be in data.
-static START_CODE: [u8; 4] = [0, 0, 0, 1];
+/// The start code pushed by [`Payload::push_start_code`] is the first four bytes of this
+/// `static`: it has one address, so a fragment pointing at it is a marker and not a start
+/// code that happens to be in data. (The fifth byte keeps the compiler from giving a
+/// constant `[0, 0, 0, 1]` elsewhere the same address.)
+static MARKER: [u8; 5] = [0, 0, 0, 1, 0xff];
 
 fn is_marker(b: &Bytes) -> bool {
-    b.len() == START_CODE.len() && std::ptr::eq(b.as_ptr(), START_CODE.as_ptr())
+    b.len() == 4 && std::ptr::eq(b.as_ptr(), MARKER.as_ptr())
 }
 
 impl Payload {
@@ -26,7 +28,7 @@ impl Payload {
     /// fragments follow. Every start code of a payload built this way from its first
     /// fragment must be pushed here (see the module docs).
     pub fn push_start_code(&mut self) {
-        self.push(Bytes::from_static(&START_CODE));
+        self.push(Bytes::from_static(&MARKER[..4]));
     }
 
     /// True when the payload's NAL units are delimited by markers
@@ -99,27 +101,37 @@ impl NalUnits {
     /// before the first start code and empty units are no units.
     pub fn split<'a>(&'a mut self, p: &'a Payload) -> impl Iterator<Item = NalUnit<'a>> + 'a {
         self.units.clear();
-        let source: &'a [Bytes] = if p.is_nal_framed() {
-            let (mut from, mut len) = (0, 0);
-            for (i, f) in p.parts().iter().enumerate() {
-                if is_marker(f) {
-                    if len > 0 {
-                        self.units.push((from, i, len));
-                    }
-                    (from, len) = (i + 1, 0);
-                } else {
-                    len += f.len();
-                }
-            }
-            if len > 0 {
-                self.units.push((from, p.parts().len(), len));
-            }
+        let source: &'a [Bytes] = if p.is_nal_framed() && self.frame(p) {
             p.parts()
         } else {
             self.scan(p);
             &self.fragments
         };
         self.units.iter().map(move |&(from, to, len)| NalUnit { fragments: &source[from..to], len })
+    }
+
+    /// A framed payload's units, from its markers. False (and nothing kept) if a unit
+    /// starts with a zero byte: no NAL header does (forbidden_zero_bit and a type of 0),
+    /// but an Annex B stream wrapped in AVCC or RTP by a broken encoder does, and the
+    /// scan then splits it as the TS path would.
+    fn frame(&mut self, p: &Payload) -> bool {
+        let parts = p.parts();
+        let (mut from, mut len) = (0, 0);
+        for i in 0..=parts.len() {
+            if i < parts.len() && !is_marker(&parts[i]) {
+                len += parts[i].len();
+                continue;
+            }
+            if len > 0 {
+                if parts[from][0] == 0 {
+                    self.units.clear();
+                    return false;
+                }
+                self.units.push((from, i, len));
+            }
+            (from, len) = (i + 1, 0);
+        }
+        true
     }
 
     fn scan(&mut self, p: &Payload) {
@@ -229,6 +241,17 @@ mod tests {
         assert_eq!((units[0].nal_type(), units[0].len(), units[0].fragments().len()), (9, 2, 1));
         // The framing is trusted: the 00 00 01 inside the second unit's bytes is data.
         assert_eq!((units[1].nal_type(), units[1].len(), units[1].fragments().len()), (5, 5, 2));
+    }
+
+    #[test]
+    fn a_framed_unit_holding_annex_b_is_scanned() {
+        // A publisher that wrapped a start code and two units in one AVCC unit.
+        let mut p = Payload::new();
+        p.push_start_code();
+        p.push(Bytes::from_static(&[9, 0xf0]));
+        p.push_start_code();
+        p.push(Bytes::from_static(&[0, 0, 0, 1, 0x67, 5, 0, 0, 1, 0x65, 6]));
+        assert_eq!(units_of(&p), vec![vec![9, 0xf0], vec![0x67, 5], vec![0x65, 6]]);
     }
 
     #[test]

@@ -101,6 +101,12 @@ pub fn part_uri(name: &str, msn: u64, part: u32) -> String {
     format!("{name}-{msn}.{part}.m4s")
 }
 
+/// How many `GAP=YES` parts a gap of `duration` seconds is listed as near the live edge:
+/// the fewest that keep each within `part_target` seconds (at least one).
+pub fn gap_parts(duration: f64, part_target: f64) -> usize {
+    if part_target > 0.0 { (duration / part_target).ceil().max(1.0) as usize } else { 1 }
+}
+
 /// The URI listed for a gap segment or part (`{name}-gap{msn}[.{part}].m4s`): never
 /// loaded by a client, and not one of [`parse_file_name`]'s names (the server answers 404).
 fn gap_uri(name: &str, msn: u64, part: Option<usize>) -> String {
@@ -265,7 +271,7 @@ impl TrackPlaylist<'_> {
             }
             if i >= first_with_parts && !self.ended {
                 if s.gap {
-                    let n = (s.duration / self.part_target).ceil().max(1.0) as usize;
+                    let n = gap_parts(s.duration, self.part_target);
                     for k in 0..n {
                         let uri = gap_uri(self.name, s.msn, Some(k));
                         let _ =

@@ -20,6 +20,8 @@ pub(crate) struct KeyframePacer {
     interval: i64,
     /// The last keyframe that started a segment.
     last: Option<i64>,
+    /// `last` is the first picture's time, not a keyframe's: the first keyframe replaces it.
+    seeded: bool,
     /// When a keyframe was asked for and has not come yet.
     asked: Option<i64>,
     /// The measured delay from asking to receiving (smoothed).
@@ -32,7 +34,7 @@ const KEYFRAME_MARGIN: i64 = 9_000;
 
 impl KeyframePacer {
     pub(crate) fn new(interval: i64) -> Self {
-        KeyframePacer { interval: interval.max(1), last: None, asked: None, lead: 0 }
+        KeyframePacer { interval: interval.max(1), last: None, seeded: false, asked: None, lead: 0 }
     }
 
     /// A picture at `pts`: true when a keyframe should be asked for now.
@@ -45,13 +47,14 @@ impl KeyframePacer {
             // Only a keyframe that starts a segment (an interval or more after the last
             // one that did) moves the aim: one that comes early (the publisher's answer
             // to a loss, say) is no cut, and the next cut is still due on time.
-            if self.last.is_none_or(|l| pts - l >= self.interval) {
-                self.last = Some(pts);
+            if self.seeded || self.last.is_none_or(|l| pts - l >= self.interval) {
+                (self.last, self.seeded) = (Some(pts), false);
             }
             return false;
         }
         let Some(last) = self.last else {
-            self.last = Some(pts);
+            // No keyframe yet: aim from here until the first one comes.
+            (self.last, self.seeded) = (Some(pts), true);
             return false;
         };
         let ask_at = last + self.interval + KEYFRAME_MARGIN - self.lead;
@@ -327,6 +330,17 @@ mod tests {
         }
         let gaps: Vec<i64> = cuts.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps.iter().all(|&g| g <= 180_000 + 9_000 + 27_000), "segments of {gaps:?} ticks");
+    }
+
+    #[test]
+    fn the_first_keyframe_replaces_the_first_picture_as_the_aim() {
+        // The stream opens on a P picture; the first keyframe, which starts the first
+        // segment, comes 0.5 s later. The request is aimed from that keyframe.
+        let mut p = KeyframePacer::new(180_000);
+        assert!(!p.handle_picture(0, false));
+        assert!(!p.handle_picture(45_000, true));
+        let first_ask = (1..200i64).map(|f| 45_000 + f * 3000).find(|&pts| p.handle_picture(pts, false));
+        assert_eq!(first_ask, Some(45_000 + 180_000 + KEYFRAME_MARGIN));
     }
 
     fn picture(ticks: i64) -> Picture {

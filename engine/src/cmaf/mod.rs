@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use media::{AccessUnit, TrackInfo, TrackKind};
 use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig};
-use segmenter::llhls::{PartEntry, SegmentEntry, TrackPlaylist, Variant};
+use segmenter::llhls::{PartEntry, SegmentEntry, TrackPlaylist, Variant, gap_parts};
 use tokio::sync::watch;
 
 mod mpd;
@@ -417,6 +417,7 @@ impl CmafOutput {
         let entries: Vec<SegmentEntry> = t.segments.iter().map(|s| s.entry.clone()).collect();
         // A report for every other playlist of the multivariant (RFC 8216bis §4.4.5.4),
         // so a player switching to one knows where its live edge is.
+        let part_target = self.cfg.part_target.as_secs_f64();
         let reports: Vec<(String, u64, Option<u32>)> = self
             .track(VIDEO)
             .into_iter()
@@ -424,9 +425,10 @@ impl CmafOutput {
             .chain(self.joined())
             .filter(|o| o.name != name)
             .filter_map(|o| {
-                let last = o.segments.back()?;
-                let part = last.entry.parts.len().checked_sub(1).map(|p| p as u32);
-                Some((o.name.clone(), last.entry.msn, part))
+                let last = &o.segments.back()?.entry;
+                // A gap is listed as parts too (GAP=YES).
+                let parts = if last.gap { gap_parts(last.duration, part_target) } else { last.parts.len() };
+                Some((o.name.clone(), last.msn, parts.checked_sub(1).map(|p| p as u32)))
             })
             .collect();
         let p = TrackPlaylist {

@@ -30,7 +30,7 @@ pub fn rendition_units(data: &[u8]) -> Option<RenditionUnits> {
     match segmenter::ts::track_info(&units, true, false).and_then(|t| t.video) {
         Some(config) => Some(RenditionUnits { config, units }),
         None => {
-            tracing::debug!("rendition segment without decodable H.264: left out of CMAF");
+            tracing::debug!("rendition segment without decodable H.264: a gap in CMAF");
             None
         }
     }
@@ -43,8 +43,9 @@ impl CmafOutput {
     /// segment's (`source.start`, the first frame's presentation time), whatever offset
     /// the transcoder added, and it lasts as long as the source segment, so the next one
     /// follows without a gap. Renditions join as their first segment arrives; a segment
-    /// that never arrives leaves a gap in that rendition only. A rendition's segment
-    /// numbers run on without gaps (DASH's `$Number$`).
+    /// that never arrives is a gap in that rendition only
+    /// ([`CmafOutput::handle_rendition_gap`]). A rendition's file numbers run on without
+    /// gaps (DASH's `$Number$`); its media sequence numbers count them.
     pub fn handle_rendition_segment(&mut self, name: &str, units: RenditionUnits, source: &media::Segment) {
         if name == VIDEO || name == AUDIO {
             return;
@@ -93,7 +94,7 @@ impl CmafOutput {
     }
 
     /// Rendition `name` has nothing for source segment `source` (its transcode failed,
-    /// or it was not sent): once the rendition has joined, its LL-HLS playlist lists the
+    /// it was not sent or not offered, or what came back does not decode): once the rendition has joined, its LL-HLS playlist lists the
     /// span as `EXT-X-GAP`, as the TS playlists do, so the next segment keeps its place
     /// in time. DASH numbers only real segments: its timeline jumps over the span.
     pub fn handle_rendition_gap(&mut self, name: &str, source: &media::Segment) {

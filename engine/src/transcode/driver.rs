@@ -247,10 +247,9 @@ impl Driver {
             .profiles
             .iter()
             .zip(&outcomes)
-            .filter_map(|(profile, outcome)| match outcome {
-                RenditionOutcome::Stored(data) => Some((profile.name.as_str(), crate::cmaf::rendition_units(data))),
-                RenditionOutcome::NotOffered => None,
-                _ => Some((profile.name.as_str(), None)),
+            .map(|(profile, outcome)| match outcome {
+                RenditionOutcome::Stored(data) => (profile.name.as_str(), crate::cmaf::rendition_units(data)),
+                _ => (profile.name.as_str(), None),
             })
             .collect();
         if !units.is_empty() {

@@ -156,8 +156,8 @@ impl CmafCutter {
             kind,
             config: None,
             timescale: 90_000,
-            segment_ticks: cfg.segment_target.ticks().max(0) as u64,
-            part_ticks: cfg.part_target.ticks().max(0) as u64,
+            segment_ticks: cfg.segment_target.rescale(Timescale::MPEG).ticks().max(0) as u64,
+            part_ticks: cfg.part_target.rescale(Timescale::MPEG).ticks().max(0) as u64,
             pending: None,
             // Sized for a part of 0.5 s at 60 fps, or of 48 kHz audio: no regrowth later.
             part: Vec::with_capacity(32),

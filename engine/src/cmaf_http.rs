@@ -25,6 +25,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use media::Payload;
 use segmenter::llhls::{FileName, parse_file_name};
 
 use crate::cmaf::{CmafOutput, PartState};
@@ -92,8 +93,9 @@ fn playlist(text: impl IntoResponse) -> Response {
     r
 }
 
-fn media(track: &str, data: bytes::Bytes) -> Response {
-    let mut r = data.into_response();
+/// A CMAF file whose bytes are in `data`'s fragments: sent as they are, with its length.
+fn media(track: &str, data: Payload) -> Response {
+    let mut r = axum::body::Body::new(FragmentsBody(data.parts().iter().cloned().collect())).into_response();
     let h = r.headers_mut();
     let mime = if track == crate::cmaf::AUDIO { "audio/mp4" } else { "video/mp4" };
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
@@ -150,7 +152,7 @@ async fn file(
     }
     match parse_file_name(&file) {
         Some(FileName::Init(track, n)) => match read(&c).init(track, n) {
-            Some(d) => media(track, d),
+            Some(d) => media(track, Payload::from(vec![d])),
             None => not_found(format!("no {file}")),
         },
         Some(FileName::Segment(track, msn)) => {
@@ -188,6 +190,30 @@ async fn file(
     }
 }
 
+/// A body of fragments known up front (a part, a complete segment): each goes out as it
+/// is, and the exact length is known (`Content-Length`).
+struct FragmentsBody(std::collections::VecDeque<bytes::Bytes>);
+
+impl http_body::Body for FragmentsBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
 /// A body of whatever a channel delivers: the parts of a segment still being written,
 /// sent as they are completed (chunked transfer over HTTP/1.1, DATA frames over HTTP/2).
 /// An error aborts the response (no terminating chunk), so a client never takes a
@@ -216,8 +242,10 @@ fn streamed(track: &str, c: Arc<RwLock<CmafOutput>>, name: String, msn: u64, lim
             let Some((parts, complete)) = read(&c).segment_parts(&name, msn, sent) else { break };
             for p in parts {
                 sent += 1;
-                if tx.send(Ok(p)).await.is_err() {
-                    return;
+                for f in p.parts() {
+                    if tx.send(Ok(f.clone())).await.is_err() {
+                        return;
+                    }
                 }
             }
             if complete {

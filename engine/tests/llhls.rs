@@ -66,6 +66,9 @@ async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
     assert!(reload.text().contains(&uri), "the reload lists the part it waited for");
     assert!(started.elapsed() < Duration::from_secs(2), "answered when the part came: {:?}", started.elapsed());
     assert!(hinted.body.len() > 100);
+    // A part goes out as its header and its sample bytes (no copy), with its length.
+    let length = hinted.header("content-length").map(|v| v.parse::<usize>());
+    assert_eq!(length, Some(Ok(hinted.body.len())), "parts carry Content-Length");
 
     // The segment still being written, streamed part by part: the same bytes as the
     // complete segment read afterwards.
@@ -75,6 +78,7 @@ async fn ll_hls_plays_in_hlsjs_low_latency_mode_and_keeps_the_part_rules() {
     let done = http_get(gw.http_addr, &format!("/stream/ll/ll/video-{msn_now}.m4s")).await;
     assert_eq!(open.body, done.body, "streamed while written = complete segment");
     assert!(&open.body[4..8] == b"styp" && open.body.len() > 10_000);
+    assert_eq!(done.header("content-length").map(|v| v.parse::<usize>()), Some(Ok(done.body.len())));
 
     // Bad requests.
     let far = http_get(gw.http_addr, &format!("/stream/ll/ll/video.m3u8?_HLS_msn={}", msn + 10)).await;

@@ -36,6 +36,7 @@ fn check(c: &mut CmafCutter, other: Option<&mut CmafCutter>, target_secs: f64) {
     while let Some(e) = c.poll_event() {
         match e {
             CmafEvent::Part { data, duration, .. } => {
+                let data = data.to_contiguous();
                 let mut buf = std::io::Cursor::new(data.as_ref());
                 let (mut trun_bytes, mut mdat_bytes, mut samples) = (0u64, 0u64, 0usize);
                 while (buf.position() as usize) < data.len() {

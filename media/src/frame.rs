@@ -86,7 +86,19 @@ impl Payload {
     /// Copies `dst.len()` bytes starting at `start` into `dst`. Returns false (and leaves
     /// `dst` unspecified) when the payload is too short. Meant for headers and length
     /// prefixes, not for payload bodies.
+    #[inline]
     pub fn copy_range(&self, start: usize, dst: &mut [u8]) -> bool {
+        // Headers usually sit in the first fragment.
+        if let Some(first) = self.parts.first()
+            && let Some(src) = start.checked_add(dst.len()).and_then(|end| first.get(start..end))
+        {
+            dst.copy_from_slice(src);
+            return true;
+        }
+        self.copy_range_across(start, dst)
+    }
+
+    fn copy_range_across(&self, start: usize, dst: &mut [u8]) -> bool {
         if start.checked_add(dst.len()).is_none_or(|e| e > self.len) {
             return false;
         }

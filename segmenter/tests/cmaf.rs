@@ -88,7 +88,7 @@ fn shared_sample_fields_are_written_once() {
         .into_iter()
         .find_map(|e| if let CmafEvent::Part { data, .. } = e { Some(data) } else { None })
         .unwrap();
-    let (_, moof, _) = parse_part(&part);
+    let (_, moof, _) = parse_part(&part.to_contiguous());
     let traf = &moof.traf[0];
     // Audio frames: one duration and one set of flags for all, in the tfhd.
     assert_eq!((traf.tfhd.default_sample_duration, traf.tfhd.default_sample_flags), (Some(1024), Some(0x0200_0000)));
@@ -150,7 +150,7 @@ fn video_segments_start_at_keyframes_and_parts_close_after_the_target() {
     for e in &events[1..] {
         match e {
             CmafEvent::Part { msn, part, independent, duration, data, .. } => {
-                let (styp, moof, mdat) = parse_part(data);
+                let (styp, moof, mdat) = parse_part(&data.to_contiguous());
                 assert_eq!(styp, *part == 0, "segment {msn} part {part}: styp opens a segment");
                 let traf = &moof.traf[0];
                 assert_eq!(traf.tfdt.as_ref().unwrap().base_media_decode_time, next_dts, "no gap before {msn}.{part}");
@@ -230,7 +230,7 @@ fn audio_follows_the_video_segment_starts() {
             match &e {
                 CmafEvent::SegmentStart { at } => a.cut_at(*at),
                 CmafEvent::Part { part: 0, data, .. } => {
-                    let (_, moof, _) = parse_part(data);
+                    let (_, moof, _) = parse_part(&data.to_contiguous());
                     video_starts.push(moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time);
                 }
                 _ => {}
@@ -268,7 +268,7 @@ fn a_segment_has_one_styp_and_parses_whole() {
     let mut segment = Vec::new();
     for e in drain(&mut c) {
         match e {
-            CmafEvent::Part { msn: 0, data, .. } => segment.extend_from_slice(&data),
+            CmafEvent::Part { msn: 0, data, .. } => segment.extend_from_slice(&data.to_contiguous()),
             CmafEvent::SegmentEnd { msn: 0, .. } => break,
             _ => {}
         }
@@ -300,6 +300,7 @@ fn with_a_clock_each_segment_opens_with_a_producer_reference_time() {
     let mut seen = 0;
     for e in drain(&mut c) {
         let CmafEvent::Part { msn, part, start, data, .. } = e else { continue };
+        let data = data.to_contiguous();
         let mut buf = std::io::Cursor::new(&data[..]);
         let mut boxes = Vec::new();
         while (buf.position() as usize) < data.len() {
@@ -356,7 +357,7 @@ mod fragmented {
         drain(&mut c)
             .into_iter()
             .filter_map(|e| match e {
-                CmafEvent::Part { data, .. } => Some(data),
+                CmafEvent::Part { data, .. } => Some(data.to_contiguous()),
                 _ => None,
             })
             .collect()

@@ -61,7 +61,7 @@ fn ffmpeg_decodes_what_the_cutters_write() {
         while let Some(e) = c.poll_event() {
             match e {
                 CmafEvent::Init { data, .. } => file.extend_from_slice(&data),
-                CmafEvent::Part { data, .. } => file.extend_from_slice(&data),
+                CmafEvent::Part { data, .. } => file.extend_from_slice(&data.to_contiguous()),
                 CmafEvent::SegmentEnd { .. } => *segments += 1,
                 ref cut @ (CmafEvent::SegmentStart { .. } | CmafEvent::PartStart { .. }) => {
                     if let Some(o) = other.as_deref_mut() {

@@ -7,8 +7,8 @@
 //! is what blocked playlist reloads and preload-hinted part requests wait on.
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
-use media::{AccessUnit, TrackInfo, TrackKind};
+use bytes::Bytes;
+use media::{AccessUnit, Payload, TrackInfo, TrackKind};
 use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig};
 use segmenter::llhls::{PartEntry, SegmentEntry, TrackPlaylist, Variant, gap_parts};
 use tokio::sync::watch;
@@ -32,7 +32,8 @@ pub const AUDIO: &str = "audio";
 #[derive(Debug)]
 struct Segment {
     entry: SegmentEntry,
-    parts: Vec<Bytes>,
+    /// Its parts: each a header and handles to the sample bytes.
+    parts: Vec<Payload>,
     /// Earliest presentation time and length in track ticks, once complete (the DASH
     /// timeline).
     ticks: Option<(u64, u64)>,
@@ -211,7 +212,7 @@ impl Track {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartState {
     /// Here it is.
-    Ready(Bytes),
+    Ready(Payload),
     /// Not yet: it is the next one or the one after (worth waiting for).
     Soon,
     /// Never: gone from the window, or too far ahead.
@@ -481,21 +482,21 @@ impl CmafOutput {
         self.track(name)?.inits.get(n as usize).cloned()
     }
 
-    /// Complete segment of track `name` whose files have number `file` (its parts, in
-    /// order).
-    pub fn segment(&self, name: &str, file: u64) -> Option<Bytes> {
+    /// Complete segment of track `name` whose files have number `file`: its parts' bytes
+    /// in order, as handles (nothing is copied).
+    pub fn segment(&self, name: &str, file: u64) -> Option<Payload> {
         let s = self.track(name)?.segment(file).filter(|s| s.entry.complete)?;
-        let mut out = BytesMut::with_capacity(s.parts.iter().map(Bytes::len).sum());
-        for p in &s.parts {
-            out.extend_from_slice(p);
+        let mut out = Payload::with_capacity(s.parts.iter().map(|p| p.parts().len()).sum());
+        for f in s.parts.iter().flat_map(Payload::parts) {
+            out.push(f.clone());
         }
-        Some(out.freeze())
+        Some(out)
     }
 
     /// Parts of the segment with file number `file` of track `name` from index `from`
     /// on, and whether the segment is complete: what a request for a segment still being
     /// written streams. `None` if the segment is not in the window (yet, or any more).
-    pub fn segment_parts(&self, name: &str, file: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
+    pub fn segment_parts(&self, name: &str, file: u64, from: usize) -> Option<(Vec<Payload>, bool)> {
         let s = self.track(name)?.segment(file)?;
         Some((s.parts.get(from..).unwrap_or_default().to_vec(), s.entry.complete || self.ended))
     }

@@ -1,5 +1,7 @@
-//! The boxes: init segments, chunks (`moof` + `mdat`), and the samples of an access unit
-//! as slices of its fragments.
+//! The boxes: init segments, chunks (`moof` + `mdat`), and the samples of access units,
+//! written once into the buffers chunks take their `mdat` bodies from.
+use std::collections::VecDeque;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use media::{AacConfig, AccessUnit, H264Config, NalUnits, Payload, TrackKind};
 use mp4_atom::{
@@ -204,64 +206,88 @@ pub fn segment_type() -> Bytes {
     Bytes::from(out)
 }
 
-/// A piece of a sample's `mdat` bytes.
-#[derive(Debug, Clone)]
-pub(super) enum Piece {
-    /// A NAL unit's 4-byte big-endian length.
-    Length(u32),
-    /// Payload bytes (a slice of the access unit's).
-    Data(Bytes),
-}
-
-/// The pieces of the samples a cutter holds (the open part's and the one waiting for its
-/// duration), in one buffer kept between parts. Indices count from the first piece ever
-/// pushed, so a sample's range stays valid while finished parts' pieces leave the front.
+/// The bytes of the samples written and not yet claimed by a chunk, in decode order: the
+/// one copy of each payload byte, made when its access unit arrives. A chunk's `mdat`
+/// body is the first bytes of this stream, taken as `Bytes` handles (no copy). The stream
+/// lives in buffers that are never regrown: when a sample does not fit the open one,
+/// what is unclaimed of it is frozen and kept, and a new buffer opens, so no byte is
+/// ever moved.
 #[derive(Debug, Default)]
-pub(super) struct Pieces {
-    /// The index of `items[0]`.
-    base: usize,
-    items: Vec<Piece>,
+pub(super) struct SampleBytes {
+    /// Unclaimed bytes of earlier, full buffers, in order.
+    carried: VecDeque<Bytes>,
+    /// The buffer being written (its unclaimed bytes follow the carried ones).
+    open: BytesMut,
 }
 
-impl Pieces {
-    /// Empty, with room for `n` pieces.
-    pub(super) fn with_capacity(n: usize) -> Self {
-        Pieces { base: 0, items: Vec::with_capacity(n) }
+/// The size of the buffers [`SampleBytes`] opens (one is larger only to hold a larger
+/// sample). A buffer lives as long as the last part with bytes in it; small ones are
+/// given back sooner, and stay below the allocator's `mmap` threshold (128 KiB for
+/// glibc), where freed memory is reused warm instead of mapped afresh.
+const SAMPLE_BUFFER: usize = 64 * 1024;
+
+impl SampleBytes {
+    /// Makes room for `n` more bytes in the open buffer without regrowing it: a new
+    /// buffer of [`SAMPLE_BUFFER`] bytes, or `n`, if they do not fit.
+    fn reserve(&mut self, n: usize) {
+        if self.open.capacity() - self.open.len() >= n {
+            return;
+        }
+        let full = std::mem::replace(&mut self.open, BytesMut::with_capacity(n.max(SAMPLE_BUFFER)));
+        if !full.is_empty() {
+            self.carried.push_back(full.freeze());
+        }
     }
 
-    /// The index the next piece will get.
-    pub(super) fn end(&self) -> usize {
-        self.base + self.items.len()
+    /// Appends bytes `begin..end` of `p` (the copy).
+    fn extend_range(&mut self, p: &Payload, begin: usize, end: usize) {
+        let mut off = 0;
+        for f in p.parts() {
+            let (fs, fe) = (off, off + f.len());
+            off = fe;
+            if fe <= begin {
+                continue;
+            }
+            if fs >= end {
+                break;
+            }
+            self.open.extend_from_slice(&f[begin.max(fs) - fs..end.min(fe) - fs]);
+        }
     }
 
-    pub(super) fn push(&mut self, p: Piece) {
-        self.items.push(p);
+    /// Moves the first `n` unclaimed bytes to `out`, as handles.
+    fn take(&mut self, mut n: usize, out: &mut Payload) {
+        while n > 0 {
+            let Some(front) = self.carried.front_mut() else { break };
+            if front.len() > n {
+                out.push(front.split_to(n));
+                return;
+            }
+            n -= front.len();
+            if let Some(b) = self.carried.pop_front() {
+                out.push(b);
+            }
+        }
+        let n = n.min(self.open.len());
+        if n > 0 {
+            out.push(self.open.split_to(n).freeze());
+        }
     }
 
-    /// The pieces of `s`.
-    pub(super) fn of(&self, s: &Sample) -> &[Piece] {
-        &self.items[s.pieces.0 - self.base..s.pieces.1 - self.base]
-    }
-
-    /// Drops every piece before index `until` (those of written samples).
-    pub(super) fn release(&mut self, until: usize) {
-        let n = until.saturating_sub(self.base).min(self.items.len());
-        self.items.drain(..n);
-        self.base += n;
+    /// Bytes written and not claimed.
+    pub(super) fn unclaimed(&self) -> usize {
+        self.carried.iter().map(Bytes::len).sum::<usize>() + self.open.len()
     }
 }
 
-/// One sample: its timing, kind, and where its bytes are (slices of the access unit's
-/// payload, in a [`Pieces`]).
-#[derive(Debug, Clone)]
+/// One sample: its timing and kind, and its size (its bytes are next in the cutter's
+/// [`SampleBytes`]).
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Sample {
     pub(super) dts: u64,
     pub(super) cts_offset: i64,
     pub(super) duration: u32,
     pub(super) sync: bool,
-    /// Its pieces' indices in the cutter's [`Pieces`], `start..end`. Video: (NAL length,
-    /// NAL fragments) runs; audio: the raw AAC frame.
-    pub(super) pieces: (usize, usize),
     pub(super) size: usize,
 }
 
@@ -289,12 +315,36 @@ pub(super) fn producer_reference_time(media_time: u64, unix: f64) -> Result<Vec<
     Ok(out)
 }
 
-/// What [`chunk`] keeps between chunks: the `moof` (its vectors reused) and the buffer
-/// it is encoded into.
+/// The buffer boxes are encoded into: a `Vec` whose appends the compiler can inline into
+/// `mp4-atom`'s encoders (a `moof` is mostly 4-byte fields), which the `Vec` impl in
+/// `mp4-atom` does not allow across the crate boundary.
+#[derive(Debug, Default)]
+pub(super) struct BoxBuf(Vec<u8>);
+
+impl mp4_atom::BufMut for BoxBuf {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[inline(always)]
+    fn append_slice(&mut self, val: &[u8]) {
+        self.0.extend_from_slice(val);
+    }
+
+    #[inline(always)]
+    fn set_slice(&mut self, pos: usize, val: &[u8]) {
+        self.0[pos..pos + val.len()].copy_from_slice(val);
+    }
+}
+
+/// What [`chunk`] keeps between chunks: the `moof` (its vectors reused), the buffer it is
+/// encoded into, and the buffer chunk headers are cut from (one allocation for many).
 #[derive(Debug)]
 pub(super) struct ChunkScratch {
     moof: Moof,
-    buf: Vec<u8>,
+    buf: BoxBuf,
+    heads: BytesMut,
 }
 
 impl Default for ChunkScratch {
@@ -308,19 +358,43 @@ impl Default for ChunkScratch {
                 ..Default::default()
             }],
         };
-        ChunkScratch { moof, buf: Vec::with_capacity(1024) }
+        ChunkScratch { moof, buf: BoxBuf(Vec::with_capacity(1024)), heads: BytesMut::new() }
     }
 }
 
-/// A chunk (`moof` + `mdat`) of `samples` (their bytes in `pieces`), sequence number
-/// `sequence`, behind `prefix` (the `styp` and `prft` that open a segment, or nothing), in
-/// one buffer: the samples' bytes are copied once, here.
+/// A chunk (`moof` + `mdat`) of `samples`, sequence number `sequence`, behind `prefix`
+/// (the `styp` and `prft` that open a segment, or nothing): the header (`prefix`, `moof`
+/// and the `mdat` header) as one handle, then the samples' bytes, claimed from `bytes`
+/// (no copy). The samples' bytes are claimed even when the chunk fails, so the next
+/// chunk's are next.
 ///
 /// Errors: [`CmafError::Encode`] for no samples or a box that cannot be encoded.
 pub(super) fn chunk(
     sequence: u32,
     samples: &[Sample],
-    pieces: &Pieces,
+    bytes: &mut SampleBytes,
+    prefix: &[u8],
+    scratch: &mut ChunkScratch,
+) -> Result<Payload, CmafError> {
+    let body_len: usize = samples.iter().map(|s| s.size).sum();
+    let mut out = Payload::with_capacity(3);
+    match chunk_head(sequence, samples, body_len, prefix, scratch) {
+        Ok(head) => out.push(head),
+        Err(e) => {
+            bytes.take(body_len, &mut out);
+            return Err(e);
+        }
+    }
+    bytes.take(body_len, &mut out);
+    Ok(out)
+}
+
+/// A chunk's header: `prefix`, the `moof` of `samples`, and the header of an `mdat` of
+/// `body_len` bytes.
+fn chunk_head(
+    sequence: u32,
+    samples: &[Sample],
+    body_len: usize,
     prefix: &[u8],
     scratch: &mut ChunkScratch,
 ) -> Result<Bytes, CmafError> {
@@ -336,7 +410,7 @@ pub(super) fn chunk(
     let default_flags = flags(later);
     let flags_per_sample = samples.iter().skip(1).any(|s| flags(s) != default_flags);
     let offsets = samples.iter().any(|s| s.cts_offset != 0);
-    let ChunkScratch { moof, buf } = scratch;
+    let ChunkScratch { moof, buf, heads } = scratch;
     moof.mfhd.sequence_number = sequence;
     let traf = &mut moof.traf[0];
     (traf.tfhd.default_sample_duration, traf.tfhd.default_sample_flags) = (duration, Some(default_flags));
@@ -356,31 +430,24 @@ pub(super) fn chunk(
         }));
     }
     // The data offset counts from the moof's first byte to the first sample: known once
-    // the moof is encoded, and written into its `trun` in place. The moof is encoded into
-    // the scratch buffer (small appends are cheapest on a Vec) and copied after.
-    buf.clear();
+    // the moof is encoded, and written into its `trun` in place.
+    buf.0.clear();
     moof.encode(buf)?;
-    let offset = (buf.len() + 8) as i32;
-    if !patch_data_offset(buf, offset) {
+    let offset = (buf.0.len() + 8) as i32;
+    if !patch_data_offset(&mut buf.0, offset) {
         moof.traf[0].trun[0].data_offset = Some(offset);
-        buf.clear();
+        buf.0.clear();
         moof.encode(buf)?;
     }
-    let body: usize = samples.iter().map(|s| s.size).sum();
-    let mut out = BytesMut::with_capacity(prefix.len() + buf.len() + 8 + body);
-    out.extend_from_slice(prefix);
-    out.extend_from_slice(buf);
-    out.put_u32((8 + body) as u32);
-    out.extend_from_slice(b"mdat");
-    for s in samples {
-        for p in pieces.of(s) {
-            match p {
-                Piece::Length(n) => out.put_u32(*n),
-                Piece::Data(d) => out.extend_from_slice(d),
-            }
-        }
+    let head_len = prefix.len() + buf.0.len() + 8;
+    if heads.capacity() - heads.len() < head_len {
+        *heads = BytesMut::with_capacity(head_len.max(16 * 1024));
     }
-    Ok(out.freeze())
+    heads.extend_from_slice(prefix);
+    heads.extend_from_slice(&buf.0);
+    heads.put_u32((8 + body_len) as u32);
+    heads.extend_from_slice(b"mdat");
+    Ok(heads.split().freeze())
 }
 
 /// Writes `offset` into the `data_offset` of the first `trun` of the first `traf` of
@@ -414,58 +481,57 @@ fn patch_data_offset(moof: &mut [u8], offset: i32) -> bool {
     true
 }
 
-/// The samples of `au`, at `dts`/`pts` in track ticks, appended to `out`, their bytes
-/// pushed to `pieces` as slices of the access unit's fragments (nothing is copied here;
-/// the chunk writer copies once). `nals` is scratch space.
-pub(super) fn samples_of(
+/// Writes the samples of `au` (at `dts`/`pts` in track ticks) to `bytes`, the one copy of
+/// its payload, and appends them to `out`: video, one sample of the access unit's NAL
+/// units with 4-byte lengths (access unit delimiters and parameter sets dropped: they are
+/// in the `avcC`); audio, one sample per ADTS frame without its header. `nals` is scratch
+/// space.
+pub(super) fn write_samples(
     au: &AccessUnit,
     (dts, pts): (u64, u64),
     nals: &mut NalUnits,
-    pieces: &mut Pieces,
+    bytes: &mut SampleBytes,
     out: &mut Vec<Sample>,
 ) {
     let data = &au.data;
     match au.track {
         TrackKind::Video => {
-            let (start, mut size) = (pieces.end(), 0);
+            // At most the payload's length: a 4-byte length replaces each start code (3
+            // or 4 bytes; a unit behind a 3-byte one has at least one byte).
+            bytes.reserve(data.len() + data.len() / 4 + 4);
+            let mut size = 0;
             for nal in nals.split(data) {
                 // AUD (9), SPS (7) and PPS (8) are not samples' business in `avc1`.
                 if matches!(nal.nal_type(), 7..=9) {
                     continue;
                 }
                 size += 4 + nal.len();
-                pieces.push(Piece::Length(nal.len() as u32));
+                bytes.open.put_u32(nal.len() as u32);
                 for f in nal.fragments() {
-                    pieces.push(Piece::Data(f.clone()));
+                    bytes.open.extend_from_slice(f);
                 }
             }
             let cts_offset = pts as i64 - dts as i64;
-            out.push(Sample { dts, cts_offset, duration: 0, sync: au.keyframe, pieces: (start, pieces.end()), size });
+            out.push(Sample { dts, cts_offset, duration: 0, sync: au.keyframe, size });
         }
         TrackKind::Audio => {
-            // One sample per ADTS frame (1024 PCM samples each).
+            // One sample per ADTS frame (1024 PCM samples each). The fixed header (7
+            // bytes) says all that is needed, the CRC's presence too.
             let (mut at, mut offset) = (dts, 0usize);
-            let mut head = [0u8; 9];
+            let mut head = [0u8; 7];
             while offset < data.len() {
-                let n = (data.len() - offset).min(9);
-                if !data.copy_range(offset, &mut head[..n]) {
+                if !data.copy_range(offset, &mut head) {
                     break;
                 }
-                let Ok((_, frame_len)) = AacConfig::from_adts_header(&head[..n]) else { break };
+                let Ok((_, frame_len)) = AacConfig::from_adts_header(&head) else { break };
                 let header = if head[1] & 1 == 0 { 9 } else { 7 };
                 if frame_len < header || offset + frame_len > data.len() {
                     break;
                 }
-                let start = pieces.end();
-                push_range(data, offset + header, offset + frame_len, pieces);
-                out.push(Sample {
-                    dts: at,
-                    cts_offset: 0,
-                    duration: 1024,
-                    sync: true,
-                    size: frame_len - header,
-                    pieces: (start, pieces.end()),
-                });
+                let size = frame_len - header;
+                bytes.reserve(size);
+                bytes.extend_range(data, offset + header, offset + frame_len);
+                out.push(Sample { dts: at, cts_offset: 0, duration: 1024, sync: true, size });
                 at += 1024;
                 offset += frame_len;
             }
@@ -473,18 +539,77 @@ pub(super) fn samples_of(
     }
 }
 
-/// Bytes `begin..end` of `p` as slices of its fragments (no copy), pushed to `out`.
-fn push_range(p: &Payload, begin: usize, end: usize, out: &mut Pieces) {
-    let mut off = 0;
-    for f in p.parts() {
-        let (fs, fe) = (off, off + f.len());
-        off = fe;
-        if fe <= begin {
-            continue;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(parts: &[&'static [u8]]) -> Payload {
+        let mut p = Payload::new();
+        for f in parts {
+            p.push(Bytes::from_static(f));
         }
-        if fs >= end {
-            break;
+        p
+    }
+
+    /// Bytes claimed across a buffer change come out in order, and none is copied twice:
+    /// the full buffer's unclaimed bytes are handed out as they were written.
+    #[test]
+    fn sample_bytes_are_claimed_in_order_across_buffers() {
+        let mut b = SampleBytes::default();
+        let data = payload(&[b"abcdef", b"ghij"]);
+        b.reserve(10);
+        b.extend_range(&data, 0, 10);
+        let first_buffer = b.open.as_ptr();
+        // Fill the buffer so that the next write needs another.
+        let room = b.open.capacity() - b.open.len();
+        let filler = vec![b'x'; room];
+        b.open.extend_from_slice(&filler);
+        b.reserve(4);
+        b.extend_range(&data, 2, 6);
+        assert_ne!(b.open.as_ptr(), first_buffer, "a new buffer opened");
+        assert_eq!(b.unclaimed(), 10 + room + 4);
+        let mut out = Payload::new();
+        b.take(3, &mut out);
+        assert_eq!(out.to_contiguous(), Bytes::from_static(b"abc"));
+        assert_eq!(out.parts()[0].as_ptr(), first_buffer, "a handle into the buffer, not a copy");
+        let mut out = Payload::new();
+        b.take(7 + room + 2, &mut out);
+        let mut want = b"defghij".to_vec();
+        want.extend_from_slice(&filler);
+        want.extend_from_slice(b"cd");
+        assert_eq!(out.to_contiguous(), Bytes::from(want));
+        assert_eq!(out.parts().len(), 2, "the rest of the full buffer, then the open one");
+        let mut out = Payload::new();
+        b.take(100, &mut out);
+        assert_eq!(out.to_contiguous(), Bytes::from_static(b"ef"), "no more than was written");
+        assert_eq!(b.unclaimed(), 0);
+    }
+
+    /// A video sample is its NAL units with lengths, AUD and parameter sets dropped, from
+    /// a framed payload (markers) and a scanned one alike.
+    #[test]
+    fn video_samples_are_length_prefixed_nal_units() {
+        let mut framed = Payload::new();
+        for nal in [&[0x09u8, 0xf0][..], &[0x67, 1, 2], &[0x68, 3], &[0x65, 4, 5, 6]] {
+            framed.push_start_code();
+            framed.push(Bytes::copy_from_slice(nal));
         }
-        out.push(Piece::Data(f.slice(begin.max(fs) - fs..end.min(fe) - fs)));
+        let scanned = payload(&[b"\x00\x00\x00\x01\x09\xf0\x00\x00\x01\x67\x01", b"\x02\x00\x00\x01\x65\x04\x05\x06"]);
+        for data in [framed, scanned] {
+            let au = AccessUnit {
+                track: TrackKind::Video,
+                dts: media::MediaTime::new(0, media::Timescale::MPEG),
+                pts: media::MediaTime::new(3000, media::Timescale::MPEG),
+                keyframe: true,
+                data,
+            };
+            let (mut b, mut out) = (SampleBytes::default(), Vec::new());
+            write_samples(&au, (0, 3000), &mut NalUnits::new(), &mut b, &mut out);
+            assert_eq!(out.len(), 1);
+            assert_eq!((out[0].size, out[0].cts_offset, out[0].sync), (8, 3000, true));
+            let mut got = Payload::new();
+            b.take(out[0].size, &mut got);
+            assert_eq!(got.to_contiguous(), Bytes::from_static(&[0, 0, 0, 4, 0x65, 4, 5, 6]));
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! CMAF (fragmented MP4, ISO/IEC 23000-19) for DASH and fMP4/LL-HLS: one track per
 //! file, an init segment (`ftyp` + `moov` with `mvex`) and media segments made of chunks
-//! (`moof` + `mdat`), each chunk one LL-HLS part. Boxes are encoded with `mp4-atom`; the
-//! samples go into the `mdat` directly, so each payload byte is copied once, from the
-//! access unit into its chunk.
+//! (`moof` + `mdat`), each chunk one LL-HLS part. Boxes are encoded with `mp4-atom`. Each
+//! payload byte is copied once, when its access unit arrives, into a buffer the chunks'
+//! `mdat` bodies are then cut from as handles: a chunk is its header (`moof` and the
+//! `mdat` header) and those handles, a [`Payload`].
 //!
 //! [`CmafCutter`] is the sans-IO cutter for one track: access units in, [`CmafEvent`]s
 //! out. It never reads a clock:
@@ -19,10 +20,10 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use media::{AccessUnit, MediaTime, NalUnits, Timescale, TrackKind};
+use media::{AccessUnit, MediaTime, NalUnits, Payload, Timescale, TrackKind};
 
 mod boxes;
-use boxes::{ChunkScratch, Pieces, Sample, chunk, producer_reference_time, samples_of};
+use boxes::{ChunkScratch, Sample, SampleBytes, chunk, producer_reference_time, write_samples};
 pub use boxes::{CmafError, TRACK_ID, TrackConfig, init_segment, segment_type};
 
 /// What the cutter hands out.
@@ -49,8 +50,9 @@ pub enum CmafEvent {
         start: f64,
         /// Seconds.
         duration: f64,
-        /// `[styp] moof mdat`.
-        data: Bytes,
+        /// `[styp] moof mdat`: the header, then the samples as handles into the buffer
+        /// they were written to.
+        data: Payload,
     },
     /// A video keyframe that will start a new segment arrived: its decode time, for
     /// the audio track to cut there too ([`CmafCutter::cut_at`]). Comes before the parts
@@ -135,8 +137,8 @@ pub struct CmafCutter {
     part_cut: Option<i64>,
     /// A media time (seconds) and the Unix time it reached the gateway, for `prft`.
     clock: Option<(f64, f64)>,
-    /// The bytes of the samples held (the part's and the pending one).
-    pieces: Pieces,
+    /// The bytes of the samples held (the part's and the pending one), and of none else.
+    bytes: SampleBytes,
     /// Scratch space kept between units: NAL units, and the samples of one unit.
     nals: NalUnits,
     unit_samples: Vec<Sample>,
@@ -172,7 +174,7 @@ impl CmafCutter {
             follow: false,
             part_cut: None,
             clock: None,
-            pieces: Pieces::with_capacity(128),
+            bytes: SampleBytes::default(),
             nals: NalUnits::new(),
             unit_samples: Vec::with_capacity(4),
             scratch: ChunkScratch::default(),
@@ -243,8 +245,8 @@ impl CmafCutter {
             self.events.push_back(CmafEvent::SegmentStart { at: au.dts.rescale(Timescale::MPEG) });
         }
         let mut samples = std::mem::take(&mut self.unit_samples);
-        samples_of(au, (dts, pts), &mut self.nals, &mut self.pieces, &mut samples);
-        for mut s in samples.drain(..) {
+        write_samples(au, (dts, pts), &mut self.nals, &mut self.bytes, &mut samples);
+        for s in samples.drain(..) {
             if let Some(mut prev) = self.pending.take() {
                 prev.duration = s.dts.saturating_sub(prev.dts).min(u32::MAX as u64) as u32;
                 if prev.duration == 0 {
@@ -252,12 +254,18 @@ impl CmafCutter {
                 }
                 self.place(prev);
             }
-            if s.pieces.0 == s.pieces.1 {
-                s.size = 0;
-            }
             self.pending = Some(s);
         }
         self.unit_samples = samples;
+        self.debug_check_bytes();
+    }
+
+    /// The bytes held are those of the open part's samples and the pending one.
+    fn debug_check_bytes(&self) {
+        debug_assert_eq!(
+            self.bytes.unclaimed(),
+            self.part.iter().chain(self.pending.as_ref()).map(|s| s.size).sum::<usize>()
+        );
     }
 
     /// Decides where the complete sample `s` goes: a new segment, a new part, or the
@@ -303,7 +311,7 @@ impl CmafCutter {
     fn finish_part(&mut self) {
         let (Some(first), Some(last)) = (self.part.first(), self.part.last()) else { return };
         let (start, independent) = (first.dts, first.sync);
-        let (end, written_until) = (last.dts + last.duration as u64, last.pieces.1);
+        let end = last.dts + last.duration as u64;
         let duration = std::mem::take(&mut self.part_duration) as f64 / self.timescale as f64;
         let timescale = self.timescale as f64;
         // A segment opens with `styp`, and `prft` when the wall clock is known.
@@ -318,11 +326,10 @@ impl CmafCutter {
                 prefix.extend_from_slice(&prft);
             }
         }
-        let written = chunk(self.sequence, &self.part, &self.pieces, &self.prefix, &mut self.scratch);
+        let written = chunk(self.sequence, &self.part, &mut self.bytes, &self.prefix, &mut self.scratch);
         // The samples' bytes are in the chunk now (or the chunk is lost with them); the
         // part's vector is kept for the next.
         self.part.clear();
-        self.pieces.release(written_until);
         let Ok(data) = written else { return };
         self.sequence = self.sequence.wrapping_add(1);
         self.events.push_back(CmafEvent::Part {
@@ -377,6 +384,7 @@ impl CmafCutter {
             self.place(last);
         }
         self.finish_segment();
+        self.debug_check_bytes();
     }
 
     /// For an audio cutter following the video ([`CmafCutter::follow_video`]): takes one

@@ -147,6 +147,11 @@ pub struct PipelineStats {
     /// Bytes allocated by the segment cutter: the segment buffers the muxer writes into
     /// (the one copy), plus small bookkeeping.
     pub segmenter_alloc: u64,
+    /// Bytes allocated by the CMAF cutters (video, and audio following it): the buffers
+    /// the samples are written into (the one copy), chunk headers, bookkeeping.
+    pub cmaf_alloc: u64,
+    /// Bytes of CMAF parts produced (headers and samples).
+    pub cmaf_bytes: u64,
     /// Segments produced.
     pub segments: u64,
     /// Bytes of segments produced.
@@ -157,20 +162,74 @@ pub struct PipelineStats {
 
 /// Runs the gateway's ingest path without sockets: the wire bytes arrive in reads of
 /// `read_size` into a read buffer managed as the RTMP server shell manages it, go through
-/// the RTMP session, FLV demuxing and the segment cutter, and come out as segments.
+/// the RTMP session, FLV demuxing, and the segment cutter and the CMAF cutters side by
+/// side, and come out as segments and parts.
 pub fn run_pipeline(wire: &[u8], read_size: usize) -> PipelineStats {
     use ingest::flv::FlvDemuxer;
     use ingest::rtmp::session::{ServerSession, SessionConfig, SessionEvent};
-    use media::StreamEvent;
+    use media::{StreamEvent, TrackKind};
+    use segmenter::cmaf::{CmafConfig, CmafCutter, CmafEvent, TrackConfig};
     use segmenter::{Segmenter, SegmenterConfig};
+
+    /// The CMAF cutters of a stream, as `engine::cmaf` drives them.
+    struct Cmaf {
+        video: CmafCutter,
+        audio: CmafCutter,
+    }
+    impl Cmaf {
+        fn handle(&mut self, ev: &StreamEvent) {
+            match ev {
+                StreamEvent::Tracks(t) => {
+                    if let Some(v) = &t.video {
+                        self.video.handle_config(TrackConfig::Video(v.clone()));
+                    }
+                    if let Some(a) = &t.audio {
+                        self.audio.handle_config(TrackConfig::Audio(a.clone()));
+                    }
+                    self.audio.follow_video(t.video.is_some());
+                }
+                StreamEvent::Media(au) if au.track == TrackKind::Video => self.video.handle_access_unit(au),
+                StreamEvent::Media(au) => self.audio.handle_access_unit(au),
+                StreamEvent::End => {
+                    self.video.flush();
+                    self.audio.flush();
+                }
+            }
+        }
+        /// Bytes of the parts that came out.
+        fn drain(&mut self) -> u64 {
+            let mut bytes = 0;
+            while let Some(e) = self.video.poll_event() {
+                self.audio.follow_event(&e);
+                if let CmafEvent::Part { data, .. } = e {
+                    bytes += data.len() as u64;
+                }
+            }
+            while let Some(e) = self.audio.poll_event() {
+                if let CmafEvent::Part { data, .. } = e {
+                    bytes += data.len() as u64;
+                }
+            }
+            bytes
+        }
+    }
 
     let mut st = PipelineStats::default();
     let mut session = ServerSession::new(SessionConfig::default(), 0, 1);
     let mut demux = FlvDemuxer::new();
     let mut seg = Segmenter::new(SegmenterConfig::default(), 0);
+    let cfg = CmafConfig::default();
+    let mut cmaf =
+        Cmaf { video: CmafCutter::new(TrackKind::Video, cfg, 0), audio: CmafCutter::new(TrackKind::Audio, cfg, 0) };
     let mut buf = BytesMut::new();
     let mut events = Vec::new();
-    let handle = |seg: &mut Segmenter, events: &mut Vec<StreamEvent>, st: &mut PipelineStats| {
+    let handle = |seg: &mut Segmenter, cmaf: &mut Cmaf, events: &mut Vec<StreamEvent>, st: &mut PipelineStats| {
+        let before = allocated();
+        for ev in events.iter() {
+            cmaf.handle(ev);
+        }
+        st.cmaf_bytes += cmaf.drain();
+        st.cmaf_alloc += allocated() - before;
         let before = allocated();
         for ev in events.drain(..) {
             match ev {
@@ -214,11 +273,11 @@ pub fn run_pipeline(wire: &[u8], read_size: usize) -> PipelineStats {
                 _ => {}
             }
             st.ingest_alloc += allocated() - before;
-            handle(&mut seg, &mut events, &mut st);
+            handle(&mut seg, &mut cmaf, &mut events, &mut st);
         }
     }
-    seg.flush();
-    handle(&mut seg, &mut events, &mut st);
+    events.push(StreamEvent::End);
+    handle(&mut seg, &mut cmaf, &mut events, &mut st);
     st
 }
 

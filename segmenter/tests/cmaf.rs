@@ -378,3 +378,56 @@ mod fragmented {
         }
     }
 }
+
+/// Samples of any size, spread over the cutter's buffers however they fall (one larger
+/// than a buffer, many small ones sharing one), come out whole, in order, each in the
+/// `mdat` of its own part: the bytes of a `trun` entry are that sample's.
+mod sample_bytes {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A video frame `i` whose slice NAL unit (header included) is `len` bytes derived
+    /// from `i`.
+    fn frame(i: i64, key: bool, len: usize) -> (AccessUnit, Vec<u8>) {
+        let t = MediaTime::new(i * 3000, Timescale::MPEG);
+        let mut nal = vec![if key { 0x65 } else { 0x41 }];
+        nal.extend((1..len.max(1)).map(|k| (k as i64 * 7 + i) as u8 | 1));
+        let mut p = media::Payload::new();
+        p.push_start_code();
+        p.push(Bytes::from_static(&[9, 0xf0]));
+        p.push_start_code();
+        p.push(Bytes::from(nal.clone()));
+        let mut sample = (nal.len() as u32).to_be_bytes().to_vec();
+        sample.extend_from_slice(&nal);
+        (AccessUnit { track: TrackKind::Video, pts: t, dts: t, keyframe: key, data: p }, sample)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn each_sample_is_in_its_part(frames in proptest::collection::vec((0usize..150_000, any::<bool>()), 1..60)) {
+            let mut c = CmafCutter::new(TrackKind::Video, CmafConfig::default(), 0);
+            c.handle_config(TrackConfig::Video(h264(SPS)));
+            let mut want = Vec::new();
+            for (i, &(len, key)) in frames.iter().enumerate() {
+                let (au, sample) = frame(i as i64, key || i == 0, len);
+                c.handle_access_unit(&au);
+                want.push(sample);
+            }
+            c.flush();
+            let mut got = Vec::new();
+            for e in drain(&mut c) {
+                let CmafEvent::Part { data, .. } = e else { continue };
+                let (_, moof, mdat) = parse_part(&data.to_contiguous());
+                let mut at = 0;
+                for entry in trun_samples(&moof.traf[0]) {
+                    let n = entry.size.unwrap() as usize;
+                    got.push(mdat.data[at..at + n].to_vec());
+                    at += n;
+                }
+                prop_assert_eq!(at, mdat.data.len());
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -209,9 +209,9 @@ pub fn segment_type() -> Bytes {
 /// The bytes of the samples written and not yet claimed by a chunk, in decode order: the
 /// one copy of each payload byte, made when its access unit arrives. A chunk's `mdat`
 /// body is the first bytes of this stream, taken as `Bytes` handles (no copy). The stream
-/// lives in buffers that are never regrown: when a sample does not fit the open one,
-/// what is unclaimed of it is frozen and kept, and a new buffer opens, so no byte is
-/// ever moved.
+/// lives in buffers that are filled and never regrown: what does not fit the open one
+/// goes on in a new one (a sample may span two), and the full one's unclaimed bytes are
+/// kept frozen, so no byte is ever moved and no room is left unused.
 #[derive(Debug, Default)]
 pub(super) struct SampleBytes {
     /// Unclaimed bytes of earlier, full buffers, in order.
@@ -220,27 +220,33 @@ pub(super) struct SampleBytes {
     open: BytesMut,
 }
 
-/// The size of the buffers [`SampleBytes`] opens (one is larger only to hold a larger
-/// sample). A buffer lives as long as the last part with bytes in it; small ones are
-/// given back sooner, and stay below the allocator's `mmap` threshold (128 KiB for
-/// glibc), where freed memory is reused warm instead of mapped afresh.
+/// The size of the buffers [`SampleBytes`] opens (larger only for a larger write). A
+/// buffer lives as long as the last part with bytes in it; small ones are given back
+/// sooner, and stay below the allocator's `mmap` threshold (128 KiB for glibc), where
+/// freed memory is reused warm instead of mapped afresh.
 const SAMPLE_BUFFER: usize = 64 * 1024;
 
 impl SampleBytes {
-    /// Makes room for `n` more bytes in the open buffer without regrowing it: a new
-    /// buffer of [`SAMPLE_BUFFER`] bytes, or `n`, if they do not fit.
-    fn reserve(&mut self, n: usize) {
-        if self.open.capacity() - self.open.len() >= n {
+    /// Appends `src` (the copy): into the open buffer as far as it has room, the rest
+    /// into a new one.
+    #[inline]
+    fn put(&mut self, src: &[u8]) {
+        let room = self.open.capacity() - self.open.len();
+        if src.len() <= room {
+            self.open.extend_from_slice(src);
             return;
         }
-        let full = std::mem::replace(&mut self.open, BytesMut::with_capacity(n.max(SAMPLE_BUFFER)));
+        let (now, rest) = src.split_at(room);
+        self.open.extend_from_slice(now);
+        let full = std::mem::replace(&mut self.open, BytesMut::with_capacity(rest.len().max(SAMPLE_BUFFER)));
         if !full.is_empty() {
             self.carried.push_back(full.freeze());
         }
+        self.open.extend_from_slice(rest);
     }
 
-    /// Appends bytes `begin..end` of `p` (the copy).
-    fn extend_range(&mut self, p: &Payload, begin: usize, end: usize) {
+    /// Appends bytes `begin..end` of `p`.
+    fn put_range(&mut self, p: &Payload, begin: usize, end: usize) {
         let mut off = 0;
         for f in p.parts() {
             let (fs, fe) = (off, off + f.len());
@@ -251,7 +257,7 @@ impl SampleBytes {
             if fs >= end {
                 break;
             }
-            self.open.extend_from_slice(&f[begin.max(fs) - fs..end.min(fe) - fs]);
+            self.put(&f[begin.max(fs) - fs..end.min(fe) - fs]);
         }
     }
 
@@ -496,9 +502,6 @@ pub(super) fn write_samples(
     let data = &au.data;
     match au.track {
         TrackKind::Video => {
-            // At most the payload's length: a 4-byte length replaces each start code (3
-            // or 4 bytes; a unit behind a 3-byte one has at least one byte).
-            bytes.reserve(data.len() + data.len() / 4 + 4);
             let mut size = 0;
             for nal in nals.split(data) {
                 // AUD (9), SPS (7) and PPS (8) are not samples' business in `avc1`.
@@ -506,9 +509,9 @@ pub(super) fn write_samples(
                     continue;
                 }
                 size += 4 + nal.len();
-                bytes.open.put_u32(nal.len() as u32);
+                bytes.put(&(nal.len() as u32).to_be_bytes());
                 for f in nal.fragments() {
-                    bytes.open.extend_from_slice(f);
+                    bytes.put(f);
                 }
             }
             let cts_offset = pts as i64 - dts as i64;
@@ -529,8 +532,7 @@ pub(super) fn write_samples(
                     break;
                 }
                 let size = frame_len - header;
-                bytes.reserve(size);
-                bytes.extend_range(data, offset + header, offset + frame_len);
+                bytes.put_range(data, offset + header, offset + frame_len);
                 out.push(Sample { dts: at, cts_offset: 0, duration: 1024, sync: true, size });
                 at += 1024;
                 offset += frame_len;
@@ -552,36 +554,34 @@ mod tests {
     }
 
     /// Bytes claimed across a buffer change come out in order, and none is copied twice:
-    /// the full buffer's unclaimed bytes are handed out as they were written.
+    /// a write that does not fit fills the open buffer and goes on in a new one, and the
+    /// full buffer's unclaimed bytes are handed out as they were written.
     #[test]
     fn sample_bytes_are_claimed_in_order_across_buffers() {
         let mut b = SampleBytes::default();
         let data = payload(&[b"abcdef", b"ghij"]);
-        b.reserve(10);
-        b.extend_range(&data, 0, 10);
+        b.put_range(&data, 0, 10);
         let first_buffer = b.open.as_ptr();
-        // Fill the buffer so that the next write needs another.
-        let room = b.open.capacity() - b.open.len();
-        let filler = vec![b'x'; room];
-        b.open.extend_from_slice(&filler);
-        b.reserve(4);
-        b.extend_range(&data, 2, 6);
-        assert_ne!(b.open.as_ptr(), first_buffer, "a new buffer opened");
-        assert_eq!(b.unclaimed(), 10 + room + 4);
+        // Fill the buffer but for two bytes: the next write of four spans two buffers.
+        let filler = vec![b'x'; b.open.capacity() - b.open.len() - 2];
+        b.put(&filler);
+        b.put_range(&data, 2, 6);
+        assert_eq!(b.open.as_ref(), b"ef", "the rest went into a new buffer");
+        assert_eq!(b.unclaimed(), 10 + filler.len() + 4);
         let mut out = Payload::new();
         b.take(3, &mut out);
         assert_eq!(out.to_contiguous(), Bytes::from_static(b"abc"));
         assert_eq!(out.parts()[0].as_ptr(), first_buffer, "a handle into the buffer, not a copy");
         let mut out = Payload::new();
-        b.take(7 + room + 2, &mut out);
+        b.take(7 + filler.len() + 3, &mut out);
         let mut want = b"defghij".to_vec();
         want.extend_from_slice(&filler);
-        want.extend_from_slice(b"cd");
+        want.extend_from_slice(b"cde");
         assert_eq!(out.to_contiguous(), Bytes::from(want));
         assert_eq!(out.parts().len(), 2, "the rest of the full buffer, then the open one");
         let mut out = Payload::new();
         b.take(100, &mut out);
-        assert_eq!(out.to_contiguous(), Bytes::from_static(b"ef"), "no more than was written");
+        assert_eq!(out.to_contiguous(), Bytes::from_static(b"f"), "no more than was written");
         assert_eq!(b.unclaimed(), 0);
     }
 

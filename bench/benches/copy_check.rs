@@ -16,7 +16,7 @@
 //!   into (the one copy) and parts hold handles into, plus chunk headers and bookkeeping.
 //!   They must stay under 1.25 bytes per part byte (a second copy would make it 2).
 //!
-//! Exits non-zero if either bound is broken or the counting allocator is not installed.
+//! Exits non-zero if a bound is broken or the counting allocator is not installed.
 //!
 //!   cargo bench -p bench --bench copy_check
 

@@ -95,7 +95,7 @@ fn playlist(text: impl IntoResponse) -> Response {
 
 /// A CMAF file whose bytes are in `data`'s fragments: sent as they are, with its length.
 fn media(track: &str, data: Payload) -> Response {
-    let mut r = axum::body::Body::new(FragmentsBody(data.parts().iter().cloned().collect())).into_response();
+    let mut r = axum::body::Body::new(FragmentsBody(data.into_parts().into())).into_response();
     let h = r.headers_mut();
     let mime = if track == crate::cmaf::AUDIO { "audio/mp4" } else { "video/mp4" };
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
@@ -152,7 +152,7 @@ async fn file(
     }
     match parse_file_name(&file) {
         Some(FileName::Init(track, n)) => match read(&c).init(track, n) {
-            Some(d) => media(track, Payload::from(vec![d])),
+            Some(d) => media(track, Payload::from(d)),
             None => not_found(format!("no {file}")),
         },
         Some(FileName::Segment(track, msn)) => {

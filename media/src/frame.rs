@@ -21,7 +21,7 @@ pub enum TrackKind {
 /// Fragments are `Bytes` handles into the buffers the payload arrived in (RTMP chunk
 /// payloads, a file read) plus small static or generated pieces (start codes, ADTS headers).
 /// Nothing is copied until a muxer writes the fragments into a segment.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Payload {
     parts: Vec<Bytes>,
     len: usize,
@@ -59,6 +59,11 @@ impl Payload {
     /// The fragments in order.
     pub fn parts(&self) -> &[Bytes] {
         &self.parts
+    }
+
+    /// The fragments, given up (no handle cloned).
+    pub fn into_parts(self) -> Vec<Bytes> {
+        self.parts
     }
 
     /// The bytes in `start..end` as a payload of sub-slices of this one's fragments (no copy).
@@ -148,6 +153,15 @@ impl From<Vec<Bytes>> for Payload {
     }
 }
 
+/// Payloads are equal when their bytes are, however they are split into fragments.
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.len == other.len && self.parts.iter().flat_map(|p| p.iter()).eq(other.parts.iter().flat_map(|p| p.iter()))
+    }
+}
+
+impl Eq for Payload {}
+
 impl From<Bytes> for Payload {
     fn from(b: Bytes) -> Self {
         let mut p = Payload::new();
@@ -204,6 +218,22 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn payloads_are_equal_when_their_bytes_are(
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+            cuts in proptest::collection::vec(any::<usize>(), 0..5),
+            other in proptest::collection::vec(any::<usize>(), 0..5),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            prop_assert_eq!(split(&data, &cuts), split(&data, &other));
+            if !data.is_empty() {
+                let mut changed = data.clone();
+                changed[flip.index(data.len())] ^= 1;
+                prop_assert_ne!(split(&data, &cuts), split(&changed, &other));
+                prop_assert_ne!(split(&data, &cuts), split(&data[1..], &other));
+            }
+        }
+
         #[test]
         fn slice_and_copy_match_contiguous(
             data in proptest::collection::vec(any::<u8>(), 0..200),

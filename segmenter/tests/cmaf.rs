@@ -381,7 +381,10 @@ mod fragmented {
 
 /// Samples of any size, spread over the cutter's buffers however they fall (one larger
 /// than a buffer, many small ones sharing one), come out whole, in order, each in the
-/// `mdat` of its own part: the bytes of a `trun` entry are that sample's.
+/// `mdat` of its own part: the bytes of a `trun` entry are that sample's. So across a
+/// configuration change with a sample pending, an end at a known time, and audio units
+/// of several ADTS frames, or with bytes after them that are no frame, cut where the
+/// video cuts.
 mod sample_bytes {
     use super::*;
     use proptest::prelude::*;
@@ -402,32 +405,105 @@ mod sample_bytes {
         (AccessUnit { track: TrackKind::Video, pts: t, dts: t, keyframe: key, data: p }, sample)
     }
 
+    /// An audio unit at AAC frame `i` of ADTS frames of `lens` payload bytes, then
+    /// `garbage` bytes that are no ADTS frame; and the frames' payloads (the samples).
+    fn audio_unit(i: i64, lens: &[usize], garbage: usize) -> (AccessUnit, Vec<Vec<u8>>) {
+        let t = MediaTime::new(i * 1024, Timescale::new(48_000)).rescale(Timescale::MPEG);
+        let mut p = media::Payload::new();
+        let mut samples = Vec::new();
+        for (k, &len) in lens.iter().enumerate() {
+            let frame: Vec<u8> = (0..len).map(|b| (b + k * 31) as u8 ^ i as u8).collect();
+            p.push(aac().adts_header_bytes(len).unwrap());
+            p.push(Bytes::from(frame.clone()));
+            samples.push(frame);
+        }
+        p.push(Bytes::from(vec![0u8; garbage]));
+        (AccessUnit { track: TrackKind::Audio, pts: t, dts: t, keyframe: true, data: p }, samples)
+    }
+
+    /// The samples of the parts among `events`, each as its bytes.
+    fn samples_in(events: Vec<CmafEvent>, out: &mut Vec<Vec<u8>>) -> Result<(), TestCaseError> {
+        for e in events {
+            let CmafEvent::Part { data, .. } = e else { continue };
+            let (_, moof, mdat) = parse_part(&data.to_contiguous());
+            let mut at = 0;
+            for entry in trun_samples(&moof.traf[0]) {
+                let n = entry.size.unwrap() as usize;
+                out.push(mdat.data[at..at + n].to_vec());
+                at += n;
+            }
+            prop_assert_eq!(at, mdat.data.len());
+        }
+        Ok(())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Video { len: usize, key: bool },
+        Audio { lens: Vec<usize>, garbage: usize },
+        Reconfigure,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0usize..150_000, any::<bool>()).prop_map(|(len, key)| Step::Video { len, key }),
+            6 => (proptest::collection::vec(0usize..3000, 1..4), prop_oneof![3 => Just(0usize), 1 => 1usize..20])
+                .prop_map(|(lens, garbage)| Step::Audio { lens, garbage }),
+            1 => Just(Step::Reconfigure),
+        ]
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
+        #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
-        fn each_sample_is_in_its_part(frames in proptest::collection::vec((0usize..150_000, any::<bool>()), 1..60)) {
-            let mut c = CmafCutter::new(TrackKind::Video, CmafConfig::default(), 0);
-            c.handle_config(TrackConfig::Video(h264(SPS)));
-            let mut want = Vec::new();
-            for (i, &(len, key)) in frames.iter().enumerate() {
-                let (au, sample) = frame(i as i64, key || i == 0, len);
-                c.handle_access_unit(&au);
-                want.push(sample);
-            }
-            c.flush();
-            let mut got = Vec::new();
-            for e in drain(&mut c) {
-                let CmafEvent::Part { data, .. } = e else { continue };
-                let (_, moof, mdat) = parse_part(&data.to_contiguous());
-                let mut at = 0;
-                for entry in trun_samples(&moof.traf[0]) {
-                    let n = entry.size.unwrap() as usize;
-                    got.push(mdat.data[at..at + n].to_vec());
-                    at += n;
+        fn each_sample_is_in_its_part(steps in proptest::collection::vec(step(), 1..80), end_at_known_time: bool) {
+            let cfg = CmafConfig::default();
+            let (mut v, mut a) = (CmafCutter::new(TrackKind::Video, cfg, 0), CmafCutter::new(TrackKind::Audio, cfg, 0));
+            let configs = [h264(SPS), { let mut c = h264(SPS); c.level += 1; c }];
+            let mut current = 0;
+            v.handle_config(TrackConfig::Video(configs[0].clone()));
+            a.handle_config(TrackConfig::Audio(aac()));
+            a.follow_video(true);
+            let (mut want_video, mut want_audio) = (Vec::new(), Vec::new());
+            let (mut got_video, mut got_audio) = (Vec::new(), Vec::new());
+            let (mut frames, mut aac_frames) = (0i64, 0i64);
+            for s in &steps {
+                match s {
+                    Step::Video { len, key } => {
+                        let (au, sample) = frame(frames, *key || frames == 0, *len);
+                        v.handle_access_unit(&au);
+                        want_video.push(sample);
+                        frames += 1;
+                    }
+                    Step::Audio { lens, garbage } => {
+                        let (au, samples) = audio_unit(aac_frames, lens, *garbage);
+                        a.handle_access_unit(&au);
+                        aac_frames += lens.len() as i64;
+                        want_audio.extend(samples);
+                    }
+                    Step::Reconfigure => {
+                        current = 1 - current;
+                        v.handle_config(TrackConfig::Video(configs[current].clone()));
+                    }
                 }
-                prop_assert_eq!(at, mdat.data.len());
+                let events: Vec<CmafEvent> = std::iter::from_fn(|| v.poll_event()).collect();
+                for e in &events {
+                    a.follow_event(e);
+                }
+                samples_in(events, &mut got_video)?;
+                samples_in(drain(&mut a), &mut got_audio)?;
             }
-            prop_assert_eq!(got, want);
+            if end_at_known_time {
+                v.flush_until(Some(MediaTime::new((frames + 1) * 3000, Timescale::MPEG)));
+                a.flush_until(Some(MediaTime::new((aac_frames + 1) * 1024, Timescale::new(48_000))));
+            } else {
+                v.flush();
+                a.flush();
+            }
+            samples_in(drain(&mut v), &mut got_video)?;
+            samples_in(drain(&mut a), &mut got_audio)?;
+            prop_assert_eq!(got_video, want_video);
+            prop_assert_eq!(got_audio, want_audio);
         }
     }
 }

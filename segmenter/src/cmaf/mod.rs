@@ -373,8 +373,8 @@ impl CmafCutter {
     /// starting at `end`, follows without a gap. Used for transcoded segments, whose
     /// length is the source segment's.
     pub fn flush_until(&mut self, end: Option<MediaTime>) {
-        if let Some(mut last) = self.pending.take()
-            && self.config.is_some()
+        if self.config.is_some()
+            && let Some(mut last) = self.pending.take()
         {
             let until = end.map(|e| e.rescale(Timescale::new(self.timescale)).ticks().max(0) as u64);
             last.duration = match until {

@@ -73,19 +73,28 @@ impl Payload {
             return None;
         }
         let mut out = Payload::with_capacity(2);
-        let mut off = 0;
-        for p in &self.parts {
-            let (ps, pe) = (off, off + p.len());
-            off = pe;
-            if pe <= start {
-                continue;
-            }
-            if ps >= end {
-                break;
-            }
-            out.push(p.slice(start.max(ps) - ps..end.min(pe) - ps));
+        for (p, r) in self.pieces(start, end) {
+            out.push(p.slice(r));
         }
         Some(out)
+    }
+
+    /// Where bytes `start..end` are: each fragment holding some of them with the range of
+    /// it they take, in order (nothing past the payload's end).
+    pub fn pieces(&self, start: usize, end: usize) -> impl Iterator<Item = (&Bytes, std::ops::Range<usize>)> {
+        let mut off = 0;
+        self.parts
+            .iter()
+            .map(move |p| {
+                let ps = off;
+                off += p.len();
+                (p, ps)
+            })
+            .take_while(move |&(_, ps)| ps < end)
+            .filter_map(move |(p, ps)| {
+                let pe = ps + p.len();
+                (pe > start).then(|| (p, start.max(ps) - ps..end.min(pe) - ps))
+            })
     }
 
     /// Copies `dst.len()` bytes starting at `start` into `dst`. Returns false (and leaves

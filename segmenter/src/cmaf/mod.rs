@@ -23,8 +23,10 @@ use bytes::Bytes;
 use media::{AccessUnit, MediaTime, NalUnits, Payload, Timescale, TrackKind};
 
 mod boxes;
-use boxes::{ChunkScratch, Sample, SampleBytes, chunk, producer_reference_time, write_samples};
+mod samples;
+use boxes::{ChunkScratch, chunk, producer_reference_time};
 pub use boxes::{CmafError, TRACK_ID, TrackConfig, init_segment, segment_type};
+use samples::{Sample, SampleBytes, write_samples};
 
 /// What the cutter hands out.
 #[derive(Debug, Clone, PartialEq)]
